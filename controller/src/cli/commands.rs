@@ -1,0 +1,90 @@
+//! What each subcommand does.
+
+use crds::Kind;
+
+use super::input;
+use super::output;
+use super::store_open;
+use super::{Cli, Command, Failure};
+
+pub async fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Validate(f) => {
+            let input = input::read(&f.files)?;
+            report_diagnostics(&input)?;
+            println!("{} document(s) in {} file(s) are valid", input.documents.len(), input.files);
+            Ok(())
+        }
+        Command::Apply(f) => {
+            let input = input::read(&f.files)?;
+            report_diagnostics(&input)?;
+            let open = store_open::open(&cli.store).await?;
+            let docs: Vec<_> = input.documents.iter().map(|d| d.document.clone()).collect();
+            let outcomes = open.store.apply(&docs).await?;
+            for o in outcomes {
+                println!("{}/{} {} (generation {})", o.kind.short(), o.name, o.action.as_str(), o.generation);
+            }
+            Ok(())
+        }
+        Command::Get(g) => {
+            let kind = parse_kind(&g.kind)?;
+            let open = store_open::open(&cli.store).await?;
+            match g.name {
+                Some(name) => {
+                    let doc = open.store.get(kind, &name).await?.ok_or_else(|| not_found(kind, &name))?;
+                    print!("{}", output::render_one(&doc, g.output));
+                }
+                None => {
+                    let docs = open.store.list(kind).await?;
+                    if docs.is_empty() && matches!(g.output, super::OutputFormat::Table | super::OutputFormat::Wide) {
+                        eprintln!("No {} documents in {}.", kind, open.description);
+                        return Ok(());
+                    }
+                    print!("{}", output::render_list(&docs, g.output));
+                }
+            }
+            Ok(())
+        }
+        Command::Describe(n) => {
+            let kind = parse_kind(&n.kind)?;
+            let open = store_open::open(&cli.store).await?;
+            let doc = open.store.get(kind, &n.name).await?.ok_or_else(|| not_found(kind, &n.name))?;
+            print!("{}", output::describe(&doc));
+            Ok(())
+        }
+        Command::Delete(n) => {
+            let kind = parse_kind(&n.kind)?;
+            let open = store_open::open(&cli.store).await?;
+            if open.store.delete(kind, &n.name).await? {
+                println!("{}/{} deleted", kind.short(), n.name);
+                Ok(())
+            } else {
+                Err(not_found(kind, &n.name))
+            }
+        }
+        Command::Schema { kind } => {
+            let kind = parse_kind(&kind)?;
+            print!("{}", crds::schema::schema_json(kind));
+            Ok(())
+        }
+    }
+}
+
+fn report_diagnostics(input: &input::Input) -> Result<(), Failure> {
+    for d in &input.diagnostics {
+        eprintln!("{d}");
+    }
+    if input.has_errors() {
+        let n = input.diagnostics.iter().filter(|d| d.is_error()).count();
+        return Err(Failure::invalid(format!("{n} error(s); nothing was applied")));
+    }
+    Ok(())
+}
+
+pub fn parse_kind(s: &str) -> Result<Kind, Failure> {
+    Kind::parse(s).ok_or_else(|| Failure::invalid(format!("unknown kind `{s}`; use HeadnodeSet (hs), ManateeVersion (mv) or ShardTopology (st)")))
+}
+
+fn not_found(kind: Kind, name: &str) -> Failure {
+    Failure::invalid(format!("{} `{name}` not found", kind))
+}

@@ -1,0 +1,159 @@
+//! The `tritonctl` command line (kubectl habits).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub mod commands;
+pub mod input;
+pub mod output;
+pub mod store_open;
+
+/// Exit codes: 0 ok, 1 invalid input or conflict, 2 any other error.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_INVALID: u8 = 1;
+pub const EXIT_ERROR: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tritonctl",
+    version,
+    about = "Declarative, reconciling operations for Triton DataCenter and Manta",
+    long_about = "tritonctl keeps Triton and Manta where your desired-state documents say they should be: \
+the headnode set (HeadnodeSet), the manatee version of each shard (ManateeVersion) and the Manta \
+shard topology and hash ring (ShardTopology). Documents are YAML or JSON, kept in git, applied with \
+`tritonctl apply`, and converged by `tritonctl controller` through safe, resumable steps.",
+    after_help = "Examples:\n  tritonctl validate -f examples/\n  tritonctl apply -f examples/lab/\n  tritonctl get manateeversions\n  tritonctl describe manateeversion sdc"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where documents are stored. Without --zk the embedded store is used.
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// ZooKeeper connect string (`host:port,host:port`) of the DC's binder ensemble.
+    #[arg(long, global = true, env = "TRITONCTL_ZK", conflicts_with = "data_dir")]
+    pub zk: Option<String>,
+    /// Directory of the embedded store (default: $XDG_DATA_HOME/tritonctl or ~/.local/share/tritonctl).
+    #[arg(long, global = true, env = "TRITONCTL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// ZooKeeper session timeout.
+    #[arg(long, global = true, default_value = "10s", value_parser = parse_duration)]
+    pub session_timeout: std::time::Duration,
+}
+
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    crds::common::parse_duration(s)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check documents against the schema and the safety rules, storing nothing.
+    #[command(after_help = "Every problem is reported at once as FILE:LINE:COLUMN: error: FIELD: message.\n\
+A directory is one desired-state set: rules across documents (one ManateeVersion per shard,\n\
+one HeadnodeSet per datacenter, unique names) apply within each directory.\n\
+Exit status: 0 valid, 1 invalid, 2 could not read the input.\n\n\
+Examples:\n  tritonctl validate -f examples/\n  tritonctl validate -f lab/manatee.yaml\n  cat doc.yaml | tritonctl validate -f -")]
+    Validate(FileArgs),
+    /// Validate and store documents; all of them or none.
+    #[command(after_help = "Documents are created or updated. metadata.generation increases only when spec changes.\n\
+A document carrying metadata.resourceVersion is applied only on top of exactly that version;\n\
+otherwise the apply is refused as a conflict (exit 1) and nothing is stored.\n\n\
+Examples:\n  tritonctl apply -f examples/lab/\n  tritonctl --zk 127.0.0.1:2181 apply -f prod/us-east/")]
+    Apply(FileArgs),
+    /// List documents of a kind, or show one.
+    #[command(after_help = "KIND is HeadnodeSet, ManateeVersion or ShardTopology (or hs, mv, st; any case, plural ok).\n\n\
+Examples:\n  tritonctl get mv\n  tritonctl get manateeversion sdc -o yaml\n  tritonctl get shardtopologies -o wide")]
+    Get(GetArgs),
+    /// Show a document in detail: spec, conditions, the operation's steps with timings.
+    #[command(after_help = "Example:\n  tritonctl describe manateeversion sdc")]
+    Describe(NameArgs),
+    /// Delete a stored document (the world is left as it is).
+    #[command(after_help = "Example:\n  tritonctl delete manateeversion sdc")]
+    Delete(NameArgs),
+    /// Print the JSON Schema of a kind.
+    #[command(after_help = "Example:\n  tritonctl schema ShardTopology > shardtopology.schema.json")]
+    Schema {
+        /// HeadnodeSet, ManateeVersion or ShardTopology.
+        kind: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct FileArgs {
+    /// A file, a directory (read recursively: *.yaml, *.yml, *.json) or `-` for standard input. Repeatable.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    pub kind: String,
+    pub name: Option<String>,
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct NameArgs {
+    pub kind: String,
+    pub name: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Wide,
+    Yaml,
+    Json,
+}
+
+/// An error that maps to an exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn invalid(message: impl Into<String>) -> Failure {
+        Failure { code: EXIT_INVALID, message: message.into() }
+    }
+    pub fn error(message: impl Into<String>) -> Failure {
+        Failure { code: EXIT_ERROR, message: message.into() }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Failure {
+        Failure::error(format!("{e:#}"))
+    }
+}
+
+impl From<crate::store::StoreError> for Failure {
+    fn from(e: crate::store::StoreError) -> Failure {
+        match e {
+            crate::store::StoreError::Conflict { .. } => Failure::invalid(e.to_string()),
+            other => Failure::error(other.to_string()),
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match rt.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(f) => {
+            if !f.message.is_empty() {
+                eprintln!("error: {}", f.message);
+            }
+            ExitCode::from(f.code)
+        }
+    }
+}

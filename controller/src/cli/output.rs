@@ -1,0 +1,170 @@
+//! Rendering documents: tables, YAML, JSON, `describe`.
+
+use comfy_table::{ContentArrangement, Table, presets::NOTHING};
+use crds::status::OperationStatus;
+use crds::{ConditionType, Document};
+
+use super::OutputFormat;
+
+pub fn to_yaml(v: &serde_json::Value) -> String {
+    serde_saphyr::to_string(v).unwrap_or_else(|e| format!("# cannot render YAML: {e}\n"))
+}
+
+fn table() -> Table {
+    let mut t = Table::new();
+    t.load_style(NOTHING).set_content_arrangement(ContentArrangement::Disabled);
+    t
+}
+
+fn condition_cell(doc: &Document, kind: ConditionType) -> String {
+    match doc.status().and_then(|s| s.condition(kind)) {
+        Some(c) => format!("{:?}", c.status),
+        None => "Unknown".into(),
+    }
+}
+
+/// One-line summary of what the spec asks for, per kind.
+fn summary(doc: &Document) -> String {
+    match doc {
+        Document::HeadnodeSet(d) => format!("{} headnodes, primary {}", d.spec.headnodes.len(), d.spec.primary),
+        Document::ManateeVersion(d) => format!("{} shard(s) -> {}", d.spec.shards.len(), d.spec.image.version.as_deref().unwrap_or(&d.spec.image.uuid)),
+        Document::ShardTopology(d) => format!("{} shards, {} vnodes", d.spec.shards.len(), d.spec.ring.vnodes),
+    }
+}
+
+fn operation_cell(doc: &Document) -> String {
+    match doc.status().and_then(|s| s.operation.as_ref()) {
+        Some(op) => {
+            let done = op.steps.iter().filter(|s| matches!(s.state, crds::StepState::Succeeded | crds::StepState::Skipped)).count();
+            format!("{} {:?} {done}/{}", op.kind, op.phase, op.steps.len())
+        }
+        None => "-".into(),
+    }
+}
+
+pub fn render_list(docs: &[Document], format: OutputFormat) -> String {
+    match format {
+        OutputFormat::Json => {
+            let items: Vec<_> = docs.iter().map(Document::to_value).collect();
+            let list = serde_json::json!({"apiVersion": crds::API_VERSION, "kind": "List", "items": items});
+            serde_json::to_string_pretty(&list).unwrap() + "\n"
+        }
+        OutputFormat::Yaml => {
+            let items: Vec<_> = docs.iter().map(Document::to_value).collect();
+            to_yaml(&serde_json::json!({"apiVersion": crds::API_VERSION, "kind": "List", "items": items}))
+        }
+        OutputFormat::Table | OutputFormat::Wide => {
+            let wide = format == OutputFormat::Wide;
+            let mut t = table();
+            let mut header = vec!["NAME", "GENERATION", "OBSERVED", "READY", "PROGRESSING"];
+            if wide {
+                header.extend(["OPERATION", "SPEC"]);
+            }
+            t.set_header(header);
+            for d in docs {
+                let observed = d.status().and_then(|s| s.observed_generation).map_or("-".into(), |g| g.to_string());
+                let mut row = vec![
+                    d.name().to_string(),
+                    d.metadata().generation.unwrap_or(0).to_string(),
+                    observed,
+                    condition_cell(d, ConditionType::Ready),
+                    condition_cell(d, ConditionType::Progressing),
+                ];
+                if wide {
+                    row.push(operation_cell(d));
+                    row.push(summary(d));
+                }
+                t.add_row(row);
+            }
+            trim_lines(&t.to_string())
+        }
+    }
+}
+
+pub fn render_one(doc: &Document, format: OutputFormat) -> String {
+    match format {
+        OutputFormat::Json => serde_json::to_string_pretty(&doc.to_value()).unwrap() + "\n",
+        OutputFormat::Yaml => to_yaml(&doc.to_value()),
+        _ => render_list(std::slice::from_ref(doc), format),
+    }
+}
+
+fn trim_lines(s: &str) -> String {
+    let mut out: String = s.lines().map(|l| l.trim_end()).map(|l| l.strip_prefix(' ').unwrap_or(l)).collect::<Vec<_>>().join("\n");
+    out.push('\n');
+    out
+}
+
+pub fn describe(doc: &Document) -> String {
+    let mut out = String::new();
+    let m = doc.metadata();
+    out += &format!("Name:              {}\n", m.name);
+    out += &format!("Kind:              {}\n", doc.kind());
+    out += &format!("Generation:        {}\n", m.generation.unwrap_or(0));
+    out += &format!("Resource version:  {}\n", m.resource_version.as_deref().unwrap_or("-"));
+    let status = doc.status();
+    out += &format!("Observed gen.:     {}\n", status.and_then(|s| s.observed_generation).map_or("-".into(), |g| g.to_string()));
+    out += "Spec:\n";
+    for line in to_yaml(&doc.spec_value()).lines() {
+        out += &format!("  {line}\n");
+    }
+    out += "Conditions:\n";
+    match status.filter(|s| !s.conditions.is_empty()) {
+        None => out += "  (none: the controller has not reconciled this document yet)\n",
+        Some(s) => {
+            let mut t = table();
+            t.set_header(vec!["TYPE", "STATUS", "REASON", "SINCE", "MESSAGE"]);
+            for c in &s.conditions {
+                t.add_row(vec![c.type_.as_str().to_string(), format!("{:?}", c.status), c.reason.clone(), c.last_transition_time.clone(), c.message.clone()]);
+            }
+            for line in trim_lines(&t.to_string()).lines() {
+                out += &format!("  {line}\n");
+            }
+        }
+    }
+    if let Some(op) = status.and_then(|s| s.operation.as_ref()) {
+        out += &describe_operation(op);
+    }
+    if let Some(s) = status.filter(|s| !s.locks.is_empty()) {
+        out += "Locks:\n";
+        for l in &s.locks {
+            out += &format!("  {} held by {}\n", l.path, l.holder);
+        }
+    }
+    out
+}
+
+pub fn describe_operation(op: &OperationStatus) -> String {
+    let mut out = format!("Operation:         {} {} on {} ({:?})\n", op.kind, op.id, op.target, op.phase);
+    if let Some(msg) = &op.message {
+        out += &format!("  Message: {msg}\n");
+    }
+    out += &format!(
+        "  Rollback:        {}\n",
+        if op.can_roll_back() { "possible (no irreversible step has started)" } else { "not possible: past the point of no return" }
+    );
+    let mut t = table();
+    t.set_header(vec!["#", "STEP", "STATE", "ATTEMPTS", "STARTED", "FINISHED", "DETAIL"]);
+    for (i, s) in op.steps.iter().enumerate() {
+        let mut name = s.name.clone();
+        if op.point_of_no_return == Some(i) {
+            name = format!("{name} [point of no return]");
+        } else if s.irreversible {
+            name = format!("{name} [irreversible]");
+        }
+        t.add_row(vec![
+            (i + 1).to_string(),
+            name,
+            format!("{:?}", s.state),
+            s.attempts.to_string(),
+            s.started_at.clone().unwrap_or_default(),
+            s.finished_at.clone().unwrap_or_default(),
+            s.message.clone().unwrap_or_else(|| s.description.clone()),
+        ]);
+    }
+    out += "  Steps:\n";
+    for line in trim_lines(&t.to_string()).lines() {
+        out += &format!("    {line}\n");
+    }
+    out
+}

@@ -1,0 +1,5 @@
+//! tritonctl: the CLI, the controller runtime, the store and the real
+//! clients. See ARCHITECTURE.md for the map.
+
+pub mod cli;
+pub mod store;

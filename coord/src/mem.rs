@@ -1,0 +1,851 @@
+//! In-process coordination ensemble with ZooKeeper semantics.
+//!
+//! [`MemEnsemble`] plays the server: it owns the znode tree, hands out
+//! sessions ([`MemSession`]) and lets tests and the simulator expire them.
+//! With [`MemEnsemble::open`] every persistent znode is written through to
+//! SQLite (one transaction per mutation or multi-op) and reloaded on the next
+//! open; ephemeral nodes are never written, because their sessions cannot
+//! outlive the process.
+//!
+//! Every mutation runs as a small transaction against the live tree with an
+//! undo log: if any operation (or the SQLite write) fails, the undo log puts
+//! the tree back, so multi-ops are all-or-nothing and memory never drifts from
+//! disk. Watch events are collected while applying and delivered only after
+//! the whole transaction committed and the lock was released.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use rusqlite::params;
+use tokio::sync::{oneshot, watch};
+
+use crate::path::{parent, validate_path};
+use crate::{
+    Coordination, CoordError, CreateMode, Expect, Op, OpResult, Result, SessionState, Stat, Watch,
+    WatchEvent,
+};
+
+/// File name of the SQLite database inside the data directory.
+pub const DB_FILE: &str = "coord.sqlite3";
+
+/// Schema version stored in SQLite's `user_version`.
+const SCHEMA_VERSION: i64 = 1;
+
+/// An in-process ZooKeeper-like server. Cloning gives another handle to the
+/// same ensemble.
+#[derive(Clone)]
+pub struct MemEnsemble {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock could leave a half-applied
+        // transaction behind; refusing to continue is safer than serving it.
+        self.state.lock().expect("coord::mem state poisoned")
+    }
+}
+
+/// The parts of a znode's stat that are stored (children are counted live).
+#[derive(Clone, Copy, Debug)]
+struct NodeStat {
+    version: i32,
+    cversion: i32,
+    ctime_ms: i64,
+    mtime_ms: i64,
+    owner: i64,
+}
+
+struct Node {
+    data: Vec<u8>,
+    stat: NodeStat,
+    children: BTreeSet<String>,
+}
+
+impl Node {
+    fn stat(&self) -> Stat {
+        Stat {
+            version: self.stat.version,
+            cversion: self.stat.cversion,
+            ctime_ms: self.stat.ctime_ms,
+            mtime_ms: self.stat.mtime_ms,
+            ephemeral_owner: self.stat.owner,
+            num_children: self.children.len() as i32,
+            data_length: self.data.len() as i32,
+        }
+    }
+}
+
+struct Registration {
+    session: i64,
+    tx: oneshot::Sender<WatchEvent>,
+}
+
+struct SessionEntry {
+    state_tx: watch::Sender<SessionState>,
+}
+
+/// What a committed change means for watchers of a path.
+#[derive(Clone, Copy)]
+enum Trigger {
+    Created,
+    Deleted,
+    DataChanged,
+    ChildrenChanged,
+}
+
+/// Inverse of one change to the tree, replayed backwards on rollback.
+enum Undo {
+    Created(String),
+    Deleted(String, Node),
+    Stat(String, NodeStat),
+    Data(String, Vec<u8>),
+    ChildAdded(String, String),
+    ChildRemoved(String, String),
+}
+
+/// One in-flight transaction.
+#[derive(Default)]
+struct Tx {
+    undo: Vec<Undo>,
+    fired: Vec<(String, Trigger)>,
+    /// Paths whose SQLite row must be rewritten (or deleted) on commit.
+    dirty: BTreeSet<String>,
+}
+
+type Deliveries = Vec<(oneshot::Sender<WatchEvent>, WatchEvent)>;
+
+struct State {
+    nodes: HashMap<String, Node>,
+    sessions: HashMap<i64, SessionEntry>,
+    next_session_id: i64,
+    data_watches: HashMap<String, Vec<Registration>>,
+    child_watches: HashMap<String, Vec<Registration>>,
+    db: Option<rusqlite::Connection>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn root_node(now: i64) -> Node {
+    Node {
+        data: Vec::new(),
+        stat: NodeStat {
+            version: 0,
+            cversion: 0,
+            ctime_ms: now,
+            mtime_ms: now,
+            owner: 0,
+        },
+        children: BTreeSet::new(),
+    }
+}
+
+fn check_version(path: &str, expect: Expect, actual: i32) -> Result<()> {
+    match expect {
+        Expect::Version(v) if v != actual => Err(CoordError::BadVersion(path.to_string())),
+        _ => Ok(()),
+    }
+}
+
+fn name_of(path: &str) -> &str {
+    &path[path.rfind('/').map_or(0, |i| i + 1)..]
+}
+
+fn db_err(e: rusqlite::Error) -> CoordError {
+    CoordError::Backend(format!("sqlite: {e}"))
+}
+
+fn fire(deliveries: Deliveries) {
+    for (tx, event) in deliveries {
+        // The receiver may have been dropped: a dropped watch is allowed.
+        let _ = tx.send(event);
+    }
+}
+
+impl State {
+    fn new(db: Option<rusqlite::Connection>) -> State {
+        let mut nodes = HashMap::new();
+        nodes.insert("/".to_string(), root_node(now_ms()));
+        // Session ids look like ZooKeeper's (time-based high bits) so they are
+        // unlikely to repeat across restarts of a persisted ensemble.
+        let next_session_id = ((now_ms() << 24) as u64 >> 8) as i64 | (1 << 56);
+        State {
+            nodes,
+            sessions: HashMap::new(),
+            next_session_id,
+            data_watches: HashMap::new(),
+            child_watches: HashMap::new(),
+            db,
+        }
+    }
+
+    fn node(&self, path: &str) -> Result<&Node> {
+        self.nodes
+            .get(path)
+            .ok_or_else(|| CoordError::NoNode(path.to_string()))
+    }
+
+    fn create(
+        &mut self,
+        tx: &mut Tx,
+        session: i64,
+        path: &str,
+        data: &[u8],
+        mode: CreateMode,
+    ) -> Result<String> {
+        if mode.is_sequential() {
+            // `/dir/` is a valid sequential path: the name is just the counter.
+            validate_path(&format!("{path}0"))
+                .map_err(|_| CoordError::BadPath(path.to_string()))?;
+        } else {
+            validate_path(path)?;
+        }
+        if path == "/" {
+            return Err(CoordError::NodeExists(path.to_string()));
+        }
+        let parent_path = parent(path).expect("non-root path has a parent");
+        let parent_node = self
+            .nodes
+            .get(parent_path)
+            .ok_or_else(|| CoordError::NoNode(path.to_string()))?;
+        // ZooKeeper names sequential nodes after the parent's cversion, which
+        // counts every child create and delete and so never goes backwards.
+        let full = if mode.is_sequential() {
+            format!("{path}{:010}", parent_node.stat.cversion)
+        } else {
+            path.to_string()
+        };
+        if self.nodes.contains_key(&full) {
+            return Err(CoordError::NodeExists(full));
+        }
+        if parent_node.stat.owner != 0 {
+            return Err(CoordError::NoChildrenForEphemerals(full));
+        }
+        let now = now_ms();
+        let owner = if mode.is_ephemeral() { session } else { 0 };
+        let parent_path = parent_path.to_string();
+        let name = name_of(&full).to_string();
+
+        let parent_node = self.nodes.get_mut(&parent_path).expect("checked above");
+        tx.undo.push(Undo::Stat(parent_path.clone(), parent_node.stat));
+        parent_node.stat.cversion = parent_node.stat.cversion.wrapping_add(1);
+        parent_node.children.insert(name.clone());
+        tx.undo
+            .push(Undo::ChildAdded(parent_path.clone(), name.clone()));
+
+        self.nodes.insert(
+            full.clone(),
+            Node {
+                data: data.to_vec(),
+                stat: NodeStat {
+                    version: 0,
+                    cversion: 0,
+                    ctime_ms: now,
+                    mtime_ms: now,
+                    owner,
+                },
+                children: BTreeSet::new(),
+            },
+        );
+        tx.undo.push(Undo::Created(full.clone()));
+
+        tx.dirty.insert(parent_path.clone());
+        if owner == 0 {
+            tx.dirty.insert(full.clone());
+        }
+        tx.fired.push((full.clone(), Trigger::Created));
+        tx.fired.push((parent_path, Trigger::ChildrenChanged));
+        Ok(full)
+    }
+
+    fn set(&mut self, tx: &mut Tx, path: &str, data: &[u8], expect: Expect) -> Result<Stat> {
+        validate_path(path)?;
+        let node = self
+            .nodes
+            .get_mut(path)
+            .ok_or_else(|| CoordError::NoNode(path.to_string()))?;
+        check_version(path, expect, node.stat.version)?;
+        tx.undo.push(Undo::Stat(path.to_string(), node.stat));
+        let old = std::mem::replace(&mut node.data, data.to_vec());
+        tx.undo.push(Undo::Data(path.to_string(), old));
+        node.stat.version = node.stat.version.wrapping_add(1);
+        node.stat.mtime_ms = now_ms();
+        let stat = node.stat();
+        if node.stat.owner == 0 {
+            tx.dirty.insert(path.to_string());
+        }
+        tx.fired.push((path.to_string(), Trigger::DataChanged));
+        Ok(stat)
+    }
+
+    fn delete(&mut self, tx: &mut Tx, path: &str, expect: Expect) -> Result<()> {
+        validate_path(path)?;
+        if path == "/" {
+            return Err(CoordError::BadPath(path.to_string()));
+        }
+        let node = self.node(path)?;
+        check_version(path, expect, node.stat.version)?;
+        if !node.children.is_empty() {
+            return Err(CoordError::NotEmpty(path.to_string()));
+        }
+        let node = self.nodes.remove(path).expect("checked above");
+        tx.undo.push(Undo::Deleted(path.to_string(), node));
+
+        let parent_path = parent(path).expect("non-root path has a parent").to_string();
+        let name = name_of(path).to_string();
+        let parent_node = self
+            .nodes
+            .get_mut(&parent_path)
+            .expect("every node's parent exists");
+        tx.undo.push(Undo::Stat(parent_path.clone(), parent_node.stat));
+        parent_node.stat.cversion = parent_node.stat.cversion.wrapping_add(1);
+        parent_node.children.remove(&name);
+        tx.undo.push(Undo::ChildRemoved(parent_path.clone(), name));
+
+        tx.dirty.insert(path.to_string());
+        tx.dirty.insert(parent_path.clone());
+        tx.fired.push((path.to_string(), Trigger::Deleted));
+        tx.fired.push((parent_path, Trigger::ChildrenChanged));
+        Ok(())
+    }
+
+    fn check(&self, path: &str, expect: Expect) -> Result<()> {
+        validate_path(path)?;
+        let node = self.node(path)?;
+        check_version(path, expect, node.stat.version)
+    }
+
+    fn apply(&mut self, tx: &mut Tx, session: i64, op: &Op) -> Result<OpResult> {
+        match op {
+            Op::Create { path, data, mode } => self
+                .create(tx, session, path, data, *mode)
+                .map(OpResult::Created),
+            Op::Set { path, data, expect } => self.set(tx, path, data, *expect).map(OpResult::Set),
+            Op::Delete { path, expect } => self.delete(tx, path, *expect).map(|()| OpResult::Deleted),
+            Op::Check { path, expect } => self.check(path, *expect).map(|()| OpResult::Checked),
+        }
+    }
+
+    fn rollback(&mut self, tx: Tx) {
+        for undo in tx.undo.into_iter().rev() {
+            match undo {
+                Undo::Created(path) => {
+                    self.nodes.remove(&path);
+                }
+                Undo::Deleted(path, node) => {
+                    self.nodes.insert(path, node);
+                }
+                Undo::Stat(path, stat) => {
+                    if let Some(n) = self.nodes.get_mut(&path) {
+                        n.stat = stat;
+                    }
+                }
+                Undo::Data(path, data) => {
+                    if let Some(n) = self.nodes.get_mut(&path) {
+                        n.data = data;
+                    }
+                }
+                Undo::ChildAdded(parent, name) => {
+                    if let Some(n) = self.nodes.get_mut(&parent) {
+                        n.children.remove(&name);
+                    }
+                }
+                Undo::ChildRemoved(parent, name) => {
+                    if let Some(n) = self.nodes.get_mut(&parent) {
+                        n.children.insert(name);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Write every dirty path's current persistent state in one SQLite transaction.
+    fn persist(&mut self, dirty: &BTreeSet<String>) -> rusqlite::Result<()> {
+        let State { nodes, db, .. } = self;
+        let Some(db) = db.as_mut() else {
+            return Ok(());
+        };
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        let txn = db.transaction()?;
+        {
+            let mut upsert = txn.prepare_cached(
+                "INSERT INTO znode (path, data, version, cversion, ctime_ms, mtime_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(path) DO UPDATE SET data = excluded.data,
+                   version = excluded.version, cversion = excluded.cversion,
+                   ctime_ms = excluded.ctime_ms, mtime_ms = excluded.mtime_ms",
+            )?;
+            let mut remove = txn.prepare_cached("DELETE FROM znode WHERE path = ?1")?;
+            for path in dirty {
+                match nodes.get(path) {
+                    Some(n) if n.stat.owner == 0 => {
+                        upsert.execute(params![
+                            path,
+                            n.data,
+                            n.stat.version,
+                            n.stat.cversion,
+                            n.stat.ctime_ms,
+                            n.stat.mtime_ms
+                        ])?;
+                    }
+                    _ => {
+                        remove.execute(params![path])?;
+                    }
+                }
+            }
+        }
+        txn.commit()
+    }
+
+    /// Persist a transaction and resolve the watches it triggers; on a
+    /// storage failure the tree is rolled back and nothing fires.
+    fn commit(&mut self, tx: Tx) -> Result<Deliveries> {
+        if let Err(e) = self.persist(&tx.dirty) {
+            self.rollback(tx);
+            return Err(db_err(e));
+        }
+        Ok(self.take_watches(&tx.fired))
+    }
+
+    fn take_watches(&mut self, fired: &[(String, Trigger)]) -> Deliveries {
+        let mut out = Vec::new();
+        let mut take = |map: &mut HashMap<String, Vec<Registration>>, path: &str, ev: WatchEvent| {
+            if let Some(regs) = map.remove(path) {
+                out.extend(regs.into_iter().map(|r| (r.tx, ev)));
+            }
+        };
+        for (path, trigger) in fired {
+            match trigger {
+                Trigger::Created => take(&mut self.data_watches, path, WatchEvent::NodeCreated),
+                Trigger::DataChanged => {
+                    take(&mut self.data_watches, path, WatchEvent::NodeDataChanged)
+                }
+                Trigger::Deleted => {
+                    take(&mut self.data_watches, path, WatchEvent::NodeDeleted);
+                    take(&mut self.child_watches, path, WatchEvent::NodeDeleted);
+                }
+                Trigger::ChildrenChanged => take(
+                    &mut self.child_watches,
+                    path,
+                    WatchEvent::NodeChildrenChanged,
+                ),
+            }
+        }
+        out
+    }
+
+    fn register(
+        map: &mut HashMap<String, Vec<Registration>>,
+        session: i64,
+        path: &str,
+    ) -> Watch {
+        let (tx, rx) = oneshot::channel();
+        let regs = map.entry(path.to_string()).or_default();
+        // Forget watches whose receiver is gone, so a caller that keeps
+        // dropping watches on a quiet path does not grow the list forever.
+        regs.retain(|r| !r.tx.is_closed());
+        regs.push(Registration { session, tx });
+        Watch::new(async move { rx.await.unwrap_or(WatchEvent::SessionClosed) })
+    }
+
+    /// End a session: its pending watches resolve with `why`, its ephemeral
+    /// nodes are deleted (firing other sessions' watches), its state becomes
+    /// terminal. Returns the watch deliveries to send once unlocked.
+    fn end_session(&mut self, id: i64, end: SessionState) -> Deliveries {
+        let Some(entry) = self.sessions.remove(&id) else {
+            return Vec::new();
+        };
+        let why = if end == SessionState::Expired {
+            WatchEvent::SessionExpired
+        } else {
+            WatchEvent::SessionClosed
+        };
+        let mut out = Vec::new();
+        for map in [&mut self.data_watches, &mut self.child_watches] {
+            for regs in map.values_mut() {
+                let (mine, others): (Vec<_>, Vec<_>) =
+                    std::mem::take(regs).into_iter().partition(|r| r.session == id);
+                *regs = others;
+                out.extend(mine.into_iter().map(|r| (r.tx, why)));
+            }
+            map.retain(|_, regs| !regs.is_empty());
+        }
+
+        // Ephemeral nodes never have children, so any deletion order works.
+        let ephemerals: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.stat.owner == id)
+            .map(|(p, _)| p.clone())
+            .collect();
+        let mut tx = Tx::default();
+        for path in &ephemerals {
+            if let Err(e) = self.delete(&mut tx, path, Expect::Any) {
+                tracing::error!(%path, error = %e, "could not delete ephemeral node of ended session");
+            }
+        }
+        // Only parents' cversions reach SQLite here; the session ends regardless.
+        if let Err(e) = self.persist(&tx.dirty) {
+            tracing::error!(error = %e, "could not persist parent counters after session end");
+        }
+        out.extend(self.take_watches(&tx.fired));
+        entry.state_tx.send_replace(end);
+        out
+    }
+}
+
+fn open_db(dir: &Path) -> Result<(rusqlite::Connection, HashMap<String, Node>)> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CoordError::Backend(format!("create {}: {e}", dir.display())))?;
+    let file = dir.join(DB_FILE);
+    let conn = rusqlite::Connection::open(&file)
+        .map_err(|e| CoordError::Backend(format!("open {}: {e}", file.display())))?;
+    // WAL + NORMAL: every committed mutation survives a process crash (the
+    // failure we design for); only a power loss may drop the newest commits.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         CREATE TABLE IF NOT EXISTS znode (
+             path     TEXT PRIMARY KEY NOT NULL,
+             data     BLOB NOT NULL,
+             version  INTEGER NOT NULL,
+             cversion INTEGER NOT NULL,
+             ctime_ms INTEGER NOT NULL,
+             mtime_ms INTEGER NOT NULL
+         ) WITHOUT ROWID;",
+    )
+    .map_err(db_err)?;
+    let user_version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db_err)?;
+    match user_version {
+        0 => conn
+            .execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+            .map_err(db_err)?,
+        SCHEMA_VERSION => {}
+        other => {
+            return Err(CoordError::Backend(format!(
+                "{}: unknown schema version {other} (this build knows {SCHEMA_VERSION})",
+                file.display()
+            )));
+        }
+    }
+
+    let mut nodes = HashMap::new();
+    {
+        let mut stmt = conn
+            .prepare("SELECT path, data, version, cversion, ctime_ms, mtime_ms FROM znode")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    Node {
+                        data: r.get(1)?,
+                        stat: NodeStat {
+                            version: r.get(2)?,
+                            cversion: r.get(3)?,
+                            ctime_ms: r.get(4)?,
+                            mtime_ms: r.get(5)?,
+                            owner: 0,
+                        },
+                        children: BTreeSet::new(),
+                    },
+                ))
+            })
+            .map_err(db_err)?;
+        for row in rows {
+            let (path, node) = row.map_err(db_err)?;
+            nodes.insert(path, node);
+        }
+    }
+    // The root row appears with the first change under "/".
+    nodes
+        .entry("/".to_string())
+        .or_insert_with(|| root_node(now_ms()));
+    let paths: Vec<String> = nodes.keys().filter(|p| *p != "/").cloned().collect();
+    for path in paths {
+        let parent_path = parent(&path).unwrap_or("/");
+        match nodes.get_mut(parent_path) {
+            Some(p) => {
+                p.children.insert(name_of(&path).to_string());
+            }
+            None => {
+                return Err(CoordError::Backend(format!(
+                    "{}: node {path} has no parent {parent_path}",
+                    file.display()
+                )));
+            }
+        }
+    }
+    Ok((conn, nodes))
+}
+
+impl MemEnsemble {
+    /// A memory-only ensemble: everything is gone when the last handle drops.
+    pub fn new() -> MemEnsemble {
+        MemEnsemble::from_state(State::new(None))
+    }
+
+    /// An ensemble whose persistent znodes live in `dir/coord.sqlite3`
+    /// (created if missing). Reopening restores every persistent node with its
+    /// versions and child counters (so sequence numbers continue), but no
+    /// ephemeral node. Only one process may have a directory open at a time.
+    pub fn open(dir: &Path) -> Result<MemEnsemble> {
+        let (conn, nodes) = open_db(dir)?;
+        let mut state = State::new(Some(conn));
+        state.nodes = nodes;
+        Ok(MemEnsemble::from_state(state))
+    }
+
+    fn from_state(state: State) -> MemEnsemble {
+        MemEnsemble {
+            inner: Arc::new(Inner {
+                state: Mutex::new(state),
+            }),
+        }
+    }
+
+    /// Open a new session.
+    pub fn connect(&self) -> Arc<MemSession> {
+        let mut st = self.inner.lock();
+        let id = st.next_session_id;
+        st.next_session_id += 1;
+        let (state_tx, state_rx) = watch::channel(SessionState::Connected);
+        st.sessions.insert(id, SessionEntry { state_tx });
+        tracing::debug!(session = format_args!("{id:#x}"), "mem session opened");
+        Arc::new(MemSession {
+            ensemble: self.inner.clone(),
+            id,
+            state_rx,
+        })
+    }
+
+    /// Expire a session as the server would after its timeout: its handle
+    /// reports `Expired` and fails every later call with `SessionExpired`,
+    /// its pending watches resolve `SessionExpired`, its ephemeral nodes are
+    /// deleted. Returns false if no such live session exists.
+    pub fn expire_session(&self, id: i64) -> bool {
+        let deliveries = {
+            let mut st = self.inner.lock();
+            if !st.sessions.contains_key(&id) {
+                return false;
+            }
+            st.end_session(id, SessionState::Expired)
+        };
+        tracing::info!(session = format_args!("{id:#x}"), "mem session expired");
+        fire(deliveries);
+        true
+    }
+
+    /// Ids of the sessions that are currently alive, in ascending order.
+    pub fn session_ids(&self) -> Vec<i64> {
+        let st = self.inner.lock();
+        let mut ids: Vec<i64> = st.sessions.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Whether this ensemble writes through to SQLite.
+    pub fn is_persistent(&self) -> bool {
+        self.inner.lock().db.is_some()
+    }
+}
+
+impl Default for MemEnsemble {
+    fn default() -> Self {
+        MemEnsemble::new()
+    }
+}
+
+impl std::fmt::Debug for MemEnsemble {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.inner.lock();
+        f.debug_struct("MemEnsemble")
+            .field("nodes", &st.nodes.len())
+            .field("sessions", &st.sessions.len())
+            .field("persistent", &st.db.is_some())
+            .finish()
+    }
+}
+
+/// A session on a [`MemEnsemble`]. Dropping the last handle closes it (as
+/// dropping a ZooKeeper client does).
+pub struct MemSession {
+    ensemble: Arc<Inner>,
+    id: i64,
+    state_rx: watch::Receiver<SessionState>,
+}
+
+impl std::fmt::Debug for MemSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemSession")
+            .field("id", &format_args!("{:#x}", self.id))
+            .field("state", &*self.state_rx.borrow())
+            .finish()
+    }
+}
+
+impl MemSession {
+    fn dead_error(&self) -> CoordError {
+        match *self.state_rx.borrow() {
+            SessionState::Closed => CoordError::SessionClosed,
+            _ => CoordError::SessionExpired,
+        }
+    }
+
+    /// Run `f` under the lock if this session is still alive.
+    fn read<T>(&self, f: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
+        let mut st = self.ensemble.lock();
+        if !st.sessions.contains_key(&self.id) {
+            return Err(self.dead_error());
+        }
+        f(&mut st)
+    }
+
+    /// Run a mutation as one transaction: rolled back on error, persisted and
+    /// watches fired (after unlocking) on success.
+    fn transact<T>(&self, f: impl FnOnce(&mut State, &mut Tx) -> Result<T>) -> Result<T> {
+        let (value, deliveries) = {
+            let mut st = self.ensemble.lock();
+            if !st.sessions.contains_key(&self.id) {
+                return Err(self.dead_error());
+            }
+            let mut tx = Tx::default();
+            match f(&mut st, &mut tx) {
+                Ok(value) => (value, st.commit(tx)?),
+                Err(e) => {
+                    st.rollback(tx);
+                    return Err(e);
+                }
+            }
+        };
+        fire(deliveries);
+        Ok(value)
+    }
+
+    fn end(&self, why: SessionState) {
+        let deliveries = self.ensemble.lock().end_session(self.id, why);
+        fire(deliveries);
+    }
+}
+
+impl Drop for MemSession {
+    fn drop(&mut self) {
+        self.end(SessionState::Closed);
+    }
+}
+
+#[async_trait]
+impl Coordination for MemSession {
+    fn session_id(&self) -> i64 {
+        self.id
+    }
+
+    fn session_state(&self) -> SessionState {
+        *self.state_rx.borrow()
+    }
+
+    fn session_events(&self) -> watch::Receiver<SessionState> {
+        self.state_rx.clone()
+    }
+
+    async fn create(&self, path: &str, data: &[u8], mode: CreateMode) -> Result<String> {
+        let id = self.id;
+        self.transact(|st, tx| st.create(tx, id, path, data, mode))
+    }
+
+    async fn get(&self, path: &str) -> Result<(Vec<u8>, Stat)> {
+        validate_path(path)?;
+        self.read(|st| {
+            let n = st.node(path)?;
+            Ok((n.data.clone(), n.stat()))
+        })
+    }
+
+    async fn get_watch(&self, path: &str) -> Result<(Vec<u8>, Stat, Watch)> {
+        validate_path(path)?;
+        let id = self.id;
+        self.read(|st| {
+            let n = st.node(path)?;
+            let (data, stat) = (n.data.clone(), n.stat());
+            let watch = State::register(&mut st.data_watches, id, path);
+            Ok((data, stat, watch))
+        })
+    }
+
+    async fn exists(&self, path: &str) -> Result<Option<Stat>> {
+        validate_path(path)?;
+        self.read(|st| Ok(st.nodes.get(path).map(Node::stat)))
+    }
+
+    async fn exists_watch(&self, path: &str) -> Result<(Option<Stat>, Watch)> {
+        validate_path(path)?;
+        let id = self.id;
+        self.read(|st| {
+            let stat = st.nodes.get(path).map(Node::stat);
+            let watch = State::register(&mut st.data_watches, id, path);
+            Ok((stat, watch))
+        })
+    }
+
+    async fn set(&self, path: &str, data: &[u8], expect: Expect) -> Result<Stat> {
+        self.transact(|st, tx| st.set(tx, path, data, expect))
+    }
+
+    async fn delete(&self, path: &str, expect: Expect) -> Result<()> {
+        self.transact(|st, tx| st.delete(tx, path, expect))
+    }
+
+    async fn children(&self, path: &str) -> Result<Vec<String>> {
+        validate_path(path)?;
+        self.read(|st| Ok(st.node(path)?.children.iter().cloned().collect()))
+    }
+
+    async fn children_watch(&self, path: &str) -> Result<(Vec<String>, Watch)> {
+        validate_path(path)?;
+        let id = self.id;
+        self.read(|st| {
+            let children = st.node(path)?.children.iter().cloned().collect();
+            let watch = State::register(&mut st.child_watches, id, path);
+            Ok((children, watch))
+        })
+    }
+
+    async fn multi(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
+        let id = self.id;
+        self.transact(|st, tx| {
+            let mut results = Vec::with_capacity(ops.len());
+            for (index, op) in ops.iter().enumerate() {
+                match st.apply(tx, id, op) {
+                    Ok(r) => results.push(r),
+                    Err(error) => {
+                        return Err(CoordError::MultiFailed {
+                            index,
+                            error: Box::new(error),
+                        });
+                    }
+                }
+            }
+            Ok(results)
+        })
+    }
+
+    async fn close(&self) {
+        self.end(SessionState::Closed);
+    }
+}

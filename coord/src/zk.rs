@@ -1,0 +1,469 @@
+//! ZooKeeper-backed coordination through `zookeeper-client`.
+//!
+//! Restricted to ZooKeeper 3.4 operations because Triton's binder ships 3.4:
+//! create (legacy opcode, via `with_server_version(3, 4, 3)`), delete, exists,
+//! getData, setData, getChildren, multi, ping and close. Two rules follow:
+//!
+//! - An un-fired `OneshotWatcher` must never be dropped: its `Drop` sends
+//!   RemoveWatches (a 3.5 opcode), and a 3.4 server answers unknown opcodes by
+//!   closing the connection. Every watcher is therefore moved into a task that
+//!   waits for it and forwards the event to our [`Watch`]; dropping a `Watch`
+//!   only drops the receiving end of that forwarder.
+//! - Session expiry is terminal. The underlying client never re-creates a
+//!   session on its own; after `Expired` every call fails with
+//!   `SessionExpired`, and so does every call on this handle.
+//!
+//! Known 3.4 gap in zookeeper-client 0.11.2: `MultiWriter::add_create` always
+//! encodes the create as CREATE2 (opcode 15), which a 3.4 server does not
+//! accept inside a multi. Multi-ops that only set/delete/check are fine.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{oneshot, watch};
+use zookeeper_client as zkc;
+
+use crate::path::validate_path;
+use crate::{
+    Coordination, CoordError, CreateMode, Expect, Op, OpResult, Result, SessionState, Stat, Watch,
+    WatchEvent,
+};
+
+/// The ZooKeeper release whose protocol we speak (Triton's binder).
+const SERVER_VERSION: (u32, u32, u32) = (3, 4, 3);
+
+/// A ZooKeeper session. Dropping it closes the session.
+pub struct ZkCoordination {
+    /// Taken on `close` so the client drops and sends CloseSession.
+    client: Mutex<Option<zkc::Client>>,
+    state: Mutex<zkc::StateWatcher>,
+    events: watch::Receiver<SessionState>,
+    closed: AtomicBool,
+    session_id: i64,
+    session_timeout: Duration,
+    connect_string: String,
+}
+
+impl std::fmt::Debug for ZkCoordination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZkCoordination")
+            .field("session_id", &format_args!("{:#x}", self.session_id))
+            .field("connect_string", &self.connect_string)
+            .field("state", &self.session_state())
+            .finish()
+    }
+}
+
+fn map_state(state: zkc::SessionState) -> SessionState {
+    match state {
+        zkc::SessionState::SyncConnected | zkc::SessionState::ConnectedReadOnly => {
+            SessionState::Connected
+        }
+        zkc::SessionState::Disconnected => SessionState::Disconnected,
+        // AuthFailed is terminal too; we use no auth, so it means the server
+        // rejected the session, which callers must treat like expiry.
+        zkc::SessionState::Expired | zkc::SessionState::AuthFailed => SessionState::Expired,
+        zkc::SessionState::Closed => SessionState::Closed,
+    }
+}
+
+fn map_err(err: zkc::Error, path: &str) -> CoordError {
+    use zkc::Error as E;
+    match err {
+        E::NoNode => CoordError::NoNode(path.to_string()),
+        E::NodeExists => CoordError::NodeExists(path.to_string()),
+        E::BadVersion => CoordError::BadVersion(path.to_string()),
+        E::NotEmpty => CoordError::NotEmpty(path.to_string()),
+        E::NoChildrenForEphemerals => CoordError::NoChildrenForEphemerals(path.to_string()),
+        // The client treats a moved session as expired too.
+        E::SessionExpired | E::SessionMoved | E::AuthFailed => CoordError::SessionExpired,
+        E::ClientClosed => CoordError::SessionClosed,
+        E::ConnectionLoss | E::Timeout | E::NoHosts => CoordError::ConnectionLoss,
+        E::BadArguments(why) => CoordError::BadPath(format!("{path}: {why}")),
+        other => CoordError::Backend(format!("{path}: {other}")),
+    }
+}
+
+fn zk_mode(mode: CreateMode) -> zkc::CreateMode {
+    match mode {
+        CreateMode::Persistent => zkc::CreateMode::Persistent,
+        CreateMode::PersistentSequential => zkc::CreateMode::PersistentSequential,
+        CreateMode::Ephemeral => zkc::CreateMode::Ephemeral,
+        CreateMode::EphemeralSequential => zkc::CreateMode::EphemeralSequential,
+    }
+}
+
+fn zk_version(expect: Expect) -> Option<i32> {
+    match expect {
+        Expect::Any => None,
+        Expect::Version(v) => Some(v),
+    }
+}
+
+fn map_stat(s: &zkc::Stat) -> Stat {
+    Stat {
+        version: s.version,
+        cversion: s.cversion,
+        ctime_ms: s.ctime,
+        mtime_ms: s.mtime,
+        ephemeral_owner: s.ephemeral_owner,
+        num_children: s.num_children,
+        data_length: s.data_length,
+    }
+}
+
+/// Validate a create path; sequential paths may end in `/` (name = counter).
+fn validate_create_path(path: &str, mode: CreateMode) -> Result<()> {
+    if mode.is_sequential() {
+        validate_path(&format!("{path}0")).map_err(|_| CoordError::BadPath(path.to_string()))
+    } else {
+        validate_path(path)?;
+        if path == "/" {
+            // Same answer as the in-process ensemble (the client would refuse
+            // with a bad-arguments error instead).
+            return Err(CoordError::NodeExists(path.to_string()));
+        }
+        Ok(())
+    }
+}
+
+fn validate_op(op: &Op) -> Result<()> {
+    match op {
+        Op::Create { path, mode, .. } => validate_create_path(path, *mode),
+        Op::Delete { path, .. } if path == "/" => Err(CoordError::BadPath(path.clone())),
+        other => validate_path(other.path()),
+    }
+}
+
+/// Hand the watcher to a task that owns it until it fires (see module docs).
+fn forward_watch(watcher: zkc::OneshotWatcher) -> Watch {
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let event = watcher.changed().await;
+        let mapped = match event.event_type {
+            zkc::EventType::NodeCreated => WatchEvent::NodeCreated,
+            zkc::EventType::NodeDeleted => WatchEvent::NodeDeleted,
+            zkc::EventType::NodeDataChanged => WatchEvent::NodeDataChanged,
+            zkc::EventType::NodeChildrenChanged => WatchEvent::NodeChildrenChanged,
+            zkc::EventType::Session => match map_state(event.session_state) {
+                SessionState::Closed => WatchEvent::SessionClosed,
+                _ => WatchEvent::SessionExpired,
+            },
+        };
+        let _ = tx.send(mapped);
+    });
+    // The forwarder only disappears without sending if its task died with
+    // the runtime; the watch can never fire then.
+    Watch::new(async move { rx.await.unwrap_or(WatchEvent::SessionClosed) })
+}
+
+impl ZkCoordination {
+    /// Open a new session. `connect_string` is `host:port[,host:port...]`;
+    /// the server may negotiate `session_timeout` into its min/max bounds.
+    /// Fails with `ConnectionLoss` if no session is established within about
+    /// the session timeout.
+    pub async fn connect(connect_string: &str, session_timeout: Duration) -> Result<Arc<ZkCoordination>> {
+        let (major, minor, patch) = SERVER_VERSION;
+        let client = zkc::Client::connector()
+            .with_server_version(major, minor, patch)
+            .with_session_timeout(session_timeout)
+            .connect(connect_string)
+            .await
+            .map_err(|e| match e {
+                zkc::Error::Timeout | zkc::Error::NoHosts | zkc::Error::ConnectionLoss => {
+                    CoordError::ConnectionLoss
+                }
+                other => CoordError::Backend(format!("connect to {connect_string}: {other}")),
+            })?;
+
+        let mut forwarder = client.state_watcher();
+        let initial = map_state(client.state());
+        let (tx, events) = watch::channel(initial);
+        // Feeds `session_events`. Ends at the first terminal state, which the
+        // client always delivers (and it comes when the client is dropped).
+        tokio::spawn(async move {
+            if initial.is_terminal() {
+                return;
+            }
+            loop {
+                let state = map_state(forwarder.changed().await);
+                tx.send_replace(state);
+                if state.is_terminal() {
+                    break;
+                }
+            }
+        });
+
+        let session_id = client.session_id().0;
+        tracing::debug!(
+            session = format_args!("{session_id:#x}"),
+            timeout_ms = client.session_timeout().as_millis() as u64,
+            "zookeeper session established"
+        );
+        Ok(Arc::new(ZkCoordination {
+            state: Mutex::new(client.state_watcher()),
+            session_timeout: client.session_timeout(),
+            client: Mutex::new(Some(client)),
+            events,
+            closed: AtomicBool::new(false),
+            session_id,
+            connect_string: connect_string.to_string(),
+        }))
+    }
+
+    /// The session timeout the server granted.
+    pub fn session_timeout(&self) -> Duration {
+        self.session_timeout
+    }
+
+    pub fn connect_string(&self) -> &str {
+        &self.connect_string
+    }
+
+    /// Test/simulation hook: end this session from outside, as the ensemble
+    /// would when it expires a session. Another client attaches to the same
+    /// session and closes it; the server then drops our connection and our
+    /// reconnect is answered with "expired". Waits until this handle reports
+    /// `Expired` (or gives up after a few session timeouts).
+    pub async fn expire_from_outside(&self) -> Result<()> {
+        let session = self.client()?.session().clone();
+        let (major, minor, patch) = SERVER_VERSION;
+        let other = zkc::Client::connector()
+            .with_server_version(major, minor, patch)
+            .with_session(session)
+            .with_session_timeout(self.session_timeout)
+            .connect(&self.connect_string)
+            .await
+            .map_err(|e| map_err(e, ""))?;
+        let mut other_state = other.state_watcher();
+        // Dropping the only handle sends CloseSession for the shared session.
+        drop(other);
+        let patience = self.session_timeout * 3 + Duration::from_secs(2);
+        let _ = tokio::time::timeout(patience, async {
+            while !other_state.state().is_terminated() {
+                other_state.changed().await;
+            }
+        })
+        .await;
+        let mut events = self.events.clone();
+        match tokio::time::timeout(patience, events.wait_for(|s| s.is_terminal())).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(CoordError::Backend(format!(
+                "session {:#x} not reported expired within {patience:?}",
+                self.session_id
+            ))),
+        }
+    }
+
+    /// A clone of the client for one call (cheap: it is a few `Arc`s), or the
+    /// reason there is none.
+    fn client(&self) -> Result<zkc::Client> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(CoordError::SessionClosed);
+        }
+        self.client
+            .lock()
+            .expect("zk client lock poisoned")
+            .clone()
+            .ok_or(CoordError::SessionClosed)
+    }
+}
+
+#[async_trait]
+impl Coordination for ZkCoordination {
+    fn session_id(&self) -> i64 {
+        self.session_id
+    }
+
+    fn session_state(&self) -> SessionState {
+        let state = map_state(self.state.lock().expect("zk state lock poisoned").peek_state());
+        if self.closed.load(Ordering::SeqCst) && !state.is_terminal() {
+            return SessionState::Closed;
+        }
+        state
+    }
+
+    fn session_events(&self) -> watch::Receiver<SessionState> {
+        self.events.clone()
+    }
+
+    async fn create(&self, path: &str, data: &[u8], mode: CreateMode) -> Result<String> {
+        validate_create_path(path, mode)?;
+        let client = self.client()?;
+        let options = zk_mode(mode).with_acls(zkc::Acls::anyone_all());
+        let (_, sequence) = client
+            .create(path, data, &options)
+            .await
+            .map_err(|e| map_err(e, path))?;
+        // The 3.4 create reply carries the path, but the client only hands
+        // back the sequence; it formats it as ZooKeeper does (10 digits).
+        Ok(if mode.is_sequential() {
+            format!("{path}{sequence}")
+        } else {
+            path.to_string()
+        })
+    }
+
+    async fn get(&self, path: &str) -> Result<(Vec<u8>, Stat)> {
+        validate_path(path)?;
+        let client = self.client()?;
+        let (data, stat) = client.get_data(path).await.map_err(|e| map_err(e, path))?;
+        Ok((data, map_stat(&stat)))
+    }
+
+    async fn get_watch(&self, path: &str) -> Result<(Vec<u8>, Stat, Watch)> {
+        validate_path(path)?;
+        let client = self.client()?;
+        let (data, stat, watcher) = client
+            .get_and_watch_data(path)
+            .await
+            .map_err(|e| map_err(e, path))?;
+        Ok((data, map_stat(&stat), forward_watch(watcher)))
+    }
+
+    async fn exists(&self, path: &str) -> Result<Option<Stat>> {
+        validate_path(path)?;
+        let client = self.client()?;
+        let stat = client.check_stat(path).await.map_err(|e| map_err(e, path))?;
+        Ok(stat.as_ref().map(map_stat))
+    }
+
+    async fn exists_watch(&self, path: &str) -> Result<(Option<Stat>, Watch)> {
+        validate_path(path)?;
+        let client = self.client()?;
+        let (stat, watcher) = client
+            .check_and_watch_stat(path)
+            .await
+            .map_err(|e| map_err(e, path))?;
+        Ok((stat.as_ref().map(map_stat), forward_watch(watcher)))
+    }
+
+    async fn set(&self, path: &str, data: &[u8], expect: Expect) -> Result<Stat> {
+        validate_path(path)?;
+        let client = self.client()?;
+        let stat = client
+            .set_data(path, data, zk_version(expect))
+            .await
+            .map_err(|e| map_err(e, path))?;
+        Ok(map_stat(&stat))
+    }
+
+    async fn delete(&self, path: &str, expect: Expect) -> Result<()> {
+        validate_path(path)?;
+        if path == "/" {
+            return Err(CoordError::BadPath(path.to_string()));
+        }
+        let client = self.client()?;
+        client
+            .delete(path, zk_version(expect))
+            .await
+            .map_err(|e| map_err(e, path))
+    }
+
+    async fn children(&self, path: &str) -> Result<Vec<String>> {
+        validate_path(path)?;
+        let client = self.client()?;
+        client
+            .list_children(path)
+            .await
+            .map_err(|e| map_err(e, path))
+    }
+
+    async fn children_watch(&self, path: &str) -> Result<(Vec<String>, Watch)> {
+        validate_path(path)?;
+        let client = self.client()?;
+        let (children, watcher) = client
+            .list_and_watch_children(path)
+            .await
+            .map_err(|e| map_err(e, path))?;
+        Ok((children, forward_watch(watcher)))
+    }
+
+    async fn multi(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
+        let failed = |index: usize, error: CoordError| CoordError::MultiFailed {
+            index,
+            error: Box::new(error),
+        };
+        for (index, op) in ops.iter().enumerate() {
+            validate_op(op).map_err(|e| failed(index, e))?;
+        }
+        if ops.is_empty() {
+            // Still report a dead session, as a round trip would.
+            self.client()?;
+            return Ok(Vec::new());
+        }
+        let client = self.client()?;
+        let mut writer = client.new_multi_writer();
+        for (index, op) in ops.iter().enumerate() {
+            let added = match op {
+                Op::Create { path, data, mode } => writer.add_create(
+                    path,
+                    data,
+                    &zk_mode(*mode).with_acls(zkc::Acls::anyone_all()),
+                ),
+                Op::Set { path, data, expect } => {
+                    writer.add_set_data(path, data, zk_version(*expect))
+                }
+                Op::Delete { path, expect } => writer.add_delete(path, zk_version(*expect)),
+                Op::Check { path, expect } => {
+                    writer.add_check_version(path, zk_version(*expect).unwrap_or(-1))
+                }
+            };
+            added.map_err(|e| failed(index, map_err(e, op.path())))?;
+        }
+        let results = match writer.commit().await {
+            Ok(results) => results,
+            Err(zkc::MultiWriteError::OperationFailed { index, source }) => {
+                let path = ops.get(index).map_or("", Op::path);
+                return Err(failed(index, map_err(source, path)));
+            }
+            Err(zkc::MultiWriteError::RequestFailed { source }) => {
+                return Err(map_err(source, ""));
+            }
+        };
+        if results.len() != ops.len() {
+            return Err(CoordError::Backend(format!(
+                "multi returned {} results for {} operations",
+                results.len(),
+                ops.len()
+            )));
+        }
+        results
+            .into_iter()
+            .map(|r| match r {
+                zkc::MultiWriteResult::Check => Ok(OpResult::Checked),
+                zkc::MultiWriteResult::Delete => Ok(OpResult::Deleted),
+                zkc::MultiWriteResult::Create { path, .. } => Ok(OpResult::Created(path)),
+                zkc::MultiWriteResult::SetData { stat } => Ok(OpResult::Set(map_stat(&stat))),
+                other => Err(CoordError::Backend(format!("unexpected multi result {other:?}"))),
+            })
+            .collect()
+    }
+
+    async fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let client = self.client.lock().expect("zk client lock poisoned").take();
+        let Some(client) = client else {
+            return;
+        };
+        let mut state = client.state_watcher();
+        // Dropping the last clone makes the session task send CloseSession;
+        // calls still in flight hold clones and delay that until they finish.
+        drop(client);
+        let patience = self.session_timeout + Duration::from_secs(2);
+        let closed = tokio::time::timeout(patience, async {
+            while !state.state().is_terminated() {
+                state.changed().await;
+            }
+        })
+        .await;
+        if closed.is_err() {
+            tracing::warn!(
+                session = format_args!("{:#x}", self.session_id),
+                "zookeeper session did not confirm close in {patience:?}"
+            );
+        }
+    }
+}

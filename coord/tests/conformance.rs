@@ -1,0 +1,867 @@
+//! One conformance suite, three backends: the in-process ensemble in memory,
+//! the in-process ensemble persisted to SQLite, and a real ZooKeeper (tests
+//! named `zk_*`, feature `testing`, one private server per test).
+//!
+//! Every test body is written once against `Arc<dyn Coordination>` plus a
+//! small `Backend` harness (new session, expire a session).
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use coord::{
+    Coordination, CoordError, CreateMode, Expect, MemEnsemble, Op, OpResult, SessionState, Watch,
+    WatchEvent, split_sequence,
+};
+use tokio::time::timeout;
+
+#[async_trait]
+trait Backend: Send + Sync {
+    async fn connect(&self) -> Arc<dyn Coordination>;
+    /// Expire `session` from outside, as the ensemble would after its timeout.
+    async fn expire(&self, session: &Arc<dyn Coordination>);
+}
+
+struct MemBackend {
+    ensemble: MemEnsemble,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl MemBackend {
+    fn memory() -> MemBackend {
+        MemBackend {
+            ensemble: MemEnsemble::new(),
+            _dir: None,
+        }
+    }
+
+    fn sqlite() -> MemBackend {
+        let dir = tempfile::tempdir().unwrap();
+        MemBackend {
+            ensemble: MemEnsemble::open(dir.path()).unwrap(),
+            _dir: Some(dir),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for MemBackend {
+    async fn connect(&self) -> Arc<dyn Coordination> {
+        self.ensemble.connect()
+    }
+    async fn expire(&self, session: &Arc<dyn Coordination>) {
+        assert!(self.ensemble.expire_session(session.session_id()));
+    }
+}
+
+#[cfg(feature = "testing")]
+struct ZkBackend {
+    server: coord::testing::ZkServer,
+    session_timeout: Duration,
+    sessions: Mutex<Vec<Weak<coord::ZkCoordination>>>,
+}
+
+#[cfg(feature = "testing")]
+impl ZkBackend {
+    async fn start() -> ZkBackend {
+        ZkBackend::start_with(Duration::from_secs(2)).await
+    }
+
+    async fn start_with(session_timeout: Duration) -> ZkBackend {
+        let server = coord::testing::ZkServer::start()
+            .await
+            .expect("start ZooKeeper");
+        ZkBackend {
+            server,
+            session_timeout,
+            sessions: Mutex::new(Vec::new()),
+        }
+    }
+
+    async fn connect_zk(&self) -> Arc<coord::ZkCoordination> {
+        let s = coord::ZkCoordination::connect(&self.server.connect_string(), self.session_timeout)
+            .await
+            .expect("connect to ZooKeeper");
+        self.sessions.lock().unwrap().push(Arc::downgrade(&s));
+        s
+    }
+}
+
+#[cfg(feature = "testing")]
+#[async_trait]
+impl Backend for ZkBackend {
+    async fn connect(&self) -> Arc<dyn Coordination> {
+        self.connect_zk().await
+    }
+    async fn expire(&self, session: &Arc<dyn Coordination>) {
+        let id = session.session_id();
+        let zk = self
+            .sessions
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|s| s.session_id() == id)
+            .expect("session made by this backend");
+        zk.expire_from_outside().await.expect("force expiry");
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+const FIRE_WITHIN: Duration = Duration::from_secs(10);
+
+async fn fired(watch: Watch) -> WatchEvent {
+    timeout(FIRE_WITHIN, watch)
+        .await
+        .expect("watch did not fire in time")
+}
+
+async fn assert_pending(watch: &mut Watch) {
+    if let Ok(ev) = timeout(Duration::from_millis(300), watch).await {
+        panic!("watch fired unexpectedly with {ev:?}");
+    }
+}
+
+fn is_no_node(r: &CoordError) -> bool {
+    matches!(r, CoordError::NoNode(_))
+}
+
+// ------------------------------------------------------------- the suite
+
+async fn crud_and_versions(b: &dyn Backend) {
+    let s = b.connect().await;
+    s.mkdirp("/t").await.unwrap();
+
+    assert_eq!(
+        s.create("/t/a", b"one", CreateMode::Persistent).await.unwrap(),
+        "/t/a"
+    );
+    let (data, st) = s.get("/t/a").await.unwrap();
+    assert_eq!(data, b"one");
+    assert_eq!(st.version, 0);
+    assert_eq!(st.cversion, 0);
+    assert_eq!(st.data_length, 3);
+    assert_eq!(st.num_children, 0);
+    assert_eq!(st.ephemeral_owner, 0);
+    assert_eq!(st.ctime_ms, st.mtime_ms);
+    assert!(st.ctime_ms > 1_600_000_000_000, "ctime is epoch ms");
+    assert_eq!(s.exists("/t/a").await.unwrap(), Some(st));
+
+    let st1 = s.set("/t/a", b"two", Expect::Version(0)).await.unwrap();
+    assert_eq!(st1.version, 1);
+    assert!(st1.mtime_ms >= st1.ctime_ms);
+    assert_eq!(st1.ctime_ms, st.ctime_ms);
+    assert!(matches!(
+        s.set("/t/a", b"stale", Expect::Version(0)).await,
+        Err(CoordError::BadVersion(p)) if p == "/t/a"
+    ));
+    assert_eq!(s.get("/t/a").await.unwrap().0, b"two");
+    let st2 = s.set("/t/a", b"", Expect::Any).await.unwrap();
+    assert_eq!(st2.version, 2);
+    assert_eq!(st2.data_length, 0);
+
+    assert!(matches!(
+        s.delete("/t/a", Expect::Version(1)).await,
+        Err(CoordError::BadVersion(_))
+    ));
+    s.delete("/t/a", Expect::Version(2)).await.unwrap();
+    assert!(is_no_node(&s.get("/t/a").await.unwrap_err()));
+    assert_eq!(s.exists("/t/a").await.unwrap(), None);
+    assert!(is_no_node(&s.set("/t/a", b"x", Expect::Any).await.unwrap_err()));
+    assert!(is_no_node(&s.delete("/t/a", Expect::Any).await.unwrap_err()));
+    assert!(is_no_node(&s.children("/t/a").await.unwrap_err()));
+
+    // NodeExists / NoNode on create.
+    s.create("/t/b", b"", CreateMode::Persistent).await.unwrap();
+    assert!(matches!(
+        s.create("/t/b", b"", CreateMode::Persistent).await,
+        Err(CoordError::NodeExists(p)) if p == "/t/b"
+    ));
+    assert!(is_no_node(
+        &s.create("/t/missing/x", b"", CreateMode::Persistent)
+            .await
+            .unwrap_err()
+    ));
+
+    // NotEmpty, child counters.
+    s.create("/t/b/c", b"", CreateMode::Persistent).await.unwrap();
+    assert!(matches!(
+        s.delete("/t/b", Expect::Any).await,
+        Err(CoordError::NotEmpty(p)) if p == "/t/b"
+    ));
+    let st = s.exists("/t/b").await.unwrap().unwrap();
+    assert_eq!((st.num_children, st.cversion, st.version), (1, 1, 0));
+    assert_eq!(s.children("/t/b").await.unwrap(), vec!["c".to_string()]);
+    s.delete("/t/b/c", Expect::Any).await.unwrap();
+    let st = s.exists("/t/b").await.unwrap().unwrap();
+    assert_eq!((st.num_children, st.cversion), (0, 2));
+    s.delete("/t/b", Expect::Version(0)).await.unwrap();
+
+    // A second session sees the same tree.
+    let other = b.connect().await;
+    assert_ne!(other.session_id(), s.session_id());
+    assert_eq!(other.children("/t").await.unwrap(), Vec::<String>::new());
+
+    // Bad paths never reach the server.
+    for bad in ["", "t", "/t/", "/t//x", "/t/./x"] {
+        assert!(
+            matches!(s.get(bad).await, Err(CoordError::BadPath(_))),
+            "{bad:?}"
+        );
+    }
+    assert!(matches!(
+        s.create("/", b"", CreateMode::Persistent).await,
+        Err(CoordError::NodeExists(_))
+    ));
+}
+
+async fn sequential_names(b: &dyn Backend) {
+    let s = b.connect().await;
+    s.mkdirp("/t/seq").await.unwrap();
+    let seq = |p: &'static str| s.create(p, b"", CreateMode::PersistentSequential);
+
+    assert_eq!(seq("/t/seq/n-").await.unwrap(), "/t/seq/n-0000000000");
+    assert_eq!(seq("/t/seq/n-").await.unwrap(), "/t/seq/n-0000000001");
+    s.delete("/t/seq/n-0000000001", Expect::Any).await.unwrap();
+    // The counter is the parent's cversion: creates and deletes both count,
+    // so a deleted number is never handed out again.
+    assert_eq!(seq("/t/seq/n-").await.unwrap(), "/t/seq/n-0000000003");
+    // One counter per parent, shared by every prefix.
+    assert_eq!(seq("/t/seq/m-").await.unwrap(), "/t/seq/m-0000000004");
+    let eph = s
+        .create("/t/seq/e-", b"", CreateMode::EphemeralSequential)
+        .await
+        .unwrap();
+    assert_eq!(eph, "/t/seq/e-0000000005");
+    assert_eq!(split_sequence("e-0000000005"), Some(("e-", 5)));
+    let st = s.exists(&eph).await.unwrap().unwrap();
+    assert_eq!(st.ephemeral_owner, s.session_id());
+
+    // A sequential path may end at the directory: the name is the counter.
+    s.mkdirp("/t/q").await.unwrap();
+    assert_eq!(seq("/t/q/").await.unwrap(), "/t/q/0000000000");
+
+    let mut names = s.children("/t/seq").await.unwrap();
+    names.sort();
+    assert_eq!(
+        names,
+        ["e-0000000005", "m-0000000004", "n-0000000000", "n-0000000003"]
+    );
+}
+
+async fn concurrent_sequential_unique(b: &dyn Backend) {
+    let setup = b.connect().await;
+    setup.mkdirp("/t/race").await.unwrap();
+    let mut sessions = Vec::new();
+    for _ in 0..4 {
+        sessions.push(b.connect().await);
+    }
+
+    // Phase 1: 4 sessions x 10 sequential creates, interleaved.
+    let mut tasks = Vec::new();
+    for s in &sessions {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut made = Vec::new();
+            for _ in 0..10 {
+                made.push(
+                    s.create("/t/race/x-", b"", CreateMode::EphemeralSequential)
+                        .await
+                        .unwrap(),
+                );
+            }
+            made
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    all.dedup();
+    let expected: Vec<String> = (0..40).map(|i| format!("/t/race/x-{i:010}")).collect();
+    assert_eq!(all, expected);
+
+    // Phase 2: everyone races for one plain node; exactly one wins.
+    let mut tasks = Vec::new();
+    for s in &sessions {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.create("/t/race/leader", b"", CreateMode::Persistent).await
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => winners += 1,
+            Err(CoordError::NodeExists(_)) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(winners, 1);
+}
+
+async fn ephemeral_nodes_and_close(b: &dyn Backend) {
+    let owner = b.connect().await;
+    let other = b.connect().await;
+    owner.mkdirp("/t").await.unwrap();
+    owner
+        .create("/t/e", b"mine", CreateMode::Ephemeral)
+        .await
+        .unwrap();
+    let st = other.exists("/t/e").await.unwrap().unwrap();
+    assert_eq!(st.ephemeral_owner, owner.session_id());
+
+    // Ephemeral nodes may not have children (checked from either session).
+    assert!(matches!(
+        owner.create("/t/e/child", b"", CreateMode::Persistent).await,
+        Err(CoordError::NoChildrenForEphemerals(_))
+    ));
+    assert!(matches!(
+        other.create("/t/e/child", b"", CreateMode::Ephemeral).await,
+        Err(CoordError::NoChildrenForEphemerals(_))
+    ));
+    assert!(matches!(
+        other.mkdirp("/t/e/a/b").await,
+        Err(CoordError::NoChildrenForEphemerals(_))
+    ));
+
+    let (_, mut gone) = other.exists_watch("/t/e").await.unwrap();
+    let (_, _, mut own_watch) = owner.get_watch("/t/e").await.unwrap();
+    let mut events = owner.session_events();
+    assert_eq!(owner.session_state(), SessionState::Connected);
+    assert_pending(&mut gone).await;
+    assert_pending(&mut own_watch).await;
+
+    owner.close().await;
+    assert_eq!(fired(gone).await, WatchEvent::NodeDeleted);
+    assert_eq!(fired(own_watch).await, WatchEvent::SessionClosed);
+    assert_eq!(other.exists("/t/e").await.unwrap(), None);
+    assert_eq!(owner.session_state(), SessionState::Closed);
+    let last = timeout(FIRE_WITHIN, events.wait_for(|s| s.is_terminal()))
+        .await
+        .expect("session events end")
+        .map(|s| *s)
+        .unwrap_or_else(|_| *events.borrow());
+    assert_eq!(last, SessionState::Closed);
+    assert_eq!(
+        owner.get("/t").await.unwrap_err(),
+        CoordError::SessionClosed
+    );
+    assert_eq!(
+        owner
+            .create("/t/again", b"", CreateMode::Persistent)
+            .await
+            .unwrap_err(),
+        CoordError::SessionClosed
+    );
+    // Closing twice is harmless.
+    owner.close().await;
+}
+
+async fn ephemeral_vanishes_on_expiry(b: &dyn Backend) {
+    let owner = b.connect().await;
+    let other = b.connect().await;
+    owner.mkdirp("/t").await.unwrap();
+    owner
+        .create("/t/lock-", b"", CreateMode::EphemeralSequential)
+        .await
+        .unwrap();
+    let name = owner.children("/t").await.unwrap().pop().unwrap();
+    let path = format!("/t/{name}");
+    let (_, watch) = other.children_watch("/t").await.unwrap();
+    let (_, _, data_watch) = other.get_watch(&path).await.unwrap();
+
+    b.expire(&owner).await;
+    assert_eq!(fired(watch).await, WatchEvent::NodeChildrenChanged);
+    assert_eq!(fired(data_watch).await, WatchEvent::NodeDeleted);
+    assert_eq!(other.exists(&path).await.unwrap(), None);
+    assert_eq!(other.children("/t").await.unwrap(), Vec::<String>::new());
+}
+
+async fn data_watches(b: &dyn Backend) {
+    let s = b.connect().await;
+    let writer = b.connect().await;
+    s.mkdirp("/t/w").await.unwrap();
+
+    // Data change fires once; a child change does not fire a data watch.
+    let (_, _, mut w) = s.get_watch("/t/w").await.unwrap();
+    writer
+        .create("/t/w/kid", b"", CreateMode::Persistent)
+        .await
+        .unwrap();
+    assert_pending(&mut w).await;
+    writer.set("/t/w", b"1", Expect::Any).await.unwrap();
+    writer.set("/t/w", b"2", Expect::Any).await.unwrap();
+    assert_eq!(fired(w).await, WatchEvent::NodeDataChanged);
+
+    // The watch is one-shot: a new one sees only later changes.
+    let (data, _, w) = s.get_watch("/t/w").await.unwrap();
+    assert_eq!(data, b"2");
+    s.set("/t/w", b"3", Expect::Any).await.unwrap(); // own writes fire too
+    assert_eq!(fired(w).await, WatchEvent::NodeDataChanged);
+
+    // Deletion.
+    let (_, _, w) = s.get_watch("/t/w/kid").await.unwrap();
+    writer.delete("/t/w/kid", Expect::Any).await.unwrap();
+    assert_eq!(fired(w).await, WatchEvent::NodeDeleted);
+
+    // get_watch on a missing node leaves no watch.
+    assert!(is_no_node(&s.get_watch("/t/w/kid").await.unwrap_err()));
+
+    // exists_watch: creation of a missing node ...
+    let (none, w) = s.exists_watch("/t/w/new").await.unwrap();
+    assert_eq!(none, None);
+    writer
+        .create("/t/w/new", b"", CreateMode::Persistent)
+        .await
+        .unwrap();
+    assert_eq!(fired(w).await, WatchEvent::NodeCreated);
+    // ... data change of an existing node ...
+    let (some, w) = s.exists_watch("/t/w/new").await.unwrap();
+    assert!(some.is_some());
+    writer.set("/t/w/new", b"x", Expect::Any).await.unwrap();
+    assert_eq!(fired(w).await, WatchEvent::NodeDataChanged);
+    // ... and its deletion.
+    let (_, w) = s.exists_watch("/t/w/new").await.unwrap();
+    writer.delete("/t/w/new", Expect::Any).await.unwrap();
+    assert_eq!(fired(w).await, WatchEvent::NodeDeleted);
+
+    // Dropping an unfired watch is harmless and the session keeps working.
+    let (_, _, dropped) = s.get_watch("/t/w").await.unwrap();
+    drop(dropped);
+    writer.set("/t/w", b"4", Expect::Any).await.unwrap();
+    let (data, _, w) = s.get_watch("/t/w").await.unwrap();
+    assert_eq!(data, b"4");
+    writer.set("/t/w", b"5", Expect::Any).await.unwrap();
+    assert_eq!(fired(w).await, WatchEvent::NodeDataChanged);
+}
+
+async fn child_watches(b: &dyn Backend) {
+    let s = b.connect().await;
+    let writer = b.connect().await;
+    s.mkdirp("/t/c").await.unwrap();
+
+    let (kids, mut w) = s.children_watch("/t/c").await.unwrap();
+    assert!(kids.is_empty());
+    // Data changes do not fire child watches.
+    writer.set("/t/c", b"data", Expect::Any).await.unwrap();
+    assert_pending(&mut w).await;
+    writer
+        .create("/t/c/a", b"", CreateMode::Persistent)
+        .await
+        .unwrap();
+    assert_eq!(fired(w).await, WatchEvent::NodeChildrenChanged);
+
+    // Grandchildren are not children.
+    let (kids, mut w) = s.children_watch("/t/c").await.unwrap();
+    assert_eq!(kids, vec!["a".to_string()]);
+    writer
+        .create("/t/c/a/deep", b"", CreateMode::Persistent)
+        .await
+        .unwrap();
+    assert_pending(&mut w).await;
+    writer.delete("/t/c/a/deep", Expect::Any).await.unwrap();
+    writer.delete("/t/c/a", Expect::Any).await.unwrap();
+    assert_eq!(fired(w).await, WatchEvent::NodeChildrenChanged);
+
+    // Deleting the watched node itself.
+    let (_, w) = s.children_watch("/t/c").await.unwrap();
+    writer.delete("/t/c", Expect::Any).await.unwrap();
+    assert_eq!(fired(w).await, WatchEvent::NodeDeleted);
+
+    assert!(is_no_node(&s.children_watch("/t/c").await.unwrap_err()));
+}
+
+async fn multi_is_atomic(b: &dyn Backend) {
+    let s = b.connect().await;
+    let watcher = b.connect().await;
+    s.mkdirp("/t/m").await.unwrap();
+    s.create("/t/m/x", b"x0", CreateMode::Persistent)
+        .await
+        .unwrap();
+
+    // A failing check at index 2 leaves ops 0 and 1 unapplied.
+    let err = s
+        .multi(vec![
+            Op::create("/t/m/a", "a", CreateMode::Persistent),
+            Op::set("/t/m/x", "x1", Expect::Version(0)),
+            Op::check("/t/m/x", Expect::Version(7)),
+        ])
+        .await
+        .unwrap_err();
+    match &err {
+        CoordError::MultiFailed { index, error } => {
+            assert_eq!(*index, 2);
+            assert!(matches!(**error, CoordError::BadVersion(_)), "{error:?}");
+        }
+        other => panic!("expected MultiFailed, got {other:?}"),
+    }
+    assert!(matches!(err.root(), CoordError::BadVersion(_)));
+    assert_eq!(s.exists("/t/m/a").await.unwrap(), None);
+    let (data, st) = s.get("/t/m/x").await.unwrap();
+    assert_eq!((data.as_slice(), st.version), (&b"x0"[..], 0));
+
+    // The same with a stale set version and with a missing node.
+    let err = s
+        .multi(vec![
+            Op::create("/t/m/a", "a", CreateMode::Persistent),
+            Op::create("/t/m/b", "b", CreateMode::Persistent),
+            Op::set("/t/m/x", "x1", Expect::Version(3)),
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CoordError::MultiFailed { index: 2, .. }), "{err:?}");
+    let err = s
+        .multi(vec![
+            Op::create("/t/m/a", "a", CreateMode::Persistent),
+            Op::delete("/t/m/nope", Expect::Any),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CoordError::MultiFailed { index: 1, error } if is_no_node(error)),
+        "{err:?}"
+    );
+    assert_eq!(s.children("/t/m").await.unwrap(), vec!["x".to_string()]);
+    // Failed multis did not advance the parent's counters.
+    assert_eq!(s.exists("/t/m").await.unwrap().unwrap().cversion, 1);
+
+    // Success: all applied, results in order, later ops see earlier ones,
+    // and watches fire only once everything is visible.
+    let (_, _, wx) = watcher.get_watch("/t/m/x").await.unwrap();
+    let (_, wa) = watcher.exists_watch("/t/m/a").await.unwrap();
+    let results = s
+        .multi(vec![
+            Op::create("/t/m/a", "a", CreateMode::Persistent),
+            Op::create("/t/m/s-", "", CreateMode::PersistentSequential),
+            Op::set("/t/m/x", "x1", Expect::Version(0)),
+            Op::check("/t/m/x", Expect::Version(1)),
+            Op::create("/t/m/a/child", "", CreateMode::Persistent),
+            Op::delete("/t/m/a/child", Expect::Version(0)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 6);
+    assert_eq!(results[0], OpResult::Created("/t/m/a".into()));
+    assert_eq!(results[1], OpResult::Created("/t/m/s-0000000002".into()));
+    match &results[2] {
+        OpResult::Set(st) => assert_eq!(st.version, 1),
+        other => panic!("expected Set, got {other:?}"),
+    }
+    assert_eq!(results[3], OpResult::Checked);
+    assert_eq!(results[4], OpResult::Created("/t/m/a/child".into()));
+    assert_eq!(results[5], OpResult::Deleted);
+    assert_eq!(fired(wx).await, WatchEvent::NodeDataChanged);
+    assert_eq!(fired(wa).await, WatchEvent::NodeCreated);
+    let mut kids = watcher.children("/t/m").await.unwrap();
+    kids.sort();
+    assert_eq!(kids, ["a", "s-0000000002", "x"]);
+    assert_eq!(watcher.get("/t/m/x").await.unwrap().0, b"x1");
+
+    // Nothing to do is not an error.
+    assert_eq!(s.multi(Vec::new()).await.unwrap(), Vec::new());
+}
+
+async fn session_expiry_is_terminal(b: &dyn Backend) {
+    let s = b.connect().await;
+    let id = s.session_id();
+    s.mkdirp("/t").await.unwrap();
+    s.create("/t/mine", b"", CreateMode::Ephemeral)
+        .await
+        .unwrap();
+    let (_, _, pending) = s.get_watch("/t").await.unwrap();
+    let (_, pending_children) = s.children_watch("/t").await.unwrap();
+    let mut events = s.session_events();
+    assert_eq!(*events.borrow(), SessionState::Connected);
+
+    b.expire(&s).await;
+
+    assert_eq!(fired(pending).await, WatchEvent::SessionExpired);
+    assert_eq!(fired(pending_children).await, WatchEvent::SessionExpired);
+    let last = timeout(FIRE_WITHIN, events.wait_for(|st| st.is_terminal()))
+        .await
+        .expect("session events reach a terminal state")
+        .map(|st| *st)
+        .unwrap_or_else(|_| *events.borrow());
+    assert_eq!(last, SessionState::Expired);
+    assert_eq!(s.session_state(), SessionState::Expired);
+
+    // Give a would-be silent reconnect a chance to happen; it must not.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let expired = |r: Result<(), CoordError>| {
+        assert_eq!(r.unwrap_err(), CoordError::SessionExpired);
+    };
+    expired(s.get("/t").await.map(drop));
+    expired(s.get_watch("/t").await.map(drop));
+    expired(s.exists("/t").await.map(drop));
+    expired(s.exists_watch("/t").await.map(drop));
+    expired(s.children("/t").await.map(drop));
+    expired(s.children_watch("/t").await.map(drop));
+    expired(s.create("/t/x", b"", CreateMode::Persistent).await.map(drop));
+    expired(s.set("/t", b"", Expect::Any).await.map(drop));
+    expired(s.delete("/t", Expect::Any).await);
+    expired(
+        s.multi(vec![Op::check("/t", Expect::Any)])
+            .await
+            .map(drop),
+    );
+    expired(s.mkdirp("/t/y").await);
+    assert!(s.get("/t").await.unwrap_err().is_session_lost());
+    assert_eq!(s.session_id(), id);
+    assert_eq!(s.session_state(), SessionState::Expired);
+
+    // A new session is needed to continue; the ephemeral is gone.
+    let fresh = b.connect().await;
+    assert_ne!(fresh.session_id(), id);
+    assert_eq!(fresh.exists("/t/mine").await.unwrap(), None);
+    fresh
+        .create("/t/mine", b"", CreateMode::Ephemeral)
+        .await
+        .unwrap();
+    s.close().await; // closing an expired handle is harmless
+    assert_eq!(s.session_state(), SessionState::Expired);
+}
+
+async fn mkdirp_creates_missing_ancestors(b: &dyn Backend) {
+    let s = b.connect().await;
+    s.mkdirp("/").await.unwrap();
+    s.mkdirp("/a/b/c").await.unwrap();
+    for p in ["/a", "/a/b", "/a/b/c"] {
+        let st = s.exists(p).await.unwrap().unwrap();
+        assert_eq!(st.ephemeral_owner, 0, "{p}");
+    }
+    s.set("/a/b", b"keep", Expect::Any).await.unwrap();
+    s.mkdirp("/a/b/c/d").await.unwrap();
+    s.mkdirp("/a/b").await.unwrap();
+    let (data, st) = s.get("/a/b").await.unwrap();
+    assert_eq!((data.as_slice(), st.version), (&b"keep"[..], 1));
+    assert!(s.exists("/a/b/c/d").await.unwrap().is_some());
+    assert!(matches!(
+        s.mkdirp("relative/x").await,
+        Err(CoordError::BadPath(_))
+    ));
+}
+
+macro_rules! suite {
+    ($($body:ident => $zk:ident),* $(,)?) => {
+        mod mem {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $body() {
+                    super::$body(&super::MemBackend::memory()).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $body() {
+                    super::$body(&super::MemBackend::sqlite()).await;
+                }
+            )*
+        }
+        #[cfg(feature = "testing")]
+        mod zk {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $zk() {
+                    let backend = super::ZkBackend::start().await;
+                    super::$body(&backend).await;
+                }
+            )*
+        }
+    };
+}
+
+suite! {
+    crud_and_versions => zk_crud_and_versions,
+    sequential_names => zk_sequential_names,
+    concurrent_sequential_unique => zk_concurrent_sequential_unique,
+    ephemeral_nodes_and_close => zk_ephemeral_nodes_and_close,
+    ephemeral_vanishes_on_expiry => zk_ephemeral_vanishes_on_expiry,
+    data_watches => zk_data_watches,
+    child_watches => zk_child_watches,
+    multi_is_atomic => zk_multi_is_atomic,
+    session_expiry_is_terminal => zk_session_expiry_is_terminal,
+    mkdirp_creates_missing_ancestors => zk_mkdirp_creates_missing_ancestors,
+}
+
+// ------------------------------------------------- backend-specific tests
+
+/// Persistent znodes, their versions and child counters survive a reopen
+/// (including a "crash" with a live session); ephemeral nodes do not.
+#[tokio::test]
+async fn sqlite_reopen_keeps_persistent_nodes_and_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let (before_p, before_a, before_root) = {
+        let ens = MemEnsemble::open(dir.path()).unwrap();
+        assert!(ens.is_persistent());
+        let s = ens.connect();
+        s.mkdirp("/p").await.unwrap();
+        s.create("/p/a", b"v0", CreateMode::Persistent).await.unwrap();
+        s.set("/p/a", b"v1", Expect::Any).await.unwrap();
+        s.set("/p/a", b"v2", Expect::Any).await.unwrap();
+        for _ in 0..3 {
+            s.create("/p/s-", b"", CreateMode::PersistentSequential)
+                .await
+                .unwrap();
+        }
+        s.delete("/p/s-0000000003", Expect::Any).await.unwrap();
+        s.create("/p/e", b"", CreateMode::Ephemeral).await.unwrap();
+        s.create("/p/es-", b"", CreateMode::EphemeralSequential)
+            .await
+            .unwrap();
+        s.multi(vec![Op::create("/p/m", "m", CreateMode::Persistent)])
+            .await
+            .unwrap();
+        s.multi(vec![
+            Op::create("/p/never", "", CreateMode::Persistent),
+            Op::check("/p/a", Expect::Version(0)),
+        ])
+        .await
+        .unwrap_err();
+
+        // Reopen while the first ensemble and its session are still alive:
+        // what a restart after a crash would find on disk.
+        let again = MemEnsemble::open(dir.path()).unwrap();
+        let r = again.connect();
+        assert_eq!(r.exists("/p/e").await.unwrap(), None);
+        assert_eq!(r.exists("/p/never").await.unwrap(), None);
+        let mut kids = r.children("/p").await.unwrap();
+        kids.sort();
+        assert_eq!(kids, ["a", "m", "s-0000000001", "s-0000000002"]);
+
+        let before_p = s.exists("/p").await.unwrap().unwrap();
+        let after_p = r.exists("/p").await.unwrap().unwrap();
+        // Same counter (ephemeral creates count too), two fewer children.
+        assert_eq!(after_p.cversion, before_p.cversion);
+        assert_eq!(after_p.num_children, before_p.num_children - 2);
+        let before_a = s.get("/p/a").await.unwrap();
+        assert_eq!(r.get("/p/a").await.unwrap(), before_a);
+        let before_root = s.exists("/").await.unwrap().unwrap();
+        (before_p, before_a, before_root)
+    };
+
+    // Clean reopen after everything was dropped.
+    let ens = MemEnsemble::open(dir.path()).unwrap();
+    let s = ens.connect();
+    let (data, st) = s.get("/p/a").await.unwrap();
+    assert_eq!(data, b"v2");
+    assert_eq!(st, before_a.1);
+    assert_eq!(st.version, 2);
+    assert_eq!(s.exists("/").await.unwrap().unwrap().cversion, before_root.cversion);
+    assert_eq!(s.get("/p/m").await.unwrap().0, b"m");
+    let p = s.exists("/p").await.unwrap().unwrap();
+    // Closing the first session deleted its ephemerals: +2 on the counter.
+    assert_eq!(p.cversion, before_p.cversion + 2);
+    // Sequence numbers continue past everything ever handed out.
+    let next = s
+        .create("/p/s-", b"", CreateMode::PersistentSequential)
+        .await
+        .unwrap();
+    assert_eq!(next, format!("/p/s-{:010}", p.cversion));
+    assert!(p.cversion > 6);
+    assert_eq!(s.exists("/p/e").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn sqlite_open_rejects_unknown_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(MemEnsemble::open(dir.path()).unwrap());
+    set_user_version(dir.path(), 99);
+    let err = MemEnsemble::open(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("schema version 99"), "{err}");
+}
+
+fn set_user_version(dir: &std::path::Path, v: i64) {
+    // Touch the file through SQLite itself to simulate a future format.
+    let conn = rusqlite::Connection::open(dir.join(coord::mem::DB_FILE)).unwrap();
+    conn.execute_batch(&format!("PRAGMA user_version = {v}"))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn mem_dropping_a_session_closes_it() {
+    let ens = MemEnsemble::new();
+    let a = ens.connect();
+    let b = ens.connect();
+    assert_eq!(ens.session_ids().len(), 2);
+    a.create("/e", b"", CreateMode::Ephemeral).await.unwrap();
+    let (_, w) = b.exists_watch("/e").await.unwrap();
+    drop(a);
+    assert_eq!(fired(w).await, WatchEvent::NodeDeleted);
+    assert_eq!(ens.session_ids(), vec![b.session_id()]);
+    assert!(!ens.expire_session(12345));
+}
+
+/// A watch left before a server restart still fires afterwards: the client
+/// re-registers it (SetWatches, a 3.4 operation) on the same session.
+#[cfg(feature = "testing")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zk_watch_survives_server_restart() {
+    let mut backend = ZkBackend::start_with(Duration::from_secs(8)).await;
+    let s = backend.connect_zk().await;
+    let id = s.session_id();
+    s.mkdirp("/t").await.unwrap();
+    s.create("/t/eph", b"", CreateMode::Ephemeral).await.unwrap();
+    let (_, _, w) = s.get_watch("/t").await.unwrap();
+    let mut events = s.session_events();
+
+    backend.server.restart().await.unwrap();
+    // The client notices the drop and comes back on the same session.
+    timeout(FIRE_WITHIN, events.wait_for(|st| *st == SessionState::Connected))
+        .await
+        .unwrap()
+        .unwrap();
+    let writer = backend.connect().await;
+    writer.set("/t", b"after", Expect::Any).await.unwrap();
+    assert_eq!(fired(w).await, WatchEvent::NodeDataChanged);
+    assert_eq!(s.session_id(), id);
+    assert_eq!(s.session_state(), SessionState::Connected);
+    assert!(writer.exists("/t/eph").await.unwrap().is_some());
+    assert_eq!(s.get("/t").await.unwrap().0, b"after");
+}
+
+/// A stopped ensemble eventually expires the session from the client's side
+/// (no server to confirm it): the handle must still end in `Expired`.
+#[cfg(feature = "testing")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zk_lost_ensemble_ends_in_expiry() {
+    let mut backend = ZkBackend::start_with(Duration::from_secs(1)).await;
+    let s = backend.connect_zk().await;
+    let (_, _, w) = s.get_watch("/").await.unwrap();
+    let mut events = s.session_events();
+    backend.server.stop().await;
+    let end = timeout(Duration::from_secs(15), events.wait_for(|st| st.is_terminal()))
+        .await
+        .expect("terminal state after the ensemble is gone")
+        .map(|st| *st)
+        .unwrap_or_else(|_| *events.borrow());
+    assert_eq!(end, SessionState::Expired);
+    assert_eq!(fired(w).await, WatchEvent::SessionExpired);
+    assert_eq!(s.get("/").await.unwrap_err(), CoordError::SessionExpired);
+}
+
+#[cfg(feature = "testing")]
+#[tokio::test]
+async fn zk_fixture_reports_connect_string_and_log() {
+    let mut server = coord::testing::ZkServer::start().await.unwrap();
+    assert!(server.connect_string().starts_with("127.0.0.1:"));
+    assert!(server.is_running());
+    assert!(server.dir().join("zoo.cfg").exists());
+    let pid = server.pid().unwrap();
+    server.stop().await;
+    assert!(!server.is_running());
+    // The PID we signalled is gone (reaped), and a restart reuses the port.
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    let port = server.port();
+    server.restart().await.unwrap();
+    assert_eq!(server.port(), port);
+    let s = coord::ZkCoordination::connect(&server.connect_string(), Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(s.session_state(), SessionState::Connected);
+    assert!(s.exists("/zookeeper").await.unwrap().is_some());
+}

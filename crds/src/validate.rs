@@ -1,0 +1,590 @@
+//! Semantic validation: the safety rules a well-typed document can still
+//! break. Every rule reports through [`Diagnostic`] with file, line, column
+//! and field path, and all problems are reported at once.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+
+use crate::common::{check_server_ref, check_shard_name, is_uuid, parse_duration};
+use crate::document::Document;
+use crate::headnode::HeadnodeSetSpec;
+use crate::manatee::ManateeVersionSpec;
+use crate::parse::{ParsedDocument, SourceLocation};
+use crate::shards::{ShardTopologySpec, parse_fraction, parse_vnode_range};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub location: SourceLocation,
+    /// Field path, e.g. `spec.shards[1].peers[0].server`; empty for the whole document.
+    pub path: String,
+    pub message: String,
+    pub severity: Severity,
+}
+
+impl Diagnostic {
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        if self.path.is_empty() {
+            write!(f, "{}: {sev}: {}", self.location, self.message)
+        } else {
+            write!(f, "{}: {sev}: {}: {}", self.location, self.path, self.message)
+        }
+    }
+}
+
+/// Collects diagnostics for one document.
+struct Check<'a> {
+    doc: &'a ParsedDocument,
+    out: &'a mut Vec<Diagnostic>,
+}
+
+impl Check<'_> {
+    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.push(path.into(), message.into(), Severity::Error);
+    }
+    fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.push(path.into(), message.into(), Severity::Warning);
+    }
+    fn push(&mut self, path: String, message: String, severity: Severity) {
+        self.out.push(Diagnostic { location: self.doc.locate(&path), path, message, severity });
+    }
+}
+
+/// Validate a set of documents that will be applied together (every file of
+/// a directory): each document's own rules, then rules across documents.
+pub fn validate_all(docs: &[ParsedDocument]) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for doc in docs {
+        let mut c = Check { doc, out: &mut out };
+        check_name(&mut c);
+        match &doc.document {
+            Document::HeadnodeSet(d) => check_headnodes(&mut c, &d.spec),
+            Document::ManateeVersion(d) => check_manatee(&mut c, &d.spec),
+            Document::ShardTopology(d) => check_topology(&mut c, &d.spec),
+        }
+    }
+    check_across(docs, &mut out);
+    out.sort_by(|a, b| a.location.cmp(&b.location));
+    out
+}
+
+fn check_name(c: &mut Check) {
+    let name = c.doc.document.name();
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.as_bytes()[0].is_ascii_alphanumeric();
+    if !ok {
+        c.error("metadata.name", format!("`{name}` is not a valid name: use lowercase letters, digits, `-` and `.`, starting with a letter or digit"));
+    }
+}
+
+/// Reports duplicates in a list of names; returns the set.
+fn unique<'a>(c: &mut Check, path: &str, items: &'a [String], what: &str) -> HashSet<&'a str> {
+    let mut seen = HashMap::new();
+    for (i, s) in items.iter().enumerate() {
+        if let Some(first) = seen.insert(s.as_str(), i) {
+            c.error(format!("{path}[{i}]"), format!("{what} `{s}` is listed twice (also at {path}[{first}])"));
+        }
+    }
+    seen.into_keys().collect()
+}
+
+fn check_headnodes(c: &mut Check, spec: &HeadnodeSetSpec) {
+    if spec.datacenter.trim().is_empty() {
+        c.error("spec.datacenter", "datacenter must not be empty");
+    }
+    if spec.headnodes.is_empty() {
+        c.error("spec.headnodes", "a HeadnodeSet needs at least one headnode");
+    }
+    for (i, s) in spec.headnodes.iter().enumerate() {
+        if let Err(e) = check_server_ref(s) {
+            c.error(format!("spec.headnodes[{i}]"), e);
+        }
+    }
+    let headnodes = unique(c, "spec.headnodes", &spec.headnodes, "headnode");
+    if !headnodes.contains(spec.primary.as_str()) {
+        c.error("spec.primary", format!("primary `{}` is not one of spec.headnodes", spec.primary));
+    }
+    let decommissioned: HashSet<&str> = spec.decommission.iter().map(String::as_str).collect();
+    let ha = spec.headnodes.len() > 1;
+    let services: [(&str, &Vec<String>); 3] = [
+        ("binder", &spec.ha_services.binder),
+        ("manatee", &spec.ha_services.manatee),
+        ("moray", &spec.ha_services.moray),
+    ];
+    for (svc, servers) in services {
+        let path = format!("spec.haServices.{svc}");
+        unique(c, &path, servers, "server");
+        for (i, s) in servers.iter().enumerate() {
+            if !headnodes.contains(s.as_str()) {
+                c.error(format!("{path}[{i}]"), format!("`{s}` is not a headnode (not in spec.headnodes)"));
+            }
+            if decommissioned.contains(s.as_str()) {
+                c.error(format!("{path}[{i}]"), format!("`{s}` is being decommissioned and cannot keep a {svc} instance"));
+            }
+        }
+    }
+    let n = spec.ha_services.binder.len();
+    if ha && (n < 3 || n.is_multiple_of(2)) {
+        c.error("spec.haServices.binder", format!("an HA set needs an odd number of at least 3 binder (ZooKeeper) instances to keep quorum; got {n}"));
+    } else if !ha && n != 1 {
+        c.error("spec.haServices.binder", format!("a single-headnode datacenter runs exactly 1 binder; got {n}"));
+    }
+    let m = spec.ha_services.manatee.len();
+    if m == 2 {
+        c.error("spec.haServices.manatee", "a 2-peer manatee shard never fails over; use 1 (one-node-write mode) or at least 3");
+    } else if ha && m < 3 {
+        c.error("spec.haServices.manatee", format!("an HA set needs at least 3 manatee peers (primary, sync, async); got {m}"));
+    } else if m == 0 {
+        c.error("spec.haServices.manatee", "at least one manatee peer is required");
+    }
+    if spec.ha_services.moray.is_empty() {
+        c.error("spec.haServices.moray", "at least one moray instance is required");
+    }
+    for (i, s) in spec.decommission.iter().enumerate() {
+        if s == &spec.primary {
+            c.error(format!("spec.decommission[{i}]"), format!("`{s}` is the primary headnode; move spec.primary to another headnode first"));
+        }
+        if !headnodes.contains(s.as_str()) {
+            c.warn(format!("spec.decommission[{i}]"), format!("`{s}` is not in spec.headnodes; nothing to decommission"));
+        }
+    }
+    if let Some(iv) = &spec.restore.backup_interval
+        && let Err(e) = parse_duration(iv)
+    {
+        c.error("spec.restore.backupInterval", e);
+    }
+}
+
+const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+fn check_manatee(c: &mut Check, spec: &ManateeVersionSpec) {
+    if spec.shards.is_empty() {
+        c.error("spec.shards", "select at least one shard");
+    }
+    for (i, s) in spec.shards.iter().enumerate() {
+        if let Err(e) = check_shard_name(s) {
+            c.error(format!("spec.shards[{i}]"), e);
+        }
+    }
+    let shards = unique(c, "spec.shards", &spec.shards, "shard");
+    if !is_uuid(&spec.image.uuid) {
+        c.error("spec.image.uuid", format!("`{}` is not an IMGAPI image UUID", spec.image.uuid));
+    }
+    let r = &spec.rollout;
+    if r.parallelism == 0 {
+        c.error("spec.rollout.parallelism", "parallelism must be at least 1");
+    }
+    unique(c, "spec.rollout.order", &r.order, "shard");
+    for (i, s) in r.order.iter().enumerate() {
+        if !shards.contains(s.as_str()) {
+            c.error(format!("spec.rollout.order[{i}]"), format!("`{s}` is not one of spec.shards"));
+        }
+    }
+    if let Some(canary) = &r.canary
+        && !shards.contains(canary.as_str())
+    {
+        c.error("spec.rollout.canary", format!("canary `{canary}` is not one of spec.shards"));
+    }
+    if let Some(w) = &r.maintenance_window {
+        for (i, d) in w.days.iter().enumerate() {
+            if !DAYS.contains(&d.as_str()) {
+                c.error(format!("spec.rollout.maintenanceWindow.days[{i}]"), format!("`{d}` is not a day; use Mon, Tue, Wed, Thu, Fri, Sat or Sun"));
+            }
+        }
+        let hm = w.start.split_once(':').and_then(|(h, m)| Some((h.parse::<u32>().ok()?, m.parse::<u32>().ok()?)));
+        if !matches!(hm, Some((h, m)) if h < 24 && m < 60 && w.start.len() == 5) {
+            c.error("spec.rollout.maintenanceWindow.start", format!("`{}` is not a UTC time HH:MM", w.start));
+        }
+        match parse_duration(&w.duration) {
+            Err(e) => c.error("spec.rollout.maintenanceWindow.duration", e),
+            Ok(d) if d.is_zero() || d.as_secs() > 7 * 86400 => {
+                c.error("spec.rollout.maintenanceWindow.duration", "a window lasts more than 0 and at most 7 days")
+            }
+            Ok(_) => {}
+        }
+    }
+    for (field, v) in [("catchUpTimeout", &spec.health.catch_up_timeout), ("instanceUpTimeout", &spec.health.instance_up_timeout)] {
+        if let Err(e) = parse_duration(v) {
+            c.error(format!("spec.health.{field}"), e);
+        }
+    }
+    if spec.transplant.is_some() && spec.strategy == crate::manatee::Strategy::Rolling {
+        c.warn("spec.transplant", "transplant options are ignored with strategy: rolling");
+    }
+    if let Some(t) = &spec.transplant
+        && let Some(img) = &t.moray_image
+        && !is_uuid(img)
+    {
+        c.error("spec.transplant.morayImage", format!("`{img}` is not an IMGAPI image UUID"));
+    }
+}
+
+fn check_topology(c: &mut Check, spec: &ShardTopologySpec) {
+    if spec.region.trim().is_empty() {
+        c.error("spec.region", "region must not be empty");
+    }
+    if spec.dns_domain.trim().is_empty() {
+        c.error("spec.dnsDomain", "dnsDomain must not be empty");
+    }
+    let suffix = format!(".moray.{}", spec.dns_domain);
+    let mut by_name: HashMap<&str, usize> = HashMap::new();
+    for (i, shard) in spec.shards.iter().enumerate() {
+        let p = format!("spec.shards[{i}]");
+        if let Err(e) = check_shard_name(&shard.name) {
+            c.error(format!("{p}.name"), e);
+        } else if !shard.name.ends_with(&suffix) {
+            c.error(format!("{p}.name"), format!("`{}` is not in this region's domain; expected `N{suffix}`", shard.name));
+        }
+        if let Some(first) = by_name.insert(&shard.name, i) {
+            c.error(format!("{p}.name"), format!("shard `{}` is defined twice (also at spec.shards[{first}])", shard.name));
+        }
+        if shard.roles.is_empty() {
+            c.error(format!("{p}.roles"), "a shard needs at least one role: index, marlin or storage");
+        }
+        let mut roles = HashSet::new();
+        for (j, r) in shard.roles.iter().enumerate() {
+            if !roles.insert(r) {
+                c.error(format!("{p}.roles[{j}]"), format!("role {r:?} is listed twice"));
+            }
+        }
+        match shard.peers.len() {
+            0 => c.error(format!("{p}.peers"), "a shard needs at least one manatee peer"),
+            2 => c.error(format!("{p}.peers"), "a 2-peer manatee shard never fails over; use 1 (one-node-write mode) or at least 3"),
+            _ => {}
+        }
+        let mut servers: HashMap<&str, usize> = HashMap::new();
+        for (j, peer) in shard.peers.iter().enumerate() {
+            if let Err(e) = check_server_ref(&peer.server) {
+                c.error(format!("{p}.peers[{j}].server"), e);
+            }
+            if let Some(first) = servers.insert(&peer.server, j) {
+                c.error(
+                    format!("{p}.peers[{j}].server"),
+                    format!("two peers of shard `{}` on server `{}` (also {p}.peers[{first}]): losing that server would take both", shard.name, peer.server),
+                );
+            }
+        }
+        if shard.morays == 0 {
+            c.error(format!("{p}.morays"), "a shard needs at least one moray");
+        }
+    }
+    let index: HashSet<&str> = spec.index_shards().into_iter().collect();
+    if index.is_empty() {
+        c.error("spec.shards", "at least one shard must have the `index` role to hold the hash ring");
+    }
+    let n = spec.ring.vnodes;
+    if n == 0 {
+        c.error("spec.ring.vnodes", "the ring needs at least one vnode");
+        return;
+    }
+    if (n as usize) < index.len() {
+        c.error("spec.ring.vnodes", format!("{n} vnodes cannot cover {} index shards", index.len()));
+    }
+    let mut holders: HashSet<&str> = index.clone();
+    if spec.ring.assignment.is_some() {
+        holders.clear();
+        check_assignment(c, spec, &index, &by_name, &mut holders);
+    }
+    for (i, intent) in spec.ring.intents.iter().enumerate() {
+        let p = format!("spec.ring.intents[{i}].split");
+        let s = &intent.split;
+        if !holders.contains(s.from.as_str()) {
+            c.error(format!("{p}.from"), format!("`{}` holds no vnodes in this ring; nothing to split", s.from));
+        }
+        if !index.contains(s.to.as_str()) {
+            c.error(format!("{p}.to"), format!("`{}` must be an index shard defined in spec.shards", s.to));
+        }
+        if s.from == s.to {
+            c.error(format!("{p}.to"), "a shard cannot be split onto itself");
+        }
+        if let Err(e) = parse_fraction(&s.fraction) {
+            c.error(format!("{p}.fraction"), e);
+        }
+    }
+}
+
+fn check_assignment<'a>(
+    c: &mut Check,
+    spec: &'a ShardTopologySpec,
+    index: &HashSet<&str>,
+    by_name: &HashMap<&str, usize>,
+    holders: &mut HashSet<&'a str>,
+) {
+    let n = spec.ring.vnodes;
+    let assignment = spec.ring.assignment.as_ref().expect("checked by caller");
+    // owner[v] = 1 + position in `assignment`, 0 = unassigned.
+    let mut owner = vec![0u32; n as usize];
+    for (i, a) in assignment.iter().enumerate() {
+        let p = format!("spec.ring.assignment[{i}]");
+        if !by_name.contains_key(a.shard.as_str()) {
+            c.error(
+                format!("{p}.shard"),
+                format!("shard `{}` still holds vnodes but is not in spec.shards: a shard cannot leave the ring while it holds vnodes", a.shard),
+            );
+        } else if !index.contains(a.shard.as_str()) {
+            c.error(format!("{p}.shard"), format!("shard `{}` holds vnodes but does not have the `index` role", a.shard));
+        }
+        for (j, r) in a.vnodes.iter().enumerate() {
+            let rp = format!("{p}.vnodes[{j}]");
+            let (lo, hi) = match parse_vnode_range(r) {
+                Ok(x) => x,
+                Err(e) => {
+                    c.error(rp, e);
+                    continue;
+                }
+            };
+            if hi >= n {
+                c.error(rp.clone(), format!("vnode {hi} is out of range: the ring has vnodes 0-{}", n - 1));
+            }
+            if lo <= hi && lo < n {
+                holders.insert(a.shard.as_str());
+            }
+            // Report a double assignment once per range, naming the first clash.
+            let mut clash: Option<(u32, u32)> = None;
+            for v in lo..=hi.min(n.saturating_sub(1)) {
+                let slot = &mut owner[v as usize];
+                if *slot != 0 && clash.is_none() {
+                    clash = Some((v, *slot - 1));
+                }
+                *slot = i as u32 + 1;
+            }
+            if let Some((v, other)) = clash {
+                c.error(rp, format!("vnode {v} is assigned twice (also to `{}` at spec.ring.assignment[{other}])", assignment[other as usize].shard));
+            }
+        }
+    }
+    let unassigned = ranges(owner.iter().enumerate().filter(|(_, o)| **o == 0).map(|(v, _)| v as u32));
+    if !unassigned.is_empty() {
+        let total: u64 = unassigned.iter().map(|(a, b)| u64::from(b - a + 1)).sum();
+        let shown: Vec<String> = unassigned.iter().take(5).map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect();
+        let more = if unassigned.len() > 5 { ", ..." } else { "" };
+        c.error("spec.ring.assignment", format!("{total} vnodes are not assigned to any shard: {}{more}", shown.join(", ")));
+    }
+}
+
+/// Collapse sorted numbers into inclusive ranges.
+fn ranges(it: impl Iterator<Item = u32>) -> Vec<(u32, u32)> {
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    for v in it {
+        match out.last_mut() {
+            Some((_, hi)) if *hi + 1 == v => *hi = v,
+            _ => out.push((v, v)),
+        }
+    }
+    out
+}
+
+fn check_across(docs: &[ParsedDocument], out: &mut Vec<Diagnostic>) {
+    let mut names: HashMap<(crate::Kind, &str), usize> = HashMap::new();
+    let mut shard_owner: BTreeMap<&str, (usize, &str)> = BTreeMap::new();
+    let mut datacenters: HashMap<&str, usize> = HashMap::new();
+    let mut regions: HashMap<&str, usize> = HashMap::new();
+    for (i, doc) in docs.iter().enumerate() {
+        let mut c = Check { doc, out };
+        let d = &doc.document;
+        if let Some(first) = names.insert((d.kind(), d.name()), i) {
+            c.error("metadata.name", format!("{} `{}` is defined twice (also at {})", d.kind(), d.name(), docs[first].locate("")));
+        }
+        match d {
+            Document::ManateeVersion(mv) => {
+                for (j, shard) in mv.spec.shards.iter().enumerate() {
+                    match shard_owner.get(shard.as_str()) {
+                        Some((other, other_name)) if *other != i => c.error(
+                            format!("spec.shards[{j}]"),
+                            format!("shard `{shard}` is already selected by ManateeVersion `{other_name}` ({}); a shard may have one ManateeVersion", docs[*other].locate("")),
+                        ),
+                        _ => {
+                            shard_owner.insert(shard, (i, mv.name()));
+                        }
+                    }
+                }
+            }
+            Document::HeadnodeSet(hs) => {
+                if let Some(first) = datacenters.insert(&hs.spec.datacenter, i) {
+                    c.error("spec.datacenter", format!("datacenter `{}` already has HeadnodeSet `{}`; one per datacenter", hs.spec.datacenter, docs[first].document.name()));
+                }
+            }
+            Document::ShardTopology(st) => {
+                if let Some(first) = regions.insert(&st.spec.region, i) {
+                    c.error("spec.region", format!("region `{}` already has ShardTopology `{}`; one per region", st.spec.region, docs[first].document.name()));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::parse_documents;
+
+    fn check(yaml: &str) -> Vec<Diagnostic> {
+        let (docs, diags) = parse_documents("t.yaml", yaml);
+        assert!(diags.is_empty(), "parse: {diags:?}");
+        validate_all(&docs).into_iter().filter(Diagnostic::is_error).collect()
+    }
+
+    fn has(diags: &[Diagnostic], path: &str, text: &str) -> bool {
+        diags.iter().any(|d| d.path == path && d.message.contains(text))
+    }
+
+    const HS: &str = "\
+apiVersion: tritonctl/v1alpha1
+kind: HeadnodeSet
+metadata: {name: lab}
+spec:
+  datacenter: lab-1
+  headnodes: [hn0, hn1, hn2]
+  primary: hn0
+  haServices:
+    binder: [hn0, hn1, hn2]
+    manatee: [hn0, hn1, hn2]
+    moray: [hn0, hn1, hn2]
+";
+
+    #[test]
+    fn a_good_headnode_set_passes() {
+        assert!(check(HS).is_empty());
+    }
+
+    #[test]
+    fn binder_quorum_rules() {
+        let d = check(&HS.replace("binder: [hn0, hn1, hn2]", "binder: [hn0, hn1]"));
+        assert!(has(&d, "spec.haServices.binder", "odd number of at least 3"), "{d:?}");
+        let d = check(&HS.replace("binder: [hn0, hn1, hn2]", "binder: [hn0]"));
+        assert!(has(&d, "spec.haServices.binder", "odd number"));
+        let hs4 = HS.replace("[hn0, hn1, hn2]\n  primary", "[hn0, hn1, hn2, hn3]\n  primary").replace("binder: [hn0, hn1, hn2]", "binder: [hn0, hn1, hn2, hn3]");
+        assert!(has(&check(&hs4), "spec.haServices.binder", "got 4"));
+    }
+
+    #[test]
+    fn headnode_set_errors_are_all_reported() {
+        let bad = HS
+            .replace("manatee: [hn0, hn1, hn2]", "manatee: [hn0, hn9]")
+            .replace("primary: hn0", "primary: hn7")
+            .replace("moray: [hn0, hn1, hn2]", "moray: []");
+        let d = check(&bad);
+        assert!(has(&d, "spec.primary", "not one of spec.headnodes"));
+        assert!(has(&d, "spec.haServices.manatee[1]", "not a headnode"));
+        assert!(has(&d, "spec.haServices.manatee", "never fails over"));
+        assert!(has(&d, "spec.haServices.moray", "at least one moray"));
+        assert_eq!(d[0].location.file, "t.yaml");
+    }
+
+    const ST: &str = "\
+apiVersion: tritonctl/v1alpha1
+kind: ShardTopology
+metadata: {name: us-east}
+spec:
+  region: us-east
+  dnsDomain: us-east.joyent.us
+  shards:
+    - name: 1.moray.us-east.joyent.us
+      roles: [marlin, storage]
+      peers: [{server: cn1}, {server: cn2}, {server: cn3}]
+    - name: 2.moray.us-east.joyent.us
+      roles: [index]
+      peers: [{server: cn1}, {server: cn2}, {server: cn3}]
+    - name: 3.moray.us-east.joyent.us
+      roles: [index]
+      peers: [{server: cn4}, {server: cn5}, {server: cn6}]
+  ring:
+    vnodes: 100
+    assignment:
+      - {shard: 2.moray.us-east.joyent.us, vnodes: [0-49]}
+      - {shard: 3.moray.us-east.joyent.us, vnodes: [50-99]}
+";
+
+    #[test]
+    fn a_good_topology_passes() {
+        assert!(check(ST).is_empty(), "{:?}", check(ST));
+    }
+
+    #[test]
+    fn two_peers_on_one_server() {
+        let d = check(&ST.replacen("{server: cn2}, {server: cn3}", "{server: cn2}, {server: cn1}", 1));
+        assert!(has(&d, "spec.shards[0].peers[2].server", "on server `cn1`"), "{d:?}");
+        assert_eq!(d[0].location.line, 10);
+    }
+
+    #[test]
+    fn vnode_assigned_twice_unassigned_and_out_of_range() {
+        let d = check(&ST.replace("vnodes: [50-99]", "vnodes: [40-98]"));
+        assert!(has(&d, "spec.ring.assignment[1].vnodes[0]", "vnode 40 is assigned twice"), "{d:?}");
+        assert!(has(&d, "spec.ring.assignment", "1 vnodes are not assigned to any shard: 99"));
+        let d = check(&ST.replace("vnodes: [50-99]", "vnodes: [50-100]"));
+        assert!(has(&d, "spec.ring.assignment[1].vnodes[0]", "vnode 100 is out of range"));
+    }
+
+    #[test]
+    fn a_shard_cannot_leave_the_ring_while_holding_vnodes() {
+        let without3 = ST.replace(
+            "    - name: 3.moray.us-east.joyent.us\n      roles: [index]\n      peers: [{server: cn4}, {server: cn5}, {server: cn6}]\n",
+            "",
+        );
+        let d = check(&without3);
+        assert!(has(&d, "spec.ring.assignment[1].shard", "cannot leave the ring while it holds vnodes"), "{d:?}");
+    }
+
+    #[test]
+    fn split_intents() {
+        let st = format!("{ST}    intents:\n      - split: {{from: 2.moray.us-east.joyent.us, to: 4.moray.us-east.joyent.us, fraction: 2/1}}\n");
+        let d = check(&st);
+        assert!(has(&d, "spec.ring.intents[0].split.to", "must be an index shard"), "{d:?}");
+        assert!(has(&d, "spec.ring.intents[0].split.fraction", "not a fraction"));
+    }
+
+    const MV: &str = "\
+apiVersion: tritonctl/v1alpha1
+kind: ManateeVersion
+metadata: {name: NAME}
+spec:
+  shards: [SHARDS]
+  image: {uuid: 2a3d1f0e-9b8c-4d7e-a6f5-0123456789ab}
+";
+
+    #[test]
+    fn two_manatee_versions_cannot_select_one_shard() {
+        let a = MV.replace("NAME", "a").replace("SHARDS", "sdc");
+        let b = MV.replace("NAME", "b").replace("SHARDS", "1.moray.x.y, sdc");
+        let d = check(&format!("{a}---\n{b}"));
+        assert!(has(&d, "spec.shards[1]", "already selected by ManateeVersion `a`"), "{d:?}");
+        assert_eq!(d[0].location.line, 12);
+    }
+
+    #[test]
+    fn rollout_policy_rules() {
+        let mv = MV.replace("NAME", "a").replace("SHARDS", "sdc")
+            + "  rollout:\n    parallelism: 0\n    canary: 3.moray.x.y\n    maintenanceWindow: {days: [Caturday], start: '25:00', duration: 9d}\n";
+        let d = check(&mv);
+        assert!(has(&d, "spec.rollout.parallelism", "at least 1"));
+        assert!(has(&d, "spec.rollout.canary", "not one of spec.shards"));
+        assert!(has(&d, "spec.rollout.maintenanceWindow.days[0]", "not a day"));
+        assert!(has(&d, "spec.rollout.maintenanceWindow.start", "HH:MM"));
+        assert!(has(&d, "spec.rollout.maintenanceWindow.duration", "at most 7 days"));
+    }
+
+    #[test]
+    fn duplicate_names_of_one_kind() {
+        let a = MV.replace("NAME", "a").replace("SHARDS", "sdc");
+        let b = MV.replace("NAME", "a").replace("SHARDS", "1.moray.x.y");
+        assert!(has(&check(&format!("{a}---\n{b}")), "metadata.name", "defined twice"));
+    }
+}

@@ -1,0 +1,5 @@
+//! Triton and Manta wire formats (in progress).
+
+pub mod apis;
+pub mod fash;
+pub mod manatee;
