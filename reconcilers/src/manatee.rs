@@ -1,0 +1,530 @@
+//! `ManateeVersion`: bring every selected shard onto the wanted manatee image.
+//!
+//! Rolling strategy, after sdcadm's `UpdateManateeV2` (research/manatee.md
+//! §7.2) with its safety and more visibility:
+//! preflight -> each async from the tail -> the sync -> (approval) -> freeze
+//! with our own reason -> the primary -> full health -> unfreeze our freeze.
+//! One peer of a shard is disrupted at a time: every reprovision waits behind
+//! a gate that needs all other peers up. A one-node shard (one-node-write
+//! mode) is a single reprovision that keeps one-node-write mode on.
+//!
+//! [`plan_shard`] is pure: the same plan is shown by `diff` and run by the
+//! controller. [`ManateeRunner`] executes its steps against a [`ManateeWorld`].
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use crds::manatee::{Approval, ManateeVersionSpec};
+use crds::status::OperationStatus;
+use serde::{Deserialize, Serialize};
+use wire::manatee::ClusterState;
+
+use crate::operation::{Gate, Operation, PlannedStep, Progress, StepRunner};
+
+/// Prefix of every freeze reason tritonctl writes; we only ever unfreeze a
+/// freeze whose reason is exactly our operation's.
+pub const FREEZE_PREFIX: &str = "tritonctl";
+
+pub fn freeze_reason(op_id: &str) -> String {
+    format!("{FREEZE_PREFIX} {op_id}: upgrading the primary")
+}
+
+/// A manatee zone as the controller sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerObservation {
+    /// VM (and SAPI instance) UUID.
+    pub zone: String,
+    pub alias: String,
+    pub server: String,
+    /// The image the VM runs, from VMAPI (SAPI params are not kept current).
+    pub image: String,
+    /// VMAPI state, `running` when up.
+    pub vm_state: String,
+    /// Whether the sitter is in the shard's election (ZooKeeper).
+    pub active: bool,
+    /// PostgreSQL answers.
+    pub pg_online: bool,
+    /// Replication lag behind its upstream, when it is a standby.
+    pub lag_seconds: Option<f64>,
+    /// SAPI metadata `ONE_NODE_WRITE_MODE`.
+    pub one_node_write_mode: bool,
+}
+
+/// A shard as the controller sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShardObservation {
+    pub shard: String,
+    /// `/manatee/<shard>/state`, None before the cluster is set up.
+    pub state: Option<ClusterState>,
+    pub peers: Vec<PeerObservation>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    Primary,
+    Sync,
+    Async,
+    Deposed,
+    Unassigned,
+}
+
+impl ShardObservation {
+    pub fn role_of(&self, zone: &str) -> Role {
+        let Some(st) = &self.state else { return Role::Unassigned };
+        if st.primary.zone_id == zone {
+            Role::Primary
+        } else if st.sync.as_ref().is_some_and(|s| s.zone_id == zone) {
+            Role::Sync
+        } else if st.asyncs.iter().any(|a| a.zone_id == zone) {
+            Role::Async
+        } else if st.deposed.iter().any(|a| a.zone_id == zone) {
+            Role::Deposed
+        } else {
+            Role::Unassigned
+        }
+    }
+
+    pub fn peer(&self, zone: &str) -> Option<&PeerObservation> {
+        self.peers.iter().find(|p| p.zone == zone)
+    }
+
+    /// Freeze reason, if frozen.
+    pub fn freeze_reason(&self) -> Option<String> {
+        let st = self.state.as_ref()?;
+        st.is_frozen().then(|| st.freeze.reason().unwrap_or("(no reason given)").to_string())
+    }
+}
+
+/// What IMGAPI says about an image.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    pub uuid: String,
+    pub name: String,
+    pub version: String,
+    /// `active` when usable.
+    pub state: String,
+    /// The manatee major version the image carries (tags.manatee_major), if known.
+    pub manatee_major: Option<u32>,
+}
+
+/// The world a ManateeVersion reconciler observes and changes.
+#[async_trait]
+pub trait ManateeWorld: Send + Sync {
+    async fn observe(&self, shard: &str) -> Result<ShardObservation, String>;
+    async fn image(&self, uuid: &str) -> Result<Option<ImageInfo>, String>;
+    /// Reprovision a zone onto an image (SAPI UpgradeInstance). Called only
+    /// after the runner saw the zone is not on that image yet.
+    async fn reprovision(&self, zone: &str, image: &str, op_id: &str) -> Result<(), String>;
+    /// Freeze the shard with `reason` (a CAS write with a history node).
+    async fn freeze(&self, shard: &str, reason: &str) -> Result<(), String>;
+    /// Unfreeze the shard only if its freeze reason is exactly `reason`.
+    async fn unfreeze_own(&self, shard: &str, reason: &str) -> Result<(), String>;
+    /// Whether `tritonctl approve` was given for this operation step.
+    async fn approved(&self, op_id: &str, step: &str) -> Result<bool, String>;
+}
+
+/// One typed step of a manatee upgrade.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum ManateeAction {
+    /// Re-check the preflight rules right before the first disruption.
+    Preflight,
+    /// Reprovision one peer and wait until it is back in its role.
+    Reprovision { zone: String, role: Role, image: String },
+    /// Wait for `tritonctl approve`.
+    Approval { what: String },
+    Freeze { reason: String },
+    /// Wait until the shard is whole again: primary writable, sync caught up, no deposed peer.
+    WaitHealthy,
+    Unfreeze { reason: String },
+}
+
+/// The outcome of planning one shard.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ShardPlan {
+    UpToDate,
+    Upgrade(Operation<ManateeAction>),
+    /// Refused by preflight: (reason, message).
+    Refused(String, String),
+}
+
+/// Preflight rules (research/manatee.md §7.2 step 6, and DESIGN.md invariant 1).
+pub fn preflight(obs: &ShardObservation, image: Option<&ImageInfo>, wanted: &str) -> Result<(), (String, String)> {
+    let refuse = |r: &str, m: String| Err((r.to_string(), m));
+    let Some(image) = image else {
+        return refuse("UnknownImage", format!("image {wanted} is not in IMGAPI; import it first (sdc-imgadm import {wanted})"));
+    };
+    if image.state != "active" {
+        return refuse("ImageNotActive", format!("image {wanted} is {} in IMGAPI, not active", image.state));
+    }
+    let Some(st) = &obs.state else {
+        return refuse("NoClusterState", format!("shard {} has no cluster state in ZooKeeper yet", obs.shard));
+    };
+    if !st.deposed.is_empty() {
+        let ids: Vec<&str> = st.deposed.iter().map(|p| p.zone_id.as_str()).collect();
+        return refuse("DeposedPeer", format!("shard {} has deposed peer(s) {}; rebuild them with `manatee-adm rebuild` first", obs.shard, ids.join(", ")));
+    }
+    if let Some(reason) = obs.freeze_reason()
+        && !reason.starts_with(FREEZE_PREFIX)
+        && !st.is_one_node_write_mode()
+    {
+        return refuse("FrozenByOther", format!("shard {} is frozen by someone else ({reason}); tritonctl only lifts its own freeze", obs.shard));
+    }
+    if !st.is_one_node_write_mode() {
+        if st.sync.is_none() {
+            return refuse("NoSync", format!("shard {} has no sync; complete the HA setup first", obs.shard));
+        }
+        for p in &obs.peers {
+            let role = obs.role_of(&p.zone);
+            if role != Role::Unassigned && (!p.active || !p.pg_online) {
+                return refuse("UnhealthyPeer", format!("peer {} ({:?}) is not healthy (active {}, postgres online {})", p.alias, role, p.active, p.pg_online));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Plan the upgrade of one shard. Pure.
+pub fn plan_shard(spec: &ManateeVersionSpec, obs: &ShardObservation, image: Option<&ImageInfo>, op_id: &str) -> ShardPlan {
+    let wanted = &spec.image.uuid;
+    let stale: Vec<&PeerObservation> = obs.peers.iter().filter(|p| &p.image != wanted).collect();
+    if stale.is_empty() {
+        return ShardPlan::UpToDate;
+    }
+    if let Err((r, m)) = preflight(obs, image, wanted) {
+        return ShardPlan::Refused(r, m);
+    }
+    let st = obs.state.as_ref().expect("preflight checked");
+    let short = |z: &str| z.split('-').next().unwrap_or(z).to_string();
+    let mut steps: Vec<PlannedStep<ManateeAction>> = vec![PlannedStep {
+        name: "preflight".into(),
+        description: format!("check shard {} is healthy: no deposed peer, sync present, image active", obs.shard),
+        touches: vec![],
+        irreversible: false,
+        action: ManateeAction::Preflight,
+    }];
+    let reprovision = |zone: &str, role: Role| {
+        let alias = obs.peer(zone).map_or(zone.to_string(), |p| p.alias.clone());
+        PlannedStep {
+            name: format!("reprovision-{}-{}", format!("{role:?}").to_lowercase(), short(zone)),
+            description: match role {
+                Role::Primary if st.is_one_node_write_mode() => format!("reprovision the only peer {alias} onto {wanted} (the shard is down meanwhile) and keep one-node-write mode"),
+                Role::Primary => format!("reprovision primary {alias}; the frozen shard keeps it primary, writes pause until its sync catches up"),
+                Role::Sync => format!("reprovision sync {alias}; wait until the primary reports it as synchronous standby again"),
+                _ => format!("reprovision async {alias}; wait until it is back and replicating"),
+            },
+            touches: vec![alias],
+            irreversible: false,
+            action: ManateeAction::Reprovision { zone: zone.to_string(), role, image: wanted.clone() },
+        }
+    };
+    // Asyncs from the tail of the chain, then the sync.
+    for a in st.asyncs.iter().rev() {
+        if obs.peer(&a.zone_id).is_some_and(|p| &p.image != wanted) {
+            steps.push(reprovision(&a.zone_id, Role::Async));
+        }
+    }
+    if let Some(s) = &st.sync
+        && obs.peer(&s.zone_id).is_some_and(|p| &p.image != wanted)
+    {
+        steps.push(reprovision(&s.zone_id, Role::Sync));
+    }
+    let primary_stale = obs.peer(&st.primary.zone_id).is_some_and(|p| &p.image != wanted);
+    if primary_stale {
+        if spec.rollout.approval != Approval::Never {
+            steps.push(PlannedStep {
+                name: "approve-primary".into(),
+                description: format!("wait for `tritonctl approve` before touching the primary of {} (the write outage)", obs.shard),
+                touches: vec![],
+                irreversible: false,
+                action: ManateeAction::Approval { what: format!("the primary step of shard {}", obs.shard) },
+            });
+        }
+        let ha = !st.is_one_node_write_mode();
+        let reason = freeze_reason(op_id);
+        if ha {
+            steps.push(PlannedStep {
+                name: "freeze".into(),
+                description: format!("freeze shard {} (reason \"{reason}\") so no takeover happens while the primary is away", obs.shard),
+                touches: vec![obs.shard.clone()],
+                irreversible: false,
+                action: ManateeAction::Freeze { reason: reason.clone() },
+            });
+        }
+        steps.push(reprovision(&st.primary.zone_id, Role::Primary));
+        steps.push(PlannedStep {
+            name: "wait-healthy".into(),
+            description: format!("wait until shard {} is whole: primary writable, sync caught up, no deposed peer", obs.shard),
+            touches: vec![],
+            irreversible: false,
+            action: ManateeAction::WaitHealthy,
+        });
+        if ha {
+            steps.push(PlannedStep {
+                name: "unfreeze".into(),
+                description: format!("lift our freeze of shard {}", obs.shard),
+                touches: vec![obs.shard.clone()],
+                irreversible: false,
+                action: ManateeAction::Unfreeze { reason },
+            });
+        }
+    }
+    ShardPlan::Upgrade(Operation::new(op_id, "manatee-rolling-upgrade", &obs.shard, steps))
+}
+
+/// Runs [`ManateeAction`]s for one shard.
+pub struct ManateeRunner<'a, W: ManateeWorld> {
+    pub world: &'a W,
+    pub shard: String,
+    pub max_lag_seconds: f64,
+    pub instance_up_timeout: Duration,
+    pub catch_up_timeout: Duration,
+}
+
+impl<W: ManateeWorld> ManateeRunner<'_, W> {
+    /// Healthy standby: active, postgres online and within the lag threshold.
+    fn standby_ok(&self, p: &PeerObservation) -> bool {
+        p.active && p.pg_online && p.lag_seconds.is_none_or(|l| l <= self.max_lag_seconds)
+    }
+
+    fn health(&self, obs: &ShardObservation) -> Result<(), String> {
+        let st = obs.state.as_ref().ok_or("no cluster state")?;
+        if !st.deposed.is_empty() {
+            return Err(format!("deposed peer {}", st.deposed[0].zone_id));
+        }
+        let primary = obs.peer(&st.primary.zone_id).ok_or("primary zone unknown")?;
+        if !(primary.active && primary.pg_online) {
+            return Err(format!("primary {} not up (active {}, pg {})", primary.alias, primary.active, primary.pg_online));
+        }
+        if st.is_one_node_write_mode() {
+            return Ok(());
+        }
+        let sync = st.sync.as_ref().and_then(|s| obs.peer(&s.zone_id)).ok_or("no sync")?;
+        if !self.standby_ok(sync) {
+            return Err(format!("sync {} not caught up (active {}, pg {}, lag {:?})", sync.alias, sync.active, sync.pg_online, sync.lag_seconds));
+        }
+        for a in &st.asyncs {
+            if let Some(p) = obs.peer(&a.zone_id)
+                && !self.standby_ok(p)
+            {
+                return Err(format!("async {} not caught up (lag {:?})", p.alias, p.lag_seconds));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
+    type Error = String;
+
+    async fn precondition(&self, op: &OperationStatus, step: usize, action: &ManateeAction) -> Result<Gate, String> {
+        let obs = self.world.observe(&self.shard).await?;
+        match action {
+            // The image was checked when planning; re-check the shard right
+            // before the first disruption.
+            ManateeAction::Preflight => Ok(match preflight_shard_only(&obs) {
+                Ok(()) => Gate::Open,
+                Err((reason, message)) => Gate::Block { reason, message },
+            }),
+            ManateeAction::Reprovision { zone, role, image } => {
+                let Some(peer) = obs.peer(zone) else {
+                    return Ok(Gate::Block { reason: "PeerGone".into(), message: format!("zone {zone} is no longer a peer of {}", self.shard) });
+                };
+                if &peer.image == image {
+                    return Ok(Gate::Open); // already done (e.g. resumed); act is a no-op
+                }
+                // The world moved (takeover, promotion): this plan no longer fits.
+                let now = obs.role_of(zone);
+                if now != *role {
+                    return Ok(Gate::Block { reason: "Replan".into(), message: format!("{} is now {now:?}, planned as {role:?}", peer.alias) });
+                }
+                // One peer down at a time: everyone else must be healthy.
+                let others_ok = obs.state.as_ref().is_some_and(|st| st.is_one_node_write_mode())
+                    || obs.peers.iter().filter(|p| &p.zone != zone && obs.role_of(&p.zone) != Role::Unassigned).all(|p| p.active && p.pg_online);
+                if !others_ok {
+                    return Ok(Gate::Wait(format!("waiting for every other peer of {} to be up before disrupting {}", self.shard, peer.alias)));
+                }
+                if *role == Role::Primary
+                    && let Err(e) = self.health(&obs)
+                {
+                    return Ok(Gate::Wait(format!("primary step waits for full health: {e}")));
+                }
+                Ok(Gate::Open)
+            }
+            ManateeAction::Approval { .. } => {
+                let name = &op.steps[step].name;
+                Ok(if self.world.approved(&op.id, name).await? {
+                    Gate::Open
+                } else {
+                    Gate::Wait(format!("awaiting approval: run `tritonctl approve` for operation {} step {name}", op.id))
+                })
+            }
+            ManateeAction::Freeze { reason } => match obs.freeze_reason() {
+                Some(r) if &r != reason && !obs.state.as_ref().is_some_and(ClusterState::is_one_node_write_mode) => {
+                    Ok(Gate::Block { reason: "FrozenByOther".into(), message: format!("shard {} was frozen by someone else meanwhile ({r})", self.shard) })
+                }
+                _ => Ok(Gate::Open),
+            },
+            ManateeAction::WaitHealthy | ManateeAction::Unfreeze { .. } => Ok(Gate::Open),
+        }
+    }
+
+    async fn act(&self, op: &OperationStatus, _step: usize, action: &ManateeAction) -> Result<(), String> {
+        let obs = self.world.observe(&self.shard).await?;
+        match action {
+            ManateeAction::Reprovision { zone, image, .. } => {
+                let peer = obs.peer(zone).ok_or_else(|| format!("zone {zone} vanished"))?;
+                if &peer.image != image {
+                    self.world.reprovision(zone, image, &op.id).await?;
+                }
+            }
+            ManateeAction::Freeze { reason } => {
+                if obs.freeze_reason().as_deref() != Some(reason) {
+                    self.world.freeze(&self.shard, reason).await?;
+                }
+            }
+            ManateeAction::Unfreeze { reason } => {
+                if obs.freeze_reason().as_deref() == Some(reason) {
+                    self.world.unfreeze_own(&self.shard, reason).await?;
+                }
+            }
+            ManateeAction::Preflight | ManateeAction::Approval { .. } | ManateeAction::WaitHealthy => {}
+        }
+        Ok(())
+    }
+
+    async fn check(&self, _op: &OperationStatus, _step: usize, action: &ManateeAction) -> Result<Progress, String> {
+        let obs = self.world.observe(&self.shard).await?;
+        Ok(match action {
+            ManateeAction::Reprovision { zone, role, image } => {
+                let Some(p) = obs.peer(zone) else { return Ok(Progress::NotYet(format!("zone {zone} not found"))) };
+                if &p.image != image || p.vm_state != "running" {
+                    Progress::NotYet(format!("{} is {} on image {}", p.alias, p.vm_state, p.image))
+                } else if !p.active || !p.pg_online {
+                    Progress::NotYet(format!("{} is running; sitter active {}, postgres online {}", p.alias, p.active, p.pg_online))
+                } else {
+                    let now = obs.role_of(zone);
+                    match role {
+                        Role::Async if now == Role::Async && self.standby_ok(p) => Progress::Done,
+                        Role::Sync if now == Role::Sync && self.standby_ok(p) => Progress::Done,
+                        Role::Primary => match self.health(&obs) {
+                            Ok(()) => Progress::Done,
+                            Err(e) => Progress::NotYet(e),
+                        },
+                        _ => Progress::NotYet(format!("{} is {now:?}, lag {:?}", p.alias, p.lag_seconds)),
+                    }
+                }
+            }
+            ManateeAction::Freeze { reason } => {
+                if obs.freeze_reason().as_deref() == Some(reason) || obs.state.as_ref().is_some_and(ClusterState::is_one_node_write_mode) {
+                    Progress::Done
+                } else {
+                    Progress::NotYet("freeze not visible yet".into())
+                }
+            }
+            ManateeAction::Unfreeze { reason } => {
+                if obs.freeze_reason().as_deref() == Some(reason) { Progress::NotYet("still frozen by us".into()) } else { Progress::Done }
+            }
+            ManateeAction::WaitHealthy => match self.health(&obs) {
+                Ok(()) => Progress::Done,
+                Err(e) => Progress::NotYet(e),
+            },
+            ManateeAction::Preflight | ManateeAction::Approval { .. } => Progress::Done,
+        })
+    }
+
+    fn timeout(&self, action: &ManateeAction) -> Duration {
+        match action {
+            ManateeAction::Reprovision { .. } => self.instance_up_timeout + self.catch_up_timeout,
+            ManateeAction::WaitHealthy => self.catch_up_timeout,
+            _ => Duration::from_secs(60),
+        }
+    }
+}
+
+/// The preflight rules that depend on the shard alone (the image was checked when planning).
+fn preflight_shard_only(obs: &ShardObservation) -> Result<(), (String, String)> {
+    let fake = ImageInfo { uuid: String::new(), name: String::new(), version: String::new(), state: "active".into(), manatee_major: None };
+    preflight(obs, Some(&fake), "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wire::manatee::PeerIdent;
+
+    pub(crate) fn ident(zone: &str, ip: &str) -> PeerIdent {
+        PeerIdent::with_default_ports(zone, ip)
+    }
+
+    fn peer(zone: &str, image: &str) -> PeerObservation {
+        PeerObservation {
+            zone: zone.into(),
+            alias: format!("manatee-{zone}"),
+            server: format!("cn-{zone}"),
+            image: image.into(),
+            vm_state: "running".into(),
+            active: true,
+            pg_online: true,
+            lag_seconds: Some(0.0),
+            one_node_write_mode: false,
+        }
+    }
+
+    fn three_peers(image: &str) -> ShardObservation {
+        let st = ClusterState::initial(ident("p", "10.0.0.1"), ident("s", "10.0.0.2"), vec![ident("a", "10.0.0.3")]);
+        ShardObservation { shard: "sdc".into(), state: Some(st), peers: vec![peer("p", image), peer("s", image), peer("a", image)] }
+    }
+
+    fn spec(approval: Approval) -> ManateeVersionSpec {
+        let approval = serde_json::to_value(approval).unwrap();
+        serde_json::from_value(serde_json::json!({"shards": ["sdc"], "image": {"uuid": NEW}, "rollout": {"approval": approval}})).unwrap()
+    }
+
+    const OLD: &str = "b3a5c1d2-7e8f-4a9b-8c0d-1e2f3a4b5c60";
+    const NEW: &str = "e5d4c3b2-a190-4f8e-9d7c-6b5a49382716";
+
+    fn image() -> ImageInfo {
+        ImageInfo { uuid: NEW.into(), name: "manatee".into(), version: "20251104T182201Z".into(), state: "active".into(), manatee_major: Some(2) }
+    }
+
+    #[test]
+    fn plan_orders_async_sync_freeze_primary_unfreeze() {
+        let ShardPlan::Upgrade(op) = plan_shard(&spec(Approval::BeforePrimary), &three_peers(OLD), Some(&image()), "op1") else { panic!() };
+        let names: Vec<&str> = op.status.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["preflight", "reprovision-async-a", "reprovision-sync-s", "approve-primary", "freeze", "reprovision-primary-p", "wait-healthy", "unfreeze"]);
+    }
+
+    #[test]
+    fn refuses_deposed_peers_unknown_images_and_foreign_freezes() {
+        let mut obs = three_peers(OLD);
+        obs.state.as_mut().unwrap().deposed.push(ident("d", "10.0.0.9"));
+        assert!(matches!(plan_shard(&spec(Approval::Never), &obs, Some(&image()), "op"), ShardPlan::Refused(r, _) if r == "DeposedPeer"));
+        assert!(matches!(plan_shard(&spec(Approval::Never), &three_peers(OLD), None, "op"), ShardPlan::Refused(r, _) if r == "UnknownImage"));
+        let mut obs = three_peers(OLD);
+        obs.state.as_mut().unwrap().freeze("sdcadm /var/sdcadm/updates/x").unwrap();
+        assert!(matches!(plan_shard(&spec(Approval::Never), &obs, Some(&image()), "op"), ShardPlan::Refused(r, _) if r == "FrozenByOther"));
+        let mut obs = three_peers(OLD);
+        obs.state.as_mut().unwrap().sync = None;
+        assert!(matches!(plan_shard(&spec(Approval::Never), &obs, Some(&image()), "op"), ShardPlan::Refused(..)));
+    }
+
+    #[test]
+    fn up_to_date_shards_plan_nothing_and_done_peers_are_skipped() {
+        assert_eq!(plan_shard(&spec(Approval::Never), &three_peers(NEW), Some(&image()), "op"), ShardPlan::UpToDate);
+        let mut obs = three_peers(OLD);
+        obs.peers[2].image = NEW.into(); // the async is done already
+        let ShardPlan::Upgrade(op) = plan_shard(&spec(Approval::Never), &obs, Some(&image()), "op") else { panic!() };
+        assert!(!op.status.steps.iter().any(|s| s.name.starts_with("reprovision-async")));
+    }
+
+    #[test]
+    fn one_node_shards_do_not_freeze() {
+        let st = ClusterState::initial_onwm(ident("p", "10.0.0.1"), "2026-01-01T00:00:00.000Z");
+        let obs = ShardObservation { shard: "sdc".into(), state: Some(st), peers: vec![peer("p", OLD)] };
+        let ShardPlan::Upgrade(op) = plan_shard(&spec(Approval::Never), &obs, Some(&image()), "op") else { panic!() };
+        let names: Vec<&str> = op.status.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["preflight", "reprovision-primary-p", "wait-healthy"]);
+    }
+}
