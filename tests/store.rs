@@ -11,7 +11,10 @@ fn lab_manatee() -> Document {
     parse_documents("mv", &text).0.remove(0).document
 }
 
-async fn concurrent_applies_with_one_version_have_one_winner(a: Arc<dyn Coordination>, b: Arc<dyn Coordination>) {
+async fn concurrent_applies_with_one_version_have_one_winner(
+    a: Arc<dyn Coordination>,
+    b: Arc<dyn Coordination>,
+) {
     let (sa, sb) = (Store::new(a), Store::new(b));
     sa.init().await.unwrap();
     let doc = lab_manatee();
@@ -27,11 +30,17 @@ async fn concurrent_applies_with_one_version_have_one_winner(a: Arc<dyn Coordina
                 mv.spec.health.max_replication_lag_seconds = lag;
             }
         }
-        let (ra, rb) = tokio::join!(sa.apply(std::slice::from_ref(&da)), sb.apply(std::slice::from_ref(&db)));
+        let (ra, rb) = tokio::join!(
+            sa.apply(std::slice::from_ref(&da)),
+            sb.apply(std::slice::from_ref(&db))
+        );
         let wins = [&ra, &rb].iter().filter(|r| r.is_ok()).count();
         assert_eq!(wins, 1, "round {round}: {ra:?} / {rb:?}");
         let loser = if ra.is_ok() { rb } else { ra };
-        assert!(matches!(loser, Err(StoreError::Conflict { .. })), "{loser:?}");
+        assert!(
+            matches!(loser, Err(StoreError::Conflict { .. })),
+            "{loser:?}"
+        );
     }
 }
 
@@ -41,9 +50,20 @@ async fn generation_and_status(coord: Arc<dyn Coordination>) {
     let doc = lab_manatee();
     let out = s.apply(std::slice::from_ref(&doc)).await.unwrap();
     assert_eq!(out[0].action, ApplyAction::Created);
-    let mut status = crds::Status { observed_generation: Some(1), ..Default::default() };
-    status.set_condition(crds::ConditionType::Ready, crds::ConditionStatus::True, "Converged", "ok", "2026-11-22T00:00:00Z");
-    s.write_status(Kind::ManateeVersion, "sdc", &status, None).await.unwrap();
+    let mut status = crds::Status {
+        observed_generation: Some(1),
+        ..Default::default()
+    };
+    status.set_condition(
+        crds::ConditionType::Ready,
+        crds::ConditionStatus::True,
+        "Converged",
+        "ok",
+        "2026-11-22T00:00:00Z",
+    );
+    s.write_status(Kind::ManateeVersion, "sdc", &status, None)
+        .await
+        .unwrap();
     // Status is apart from spec: re-applying the same spec is a no-op and keeps status.
     let out = s.apply(std::slice::from_ref(&doc)).await.unwrap();
     assert_eq!(out[0].action, ApplyAction::Unchanged);
@@ -52,7 +72,12 @@ async fn generation_and_status(coord: Arc<dyn Coordination>) {
     assert_eq!(got.metadata().generation, Some(1));
     assert!(s.delete(Kind::ManateeVersion, "sdc").await.unwrap());
     assert!(s.get(Kind::ManateeVersion, "sdc").await.unwrap().is_none());
-    assert!(s.status(Kind::ManateeVersion, "sdc").await.unwrap().is_none());
+    assert!(
+        s.status(Kind::ManateeVersion, "sdc")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -83,16 +108,27 @@ async fn sqlite_store_survives_a_restart() {
 
 #[tokio::test]
 async fn zk_concurrent_applies_with_one_version_have_one_winner() {
-    let zk = coord::testing::ZkServer::start().await.expect("ZooKeeper (apt-get install zookeeper)");
+    let zk = coord::testing::ZkServer::start()
+        .await
+        .expect("ZooKeeper (apt-get install zookeeper)");
     let timeout = std::time::Duration::from_secs(4);
-    let a = coord::zk::ZkCoordination::connect(&zk.connect_string(), timeout).await.unwrap();
-    let b = coord::zk::ZkCoordination::connect(&zk.connect_string(), timeout).await.unwrap();
+    let a = coord::zk::ZkCoordination::connect(&zk.connect_string(), timeout)
+        .await
+        .unwrap();
+    let b = coord::zk::ZkCoordination::connect(&zk.connect_string(), timeout)
+        .await
+        .unwrap();
     concurrent_applies_with_one_version_have_one_winner(a, b).await;
 }
 
 #[tokio::test]
 async fn zk_generation_and_status() {
-    let zk = coord::testing::ZkServer::start().await.expect("ZooKeeper (apt-get install zookeeper)");
-    let c = coord::zk::ZkCoordination::connect(&zk.connect_string(), std::time::Duration::from_secs(4)).await.unwrap();
+    let zk = coord::testing::ZkServer::start()
+        .await
+        .expect("ZooKeeper (apt-get install zookeeper)");
+    let c =
+        coord::zk::ZkCoordination::connect(&zk.connect_string(), std::time::Duration::from_secs(4))
+            .await
+            .unwrap();
     generation_and_status(c).await;
 }

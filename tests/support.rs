@@ -15,7 +15,11 @@ pub fn tritonctl_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let bin = dir.join("tritonctl");
-    assert!(bin.exists(), "{} is missing: run `cargo build -p tritonctl` first", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p tritonctl` first",
+        bin.display()
+    );
     bin
 }
 

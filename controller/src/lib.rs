@@ -2,4 +2,9 @@
 //! clients. See ARCHITECTURE.md for the map.
 
 pub mod cli;
+pub mod clients;
+pub mod demo;
+pub mod reconcile;
+pub mod runtime;
 pub mod store;
+pub mod world;

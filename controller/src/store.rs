@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use coord::{Coordination, CoordError, CreateMode, Expect, Op, OpResult};
+use coord::{CoordError, Coordination, CreateMode, Expect, Op, OpResult};
 use crds::{Document, Kind, Status};
 use serde_json::Value;
 
@@ -106,8 +106,12 @@ impl Store {
         }
         for kind in Kind::ALL {
             self.coord.mkdirp(&kind_dir(kind)).await?;
-            self.coord.mkdirp(&format!("{ROOT}/status/{}", kind.short())).await?;
-            self.coord.mkdirp(&format!("{ROOT}/operations/{}", kind.short())).await?;
+            self.coord
+                .mkdirp(&format!("{ROOT}/status/{}", kind.short()))
+                .await?;
+            self.coord
+                .mkdirp(&format!("{ROOT}/operations/{}", kind.short()))
+                .await?;
         }
         Ok(())
     }
@@ -134,14 +138,22 @@ impl Store {
                     if let Some(rv) = wanted_rv {
                         return Err(StoreError::Conflict {
                             key,
-                            message: format!("resourceVersion {rv} was given but the document does not exist (it was deleted?); remove metadata.resourceVersion to create it"),
+                            message: format!(
+                                "resourceVersion {rv} was given but the document does not exist (it was deleted?); remove metadata.resourceVersion to create it"
+                            ),
                         });
                     }
                     let mut stored = doc.clone();
                     strip_for_storage(&mut stored);
                     stored.metadata_mut().generation = Some(1);
                     ops.push(Op::create(path, encode(&stored), CreateMode::Persistent));
-                    outcomes.push(ApplyOutcome { kind, name, action: ApplyAction::Created, generation: 1, resource_version: "0".into() });
+                    outcomes.push(ApplyOutcome {
+                        kind,
+                        name,
+                        action: ApplyAction::Created,
+                        generation: 1,
+                        resource_version: "0".into(),
+                    });
                 }
                 Some((old, version)) => {
                     if let Some(rv) = &wanted_rv
@@ -149,24 +161,45 @@ impl Store {
                     {
                         return Err(StoreError::Conflict {
                             key,
-                            message: format!("the document was changed since resourceVersion {rv} (now {version}); fetch it again with `tritonctl get {} {} -o yaml` and reapply", kind.short(), doc.name()),
+                            message: format!(
+                                "the document was changed since resourceVersion {rv} (now {version}); fetch it again with `tritonctl get {} {} -o yaml` and reapply",
+                                kind.short(),
+                                doc.name()
+                            ),
                         });
                     }
                     let old_generation = old.metadata().generation.unwrap_or(1);
                     let spec_changed = old.spec_value() != doc.spec_value();
-                    let meta_changed = old.metadata().labels != doc.metadata().labels || old.metadata().annotations != doc.metadata().annotations;
+                    let meta_changed = old.metadata().labels != doc.metadata().labels
+                        || old.metadata().annotations != doc.metadata().annotations;
                     if !spec_changed && !meta_changed {
                         // A no-op apply still fails if someone raced us: check the version.
                         ops.push(Op::check(path, Expect::Version(version)));
-                        outcomes.push(ApplyOutcome { kind, name, action: ApplyAction::Unchanged, generation: old_generation, resource_version: version.to_string() });
+                        outcomes.push(ApplyOutcome {
+                            kind,
+                            name,
+                            action: ApplyAction::Unchanged,
+                            generation: old_generation,
+                            resource_version: version.to_string(),
+                        });
                         continue;
                     }
-                    let generation = if spec_changed { old_generation + 1 } else { old_generation };
+                    let generation = if spec_changed {
+                        old_generation + 1
+                    } else {
+                        old_generation
+                    };
                     let mut stored = doc.clone();
                     strip_for_storage(&mut stored);
                     stored.metadata_mut().generation = Some(generation);
                     ops.push(Op::set(path, encode(&stored), Expect::Version(version)));
-                    outcomes.push(ApplyOutcome { kind, name, action: ApplyAction::Configured, generation, resource_version: (version + 1).to_string() });
+                    outcomes.push(ApplyOutcome {
+                        kind,
+                        name,
+                        action: ApplyAction::Configured,
+                        generation,
+                        resource_version: (version + 1).to_string(),
+                    });
                 }
             }
         }
@@ -251,19 +284,36 @@ impl Store {
     pub async fn status(&self, kind: Kind, name: &str) -> Result<Option<Status>, StoreError> {
         let path = status_path(kind, name);
         match self.coord.get(&path).await {
-            Ok((data, _)) => serde_json::from_slice(&data).map(Some).map_err(|e| StoreError::Corrupt { path, message: e.to_string() }),
+            Ok((data, _)) => {
+                serde_json::from_slice(&data)
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt {
+                        path,
+                        message: e.to_string(),
+                    })
+            }
             Err(CoordError::NoNode(_)) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
     /// Write a document's status (never its spec), fenced when a fence is given.
-    pub async fn write_status(&self, kind: Kind, name: &str, status: &Status, fence: Option<&Fence>) -> Result<(), StoreError> {
+    pub async fn write_status(
+        &self,
+        kind: Kind,
+        name: &str,
+        status: &Status,
+        fence: Option<&Fence>,
+    ) -> Result<(), StoreError> {
         let path = status_path(kind, name);
         let data = serde_json::to_vec(status).expect("status serializes");
         let exists = self.coord.exists(&path).await?.is_some();
         let mut ops: Vec<Op> = fence.map(Fence::op).into_iter().collect();
-        ops.push(if exists { Op::set(&path, data, Expect::Any) } else { Op::create(&path, data, CreateMode::Persistent) });
+        ops.push(if exists {
+            Op::set(&path, data, Expect::Any)
+        } else {
+            Op::create(&path, data, CreateMode::Persistent)
+        });
         self.coord.multi(ops).await?;
         Ok(())
     }
@@ -280,8 +330,15 @@ fn encode(doc: &Document) -> Vec<u8> {
 }
 
 fn decode(path: &str, data: &[u8]) -> Result<Document, StoreError> {
-    let corrupt = |message: String| StoreError::Corrupt { path: path.to_string(), message };
+    let corrupt = |message: String| StoreError::Corrupt {
+        path: path.to_string(),
+        message,
+    };
     let v: Value = serde_json::from_slice(data).map_err(|e| corrupt(e.to_string()))?;
-    let kind = v.get("kind").and_then(Value::as_str).and_then(Kind::parse).ok_or_else(|| corrupt("no valid kind".into()))?;
+    let kind = v
+        .get("kind")
+        .and_then(Value::as_str)
+        .and_then(Kind::parse)
+        .ok_or_else(|| corrupt("no valid kind".into()))?;
     Document::from_value(kind, v).map_err(|e| corrupt(e.to_string()))
 }

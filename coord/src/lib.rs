@@ -59,7 +59,10 @@ pub enum CreateMode {
 
 impl CreateMode {
     pub fn is_ephemeral(self) -> bool {
-        matches!(self, CreateMode::Ephemeral | CreateMode::EphemeralSequential)
+        matches!(
+            self,
+            CreateMode::Ephemeral | CreateMode::EphemeralSequential
+        )
     }
     pub fn is_sequential(self) -> bool {
         matches!(
@@ -183,7 +186,10 @@ pub enum CoordError {
     /// A multi-op failed: `index` is the first operation that failed and
     /// `error` why. Nothing of the transaction was applied.
     #[error("transaction failed at operation {index}: {error}")]
-    MultiFailed { index: usize, error: Box<CoordError> },
+    MultiFailed {
+        index: usize,
+        error: Box<CoordError>,
+    },
     #[error("coordination backend error: {0}")]
     Backend(String),
 }

@@ -24,7 +24,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::path::{parent, validate_path};
 use crate::{
-    Coordination, CoordError, CreateMode, Expect, Op, OpResult, Result, SessionState, Stat, Watch,
+    CoordError, Coordination, CreateMode, Expect, Op, OpResult, Result, SessionState, Stat, Watch,
     WatchEvent,
 };
 
@@ -239,7 +239,8 @@ impl State {
         let name = name_of(&full).to_string();
 
         let parent_node = self.nodes.get_mut(&parent_path).expect("checked above");
-        tx.undo.push(Undo::Stat(parent_path.clone(), parent_node.stat));
+        tx.undo
+            .push(Undo::Stat(parent_path.clone(), parent_node.stat));
         parent_node.stat.cversion = parent_node.stat.cversion.wrapping_add(1);
         parent_node.children.insert(name.clone());
         tx.undo
@@ -303,13 +304,16 @@ impl State {
         let node = self.nodes.remove(path).expect("checked above");
         tx.undo.push(Undo::Deleted(path.to_string(), node));
 
-        let parent_path = parent(path).expect("non-root path has a parent").to_string();
+        let parent_path = parent(path)
+            .expect("non-root path has a parent")
+            .to_string();
         let name = name_of(path).to_string();
         let parent_node = self
             .nodes
             .get_mut(&parent_path)
             .expect("every node's parent exists");
-        tx.undo.push(Undo::Stat(parent_path.clone(), parent_node.stat));
+        tx.undo
+            .push(Undo::Stat(parent_path.clone(), parent_node.stat));
         parent_node.stat.cversion = parent_node.stat.cversion.wrapping_add(1);
         parent_node.children.remove(&name);
         tx.undo.push(Undo::ChildRemoved(parent_path.clone(), name));
@@ -333,7 +337,9 @@ impl State {
                 .create(tx, session, path, data, *mode)
                 .map(OpResult::Created),
             Op::Set { path, data, expect } => self.set(tx, path, data, *expect).map(OpResult::Set),
-            Op::Delete { path, expect } => self.delete(tx, path, *expect).map(|()| OpResult::Deleted),
+            Op::Delete { path, expect } => {
+                self.delete(tx, path, *expect).map(|()| OpResult::Deleted)
+            }
             Op::Check { path, expect } => self.check(path, *expect).map(|()| OpResult::Checked),
         }
     }
@@ -423,11 +429,12 @@ impl State {
 
     fn take_watches(&mut self, fired: &[(String, Trigger)]) -> Deliveries {
         let mut out = Vec::new();
-        let mut take = |map: &mut HashMap<String, Vec<Registration>>, path: &str, ev: WatchEvent| {
-            if let Some(regs) = map.remove(path) {
-                out.extend(regs.into_iter().map(|r| (r.tx, ev)));
-            }
-        };
+        let mut take =
+            |map: &mut HashMap<String, Vec<Registration>>, path: &str, ev: WatchEvent| {
+                if let Some(regs) = map.remove(path) {
+                    out.extend(regs.into_iter().map(|r| (r.tx, ev)));
+                }
+            };
         for (path, trigger) in fired {
             match trigger {
                 Trigger::Created => take(&mut self.data_watches, path, WatchEvent::NodeCreated),
@@ -448,11 +455,7 @@ impl State {
         out
     }
 
-    fn register(
-        map: &mut HashMap<String, Vec<Registration>>,
-        session: i64,
-        path: &str,
-    ) -> Watch {
+    fn register(map: &mut HashMap<String, Vec<Registration>>, session: i64, path: &str) -> Watch {
         let (tx, rx) = oneshot::channel();
         let regs = map.entry(path.to_string()).or_default();
         // Forget watches whose receiver is gone, so a caller that keeps
@@ -477,8 +480,9 @@ impl State {
         let mut out = Vec::new();
         for map in [&mut self.data_watches, &mut self.child_watches] {
             for regs in map.values_mut() {
-                let (mine, others): (Vec<_>, Vec<_>) =
-                    std::mem::take(regs).into_iter().partition(|r| r.session == id);
+                let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(regs)
+                    .into_iter()
+                    .partition(|r| r.session == id);
                 *regs = others;
                 out.extend(mine.into_iter().map(|r| (r.tx, why)));
             }

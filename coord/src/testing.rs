@@ -134,7 +134,12 @@ impl ZkServer {
             .append(true)
             .open(self.log_path())?;
         let child = Command::new("java")
-            .args(["-Xms32m", "-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"])
+            .args([
+                "-Xms32m",
+                "-Xmx128m",
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
+            ])
             .arg(format!("-Dzookeeper.log.dir={}", self.dir.path().display()))
             .arg("-cp")
             .arg(format!("{ZOOKEEPER_CONF_DIR}:{ZOOKEEPER_JAR}"))

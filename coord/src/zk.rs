@@ -27,7 +27,7 @@ use zookeeper_client as zkc;
 
 use crate::path::validate_path;
 use crate::{
-    Coordination, CoordError, CreateMode, Expect, Op, OpResult, Result, SessionState, Stat, Watch,
+    CoordError, Coordination, CreateMode, Expect, Op, OpResult, Result, SessionState, Stat, Watch,
     WatchEvent,
 };
 
@@ -164,7 +164,10 @@ impl ZkCoordination {
     /// the server may negotiate `session_timeout` into its min/max bounds.
     /// Fails with `ConnectionLoss` if no session is established within about
     /// the session timeout.
-    pub async fn connect(connect_string: &str, session_timeout: Duration) -> Result<Arc<ZkCoordination>> {
+    pub async fn connect(
+        connect_string: &str,
+        session_timeout: Duration,
+    ) -> Result<Arc<ZkCoordination>> {
         let (major, minor, patch) = SERVER_VERSION;
         let client = zkc::Client::connector()
             .with_server_version(major, minor, patch)
@@ -224,31 +227,62 @@ impl ZkCoordination {
 
     /// Test/simulation hook: end this session from outside, as the ensemble
     /// would when it expires a session. Another client attaches to the same
-    /// session and closes it; the server then drops our connection and our
-    /// reconnect is answered with "expired". Waits until this handle reports
-    /// `Expired` (or gives up after a few session timeouts).
+    /// session (id and password) and closes it; our reconnect is then
+    /// answered with "session expired". Waits until this handle reports a
+    /// terminal state (or gives up after a few session timeouts).
+    ///
+    /// The server hands a session to whichever connection presented it last,
+    /// and our own client reconnects at once when its connection is taken
+    /// away, so a single attach attempt often loses that race. Each attempt
+    /// therefore tries the ensemble once (`with_fail_eagerly`) and we retry
+    /// until one attaches; CloseSession is then queued immediately and is
+    /// re-sent by that client after any reconnect until it is acknowledged.
     pub async fn expire_from_outside(&self) -> Result<()> {
         let session = self.client()?.session().clone();
-        let (major, minor, patch) = SERVER_VERSION;
-        let other = zkc::Client::connector()
-            .with_server_version(major, minor, patch)
-            .with_session(session)
-            .with_session_timeout(self.session_timeout)
-            .connect(&self.connect_string)
-            .await
-            .map_err(|e| map_err(e, ""))?;
-        let mut other_state = other.state_watcher();
-        // Dropping the only handle sends CloseSession for the shared session.
-        drop(other);
         let patience = self.session_timeout * 3 + Duration::from_secs(2);
-        let _ = tokio::time::timeout(patience, async {
-            while !other_state.state().is_terminated() {
-                other_state.changed().await;
+        let deadline = tokio::time::Instant::now() + patience;
+        let (major, minor, patch) = SERVER_VERSION;
+        let mut attempts = 0u32;
+        let other = loop {
+            attempts += 1;
+            let attached = zkc::Client::connector()
+                .with_server_version(major, minor, patch)
+                .with_session(session.clone())
+                .with_session_timeout(self.session_timeout)
+                .with_fail_eagerly()
+                .connect(&self.connect_string)
+                .await;
+            match attached {
+                Ok(client) => break Some(client),
+                // Someone else already ended it.
+                Err(zkc::Error::SessionExpired) => break None,
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(CoordError::Backend(format!(
+                        "could not attach to session {:#x} to expire it ({attempts} attempts): {e}",
+                        self.session_id
+                    )));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(2)).await,
             }
-        })
-        .await;
+        };
+        tracing::debug!(
+            session = format_args!("{:#x}", self.session_id),
+            attempts,
+            "attached to session to expire it"
+        );
+        if let Some(other) = other {
+            let mut other_state = other.state_watcher();
+            // Dropping the only handle sends CloseSession for the shared session.
+            drop(other);
+            let _ = tokio::time::timeout_at(deadline, async {
+                while !other_state.state().is_terminated() {
+                    other_state.changed().await;
+                }
+            })
+            .await;
+        }
         let mut events = self.events.clone();
-        match tokio::time::timeout(patience, events.wait_for(|s| s.is_terminal())).await {
+        match tokio::time::timeout_at(deadline, events.wait_for(|s| s.is_terminal())).await {
             Ok(Ok(_)) => Ok(()),
             _ => Err(CoordError::Backend(format!(
                 "session {:#x} not reported expired within {patience:?}",
@@ -278,7 +312,12 @@ impl Coordination for ZkCoordination {
     }
 
     fn session_state(&self) -> SessionState {
-        let state = map_state(self.state.lock().expect("zk state lock poisoned").peek_state());
+        let state = map_state(
+            self.state
+                .lock()
+                .expect("zk state lock poisoned")
+                .peek_state(),
+        );
         if self.closed.load(Ordering::SeqCst) && !state.is_terminal() {
             return SessionState::Closed;
         }
@@ -326,7 +365,10 @@ impl Coordination for ZkCoordination {
     async fn exists(&self, path: &str) -> Result<Option<Stat>> {
         validate_path(path)?;
         let client = self.client()?;
-        let stat = client.check_stat(path).await.map_err(|e| map_err(e, path))?;
+        let stat = client
+            .check_stat(path)
+            .await
+            .map_err(|e| map_err(e, path))?;
         Ok(stat.as_ref().map(map_stat))
     }
 
@@ -437,7 +479,9 @@ impl Coordination for ZkCoordination {
                 zkc::MultiWriteResult::Delete => Ok(OpResult::Deleted),
                 zkc::MultiWriteResult::Create { path, .. } => Ok(OpResult::Created(path)),
                 zkc::MultiWriteResult::SetData { stat } => Ok(OpResult::Set(map_stat(&stat))),
-                other => Err(CoordError::Backend(format!("unexpected multi result {other:?}"))),
+                other => Err(CoordError::Backend(format!(
+                    "unexpected multi result {other:?}"
+                ))),
             })
             .collect()
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use coord::{
-    Coordination, CoordError, CreateMode, Expect, MemEnsemble, Op, OpResult, SessionState, Watch,
+    CoordError, Coordination, CreateMode, Expect, MemEnsemble, Op, OpResult, SessionState, Watch,
     WatchEvent, split_sequence,
 };
 use tokio::time::timeout;
@@ -134,7 +134,9 @@ async fn crud_and_versions(b: &dyn Backend) {
     s.mkdirp("/t").await.unwrap();
 
     assert_eq!(
-        s.create("/t/a", b"one", CreateMode::Persistent).await.unwrap(),
+        s.create("/t/a", b"one", CreateMode::Persistent)
+            .await
+            .unwrap(),
         "/t/a"
     );
     let (data, st) = s.get("/t/a").await.unwrap();
@@ -168,8 +170,12 @@ async fn crud_and_versions(b: &dyn Backend) {
     s.delete("/t/a", Expect::Version(2)).await.unwrap();
     assert!(is_no_node(&s.get("/t/a").await.unwrap_err()));
     assert_eq!(s.exists("/t/a").await.unwrap(), None);
-    assert!(is_no_node(&s.set("/t/a", b"x", Expect::Any).await.unwrap_err()));
-    assert!(is_no_node(&s.delete("/t/a", Expect::Any).await.unwrap_err()));
+    assert!(is_no_node(
+        &s.set("/t/a", b"x", Expect::Any).await.unwrap_err()
+    ));
+    assert!(is_no_node(
+        &s.delete("/t/a", Expect::Any).await.unwrap_err()
+    ));
     assert!(is_no_node(&s.children("/t/a").await.unwrap_err()));
 
     // NodeExists / NoNode on create.
@@ -185,7 +191,9 @@ async fn crud_and_versions(b: &dyn Backend) {
     ));
 
     // NotEmpty, child counters.
-    s.create("/t/b/c", b"", CreateMode::Persistent).await.unwrap();
+    s.create("/t/b/c", b"", CreateMode::Persistent)
+        .await
+        .unwrap();
     assert!(matches!(
         s.delete("/t/b", Expect::Any).await,
         Err(CoordError::NotEmpty(p)) if p == "/t/b"
@@ -246,7 +254,12 @@ async fn sequential_names(b: &dyn Backend) {
     names.sort();
     assert_eq!(
         names,
-        ["e-0000000005", "m-0000000004", "n-0000000000", "n-0000000003"]
+        [
+            "e-0000000005",
+            "m-0000000004",
+            "n-0000000000",
+            "n-0000000003"
+        ]
     );
 }
 
@@ -288,7 +301,8 @@ async fn concurrent_sequential_unique(b: &dyn Backend) {
     for s in &sessions {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.create("/t/race/leader", b"", CreateMode::Persistent).await
+            s.create("/t/race/leader", b"", CreateMode::Persistent)
+                .await
         }));
     }
     let mut winners = 0;
@@ -315,7 +329,9 @@ async fn ephemeral_nodes_and_close(b: &dyn Backend) {
 
     // Ephemeral nodes may not have children (checked from either session).
     assert!(matches!(
-        owner.create("/t/e/child", b"", CreateMode::Persistent).await,
+        owner
+            .create("/t/e/child", b"", CreateMode::Persistent)
+            .await,
         Err(CoordError::NoChildrenForEphemerals(_))
     ));
     assert!(matches!(
@@ -512,7 +528,10 @@ async fn multi_is_atomic(b: &dyn Backend) {
         ])
         .await
         .unwrap_err();
-    assert!(matches!(err, CoordError::MultiFailed { index: 2, .. }), "{err:?}");
+    assert!(
+        matches!(err, CoordError::MultiFailed { index: 2, .. }),
+        "{err:?}"
+    );
     let err = s
         .multi(vec![
             Op::create("/t/m/a", "a", CreateMode::Persistent),
@@ -599,14 +618,14 @@ async fn session_expiry_is_terminal(b: &dyn Backend) {
     expired(s.exists_watch("/t").await.map(drop));
     expired(s.children("/t").await.map(drop));
     expired(s.children_watch("/t").await.map(drop));
-    expired(s.create("/t/x", b"", CreateMode::Persistent).await.map(drop));
-    expired(s.set("/t", b"", Expect::Any).await.map(drop));
-    expired(s.delete("/t", Expect::Any).await);
     expired(
-        s.multi(vec![Op::check("/t", Expect::Any)])
+        s.create("/t/x", b"", CreateMode::Persistent)
             .await
             .map(drop),
     );
+    expired(s.set("/t", b"", Expect::Any).await.map(drop));
+    expired(s.delete("/t", Expect::Any).await);
+    expired(s.multi(vec![Op::check("/t", Expect::Any)]).await.map(drop));
     expired(s.mkdirp("/t/y").await);
     assert!(s.get("/t").await.unwrap_err().is_session_lost());
     assert_eq!(s.session_id(), id);
@@ -700,7 +719,9 @@ async fn sqlite_reopen_keeps_persistent_nodes_and_counters() {
         assert!(ens.is_persistent());
         let s = ens.connect();
         s.mkdirp("/p").await.unwrap();
-        s.create("/p/a", b"v0", CreateMode::Persistent).await.unwrap();
+        s.create("/p/a", b"v0", CreateMode::Persistent)
+            .await
+            .unwrap();
         s.set("/p/a", b"v1", Expect::Any).await.unwrap();
         s.set("/p/a", b"v2", Expect::Any).await.unwrap();
         for _ in 0..3 {
@@ -751,7 +772,10 @@ async fn sqlite_reopen_keeps_persistent_nodes_and_counters() {
     assert_eq!(data, b"v2");
     assert_eq!(st, before_a.1);
     assert_eq!(st.version, 2);
-    assert_eq!(s.exists("/").await.unwrap().unwrap().cversion, before_root.cversion);
+    assert_eq!(
+        s.exists("/").await.unwrap().unwrap().cversion,
+        before_root.cversion
+    );
     assert_eq!(s.get("/p/m").await.unwrap().0, b"m");
     let p = s.exists("/p").await.unwrap().unwrap();
     // Closing the first session deleted its ephemerals: +2 on the counter.
@@ -805,16 +829,21 @@ async fn zk_watch_survives_server_restart() {
     let s = backend.connect_zk().await;
     let id = s.session_id();
     s.mkdirp("/t").await.unwrap();
-    s.create("/t/eph", b"", CreateMode::Ephemeral).await.unwrap();
+    s.create("/t/eph", b"", CreateMode::Ephemeral)
+        .await
+        .unwrap();
     let (_, _, w) = s.get_watch("/t").await.unwrap();
     let mut events = s.session_events();
 
     backend.server.restart().await.unwrap();
     // The client notices the drop and comes back on the same session.
-    timeout(FIRE_WITHIN, events.wait_for(|st| *st == SessionState::Connected))
-        .await
-        .unwrap()
-        .unwrap();
+    timeout(
+        FIRE_WITHIN,
+        events.wait_for(|st| *st == SessionState::Connected),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     let writer = backend.connect().await;
     writer.set("/t", b"after", Expect::Any).await.unwrap();
     assert_eq!(fired(w).await, WatchEvent::NodeDataChanged);
@@ -834,11 +863,14 @@ async fn zk_lost_ensemble_ends_in_expiry() {
     let (_, _, w) = s.get_watch("/").await.unwrap();
     let mut events = s.session_events();
     backend.server.stop().await;
-    let end = timeout(Duration::from_secs(15), events.wait_for(|st| st.is_terminal()))
-        .await
-        .expect("terminal state after the ensemble is gone")
-        .map(|st| *st)
-        .unwrap_or_else(|_| *events.borrow());
+    let end = timeout(
+        Duration::from_secs(15),
+        events.wait_for(|st| st.is_terminal()),
+    )
+    .await
+    .expect("terminal state after the ensemble is gone")
+    .map(|st| *st)
+    .unwrap_or_else(|_| *events.borrow());
     assert_eq!(end, SessionState::Expired);
     assert_eq!(fired(w).await, WatchEvent::SessionExpired);
     assert_eq!(s.get("/").await.unwrap_err(), CoordError::SessionExpired);

@@ -17,9 +17,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(|b| b.is_ascii_digit()).count();
         if digits == 0 {
-            return Err(format!("`{s}` is not a duration like 90s, 15m, 2h or 1h30m"));
+            return Err(format!(
+                "`{s}` is not a duration like 90s, 15m, 2h or 1h30m"
+            ));
         }
-        let n: u64 = rest[..digits].parse().map_err(|_| format!("`{s}`: number too large"))?;
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("`{s}`: number too large"))?;
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
         let unit = &rest[..unit_len];
@@ -30,7 +34,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "m" => Duration::from_secs(n * 60),
             "h" => Duration::from_secs(n * 3600),
             "d" => Duration::from_secs(n * 86400),
-            _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s, m, h or d)")),
+            _ => {
+                return Err(format!(
+                    "`{s}`: unknown unit `{unit}` (use ms, s, m, h or d)"
+                ));
+            }
         };
     }
     Ok(total)
@@ -53,9 +61,15 @@ pub fn check_server_ref(s: &str) -> Result<(), String> {
     }
     let looks_like_uuid = s.len() == 36 && s.matches('-').count() == 4;
     if looks_like_uuid && !is_uuid(s) {
-        return Err(format!("`{s}` looks like a UUID but is not a lowercase 8-4-4-4-12 hex UUID"));
+        return Err(format!(
+            "`{s}` looks like a UUID but is not a lowercase 8-4-4-4-12 hex UUID"
+        ));
     }
-    if !looks_like_uuid && !s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_') {
+    if !looks_like_uuid
+        && !s
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_')
+    {
         return Err(format!("`{s}` is neither a UUID nor a valid hostname"));
     }
     Ok(())

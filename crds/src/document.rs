@@ -42,11 +42,16 @@ impl Kind {
     /// names (`hs`, `mv`, `st`).
     pub fn parse(s: &str) -> Option<Kind> {
         let l = s.to_ascii_lowercase();
-        let l = l.strip_suffix('s').filter(|_| l != "hs" && l != "headnodesets").unwrap_or(&l);
+        let l = l
+            .strip_suffix('s')
+            .filter(|_| l != "hs" && l != "headnodesets")
+            .unwrap_or(&l);
         match l {
             "headnodeset" | "headnodesets" | "hs" | "headnodes" => Some(Kind::HeadnodeSet),
             "manateeversion" | "mv" | "manatee" => Some(Kind::ManateeVersion),
-            "shardtopology" | "shardtopologie" | "st" | "shard" | "topology" => Some(Kind::ShardTopology),
+            "shardtopology" | "shardtopologie" | "st" | "shard" | "topology" => {
+                Some(Kind::ShardTopology)
+            }
             _ => None,
         }
     }

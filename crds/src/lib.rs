@@ -26,5 +26,7 @@ pub use manatee::{ManateeVersion, ManateeVersionSpec};
 pub use meta::{API_VERSION, ObjectMeta, Resource};
 pub use parse::{ParsedDocument, SourceLocation, parse_documents};
 pub use shards::{ShardTopology, ShardTopologySpec};
-pub use status::{Condition, ConditionStatus, ConditionType, OperationStatus, Status, StepState, StepStatus};
+pub use status::{
+    Condition, ConditionStatus, ConditionType, OperationStatus, Status, StepState, StepStatus,
+};
 pub use validate::{Diagnostic, Severity, validate_all};

@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_saphyr::Spanned;
 
@@ -56,7 +56,11 @@ impl LocationIndex {
     }
 
     fn loc(&self, line: u64, column: u64) -> SourceLocation {
-        SourceLocation { file: self.file.clone(), line, column }
+        SourceLocation {
+            file: self.file.clone(),
+            line,
+            column,
+        }
     }
 
     pub fn file(&self) -> &str {
@@ -216,7 +220,11 @@ fn to_value(node: Node, path: &str, at: &mut HashMap<String, (u64, u64)>) -> Val
         Node::Map(entries) => {
             let mut m = serde_json::Map::new();
             for (k, v) in entries {
-                let p = if path.is_empty() { k.value.clone() } else { format!("{path}.{}", k.value) };
+                let p = if path.is_empty() {
+                    k.value.clone()
+                } else {
+                    format!("{path}.{}", k.value)
+                };
                 at.insert(p.clone(), lc(&k.referenced));
                 m.insert(k.value, to_value(v.value, &p, at));
             }
@@ -234,9 +242,16 @@ pub fn parse_documents(file: &str, text: &str) -> (Vec<ParsedDocument>, Vec<Diag
     let nodes: Vec<Spanned<Node>> = match serde_saphyr::from_multiple(text) {
         Ok(n) => n,
         Err(e) => {
-            let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+            let (line, column) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((1, 1));
             diags.push(Diagnostic {
-                location: SourceLocation { file: file.to_string(), line, column },
+                location: SourceLocation {
+                    file: file.to_string(),
+                    line,
+                    column,
+                },
                 path: String::new(),
                 message: format!("malformed YAML: {}", first_line(&e.to_string())),
                 severity: Severity::Error,
@@ -248,9 +263,18 @@ pub fn parse_documents(file: &str, text: &str) -> (Vec<ParsedDocument>, Vec<Diag
         let mut at = HashMap::new();
         let root = lc(&node.referenced);
         let raw = to_value(node.value, "", &mut at);
-        let index = LocationIndex { file: file.to_string(), root, at };
+        let index = LocationIndex {
+            file: file.to_string(),
+            root,
+            at,
+        };
         match decode(&raw, &index) {
-            Ok(document) => docs.push(ParsedDocument { document, raw, index, position }),
+            Ok(document) => docs.push(ParsedDocument {
+                document,
+                raw,
+                index,
+                position,
+            }),
             Err(d) => diags.extend(d),
         }
     }
@@ -269,13 +293,31 @@ fn decode(raw: &Value, index: &LocationIndex) -> Result<Document, Vec<Diagnostic
         severity: Severity::Error,
     };
     let one = |path: &str, message: String| vec![err(path, message)];
-    let obj = raw.as_object().ok_or_else(|| one("", "a document must be a mapping with apiVersion, kind, metadata and spec".into()))?;
+    let obj = raw.as_object().ok_or_else(|| {
+        one(
+            "",
+            "a document must be a mapping with apiVersion, kind, metadata and spec".into(),
+        )
+    })?;
     match obj.get("apiVersion").and_then(Value::as_str) {
         Some(API_VERSION) => {}
-        Some(other) => return Err(one("apiVersion", format!("unsupported apiVersion `{other}`, expected `{API_VERSION}`"))),
-        None => return Err(one("apiVersion", format!("missing apiVersion (expected `{API_VERSION}`)"))),
+        Some(other) => {
+            return Err(one(
+                "apiVersion",
+                format!("unsupported apiVersion `{other}`, expected `{API_VERSION}`"),
+            ));
+        }
+        None => {
+            return Err(one(
+                "apiVersion",
+                format!("missing apiVersion (expected `{API_VERSION}`)"),
+            ));
+        }
     }
-    let kind_name = obj.get("kind").and_then(Value::as_str).ok_or_else(|| one("kind", "missing kind".into()))?;
+    let kind_name = obj
+        .get("kind")
+        .and_then(Value::as_str)
+        .ok_or_else(|| one("kind", "missing kind".into()))?;
     let kind = Kind::ALL
         .into_iter()
         .find(|k| k.as_str() == kind_name)
@@ -283,7 +325,10 @@ fn decode(raw: &Value, index: &LocationIndex) -> Result<Document, Vec<Diagnostic
     // Report every unknown field, not just the first one serde trips on.
     let unknown = unknown_fields(kind, raw);
     if !unknown.is_empty() {
-        return Err(unknown.into_iter().map(|(path, message)| err(&path, message)).collect());
+        return Err(unknown
+            .into_iter()
+            .map(|(path, message)| err(&path, message))
+            .collect());
     }
     let result = match kind {
         Kind::HeadnodeSet => serde_path_to_error::deserialize(raw).map(Document::HeadnodeSet),
@@ -297,8 +342,15 @@ fn decode(raw: &Value, index: &LocationIndex) -> Result<Document, Vec<Diagnostic
         }
         let message = e.inner().to_string();
         // For a typo the interesting place is the unknown key itself.
-        if let Some(field) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next()) {
-            let p = if path.is_empty() { field.to_string() } else { format!("{path}.{field}") };
+        if let Some(field) = message
+            .strip_prefix("unknown field `")
+            .and_then(|m| m.split('`').next())
+        {
+            let p = if path.is_empty() {
+                field.to_string()
+            } else {
+                format!("{path}.{field}")
+            };
             if index.at.contains_key(&p) {
                 path = p;
             }
@@ -312,17 +364,39 @@ fn unknown_fields(kind: Kind, raw: &Value) -> Vec<(String, String)> {
     use std::sync::OnceLock;
     static SCHEMAS: OnceLock<Vec<(Kind, Value)>> = OnceLock::new();
     let schemas = SCHEMAS.get_or_init(|| {
-        Kind::ALL.into_iter().map(|k| (k, serde_json::from_str(&crate::schema::schema_json(k)).expect("schema is JSON"))).collect()
+        Kind::ALL
+            .into_iter()
+            .map(|k| {
+                (
+                    k,
+                    serde_json::from_str(&crate::schema::schema_json(k)).expect("schema is JSON"),
+                )
+            })
+            .collect()
     });
-    let root = &schemas.iter().find(|(k, _)| *k == kind).expect("every kind has a schema").1;
+    let root = &schemas
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .expect("every kind has a schema")
+        .1;
     let mut out = Vec::new();
     walk_unknown(root, root, raw, "", &mut out);
     out
 }
 
-fn walk_unknown(root: &Value, schema: &Value, v: &Value, path: &str, out: &mut Vec<(String, String)>) {
+fn walk_unknown(
+    root: &Value,
+    schema: &Value,
+    v: &Value,
+    path: &str,
+    out: &mut Vec<(String, String)>,
+) {
     let schema = resolve(root, schema);
-    if let Some(alts) = schema.get("anyOf").or_else(|| schema.get("oneOf")).and_then(Value::as_array) {
+    if let Some(alts) = schema
+        .get("anyOf")
+        .or_else(|| schema.get("oneOf"))
+        .and_then(Value::as_array)
+    {
         // Optional fields are `anyOf: [T, null]`; follow the alternative that fits the value's shape.
         let fits = |s: &&Value| {
             let s = resolve(root, s);
@@ -339,16 +413,28 @@ fn walk_unknown(root: &Value, schema: &Value, v: &Value, path: &str, out: &mut V
     }
     match v {
         Value::Object(map) => {
-            let Some(props) = schema.get("properties").and_then(Value::as_object) else { return };
+            let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+                return;
+            };
             let closed = schema.get("additionalProperties") == Some(&Value::Bool(false));
             for (k, child) in map {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 match props.get(k) {
                     Some(s) => walk_unknown(root, s, child, &p, out),
                     None if closed => {
                         let mut allowed: Vec<&str> = props.keys().map(String::as_str).collect();
                         allowed.sort();
-                        out.push((p, format!("unknown field `{k}`, expected one of {}", allowed.join(", "))));
+                        out.push((
+                            p,
+                            format!(
+                                "unknown field `{k}`, expected one of {}",
+                                allowed.join(", ")
+                            ),
+                        ));
                     }
                     None => {}
                 }
@@ -366,8 +452,15 @@ fn walk_unknown(root: &Value, schema: &Value, v: &Value, path: &str, out: &mut V
 }
 
 fn resolve<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {
-    match schema.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("#/$defs/")) {
-        Some(name) => root.get("$defs").and_then(|d| d.get(name)).unwrap_or(schema),
+    match schema
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("#/$defs/"))
+    {
+        Some(name) => root
+            .get("$defs")
+            .and_then(|d| d.get(name))
+            .unwrap_or(schema),
         None => schema,
     }
 }
@@ -397,12 +490,21 @@ spec:
         let d = &diags[0];
         assert_eq!(d.path, "spec.rollout.parallelizm");
         assert_eq!((d.location.line, d.location.column), (10, 5));
-        assert!(d.message.contains("unknown field `parallelizm`"), "{}", d.message);
+        assert!(
+            d.message.contains("unknown field `parallelizm`"),
+            "{}",
+            d.message
+        );
     }
 
     #[test]
     fn several_documents_and_their_positions() {
-        let two = format!("{}---\n{}", MV.replace("parallelizm", "parallelism"), MV.replace("parallelizm", "parallelism").replace("name: sdc", "name: other"));
+        let two = format!(
+            "{}---\n{}",
+            MV.replace("parallelizm", "parallelism"),
+            MV.replace("parallelizm", "parallelism")
+                .replace("name: sdc", "name: other")
+        );
         let (docs, diags) = parse_documents("two.yaml", &two);
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(docs.len(), 2);
@@ -416,13 +518,20 @@ spec:
         let two = MV.replace("  image:\n", "  imagee: {}\n  image:\n");
         let (_, diags) = parse_documents("mv.yaml", &two);
         let paths: Vec<&str> = diags.iter().map(|d| d.path.as_str()).collect();
-        assert_eq!(paths, ["spec.imagee", "spec.rollout.parallelizm"], "{diags:?}");
+        assert_eq!(
+            paths,
+            ["spec.imagee", "spec.rollout.parallelizm"],
+            "{diags:?}"
+        );
         assert_eq!(diags[0].location.line, 7);
     }
 
     #[test]
     fn wrong_type_names_the_field() {
-        let (_, diags) = parse_documents("mv.yaml", &MV.replace("parallelizm: 2", "parallelism: lots"));
+        let (_, diags) = parse_documents(
+            "mv.yaml",
+            &MV.replace("parallelizm: 2", "parallelism: lots"),
+        );
         assert_eq!(diags[0].path, "spec.rollout.parallelism");
         assert_eq!(diags[0].location.line, 10);
     }
@@ -431,7 +540,11 @@ spec:
     fn malformed_yaml_has_a_location() {
         let (docs, diags) = parse_documents("bad.yaml", "kind: [unclosed\nspec: {");
         assert!(docs.is_empty());
-        assert!(diags[0].message.starts_with("malformed YAML"), "{}", diags[0].message);
+        assert!(
+            diags[0].message.starts_with("malformed YAML"),
+            "{}",
+            diags[0].message
+        );
         assert!(diags[0].location.line >= 1);
     }
 

@@ -13,7 +13,14 @@ pub fn schema_json(kind: Kind) -> String {
     let mut v = schema.to_value();
     if let Some(obj) = v.as_object_mut() {
         obj.insert("title".into(), kind.as_str().into());
-        obj.insert("$id".into(), format!("https://tritonctl.dev/schemas/v1alpha1/{}.json", kind.short()).into());
+        obj.insert(
+            "$id".into(),
+            format!(
+                "https://tritonctl.dev/schemas/v1alpha1/{}.json",
+                kind.short()
+            )
+            .into(),
+        );
     }
     let mut s = serde_json::to_string_pretty(&v).expect("schemas serialize");
     s.push('\n');

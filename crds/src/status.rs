@@ -69,7 +69,9 @@ impl Status {
 }
 
 /// The condition types every kind reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 pub enum ConditionType {
     /// The observed world matches the spec.
     Ready,
@@ -244,18 +246,48 @@ mod tests {
     #[test]
     fn condition_transition_time_moves_only_on_flip() {
         let mut s = Status::default();
-        s.set_condition(ConditionType::Ready, ConditionStatus::False, "Progressing", "a", "t1");
-        s.set_condition(ConditionType::Ready, ConditionStatus::False, "Progressing", "b", "t2");
-        assert_eq!(s.condition(ConditionType::Ready).unwrap().last_transition_time, "t1");
-        s.set_condition(ConditionType::Ready, ConditionStatus::True, "Converged", "c", "t3");
+        s.set_condition(
+            ConditionType::Ready,
+            ConditionStatus::False,
+            "Progressing",
+            "a",
+            "t1",
+        );
+        s.set_condition(
+            ConditionType::Ready,
+            ConditionStatus::False,
+            "Progressing",
+            "b",
+            "t2",
+        );
+        assert_eq!(
+            s.condition(ConditionType::Ready)
+                .unwrap()
+                .last_transition_time,
+            "t1"
+        );
+        s.set_condition(
+            ConditionType::Ready,
+            ConditionStatus::True,
+            "Converged",
+            "c",
+            "t3",
+        );
         let c = s.condition(ConditionType::Ready).unwrap();
-        assert_eq!((c.last_transition_time.as_str(), c.message.as_str()), ("t3", "c"));
+        assert_eq!(
+            (c.last_transition_time.as_str(), c.message.as_str()),
+            ("t3", "c")
+        );
         assert!(s.is_true(ConditionType::Ready));
     }
 
     #[test]
     fn rollback_possible_until_point_of_no_return_starts() {
-        let step = |state| StepStatus { name: "s".into(), state, ..Default::default() };
+        let step = |state| StepStatus {
+            name: "s".into(),
+            state,
+            ..Default::default()
+        };
         let mut op = OperationStatus {
             steps: vec![step(StepState::Succeeded), step(StepState::Pending)],
             point_of_no_return: Some(1),

@@ -42,7 +42,11 @@ impl fmt::Display for Diagnostic {
         if self.path.is_empty() {
             write!(f, "{}: {sev}: {}", self.location, self.message)
         } else {
-            write!(f, "{}: {sev}: {}: {}", self.location, self.path, self.message)
+            write!(
+                f,
+                "{}: {sev}: {}: {}",
+                self.location, self.path, self.message
+            )
         }
     }
 }
@@ -61,7 +65,12 @@ impl Check<'_> {
         self.push(path.into(), message.into(), Severity::Warning);
     }
     fn push(&mut self, path: String, message: String, severity: Severity) {
-        self.out.push(Diagnostic { location: self.doc.locate(&path), path, message, severity });
+        self.out.push(Diagnostic {
+            location: self.doc.locate(&path),
+            path,
+            message,
+            severity,
+        });
     }
 }
 
@@ -87,7 +96,9 @@ fn check_name(c: &mut Check) {
     let name = c.doc.document.name();
     let ok = !name.is_empty()
         && name.len() <= 253
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         && name.as_bytes()[0].is_ascii_alphanumeric();
     if !ok {
         c.error("metadata.name", format!("`{name}` is not a valid name: use lowercase letters, digits, `-` and `.`, starting with a letter or digit"));
@@ -99,7 +110,10 @@ fn unique<'a>(c: &mut Check, path: &str, items: &'a [String], what: &str) -> Has
     let mut seen = HashMap::new();
     for (i, s) in items.iter().enumerate() {
         if let Some(first) = seen.insert(s.as_str(), i) {
-            c.error(format!("{path}[{i}]"), format!("{what} `{s}` is listed twice (also at {path}[{first}])"));
+            c.error(
+                format!("{path}[{i}]"),
+                format!("{what} `{s}` is listed twice (also at {path}[{first}])"),
+            );
         }
     }
     seen.into_keys().collect()
@@ -110,7 +124,10 @@ fn check_headnodes(c: &mut Check, spec: &HeadnodeSetSpec) {
         c.error("spec.datacenter", "datacenter must not be empty");
     }
     if spec.headnodes.is_empty() {
-        c.error("spec.headnodes", "a HeadnodeSet needs at least one headnode");
+        c.error(
+            "spec.headnodes",
+            "a HeadnodeSet needs at least one headnode",
+        );
     }
     for (i, s) in spec.headnodes.iter().enumerate() {
         if let Err(e) = check_server_ref(s) {
@@ -119,7 +136,10 @@ fn check_headnodes(c: &mut Check, spec: &HeadnodeSetSpec) {
     }
     let headnodes = unique(c, "spec.headnodes", &spec.headnodes, "headnode");
     if !headnodes.contains(spec.primary.as_str()) {
-        c.error("spec.primary", format!("primary `{}` is not one of spec.headnodes", spec.primary));
+        c.error(
+            "spec.primary",
+            format!("primary `{}` is not one of spec.headnodes", spec.primary),
+        );
     }
     let decommissioned: HashSet<&str> = spec.decommission.iter().map(String::as_str).collect();
     let ha = spec.headnodes.len() > 1;
@@ -133,10 +153,16 @@ fn check_headnodes(c: &mut Check, spec: &HeadnodeSetSpec) {
         unique(c, &path, servers, "server");
         for (i, s) in servers.iter().enumerate() {
             if !headnodes.contains(s.as_str()) {
-                c.error(format!("{path}[{i}]"), format!("`{s}` is not a headnode (not in spec.headnodes)"));
+                c.error(
+                    format!("{path}[{i}]"),
+                    format!("`{s}` is not a headnode (not in spec.headnodes)"),
+                );
             }
             if decommissioned.contains(s.as_str()) {
-                c.error(format!("{path}[{i}]"), format!("`{s}` is being decommissioned and cannot keep a {svc} instance"));
+                c.error(
+                    format!("{path}[{i}]"),
+                    format!("`{s}` is being decommissioned and cannot keep a {svc} instance"),
+                );
             }
         }
     }
@@ -144,25 +170,48 @@ fn check_headnodes(c: &mut Check, spec: &HeadnodeSetSpec) {
     if ha && (n < 3 || n.is_multiple_of(2)) {
         c.error("spec.haServices.binder", format!("an HA set needs an odd number of at least 3 binder (ZooKeeper) instances to keep quorum; got {n}"));
     } else if !ha && n != 1 {
-        c.error("spec.haServices.binder", format!("a single-headnode datacenter runs exactly 1 binder; got {n}"));
+        c.error(
+            "spec.haServices.binder",
+            format!("a single-headnode datacenter runs exactly 1 binder; got {n}"),
+        );
     }
     let m = spec.ha_services.manatee.len();
     if m == 2 {
-        c.error("spec.haServices.manatee", "a 2-peer manatee shard never fails over; use 1 (one-node-write mode) or at least 3");
+        c.error(
+            "spec.haServices.manatee",
+            "a 2-peer manatee shard never fails over; use 1 (one-node-write mode) or at least 3",
+        );
     } else if ha && m < 3 {
-        c.error("spec.haServices.manatee", format!("an HA set needs at least 3 manatee peers (primary, sync, async); got {m}"));
+        c.error(
+            "spec.haServices.manatee",
+            format!("an HA set needs at least 3 manatee peers (primary, sync, async); got {m}"),
+        );
     } else if m == 0 {
-        c.error("spec.haServices.manatee", "at least one manatee peer is required");
+        c.error(
+            "spec.haServices.manatee",
+            "at least one manatee peer is required",
+        );
     }
     if spec.ha_services.moray.is_empty() {
-        c.error("spec.haServices.moray", "at least one moray instance is required");
+        c.error(
+            "spec.haServices.moray",
+            "at least one moray instance is required",
+        );
     }
     for (i, s) in spec.decommission.iter().enumerate() {
         if s == &spec.primary {
-            c.error(format!("spec.decommission[{i}]"), format!("`{s}` is the primary headnode; move spec.primary to another headnode first"));
+            c.error(
+                format!("spec.decommission[{i}]"),
+                format!(
+                    "`{s}` is the primary headnode; move spec.primary to another headnode first"
+                ),
+            );
         }
         if !headnodes.contains(s.as_str()) {
-            c.warn(format!("spec.decommission[{i}]"), format!("`{s}` is not in spec.headnodes; nothing to decommission"));
+            c.warn(
+                format!("spec.decommission[{i}]"),
+                format!("`{s}` is not in spec.headnodes; nothing to decommission"),
+            );
         }
     }
     if let Some(iv) = &spec.restore.backup_interval
@@ -185,7 +234,10 @@ fn check_manatee(c: &mut Check, spec: &ManateeVersionSpec) {
     }
     let shards = unique(c, "spec.shards", &spec.shards, "shard");
     if !is_uuid(&spec.image.uuid) {
-        c.error("spec.image.uuid", format!("`{}` is not an IMGAPI image UUID", spec.image.uuid));
+        c.error(
+            "spec.image.uuid",
+            format!("`{}` is not an IMGAPI image UUID", spec.image.uuid),
+        );
     }
     let r = &spec.rollout;
     if r.parallelism == 0 {
@@ -194,45 +246,70 @@ fn check_manatee(c: &mut Check, spec: &ManateeVersionSpec) {
     unique(c, "spec.rollout.order", &r.order, "shard");
     for (i, s) in r.order.iter().enumerate() {
         if !shards.contains(s.as_str()) {
-            c.error(format!("spec.rollout.order[{i}]"), format!("`{s}` is not one of spec.shards"));
+            c.error(
+                format!("spec.rollout.order[{i}]"),
+                format!("`{s}` is not one of spec.shards"),
+            );
         }
     }
     if let Some(canary) = &r.canary
         && !shards.contains(canary.as_str())
     {
-        c.error("spec.rollout.canary", format!("canary `{canary}` is not one of spec.shards"));
+        c.error(
+            "spec.rollout.canary",
+            format!("canary `{canary}` is not one of spec.shards"),
+        );
     }
     if let Some(w) = &r.maintenance_window {
         for (i, d) in w.days.iter().enumerate() {
             if !DAYS.contains(&d.as_str()) {
-                c.error(format!("spec.rollout.maintenanceWindow.days[{i}]"), format!("`{d}` is not a day; use Mon, Tue, Wed, Thu, Fri, Sat or Sun"));
+                c.error(
+                    format!("spec.rollout.maintenanceWindow.days[{i}]"),
+                    format!("`{d}` is not a day; use Mon, Tue, Wed, Thu, Fri, Sat or Sun"),
+                );
             }
         }
-        let hm = w.start.split_once(':').and_then(|(h, m)| Some((h.parse::<u32>().ok()?, m.parse::<u32>().ok()?)));
+        let hm = w
+            .start
+            .split_once(':')
+            .and_then(|(h, m)| Some((h.parse::<u32>().ok()?, m.parse::<u32>().ok()?)));
         if !matches!(hm, Some((h, m)) if h < 24 && m < 60 && w.start.len() == 5) {
-            c.error("spec.rollout.maintenanceWindow.start", format!("`{}` is not a UTC time HH:MM", w.start));
+            c.error(
+                "spec.rollout.maintenanceWindow.start",
+                format!("`{}` is not a UTC time HH:MM", w.start),
+            );
         }
         match parse_duration(&w.duration) {
             Err(e) => c.error("spec.rollout.maintenanceWindow.duration", e),
-            Ok(d) if d.is_zero() || d.as_secs() > 7 * 86400 => {
-                c.error("spec.rollout.maintenanceWindow.duration", "a window lasts more than 0 and at most 7 days")
-            }
+            Ok(d) if d.is_zero() || d.as_secs() > 7 * 86400 => c.error(
+                "spec.rollout.maintenanceWindow.duration",
+                "a window lasts more than 0 and at most 7 days",
+            ),
             Ok(_) => {}
         }
     }
-    for (field, v) in [("catchUpTimeout", &spec.health.catch_up_timeout), ("instanceUpTimeout", &spec.health.instance_up_timeout)] {
+    for (field, v) in [
+        ("catchUpTimeout", &spec.health.catch_up_timeout),
+        ("instanceUpTimeout", &spec.health.instance_up_timeout),
+    ] {
         if let Err(e) = parse_duration(v) {
             c.error(format!("spec.health.{field}"), e);
         }
     }
     if spec.transplant.is_some() && spec.strategy == crate::manatee::Strategy::Rolling {
-        c.warn("spec.transplant", "transplant options are ignored with strategy: rolling");
+        c.warn(
+            "spec.transplant",
+            "transplant options are ignored with strategy: rolling",
+        );
     }
     if let Some(t) = &spec.transplant
         && let Some(img) = &t.moray_image
         && !is_uuid(img)
     {
-        c.error("spec.transplant.morayImage", format!("`{img}` is not an IMGAPI image UUID"));
+        c.error(
+            "spec.transplant.morayImage",
+            format!("`{img}` is not an IMGAPI image UUID"),
+        );
     }
 }
 
@@ -250,18 +327,36 @@ fn check_topology(c: &mut Check, spec: &ShardTopologySpec) {
         if let Err(e) = check_shard_name(&shard.name) {
             c.error(format!("{p}.name"), e);
         } else if !shard.name.ends_with(&suffix) {
-            c.error(format!("{p}.name"), format!("`{}` is not in this region's domain; expected `N{suffix}`", shard.name));
+            c.error(
+                format!("{p}.name"),
+                format!(
+                    "`{}` is not in this region's domain; expected `N{suffix}`",
+                    shard.name
+                ),
+            );
         }
         if let Some(first) = by_name.insert(&shard.name, i) {
-            c.error(format!("{p}.name"), format!("shard `{}` is defined twice (also at spec.shards[{first}])", shard.name));
+            c.error(
+                format!("{p}.name"),
+                format!(
+                    "shard `{}` is defined twice (also at spec.shards[{first}])",
+                    shard.name
+                ),
+            );
         }
         if shard.roles.is_empty() {
-            c.error(format!("{p}.roles"), "a shard needs at least one role: index, marlin or storage");
+            c.error(
+                format!("{p}.roles"),
+                "a shard needs at least one role: index, marlin or storage",
+            );
         }
         let mut roles = HashSet::new();
         for (j, r) in shard.roles.iter().enumerate() {
             if !roles.insert(r) {
-                c.error(format!("{p}.roles[{j}]"), format!("role {r:?} is listed twice"));
+                c.error(
+                    format!("{p}.roles[{j}]"),
+                    format!("role {r:?} is listed twice"),
+                );
             }
         }
         match shard.peers.len() {
@@ -287,7 +382,10 @@ fn check_topology(c: &mut Check, spec: &ShardTopologySpec) {
     }
     let index: HashSet<&str> = spec.index_shards().into_iter().collect();
     if index.is_empty() {
-        c.error("spec.shards", "at least one shard must have the `index` role to hold the hash ring");
+        c.error(
+            "spec.shards",
+            "at least one shard must have the `index` role to hold the hash ring",
+        );
     }
     let n = spec.ring.vnodes;
     if n == 0 {
@@ -295,7 +393,10 @@ fn check_topology(c: &mut Check, spec: &ShardTopologySpec) {
         return;
     }
     if (n as usize) < index.len() {
-        c.error("spec.ring.vnodes", format!("{n} vnodes cannot cover {} index shards", index.len()));
+        c.error(
+            "spec.ring.vnodes",
+            format!("{n} vnodes cannot cover {} index shards", index.len()),
+        );
     }
     let mut holders: HashSet<&str> = index.clone();
     if spec.ring.assignment.is_some() {
@@ -306,10 +407,19 @@ fn check_topology(c: &mut Check, spec: &ShardTopologySpec) {
         let p = format!("spec.ring.intents[{i}].split");
         let s = &intent.split;
         if !holders.contains(s.from.as_str()) {
-            c.error(format!("{p}.from"), format!("`{}` holds no vnodes in this ring; nothing to split", s.from));
+            c.error(
+                format!("{p}.from"),
+                format!(
+                    "`{}` holds no vnodes in this ring; nothing to split",
+                    s.from
+                ),
+            );
         }
         if !index.contains(s.to.as_str()) {
-            c.error(format!("{p}.to"), format!("`{}` must be an index shard defined in spec.shards", s.to));
+            c.error(
+                format!("{p}.to"),
+                format!("`{}` must be an index shard defined in spec.shards", s.to),
+            );
         }
         if s.from == s.to {
             c.error(format!("{p}.to"), "a shard cannot be split onto itself");
@@ -339,7 +449,13 @@ fn check_assignment<'a>(
                 format!("shard `{}` still holds vnodes but is not in spec.shards: a shard cannot leave the ring while it holds vnodes", a.shard),
             );
         } else if !index.contains(a.shard.as_str()) {
-            c.error(format!("{p}.shard"), format!("shard `{}` holds vnodes but does not have the `index` role", a.shard));
+            c.error(
+                format!("{p}.shard"),
+                format!(
+                    "shard `{}` holds vnodes but does not have the `index` role",
+                    a.shard
+                ),
+            );
         }
         for (j, r) in a.vnodes.iter().enumerate() {
             let rp = format!("{p}.vnodes[{j}]");
@@ -351,7 +467,13 @@ fn check_assignment<'a>(
                 }
             };
             if hi >= n {
-                c.error(rp.clone(), format!("vnode {hi} is out of range: the ring has vnodes 0-{}", n - 1));
+                c.error(
+                    rp.clone(),
+                    format!(
+                        "vnode {hi} is out of range: the ring has vnodes 0-{}",
+                        n - 1
+                    ),
+                );
             }
             if lo <= hi && lo < n {
                 holders.insert(a.shard.as_str());
@@ -370,12 +492,34 @@ fn check_assignment<'a>(
             }
         }
     }
-    let unassigned = ranges(owner.iter().enumerate().filter(|(_, o)| **o == 0).map(|(v, _)| v as u32));
+    let unassigned = ranges(
+        owner
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| **o == 0)
+            .map(|(v, _)| v as u32),
+    );
     if !unassigned.is_empty() {
         let total: u64 = unassigned.iter().map(|(a, b)| u64::from(b - a + 1)).sum();
-        let shown: Vec<String> = unassigned.iter().take(5).map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect();
+        let shown: Vec<String> = unassigned
+            .iter()
+            .take(5)
+            .map(|(a, b)| {
+                if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}-{b}")
+                }
+            })
+            .collect();
         let more = if unassigned.len() > 5 { ", ..." } else { "" };
-        c.error("spec.ring.assignment", format!("{total} vnodes are not assigned to any shard: {}{more}", shown.join(", ")));
+        c.error(
+            "spec.ring.assignment",
+            format!(
+                "{total} vnodes are not assigned to any shard: {}{more}",
+                shown.join(", ")
+            ),
+        );
     }
 }
 
@@ -400,7 +544,15 @@ fn check_across(docs: &[ParsedDocument], out: &mut Vec<Diagnostic>) {
         let mut c = Check { doc, out };
         let d = &doc.document;
         if let Some(first) = names.insert((d.kind(), d.name()), i) {
-            c.error("metadata.name", format!("{} `{}` is defined twice (also at {})", d.kind(), d.name(), docs[first].locate("")));
+            c.error(
+                "metadata.name",
+                format!(
+                    "{} `{}` is defined twice (also at {})",
+                    d.kind(),
+                    d.name(),
+                    docs[first].locate("")
+                ),
+            );
         }
         match d {
             Document::ManateeVersion(mv) => {
@@ -418,12 +570,26 @@ fn check_across(docs: &[ParsedDocument], out: &mut Vec<Diagnostic>) {
             }
             Document::HeadnodeSet(hs) => {
                 if let Some(first) = datacenters.insert(&hs.spec.datacenter, i) {
-                    c.error("spec.datacenter", format!("datacenter `{}` already has HeadnodeSet `{}`; one per datacenter", hs.spec.datacenter, docs[first].document.name()));
+                    c.error(
+                        "spec.datacenter",
+                        format!(
+                            "datacenter `{}` already has HeadnodeSet `{}`; one per datacenter",
+                            hs.spec.datacenter,
+                            docs[first].document.name()
+                        ),
+                    );
                 }
             }
             Document::ShardTopology(st) => {
                 if let Some(first) = regions.insert(&st.spec.region, i) {
-                    c.error("spec.region", format!("region `{}` already has ShardTopology `{}`; one per region", st.spec.region, docs[first].document.name()));
+                    c.error(
+                        "spec.region",
+                        format!(
+                            "region `{}` already has ShardTopology `{}`; one per region",
+                            st.spec.region,
+                            docs[first].document.name()
+                        ),
+                    );
                 }
             }
         }
@@ -438,11 +604,16 @@ mod tests {
     fn check(yaml: &str) -> Vec<Diagnostic> {
         let (docs, diags) = parse_documents("t.yaml", yaml);
         assert!(diags.is_empty(), "parse: {diags:?}");
-        validate_all(&docs).into_iter().filter(Diagnostic::is_error).collect()
+        validate_all(&docs)
+            .into_iter()
+            .filter(Diagnostic::is_error)
+            .collect()
     }
 
     fn has(diags: &[Diagnostic], path: &str, text: &str) -> bool {
-        diags.iter().any(|d| d.path == path && d.message.contains(text))
+        diags
+            .iter()
+            .any(|d| d.path == path && d.message.contains(text))
     }
 
     const HS: &str = "\
@@ -467,10 +638,18 @@ spec:
     #[test]
     fn binder_quorum_rules() {
         let d = check(&HS.replace("binder: [hn0, hn1, hn2]", "binder: [hn0, hn1]"));
-        assert!(has(&d, "spec.haServices.binder", "odd number of at least 3"), "{d:?}");
+        assert!(
+            has(&d, "spec.haServices.binder", "odd number of at least 3"),
+            "{d:?}"
+        );
         let d = check(&HS.replace("binder: [hn0, hn1, hn2]", "binder: [hn0]"));
         assert!(has(&d, "spec.haServices.binder", "odd number"));
-        let hs4 = HS.replace("[hn0, hn1, hn2]\n  primary", "[hn0, hn1, hn2, hn3]\n  primary").replace("binder: [hn0, hn1, hn2]", "binder: [hn0, hn1, hn2, hn3]");
+        let hs4 = HS
+            .replace(
+                "[hn0, hn1, hn2]\n  primary",
+                "[hn0, hn1, hn2, hn3]\n  primary",
+            )
+            .replace("binder: [hn0, hn1, hn2]", "binder: [hn0, hn1, hn2, hn3]");
         assert!(has(&check(&hs4), "spec.haServices.binder", "got 4"));
     }
 
@@ -519,18 +698,40 @@ spec:
 
     #[test]
     fn two_peers_on_one_server() {
-        let d = check(&ST.replacen("{server: cn2}, {server: cn3}", "{server: cn2}, {server: cn1}", 1));
-        assert!(has(&d, "spec.shards[0].peers[2].server", "on server `cn1`"), "{d:?}");
+        let d = check(&ST.replacen(
+            "{server: cn2}, {server: cn3}",
+            "{server: cn2}, {server: cn1}",
+            1,
+        ));
+        assert!(
+            has(&d, "spec.shards[0].peers[2].server", "on server `cn1`"),
+            "{d:?}"
+        );
         assert_eq!(d[0].location.line, 10);
     }
 
     #[test]
     fn vnode_assigned_twice_unassigned_and_out_of_range() {
         let d = check(&ST.replace("vnodes: [50-99]", "vnodes: [40-98]"));
-        assert!(has(&d, "spec.ring.assignment[1].vnodes[0]", "vnode 40 is assigned twice"), "{d:?}");
-        assert!(has(&d, "spec.ring.assignment", "1 vnodes are not assigned to any shard: 99"));
+        assert!(
+            has(
+                &d,
+                "spec.ring.assignment[1].vnodes[0]",
+                "vnode 40 is assigned twice"
+            ),
+            "{d:?}"
+        );
+        assert!(has(
+            &d,
+            "spec.ring.assignment",
+            "1 vnodes are not assigned to any shard: 99"
+        ));
         let d = check(&ST.replace("vnodes: [50-99]", "vnodes: [50-100]"));
-        assert!(has(&d, "spec.ring.assignment[1].vnodes[0]", "vnode 100 is out of range"));
+        assert!(has(
+            &d,
+            "spec.ring.assignment[1].vnodes[0]",
+            "vnode 100 is out of range"
+        ));
     }
 
     #[test]
@@ -540,15 +741,35 @@ spec:
             "",
         );
         let d = check(&without3);
-        assert!(has(&d, "spec.ring.assignment[1].shard", "cannot leave the ring while it holds vnodes"), "{d:?}");
+        assert!(
+            has(
+                &d,
+                "spec.ring.assignment[1].shard",
+                "cannot leave the ring while it holds vnodes"
+            ),
+            "{d:?}"
+        );
     }
 
     #[test]
     fn split_intents() {
-        let st = format!("{ST}    intents:\n      - split: {{from: 2.moray.us-east.joyent.us, to: 4.moray.us-east.joyent.us, fraction: 2/1}}\n");
+        let st = format!(
+            "{ST}    intents:\n      - split: {{from: 2.moray.us-east.joyent.us, to: 4.moray.us-east.joyent.us, fraction: 2/1}}\n"
+        );
         let d = check(&st);
-        assert!(has(&d, "spec.ring.intents[0].split.to", "must be an index shard"), "{d:?}");
-        assert!(has(&d, "spec.ring.intents[0].split.fraction", "not a fraction"));
+        assert!(
+            has(
+                &d,
+                "spec.ring.intents[0].split.to",
+                "must be an index shard"
+            ),
+            "{d:?}"
+        );
+        assert!(has(
+            &d,
+            "spec.ring.intents[0].split.fraction",
+            "not a fraction"
+        ));
     }
 
     const MV: &str = "\
@@ -563,9 +784,18 @@ spec:
     #[test]
     fn two_manatee_versions_cannot_select_one_shard() {
         let a = MV.replace("NAME", "a").replace("SHARDS", "sdc");
-        let b = MV.replace("NAME", "b").replace("SHARDS", "1.moray.x.y, sdc");
+        let b = MV
+            .replace("NAME", "b")
+            .replace("SHARDS", "1.moray.x.y, sdc");
         let d = check(&format!("{a}---\n{b}"));
-        assert!(has(&d, "spec.shards[1]", "already selected by ManateeVersion `a`"), "{d:?}");
+        assert!(
+            has(
+                &d,
+                "spec.shards[1]",
+                "already selected by ManateeVersion `a`"
+            ),
+            "{d:?}"
+        );
         assert_eq!(d[0].location.line, 12);
     }
 
@@ -576,15 +806,27 @@ spec:
         let d = check(&mv);
         assert!(has(&d, "spec.rollout.parallelism", "at least 1"));
         assert!(has(&d, "spec.rollout.canary", "not one of spec.shards"));
-        assert!(has(&d, "spec.rollout.maintenanceWindow.days[0]", "not a day"));
+        assert!(has(
+            &d,
+            "spec.rollout.maintenanceWindow.days[0]",
+            "not a day"
+        ));
         assert!(has(&d, "spec.rollout.maintenanceWindow.start", "HH:MM"));
-        assert!(has(&d, "spec.rollout.maintenanceWindow.duration", "at most 7 days"));
+        assert!(has(
+            &d,
+            "spec.rollout.maintenanceWindow.duration",
+            "at most 7 days"
+        ));
     }
 
     #[test]
     fn duplicate_names_of_one_kind() {
         let a = MV.replace("NAME", "a").replace("SHARDS", "sdc");
         let b = MV.replace("NAME", "a").replace("SHARDS", "1.moray.x.y");
-        assert!(has(&check(&format!("{a}---\n{b}")), "metadata.name", "defined twice"));
+        assert!(has(
+            &check(&format!("{a}---\n{b}")),
+            "metadata.name",
+            "defined twice"
+        ));
     }
 }

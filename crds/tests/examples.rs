@@ -24,9 +24,15 @@ fn every_example_is_valid() {
     assert!(files.len() >= 10, "examples/ went missing: {files:?}");
     let mut by_dir: BTreeMap<PathBuf, Vec<_>> = BTreeMap::new();
     for f in files {
-        let (docs, diags) = parse_documents(&f.display().to_string(), &std::fs::read_to_string(&f).unwrap());
+        let (docs, diags) = parse_documents(
+            &f.display().to_string(),
+            &std::fs::read_to_string(&f).unwrap(),
+        );
         assert!(diags.is_empty(), "{diags:?}");
-        by_dir.entry(f.parent().unwrap().to_path_buf()).or_default().extend(docs);
+        by_dir
+            .entry(f.parent().unwrap().to_path_buf())
+            .or_default()
+            .extend(docs);
     }
     for (dir, docs) in by_dir {
         let diags = validate_all(&docs);
@@ -36,13 +42,17 @@ fn every_example_is_valid() {
 
 #[test]
 fn the_region_example_has_four_shards_on_three_datacenters() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/us-east/shardtopology.yaml");
+    let root =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/us-east/shardtopology.yaml");
     let (docs, _) = parse_documents("st", &std::fs::read_to_string(root).unwrap());
-    let crds::Document::ShardTopology(st) = &docs[0].document else { panic!("not a topology") };
+    let crds::Document::ShardTopology(st) = &docs[0].document else {
+        panic!("not a topology")
+    };
     assert_eq!(st.spec.shards.len(), 4);
     assert_eq!(st.spec.index_shards().len(), 3);
     for s in &st.spec.shards {
-        let dcs: std::collections::HashSet<_> = s.peers.iter().map(|p| p.datacenter.clone()).collect();
+        let dcs: std::collections::HashSet<_> =
+            s.peers.iter().map(|p| p.datacenter.clone()).collect();
         assert_eq!(dcs.len(), 3, "{} peers must span 3 DCs", s.name);
     }
 }

@@ -26,7 +26,10 @@ fn checked_in_schemas_are_current() {
             stale.push(path.display().to_string());
         }
     }
-    assert!(stale.is_empty(), "stale schemas {stale:?}: run TRITONCTL_BLESS=1 cargo test -p crds --test schemas");
+    assert!(
+        stale.is_empty(),
+        "stale schemas {stale:?}: run TRITONCTL_BLESS=1 cargo test -p crds --test schemas"
+    );
 }
 
 #[test]

@@ -70,7 +70,9 @@ pub enum Role {
 
 impl ShardObservation {
     pub fn role_of(&self, zone: &str) -> Role {
-        let Some(st) = &self.state else { return Role::Unassigned };
+        let Some(st) = &self.state else {
+            return Role::Unassigned;
+        };
         if st.primary.zone_id == zone {
             Role::Primary
         } else if st.sync.as_ref().is_some_and(|s| s.zone_id == zone) {
@@ -91,7 +93,12 @@ impl ShardObservation {
     /// Freeze reason, if frozen.
     pub fn freeze_reason(&self) -> Option<String> {
         let st = self.state.as_ref()?;
-        st.is_frozen().then(|| st.freeze.reason().unwrap_or("(no reason given)").to_string())
+        st.is_frozen().then(|| {
+            st.freeze
+                .reason()
+                .unwrap_or("(no reason given)")
+                .to_string()
+        })
     }
 }
 
@@ -130,13 +137,23 @@ pub enum ManateeAction {
     /// Re-check the preflight rules right before the first disruption.
     Preflight,
     /// Reprovision one peer and wait until it is back in its role.
-    Reprovision { zone: String, role: Role, image: String },
+    Reprovision {
+        zone: String,
+        role: Role,
+        image: String,
+    },
     /// Wait for `tritonctl approve`.
-    Approval { what: String },
-    Freeze { reason: String },
+    Approval {
+        what: String,
+    },
+    Freeze {
+        reason: String,
+    },
     /// Wait until the shard is whole again: primary writable, sync caught up, no deposed peer.
     WaitHealthy,
-    Unfreeze { reason: String },
+    Unfreeze {
+        reason: String,
+    },
 }
 
 /// The outcome of planning one shard.
@@ -149,35 +166,75 @@ pub enum ShardPlan {
 }
 
 /// Preflight rules (research/manatee.md §7.2 step 6, and DESIGN.md invariant 1).
-pub fn preflight(obs: &ShardObservation, image: Option<&ImageInfo>, wanted: &str) -> Result<(), (String, String)> {
+pub fn preflight(
+    obs: &ShardObservation,
+    image: Option<&ImageInfo>,
+    wanted: &str,
+) -> Result<(), (String, String)> {
     let refuse = |r: &str, m: String| Err((r.to_string(), m));
     let Some(image) = image else {
-        return refuse("UnknownImage", format!("image {wanted} is not in IMGAPI; import it first (sdc-imgadm import {wanted})"));
+        return refuse(
+            "UnknownImage",
+            format!(
+                "image {wanted} is not in IMGAPI; import it first (sdc-imgadm import {wanted})"
+            ),
+        );
     };
     if image.state != "active" {
-        return refuse("ImageNotActive", format!("image {wanted} is {} in IMGAPI, not active", image.state));
+        return refuse(
+            "ImageNotActive",
+            format!("image {wanted} is {} in IMGAPI, not active", image.state),
+        );
     }
     let Some(st) = &obs.state else {
-        return refuse("NoClusterState", format!("shard {} has no cluster state in ZooKeeper yet", obs.shard));
+        return refuse(
+            "NoClusterState",
+            format!("shard {} has no cluster state in ZooKeeper yet", obs.shard),
+        );
     };
     if !st.deposed.is_empty() {
         let ids: Vec<&str> = st.deposed.iter().map(|p| p.zone_id.as_str()).collect();
-        return refuse("DeposedPeer", format!("shard {} has deposed peer(s) {}; rebuild them with `manatee-adm rebuild` first", obs.shard, ids.join(", ")));
+        return refuse(
+            "DeposedPeer",
+            format!(
+                "shard {} has deposed peer(s) {}; rebuild them with `manatee-adm rebuild` first",
+                obs.shard,
+                ids.join(", ")
+            ),
+        );
     }
     if let Some(reason) = obs.freeze_reason()
         && !reason.starts_with(FREEZE_PREFIX)
         && !st.is_one_node_write_mode()
     {
-        return refuse("FrozenByOther", format!("shard {} is frozen by someone else ({reason}); tritonctl only lifts its own freeze", obs.shard));
+        return refuse(
+            "FrozenByOther",
+            format!(
+                "shard {} is frozen by someone else ({reason}); tritonctl only lifts its own freeze",
+                obs.shard
+            ),
+        );
     }
     if !st.is_one_node_write_mode() {
         if st.sync.is_none() {
-            return refuse("NoSync", format!("shard {} has no sync; complete the HA setup first", obs.shard));
+            return refuse(
+                "NoSync",
+                format!(
+                    "shard {} has no sync; complete the HA setup first",
+                    obs.shard
+                ),
+            );
         }
         for p in &obs.peers {
             let role = obs.role_of(&p.zone);
             if role != Role::Unassigned && (!p.active || !p.pg_online) {
-                return refuse("UnhealthyPeer", format!("peer {} ({:?}) is not healthy (active {}, postgres online {})", p.alias, role, p.active, p.pg_online));
+                return refuse(
+                    "UnhealthyPeer",
+                    format!(
+                        "peer {} ({:?}) is not healthy (active {}, postgres online {})",
+                        p.alias, role, p.active, p.pg_online
+                    ),
+                );
             }
         }
     }
@@ -185,7 +242,12 @@ pub fn preflight(obs: &ShardObservation, image: Option<&ImageInfo>, wanted: &str
 }
 
 /// Plan the upgrade of one shard. Pure.
-pub fn plan_shard(spec: &ManateeVersionSpec, obs: &ShardObservation, image: Option<&ImageInfo>, op_id: &str) -> ShardPlan {
+pub fn plan_shard(
+    spec: &ManateeVersionSpec,
+    obs: &ShardObservation,
+    image: Option<&ImageInfo>,
+    op_id: &str,
+) -> ShardPlan {
     let wanted = &spec.image.uuid;
     let stale: Vec<&PeerObservation> = obs.peers.iter().filter(|p| &p.image != wanted).collect();
     if stale.is_empty() {
@@ -198,7 +260,10 @@ pub fn plan_shard(spec: &ManateeVersionSpec, obs: &ShardObservation, image: Opti
     let short = |z: &str| z.split('-').next().unwrap_or(z).to_string();
     let mut steps: Vec<PlannedStep<ManateeAction>> = vec![PlannedStep {
         name: "preflight".into(),
-        description: format!("check shard {} is healthy: no deposed peer, sync present, image active", obs.shard),
+        description: format!(
+            "check shard {} is healthy: no deposed peer, sync present, image active",
+            obs.shard
+        ),
         touches: vec![],
         irreversible: false,
         action: ManateeAction::Preflight,
@@ -206,16 +271,30 @@ pub fn plan_shard(spec: &ManateeVersionSpec, obs: &ShardObservation, image: Opti
     let reprovision = |zone: &str, role: Role| {
         let alias = obs.peer(zone).map_or(zone.to_string(), |p| p.alias.clone());
         PlannedStep {
-            name: format!("reprovision-{}-{}", format!("{role:?}").to_lowercase(), short(zone)),
+            name: format!(
+                "reprovision-{}-{}",
+                format!("{role:?}").to_lowercase(),
+                short(zone)
+            ),
             description: match role {
-                Role::Primary if st.is_one_node_write_mode() => format!("reprovision the only peer {alias} onto {wanted} (the shard is down meanwhile) and keep one-node-write mode"),
-                Role::Primary => format!("reprovision primary {alias}; the frozen shard keeps it primary, writes pause until its sync catches up"),
-                Role::Sync => format!("reprovision sync {alias}; wait until the primary reports it as synchronous standby again"),
+                Role::Primary if st.is_one_node_write_mode() => format!(
+                    "reprovision the only peer {alias} onto {wanted} (the shard is down meanwhile) and keep one-node-write mode"
+                ),
+                Role::Primary => format!(
+                    "reprovision primary {alias}; the frozen shard keeps it primary, writes pause until its sync catches up"
+                ),
+                Role::Sync => format!(
+                    "reprovision sync {alias}; wait until the primary reports it as synchronous standby again"
+                ),
                 _ => format!("reprovision async {alias}; wait until it is back and replicating"),
             },
             touches: vec![alias],
             irreversible: false,
-            action: ManateeAction::Reprovision { zone: zone.to_string(), role, image: wanted.clone() },
+            action: ManateeAction::Reprovision {
+                zone: zone.to_string(),
+                role,
+                image: wanted.clone(),
+            },
         }
     };
     // Asyncs from the tail of the chain, then the sync.
@@ -229,7 +308,9 @@ pub fn plan_shard(spec: &ManateeVersionSpec, obs: &ShardObservation, image: Opti
     {
         steps.push(reprovision(&s.zone_id, Role::Sync));
     }
-    let primary_stale = obs.peer(&st.primary.zone_id).is_some_and(|p| &p.image != wanted);
+    let primary_stale = obs
+        .peer(&st.primary.zone_id)
+        .is_some_and(|p| &p.image != wanted);
     if primary_stale {
         if spec.rollout.approval != Approval::Never {
             steps.push(PlannedStep {
@@ -254,7 +335,10 @@ pub fn plan_shard(spec: &ManateeVersionSpec, obs: &ShardObservation, image: Opti
         steps.push(reprovision(&st.primary.zone_id, Role::Primary));
         steps.push(PlannedStep {
             name: "wait-healthy".into(),
-            description: format!("wait until shard {} is whole: primary writable, sync caught up, no deposed peer", obs.shard),
+            description: format!(
+                "wait until shard {} is whole: primary writable, sync caught up, no deposed peer",
+                obs.shard
+            ),
             touches: vec![],
             irreversible: false,
             action: ManateeAction::WaitHealthy,
@@ -269,7 +353,12 @@ pub fn plan_shard(spec: &ManateeVersionSpec, obs: &ShardObservation, image: Opti
             });
         }
     }
-    ShardPlan::Upgrade(Operation::new(op_id, "manatee-rolling-upgrade", &obs.shard, steps))
+    ShardPlan::Upgrade(Operation::new(
+        op_id,
+        "manatee-rolling-upgrade",
+        &obs.shard,
+        steps,
+    ))
 }
 
 /// Runs [`ManateeAction`]s for one shard.
@@ -292,22 +381,37 @@ impl<W: ManateeWorld> ManateeRunner<'_, W> {
         if !st.deposed.is_empty() {
             return Err(format!("deposed peer {}", st.deposed[0].zone_id));
         }
-        let primary = obs.peer(&st.primary.zone_id).ok_or("primary zone unknown")?;
+        let primary = obs
+            .peer(&st.primary.zone_id)
+            .ok_or("primary zone unknown")?;
         if !(primary.active && primary.pg_online) {
-            return Err(format!("primary {} not up (active {}, pg {})", primary.alias, primary.active, primary.pg_online));
+            return Err(format!(
+                "primary {} not up (active {}, pg {})",
+                primary.alias, primary.active, primary.pg_online
+            ));
         }
         if st.is_one_node_write_mode() {
             return Ok(());
         }
-        let sync = st.sync.as_ref().and_then(|s| obs.peer(&s.zone_id)).ok_or("no sync")?;
+        let sync = st
+            .sync
+            .as_ref()
+            .and_then(|s| obs.peer(&s.zone_id))
+            .ok_or("no sync")?;
         if !self.standby_ok(sync) {
-            return Err(format!("sync {} not caught up (active {}, pg {}, lag {:?})", sync.alias, sync.active, sync.pg_online, sync.lag_seconds));
+            return Err(format!(
+                "sync {} not caught up (active {}, pg {}, lag {:?})",
+                sync.alias, sync.active, sync.pg_online, sync.lag_seconds
+            ));
         }
         for a in &st.asyncs {
             if let Some(p) = obs.peer(&a.zone_id)
                 && !self.standby_ok(p)
             {
-                return Err(format!("async {} not caught up (lag {:?})", p.alias, p.lag_seconds));
+                return Err(format!(
+                    "async {} not caught up (lag {:?})",
+                    p.alias, p.lag_seconds
+                ));
             }
         }
         Ok(())
@@ -318,7 +422,12 @@ impl<W: ManateeWorld> ManateeRunner<'_, W> {
 impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
     type Error = String;
 
-    async fn precondition(&self, op: &OperationStatus, step: usize, action: &ManateeAction) -> Result<Gate, String> {
+    async fn precondition(
+        &self,
+        op: &OperationStatus,
+        step: usize,
+        action: &ManateeAction,
+    ) -> Result<Gate, String> {
         let obs = self.world.observe(&self.shard).await?;
         match action {
             // The image was checked when planning; re-check the shard right
@@ -329,7 +438,10 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
             }),
             ManateeAction::Reprovision { zone, role, image } => {
                 let Some(peer) = obs.peer(zone) else {
-                    return Ok(Gate::Block { reason: "PeerGone".into(), message: format!("zone {zone} is no longer a peer of {}", self.shard) });
+                    return Ok(Gate::Block {
+                        reason: "PeerGone".into(),
+                        message: format!("zone {zone} is no longer a peer of {}", self.shard),
+                    });
                 };
                 if &peer.image == image {
                     return Ok(Gate::Open); // already done (e.g. resumed); act is a no-op
@@ -337,18 +449,33 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
                 // The world moved (takeover, promotion): this plan no longer fits.
                 let now = obs.role_of(zone);
                 if now != *role {
-                    return Ok(Gate::Block { reason: "Replan".into(), message: format!("{} is now {now:?}, planned as {role:?}", peer.alias) });
+                    return Ok(Gate::Block {
+                        reason: "Replan".into(),
+                        message: format!("{} is now {now:?}, planned as {role:?}", peer.alias),
+                    });
                 }
                 // One peer down at a time: everyone else must be healthy.
-                let others_ok = obs.state.as_ref().is_some_and(|st| st.is_one_node_write_mode())
-                    || obs.peers.iter().filter(|p| &p.zone != zone && obs.role_of(&p.zone) != Role::Unassigned).all(|p| p.active && p.pg_online);
+                let others_ok = obs
+                    .state
+                    .as_ref()
+                    .is_some_and(|st| st.is_one_node_write_mode())
+                    || obs
+                        .peers
+                        .iter()
+                        .filter(|p| &p.zone != zone && obs.role_of(&p.zone) != Role::Unassigned)
+                        .all(|p| p.active && p.pg_online);
                 if !others_ok {
-                    return Ok(Gate::Wait(format!("waiting for every other peer of {} to be up before disrupting {}", self.shard, peer.alias)));
+                    return Ok(Gate::Wait(format!(
+                        "waiting for every other peer of {} to be up before disrupting {}",
+                        self.shard, peer.alias
+                    )));
                 }
                 if *role == Role::Primary
                     && let Err(e) = self.health(&obs)
                 {
-                    return Ok(Gate::Wait(format!("primary step waits for full health: {e}")));
+                    return Ok(Gate::Wait(format!(
+                        "primary step waits for full health: {e}"
+                    )));
                 }
                 Ok(Gate::Open)
             }
@@ -357,12 +484,27 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
                 Ok(if self.world.approved(&op.id, name).await? {
                     Gate::Open
                 } else {
-                    Gate::Wait(format!("awaiting approval: run `tritonctl approve` for operation {} step {name}", op.id))
+                    Gate::Wait(format!(
+                        "awaiting approval: run `tritonctl approve` for operation {} step {name}",
+                        op.id
+                    ))
                 })
             }
             ManateeAction::Freeze { reason } => match obs.freeze_reason() {
-                Some(r) if &r != reason && !obs.state.as_ref().is_some_and(ClusterState::is_one_node_write_mode) => {
-                    Ok(Gate::Block { reason: "FrozenByOther".into(), message: format!("shard {} was frozen by someone else meanwhile ({r})", self.shard) })
+                Some(r)
+                    if &r != reason
+                        && !obs
+                            .state
+                            .as_ref()
+                            .is_some_and(ClusterState::is_one_node_write_mode) =>
+                {
+                    Ok(Gate::Block {
+                        reason: "FrozenByOther".into(),
+                        message: format!(
+                            "shard {} was frozen by someone else meanwhile ({r})",
+                            self.shard
+                        ),
+                    })
                 }
                 _ => Ok(Gate::Open),
             },
@@ -370,11 +512,18 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
         }
     }
 
-    async fn act(&self, op: &OperationStatus, _step: usize, action: &ManateeAction) -> Result<(), String> {
+    async fn act(
+        &self,
+        op: &OperationStatus,
+        _step: usize,
+        action: &ManateeAction,
+    ) -> Result<(), String> {
         let obs = self.world.observe(&self.shard).await?;
         match action {
             ManateeAction::Reprovision { zone, image, .. } => {
-                let peer = obs.peer(zone).ok_or_else(|| format!("zone {zone} vanished"))?;
+                let peer = obs
+                    .peer(zone)
+                    .ok_or_else(|| format!("zone {zone} vanished"))?;
                 if &peer.image != image {
                     self.world.reprovision(zone, image, &op.id).await?;
                 }
@@ -389,42 +538,74 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
                     self.world.unfreeze_own(&self.shard, reason).await?;
                 }
             }
-            ManateeAction::Preflight | ManateeAction::Approval { .. } | ManateeAction::WaitHealthy => {}
+            ManateeAction::Preflight
+            | ManateeAction::Approval { .. }
+            | ManateeAction::WaitHealthy => {}
         }
         Ok(())
     }
 
-    async fn check(&self, _op: &OperationStatus, _step: usize, action: &ManateeAction) -> Result<Progress, String> {
+    async fn check(
+        &self,
+        _op: &OperationStatus,
+        _step: usize,
+        action: &ManateeAction,
+    ) -> Result<Progress, String> {
         let obs = self.world.observe(&self.shard).await?;
         Ok(match action {
             ManateeAction::Reprovision { zone, role, image } => {
-                let Some(p) = obs.peer(zone) else { return Ok(Progress::NotYet(format!("zone {zone} not found"))) };
+                let Some(p) = obs.peer(zone) else {
+                    return Ok(Progress::NotYet(format!("zone {zone} not found")));
+                };
                 if &p.image != image || p.vm_state != "running" {
-                    Progress::NotYet(format!("{} is {} on image {}", p.alias, p.vm_state, p.image))
+                    Progress::NotYet(format!(
+                        "{} is {} on image {}",
+                        p.alias, p.vm_state, p.image
+                    ))
                 } else if !p.active || !p.pg_online {
-                    Progress::NotYet(format!("{} is running; sitter active {}, postgres online {}", p.alias, p.active, p.pg_online))
+                    Progress::NotYet(format!(
+                        "{} is running; sitter active {}, postgres online {}",
+                        p.alias, p.active, p.pg_online
+                    ))
                 } else {
+                    // A reprovisioned sync comes back as an async: while it was away
+                    // the primary promoted the first async (§3.4b), as sdcadm expects.
+                    // So the test is "back, replicating, and the shard whole", not "same role".
                     let now = obs.role_of(zone);
-                    match role {
-                        Role::Async if now == Role::Async && self.standby_ok(p) => Progress::Done,
-                        Role::Sync if now == Role::Sync && self.standby_ok(p) => Progress::Done,
-                        Role::Primary => match self.health(&obs) {
-                            Ok(()) => Progress::Done,
-                            Err(e) => Progress::NotYet(e),
-                        },
-                        _ => Progress::NotYet(format!("{} is {now:?}, lag {:?}", p.alias, p.lag_seconds)),
+                    let placed = matches!(now, Role::Primary | Role::Sync | Role::Async);
+                    match self.health(&obs) {
+                        Ok(()) if placed && (*role == Role::Primary || self.standby_ok(p)) => {
+                            Progress::Done
+                        }
+                        Ok(()) => Progress::NotYet(format!(
+                            "{} is {now:?}, lag {:?}",
+                            p.alias, p.lag_seconds
+                        )),
+                        Err(e) => Progress::NotYet(format!(
+                            "{} is {now:?}; shard not whole yet: {e}",
+                            p.alias
+                        )),
                     }
                 }
             }
             ManateeAction::Freeze { reason } => {
-                if obs.freeze_reason().as_deref() == Some(reason) || obs.state.as_ref().is_some_and(ClusterState::is_one_node_write_mode) {
+                if obs.freeze_reason().as_deref() == Some(reason)
+                    || obs
+                        .state
+                        .as_ref()
+                        .is_some_and(ClusterState::is_one_node_write_mode)
+                {
                     Progress::Done
                 } else {
                     Progress::NotYet("freeze not visible yet".into())
                 }
             }
             ManateeAction::Unfreeze { reason } => {
-                if obs.freeze_reason().as_deref() == Some(reason) { Progress::NotYet("still frozen by us".into()) } else { Progress::Done }
+                if obs.freeze_reason().as_deref() == Some(reason) {
+                    Progress::NotYet("still frozen by us".into())
+                } else {
+                    Progress::Done
+                }
             }
             ManateeAction::WaitHealthy => match self.health(&obs) {
                 Ok(()) => Progress::Done,
@@ -445,7 +626,13 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
 
 /// The preflight rules that depend on the shard alone (the image was checked when planning).
 fn preflight_shard_only(obs: &ShardObservation) -> Result<(), (String, String)> {
-    let fake = ImageInfo { uuid: String::new(), name: String::new(), version: String::new(), state: "active".into(), manatee_major: None };
+    let fake = ImageInfo {
+        uuid: String::new(),
+        name: String::new(),
+        version: String::new(),
+        state: "active".into(),
+        manatee_major: None,
+    };
     preflight(obs, Some(&fake), "")
 }
 
@@ -473,8 +660,16 @@ mod tests {
     }
 
     fn three_peers(image: &str) -> ShardObservation {
-        let st = ClusterState::initial(ident("p", "10.0.0.1"), ident("s", "10.0.0.2"), vec![ident("a", "10.0.0.3")]);
-        ShardObservation { shard: "sdc".into(), state: Some(st), peers: vec![peer("p", image), peer("s", image), peer("a", image)] }
+        let st = ClusterState::initial(
+            ident("p", "10.0.0.1"),
+            ident("s", "10.0.0.2"),
+            vec![ident("a", "10.0.0.3")],
+        );
+        ShardObservation {
+            shard: "sdc".into(),
+            state: Some(st),
+            peers: vec![peer("p", image), peer("s", image), peer("a", image)],
+        }
     }
 
     fn spec(approval: Approval) -> ManateeVersionSpec {
@@ -486,45 +681,113 @@ mod tests {
     const NEW: &str = "e5d4c3b2-a190-4f8e-9d7c-6b5a49382716";
 
     fn image() -> ImageInfo {
-        ImageInfo { uuid: NEW.into(), name: "manatee".into(), version: "20251104T182201Z".into(), state: "active".into(), manatee_major: Some(2) }
+        ImageInfo {
+            uuid: NEW.into(),
+            name: "manatee".into(),
+            version: "20251104T182201Z".into(),
+            state: "active".into(),
+            manatee_major: Some(2),
+        }
     }
 
     #[test]
     fn plan_orders_async_sync_freeze_primary_unfreeze() {
-        let ShardPlan::Upgrade(op) = plan_shard(&spec(Approval::BeforePrimary), &three_peers(OLD), Some(&image()), "op1") else { panic!() };
+        let ShardPlan::Upgrade(op) = plan_shard(
+            &spec(Approval::BeforePrimary),
+            &three_peers(OLD),
+            Some(&image()),
+            "op1",
+        ) else {
+            panic!()
+        };
         let names: Vec<&str> = op.status.steps.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["preflight", "reprovision-async-a", "reprovision-sync-s", "approve-primary", "freeze", "reprovision-primary-p", "wait-healthy", "unfreeze"]);
+        assert_eq!(
+            names,
+            [
+                "preflight",
+                "reprovision-async-a",
+                "reprovision-sync-s",
+                "approve-primary",
+                "freeze",
+                "reprovision-primary-p",
+                "wait-healthy",
+                "unfreeze"
+            ]
+        );
     }
 
     #[test]
     fn refuses_deposed_peers_unknown_images_and_foreign_freezes() {
         let mut obs = three_peers(OLD);
-        obs.state.as_mut().unwrap().deposed.push(ident("d", "10.0.0.9"));
-        assert!(matches!(plan_shard(&spec(Approval::Never), &obs, Some(&image()), "op"), ShardPlan::Refused(r, _) if r == "DeposedPeer"));
-        assert!(matches!(plan_shard(&spec(Approval::Never), &three_peers(OLD), None, "op"), ShardPlan::Refused(r, _) if r == "UnknownImage"));
+        obs.state
+            .as_mut()
+            .unwrap()
+            .deposed
+            .push(ident("d", "10.0.0.9"));
+        assert!(
+            matches!(plan_shard(&spec(Approval::Never), &obs, Some(&image()), "op"), ShardPlan::Refused(r, _) if r == "DeposedPeer")
+        );
+        assert!(
+            matches!(plan_shard(&spec(Approval::Never), &three_peers(OLD), None, "op"), ShardPlan::Refused(r, _) if r == "UnknownImage")
+        );
         let mut obs = three_peers(OLD);
-        obs.state.as_mut().unwrap().freeze("sdcadm /var/sdcadm/updates/x").unwrap();
-        assert!(matches!(plan_shard(&spec(Approval::Never), &obs, Some(&image()), "op"), ShardPlan::Refused(r, _) if r == "FrozenByOther"));
+        obs.state
+            .as_mut()
+            .unwrap()
+            .freeze("sdcadm /var/sdcadm/updates/x")
+            .unwrap();
+        assert!(
+            matches!(plan_shard(&spec(Approval::Never), &obs, Some(&image()), "op"), ShardPlan::Refused(r, _) if r == "FrozenByOther")
+        );
         let mut obs = three_peers(OLD);
         obs.state.as_mut().unwrap().sync = None;
-        assert!(matches!(plan_shard(&spec(Approval::Never), &obs, Some(&image()), "op"), ShardPlan::Refused(..)));
+        assert!(matches!(
+            plan_shard(&spec(Approval::Never), &obs, Some(&image()), "op"),
+            ShardPlan::Refused(..)
+        ));
     }
 
     #[test]
     fn up_to_date_shards_plan_nothing_and_done_peers_are_skipped() {
-        assert_eq!(plan_shard(&spec(Approval::Never), &three_peers(NEW), Some(&image()), "op"), ShardPlan::UpToDate);
+        assert_eq!(
+            plan_shard(
+                &spec(Approval::Never),
+                &three_peers(NEW),
+                Some(&image()),
+                "op"
+            ),
+            ShardPlan::UpToDate
+        );
         let mut obs = three_peers(OLD);
         obs.peers[2].image = NEW.into(); // the async is done already
-        let ShardPlan::Upgrade(op) = plan_shard(&spec(Approval::Never), &obs, Some(&image()), "op") else { panic!() };
-        assert!(!op.status.steps.iter().any(|s| s.name.starts_with("reprovision-async")));
+        let ShardPlan::Upgrade(op) = plan_shard(&spec(Approval::Never), &obs, Some(&image()), "op")
+        else {
+            panic!()
+        };
+        assert!(
+            !op.status
+                .steps
+                .iter()
+                .any(|s| s.name.starts_with("reprovision-async"))
+        );
     }
 
     #[test]
     fn one_node_shards_do_not_freeze() {
         let st = ClusterState::initial_onwm(ident("p", "10.0.0.1"), "2026-01-01T00:00:00.000Z");
-        let obs = ShardObservation { shard: "sdc".into(), state: Some(st), peers: vec![peer("p", OLD)] };
-        let ShardPlan::Upgrade(op) = plan_shard(&spec(Approval::Never), &obs, Some(&image()), "op") else { panic!() };
+        let obs = ShardObservation {
+            shard: "sdc".into(),
+            state: Some(st),
+            peers: vec![peer("p", OLD)],
+        };
+        let ShardPlan::Upgrade(op) = plan_shard(&spec(Approval::Never), &obs, Some(&image()), "op")
+        else {
+            panic!()
+        };
         let names: Vec<&str> = op.status.steps.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["preflight", "reprovision-primary-p", "wait-healthy"]);
+        assert_eq!(
+            names,
+            ["preflight", "reprovision-primary-p", "wait-healthy"]
+        );
     }
 }

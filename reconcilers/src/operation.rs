@@ -67,16 +67,28 @@ impl<A: Clone> Operation<A> {
             point_of_no_return,
             message: None,
         };
-        Operation { status, actions: steps.into_iter().map(|s| s.action).collect() }
+        Operation {
+            status,
+            actions: steps.into_iter().map(|s| s.action).collect(),
+        }
     }
 
     /// Index of the step to work on next, or None when every step is done.
     pub fn current(&self) -> Option<usize> {
-        self.status.steps.iter().position(|s| !matches!(s.state, StepState::Succeeded | StepState::Skipped))
+        self.status
+            .steps
+            .iter()
+            .position(|s| !matches!(s.state, StepState::Succeeded | StepState::Skipped))
     }
 
     pub fn is_finished(&self) -> bool {
-        matches!(self.status.phase, OperationPhase::Succeeded | OperationPhase::Failed | OperationPhase::RolledBack | OperationPhase::Cancelled)
+        matches!(
+            self.status.phase,
+            OperationPhase::Succeeded
+                | OperationPhase::Failed
+                | OperationPhase::RolledBack
+                | OperationPhase::Cancelled
+        )
     }
 }
 
@@ -87,7 +99,10 @@ pub enum Gate {
     /// Not yet (waiting for approval, a window, a peer to catch up): try again later.
     Wait(String),
     /// Refuse to go on until a person acts (deposed peer, frozen by someone else, ...).
-    Block { reason: String, message: String },
+    Block {
+        reason: String,
+        message: String,
+    },
 }
 
 /// What a completion check says.
@@ -102,10 +117,20 @@ pub enum Progress {
 #[async_trait]
 pub trait StepRunner<A>: Send + Sync {
     type Error: std::fmt::Display + Send;
-    async fn precondition(&self, op: &OperationStatus, step: usize, action: &A) -> Result<Gate, Self::Error>;
+    async fn precondition(
+        &self,
+        op: &OperationStatus,
+        step: usize,
+        action: &A,
+    ) -> Result<Gate, Self::Error>;
     /// Must be idempotent: look first, act only if the effect is absent.
     async fn act(&self, op: &OperationStatus, step: usize, action: &A) -> Result<(), Self::Error>;
-    async fn check(&self, op: &OperationStatus, step: usize, action: &A) -> Result<Progress, Self::Error>;
+    async fn check(
+        &self,
+        op: &OperationStatus,
+        step: usize,
+        action: &A,
+    ) -> Result<Progress, Self::Error>;
     /// How long the completion check may take before the operation stops.
     fn timeout(&self, action: &A) -> Duration;
 }
@@ -125,7 +150,11 @@ pub enum Advance {
     /// Waiting: call again after this long.
     Waiting { after: Duration, reason: String },
     /// Stopped at a step: a gate blocked, a check timed out or an action kept failing.
-    Blocked { step: usize, reason: String, message: String },
+    Blocked {
+        step: usize,
+        reason: String,
+        message: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,19 +162,32 @@ pub enum EngineError {
     #[error("journal: {0}")]
     Journal(String),
     #[error("step {step} ({name}): {message}")]
-    Step { step: usize, name: String, message: String },
+    Step {
+        step: usize,
+        name: String,
+        message: String,
+    },
 }
 
 /// How often a completion check is polled while it says "not yet".
 pub const POLL: Duration = Duration::from_millis(200);
 
 async fn save<A, J: Journal<A>>(journal: &J, op: &Operation<A>) -> Result<(), EngineError> {
-    journal.save(op).await.map_err(|e| EngineError::Journal(e.to_string()))
+    journal
+        .save(op)
+        .await
+        .map_err(|e| EngineError::Journal(e.to_string()))
 }
 
 /// Drive an operation as far as it can go now. Journals before and after
 /// every step; returns when it must wait, is blocked, or is done.
-pub async fn advance<A, R, J>(op: &mut Operation<A>, runner: &R, journal: &J, clock: &dyn Clock, poll: Duration) -> Result<Advance, EngineError>
+pub async fn advance<A, R, J>(
+    op: &mut Operation<A>,
+    runner: &R,
+    journal: &J,
+    clock: &dyn Clock,
+    poll: Duration,
+) -> Result<Advance, EngineError>
 where
     A: Clone + Send + Sync,
     R: StepRunner<A>,
@@ -163,10 +205,21 @@ where
             return Ok(Advance::Completed);
         };
         let action = op.actions[i].clone();
-        let step_err = |e: R::Error, op: &Operation<A>| EngineError::Step { step: i, name: op.status.steps[i].name.clone(), message: e.to_string() };
+        let step_err = |e: R::Error, op: &Operation<A>| EngineError::Step {
+            step: i,
+            name: op.status.steps[i].name.clone(),
+            message: e.to_string(),
+        };
 
-        if matches!(op.status.steps[i].state, StepState::Pending | StepState::Waiting | StepState::Failed) {
-            match runner.precondition(&op.status, i, &action).await.map_err(|e| step_err(e, op))? {
+        if matches!(
+            op.status.steps[i].state,
+            StepState::Pending | StepState::Waiting | StepState::Failed
+        ) {
+            match runner
+                .precondition(&op.status, i, &action)
+                .await
+                .map_err(|e| step_err(e, op))?
+            {
                 Gate::Open => {}
                 Gate::Wait(reason) => {
                     let s = &mut op.status.steps[i];
@@ -177,7 +230,10 @@ where
                         op.status.message = Some(reason.clone());
                         save(journal, op).await?;
                     }
-                    return Ok(Advance::Waiting { after: poll.max(Duration::from_millis(50)) * 5, reason });
+                    return Ok(Advance::Waiting {
+                        after: poll.max(Duration::from_millis(50)) * 5,
+                        reason,
+                    });
                 }
                 Gate::Block { reason, message } => {
                     let s = &mut op.status.steps[i];
@@ -186,7 +242,11 @@ where
                     op.status.phase = OperationPhase::Waiting;
                     op.status.message = Some(message.clone());
                     save(journal, op).await?;
-                    return Ok(Advance::Blocked { step: i, reason, message });
+                    return Ok(Advance::Blocked {
+                        step: i,
+                        reason,
+                        message,
+                    });
                 }
             }
             // Journal before acting: a restart sees this step as Running and
@@ -204,24 +264,38 @@ where
         }
 
         // Running (just now, or resumed after a restart).
-        runner.act(&op.status, i, &action).await.map_err(|e| step_err(e, op))?;
+        runner
+            .act(&op.status, i, &action)
+            .await
+            .map_err(|e| step_err(e, op))?;
         let timeout = runner.timeout(&action);
         loop {
-            match runner.check(&op.status, i, &action).await.map_err(|e| step_err(e, op))? {
+            match runner
+                .check(&op.status, i, &action)
+                .await
+                .map_err(|e| step_err(e, op))?
+            {
                 Progress::Done => break,
                 Progress::NotYet(saw) => {
                     let started = op.status.steps[i].started_at.clone().unwrap_or_default();
                     let elapsed = since(&started, clock.now());
                     if elapsed > timeout {
                         let name = op.status.steps[i].name.clone();
-                        let message = format!("step `{name}` did not complete within {}s; last seen: {saw}", timeout.as_secs());
+                        let message = format!(
+                            "step `{name}` did not complete within {}s; last seen: {saw}",
+                            timeout.as_secs()
+                        );
                         let s = &mut op.status.steps[i];
                         s.state = StepState::Failed;
                         s.message = Some(message.clone());
                         op.status.phase = OperationPhase::Waiting;
                         op.status.message = Some(message.clone());
                         save(journal, op).await?;
-                        return Ok(Advance::Blocked { step: i, reason: "StepTimedOut".into(), message });
+                        return Ok(Advance::Blocked {
+                            step: i,
+                            reason: "StepTimedOut".into(),
+                            message,
+                        });
                     }
                     if op.status.steps[i].message.as_deref() != Some(&saw) {
                         op.status.steps[i].message = Some(saw);
@@ -254,8 +328,20 @@ mod tests {
     #[async_trait]
     impl StepRunner<u32> for Counters {
         type Error = String;
-        async fn precondition(&self, _: &OperationStatus, step: usize, _: &u32) -> Result<Gate, String> {
-            Ok(if self.blocked_at == Some(step) { Gate::Block { reason: "Test".into(), message: "blocked".into() } } else { Gate::Open })
+        async fn precondition(
+            &self,
+            _: &OperationStatus,
+            step: usize,
+            _: &u32,
+        ) -> Result<Gate, String> {
+            Ok(if self.blocked_at == Some(step) {
+                Gate::Block {
+                    reason: "Test".into(),
+                    message: "blocked".into(),
+                }
+            } else {
+                Gate::Open
+            })
         }
         async fn act(&self, _: &OperationStatus, _: usize, a: &u32) -> Result<(), String> {
             let mut e = self.effects.lock().unwrap();
@@ -265,7 +351,11 @@ mod tests {
             Ok(())
         }
         async fn check(&self, _: &OperationStatus, _: usize, a: &u32) -> Result<Progress, String> {
-            Ok(if self.effects.lock().unwrap().contains(a) { Progress::Done } else { Progress::NotYet("nothing".into()) })
+            Ok(if self.effects.lock().unwrap().contains(a) {
+                Progress::Done
+            } else {
+                Progress::NotYet("nothing".into())
+            })
         }
         fn timeout(&self, _: &u32) -> Duration {
             Duration::from_secs(1)
@@ -284,17 +374,30 @@ mod tests {
     }
 
     fn plan(n: u32) -> Operation<u32> {
-        let steps = (0..n).map(|i| PlannedStep { name: format!("s{i}"), description: format!("step {i}"), touches: vec![], irreversible: i == 2, action: i }).collect();
+        let steps = (0..n)
+            .map(|i| PlannedStep {
+                name: format!("s{i}"),
+                description: format!("step {i}"),
+                touches: vec![],
+                irreversible: i == 2,
+                action: i,
+            })
+            .collect();
         Operation::new("op-1", "test", "t", steps)
     }
 
     #[tokio::test]
     async fn runs_every_step_once_and_journals_before_and_after() {
-        let w = Counters { effects: Mutex::new(vec![]), blocked_at: None };
+        let w = Counters {
+            effects: Mutex::new(vec![]),
+            blocked_at: None,
+        };
         let j = Saved(Mutex::new(vec![]));
         let mut op = plan(4);
         assert_eq!(op.status.point_of_no_return, Some(2));
-        let r = advance(&mut op, &w, &j, &SystemClock, Duration::from_millis(1)).await.unwrap();
+        let r = advance(&mut op, &w, &j, &SystemClock, Duration::from_millis(1))
+            .await
+            .unwrap();
         assert_eq!(r, Advance::Completed);
         assert_eq!(*w.effects.lock().unwrap(), vec![0, 1, 2, 3]);
         let saves = j.0.lock().unwrap();
@@ -309,29 +412,61 @@ mod tests {
         // Record every journal state of a full run, then restart from each one
         // (as a controller killed right after that save would) against a world
         // that already has the effects made up to that point.
-        let w = Counters { effects: Mutex::new(vec![]), blocked_at: None };
+        let w = Counters {
+            effects: Mutex::new(vec![]),
+            blocked_at: None,
+        };
         let j = Saved(Mutex::new(vec![]));
         let mut op = plan(4);
-        advance(&mut op, &w, &j, &SystemClock, Duration::from_millis(1)).await.unwrap();
+        advance(&mut op, &w, &j, &SystemClock, Duration::from_millis(1))
+            .await
+            .unwrap();
         let saves = j.0.lock().unwrap().clone();
         for (k, snapshot) in saves.iter().enumerate() {
             // Effects present at that save: steps Succeeded, and a Running step
             // may or may not have acted; test the worse case (it did).
-            let done: Vec<u32> = snapshot.status.steps.iter().enumerate().filter(|(_, s)| matches!(s.state, StepState::Succeeded | StepState::Running)).map(|(i, _)| i as u32).collect();
-            let w2 = Counters { effects: Mutex::new(done), blocked_at: None };
+            let done: Vec<u32> = snapshot
+                .status
+                .steps
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| matches!(s.state, StepState::Succeeded | StepState::Running))
+                .map(|(i, _)| i as u32)
+                .collect();
+            let w2 = Counters {
+                effects: Mutex::new(done),
+                blocked_at: None,
+            };
             let mut resumed = snapshot.clone();
-            let r = advance(&mut resumed, &w2, &Saved(Mutex::new(vec![])), &SystemClock, Duration::from_millis(1)).await.unwrap();
+            let r = advance(
+                &mut resumed,
+                &w2,
+                &Saved(Mutex::new(vec![])),
+                &SystemClock,
+                Duration::from_millis(1),
+            )
+            .await
+            .unwrap();
             assert_eq!(r, Advance::Completed, "resume from save {k}");
-            assert_eq!(*w2.effects.lock().unwrap(), vec![0, 1, 2, 3], "resume from save {k} repeated or skipped an effect");
+            assert_eq!(
+                *w2.effects.lock().unwrap(),
+                vec![0, 1, 2, 3],
+                "resume from save {k} repeated or skipped an effect"
+            );
         }
     }
 
     #[tokio::test]
     async fn a_blocked_gate_stops_without_skipping_ahead() {
-        let w = Counters { effects: Mutex::new(vec![]), blocked_at: Some(1) };
+        let w = Counters {
+            effects: Mutex::new(vec![]),
+            blocked_at: Some(1),
+        };
         let j = Saved(Mutex::new(vec![]));
         let mut op = plan(3);
-        let r = advance(&mut op, &w, &j, &SystemClock, Duration::from_millis(1)).await.unwrap();
+        let r = advance(&mut op, &w, &j, &SystemClock, Duration::from_millis(1))
+            .await
+            .unwrap();
         assert!(matches!(r, Advance::Blocked { step: 1, .. }));
         assert_eq!(*w.effects.lock().unwrap(), vec![0]);
         assert_eq!(op.status.steps[2].state, StepState::Pending);
@@ -341,7 +476,12 @@ mod tests {
     #[async_trait]
     impl StepRunner<u32> for NeverDone {
         type Error = String;
-        async fn precondition(&self, _: &OperationStatus, _: usize, _: &u32) -> Result<Gate, String> {
+        async fn precondition(
+            &self,
+            _: &OperationStatus,
+            _: usize,
+            _: &u32,
+        ) -> Result<Gate, String> {
             Ok(Gate::Open)
         }
         async fn act(&self, _: &OperationStatus, _: usize, _: &u32) -> Result<(), String> {
@@ -359,9 +499,19 @@ mod tests {
     async fn a_timed_out_check_blocks_with_what_it_saw() {
         let j = Saved(Mutex::new(vec![]));
         let mut op = plan(2);
-        let r = advance(&mut op, &NeverDone, &j, &SystemClock, Duration::from_millis(5)).await.unwrap();
+        let r = advance(
+            &mut op,
+            &NeverDone,
+            &j,
+            &SystemClock,
+            Duration::from_millis(5),
+        )
+        .await
+        .unwrap();
         match r {
-            Advance::Blocked { step: 0, message, .. } => assert!(message.contains("lag 42s"), "{message}"),
+            Advance::Blocked {
+                step: 0, message, ..
+            } => assert!(message.contains("lag 42s"), "{message}"),
             other => panic!("{other:?}"),
         }
         assert_eq!(op.status.steps[0].state, StepState::Failed);

@@ -7,3 +7,9 @@
 //! electric-moray/moray stand-ins holding rows per shard, a load generator,
 //! fault injection and one time-scale knob. It depends only on the wire
 //! types (`wire`) and `coord`, never on the controller.
+pub mod dc;
+pub mod manta;
+
+pub mod http;
+pub mod manatee;
+pub mod scenario;

@@ -25,7 +25,14 @@ fn per(d: Duration, n: usize) -> f64 {
 
 fn main() {
     let keys: Vec<String> = (0..KEYS)
-        .map(|i| format!("/{:08x}-fecb-11e1-bd8a-bb6f54b49808/stor/dir{}/obj{}", i % 5000, i % 977, i))
+        .map(|i| {
+            format!(
+                "/{:08x}-fecb-11e1-bd8a-bb6f54b49808/stor/dir{}/obj{}",
+                i % 5000,
+                i % 977,
+                i
+            )
+        })
         .collect();
 
     // Warm up caches and the CPU clock before the baseline.
@@ -47,17 +54,29 @@ fn main() {
         }
     });
     let ns = per(t, KEYS);
-    println!("key -> vnode (utf8)             {ns:9.1} ns/key   x{:.2}", ns / base_ns);
+    println!(
+        "key -> vnode (utf8)             {ns:9.1} ns/key   x{:.2}",
+        ns / base_ns
+    );
 
     let (_, t) = time(|| {
         for k in &keys {
-            black_box(space.vnode_of(black_box(k), KeyEncoding::Latin1Truncate).unwrap());
+            black_box(
+                space
+                    .vnode_of(black_box(k), KeyEncoding::Latin1Truncate)
+                    .unwrap(),
+            );
         }
     });
     let ns = per(t, KEYS);
-    println!("key -> vnode (latin1)           {ns:9.1} ns/key   x{:.2}", ns / base_ns);
+    println!(
+        "key -> vnode (latin1)           {ns:9.1} ns/key   x{:.2}",
+        ns / base_ns
+    );
 
-    let pnodes: Vec<String> = (1..=4).map(|i| format!("tcp://{i}.moray.us-east.joyent.us:2020")).collect();
+    let pnodes: Vec<String> = (1..=4)
+        .map(|i| format!("tcp://{i}.moray.us-east.joyent.us:2020"))
+        .collect();
     let (mut ring, t) = time(|| Ring::create(N, &pnodes).unwrap());
     let ns = per(t, N as usize);
     println!(
@@ -68,11 +87,17 @@ fn main() {
 
     let (_, t) = time(|| {
         for k in &keys {
-            black_box(ring.node(transform_key("manta", black_box(k)), KeyEncoding::Utf8).unwrap());
+            black_box(
+                ring.node(transform_key("manta", black_box(k)), KeyEncoding::Utf8)
+                    .unwrap(),
+            );
         }
     });
     let ns = per(t, KEYS);
-    println!("transform + getNode on ring     {ns:9.1} ns/key   x{:.2}", ns / base_ns);
+    println!(
+        "transform + getNode on ring     {ns:9.1} ns/key   x{:.2}",
+        ns / base_ns
+    );
 
     let (json, t) = time(|| ring.to_json());
     println!(
@@ -81,16 +106,31 @@ fn main() {
         json.len() / 1_000_000
     );
     let (back, t) = time(|| Ring::from_json(&json).unwrap());
-    println!("deserialize + validate N=10M    {:9.1} ms", t.as_secs_f64() * 1e3);
+    println!(
+        "deserialize + validate N=10M    {:9.1} ms",
+        t.as_secs_f64() * 1e3
+    );
     assert_eq!(back, ring);
     drop(json);
 
     let (fp, t) = time(|| ring.fingerprint());
-    println!("fingerprint N=10M               {:9.1} ms  ({})", t.as_secs_f64() * 1e3, &fp[..12]);
+    println!(
+        "fingerprint N=10M               {:9.1} ms  ({})",
+        t.as_secs_f64() * 1e3,
+        &fp[..12]
+    );
 
-    let half: Vec<u32> = ring.vnodes_of(&pnodes[0]).unwrap().into_iter().step_by(2).collect();
+    let half: Vec<u32> = ring
+        .vnodes_of(&pnodes[0])
+        .unwrap()
+        .into_iter()
+        .step_by(2)
+        .collect();
     let before = ring.clone();
-    let (_, t) = time(|| ring.remap_from(&pnodes[0], &half, "tcp://5.moray.us-east.joyent.us:2020").unwrap());
+    let (_, t) = time(|| {
+        ring.remap_from(&pnodes[0], &half, "tcp://5.moray.us-east.joyent.us:2020")
+            .unwrap()
+    });
     println!(
         "remap {} vnodes            {:9.1} ms",
         half.len(),

@@ -828,7 +828,10 @@ mod tests {
     fn rest_error_without_code_stays_without_code() {
         let e: RestError = serde_json::from_value(json!({"message": "boom"})).unwrap();
         assert_eq!(e.code, None);
-        assert_eq!(serde_json::to_value(&e).unwrap(), json!({"message": "boom"}));
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            json!({"message": "boom"})
+        );
         let v = json!({"code": "ValidationFailed", "message": "Invalid Parameters",
                        "errors": [{"field": "foo", "code": "Invalid", "message": "Invalid parameter"}]});
         let e: RestError = serde_json::from_value(v.clone()).unwrap();
@@ -860,10 +863,14 @@ mod tests {
         assert_eq!(vm.admin_ip(), Some("10.0.0.2"));
         assert_eq!(vm.primary_ip(), Some("172.27.0.2"));
         assert_eq!(vm.tag_str("manta_role"), Some("moray"));
-        let odd: Vm = serde_json::from_value(json!({"uuid": "y", "state": "shutting_down"})).unwrap();
+        let odd: Vm =
+            serde_json::from_value(json!({"uuid": "y", "state": "shutting_down"})).unwrap();
         assert_eq!(odd.state, VmState::Unknown);
         // `destroyed` is always sent, as null while alive.
-        assert_eq!(serde_json::to_value(&odd).unwrap()["destroyed"], Value::Null);
+        assert_eq!(
+            serde_json::to_value(&odd).unwrap()["destroyed"],
+            Value::Null
+        );
     }
 
     #[test]
@@ -898,7 +905,10 @@ mod tests {
         let si = s.sysinfo.as_ref().unwrap();
         assert_eq!(si.extra["CPU Total Cores"], json!(48));
         let back = serde_json::to_value(si).unwrap();
-        assert_eq!(back["Network Interfaces"]["ixgbe0"]["NIC Names"], json!(["admin"]));
+        assert_eq!(
+            back["Network Interfaces"]["ixgbe0"]["NIC Names"],
+            json!(["admin"])
+        );
     }
 
     #[test]

@@ -297,7 +297,9 @@ impl KeyEncoding {
         match self {
             KeyEncoding::Utf8 => Cow::Borrowed(key.as_bytes()),
             KeyEncoding::Latin1Truncate if key.is_ascii() => Cow::Borrowed(key.as_bytes()),
-            KeyEncoding::Latin1Truncate => Cow::Owned(key.encode_utf16().map(|u| u as u8).collect()),
+            KeyEncoding::Latin1Truncate => {
+                Cow::Owned(key.encode_utf16().map(|u| u as u8).collect())
+            }
         }
     }
 }
@@ -540,7 +542,9 @@ impl Ring {
         }
         let p = sorted.len() as u32;
         let owner: Vec<u16> = (0..vnode_count).map(|v| (v % p) as u16).collect();
-        let counts = (0..p).map(|i| vnode_count / p + u32::from(i < vnode_count % p)).collect();
+        let counts = (0..p)
+            .map(|i| vnode_count / p + u32::from(i < vnode_count % p))
+            .collect();
         Ok(Ring {
             space,
             pnodes: sorted,
@@ -589,6 +593,12 @@ impl Ring {
     /// `getNode(key)` for an already-transformed key.
     pub fn node(&self, key: &str, enc: KeyEncoding) -> Result<Node<'_>, FashError> {
         self.vnode_node(self.vnode_of(key, enc)?)
+    }
+
+    /// electric-moray's `getNode(bucket, key)`: the key goes through
+    /// [`transform_key`] first.
+    pub fn locate(&self, bucket: &str, key: &str, enc: KeyEncoding) -> Result<Node<'_>, FashError> {
+        self.node(transform_key(bucket, key), enc)
     }
 
     /// Owner and data of one vnode.
@@ -669,7 +679,10 @@ impl Ring {
 
     /// Vnodes owned per pnode, in ring order.
     pub fn vnode_counts(&self) -> impl Iterator<Item = (&str, u32)> {
-        self.pnodes.iter().map(String::as_str).zip(self.counts.iter().copied())
+        self.pnodes
+            .iter()
+            .map(String::as_str)
+            .zip(self.counts.iter().copied())
     }
 
     /// `remapVnode(to, vnodes)`, all or nothing: creates `to` if new, moves
@@ -682,14 +695,27 @@ impl Ring {
 
     /// [`Ring::remap`] that also requires every vnode to be on `from` now,
     /// so a stale plan cannot steal vnodes from a third shard.
-    pub fn remap_from(&mut self, from: &str, vnodes: &[u32], to: &str) -> Result<Vec<PnodeMove>, FashError> {
+    pub fn remap_from(
+        &mut self,
+        from: &str,
+        vnodes: &[u32],
+        to: &str,
+    ) -> Result<Vec<PnodeMove>, FashError> {
         self.remap_inner(vnodes, Some(from), to)
     }
 
-    fn remap_inner(&mut self, vnodes: &[u32], from: Option<&str>, to: &str) -> Result<Vec<PnodeMove>, FashError> {
+    fn remap_inner(
+        &mut self,
+        vnodes: &[u32],
+        from: Option<&str>,
+        to: &str,
+    ) -> Result<Vec<PnodeMove>, FashError> {
         let to_idx = self.pnode_index(to);
         let from_idx = match from {
-            Some(f) => Some(self.pnode_index(f).ok_or_else(|| FashError::UnknownPnode(f.into()))?),
+            Some(f) => Some(
+                self.pnode_index(f)
+                    .ok_or_else(|| FashError::UnknownPnode(f.into()))?,
+            ),
             None => None,
         };
         let mut sorted = vnodes.to_vec();
@@ -771,7 +797,10 @@ impl Ring {
     /// Which vnodes go where to turn `self` into `other`.
     pub fn diff(&self, other: &Ring) -> Result<RingDiff, FashError> {
         if self.vnode_count() != other.vnode_count() {
-            return Err(FashError::IncompatibleRings(self.vnode_count(), other.vnode_count()));
+            return Err(FashError::IncompatibleRings(
+                self.vnode_count(),
+                other.vnode_count(),
+            ));
         }
         let theirs: HashMap<&str, u16> = other
             .pnodes
@@ -779,7 +808,11 @@ impl Ring {
             .enumerate()
             .map(|(i, p)| (p.as_str(), i as u16))
             .collect();
-        let translate: Vec<Option<u16>> = self.pnodes.iter().map(|p| theirs.get(p.as_str()).copied()).collect();
+        let translate: Vec<Option<u16>> = self
+            .pnodes
+            .iter()
+            .map(|p| theirs.get(p.as_str()).copied())
+            .collect();
         let mut groups: HashMap<(u16, u16), Vec<u32>> = HashMap::new();
         for (v, (a, b)) in self.owner.iter().zip(other.owner.iter()).enumerate() {
             if translate[*a as usize] != Some(*b) {
@@ -797,7 +830,8 @@ impl Ring {
         moves.sort_by(|x, y| (&x.from, &x.to).cmp(&(&y.from, &y.to)));
 
         let mut data_changes = Vec::new();
-        let keys: std::collections::BTreeSet<u32> = self.data.keys().chain(other.data.keys()).copied().collect();
+        let keys: std::collections::BTreeSet<u32> =
+            self.data.keys().chain(other.data.keys()).copied().collect();
         for v in keys {
             let before = self.data.get(&v).unwrap_or(&DEFAULT_DATA);
             let after = other.data.get(&v).unwrap_or(&DEFAULT_DATA);
@@ -845,7 +879,8 @@ impl Ring {
     /// the same content, whatever order their pnodes were added in.
     pub fn to_canonical_json(&self) -> String {
         let mut buf = Vec::new();
-        self.write_canonical(&mut buf).expect("writing to a Vec cannot fail");
+        self.write_canonical(&mut buf)
+            .expect("writing to a Vec cannot fail");
         String::from_utf8(buf).expect("serde_json writes UTF-8")
     }
 
@@ -1015,7 +1050,9 @@ impl Serialize for Ring {
 
 impl<'de> Deserialize<'de> for Ring {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Ring, D::Error> {
-        RawRing::deserialize(d)?.into_ring().map_err(de::Error::custom)
+        RawRing::deserialize(d)?
+            .into_ring()
+            .map_err(de::Error::custom)
     }
 }
 
@@ -1156,7 +1193,11 @@ impl<'de> Visitor<'de> for RawRingVisitor {
                 }
                 "algorithm" => {
                     let a: AlgorithmJson<'de> = map.next_value()?;
-                    raw.algorithm = Some((a.name.into_owned(), a.max.into_owned(), a.interval.into_owned()));
+                    raw.algorithm = Some((
+                        a.name.into_owned(),
+                        a.max.into_owned(),
+                        a.interval.into_owned(),
+                    ));
                 }
                 "version" => raw.version = Some(map.next_value()?),
                 // e.g. the buckets ring's derived vnodeToPnodeMap.
@@ -1192,11 +1233,16 @@ impl<'de> Visitor<'de> for PnodeMapSeed<'_> {
                 raw.note(FashError::DuplicatePnode(pnode.clone()));
             }
             if raw.pnodes.len() >= MAX_PNODES {
-                return Err(de::Error::custom(FashError::TooManyPnodes(raw.pnodes.len() + 1)));
+                return Err(de::Error::custom(FashError::TooManyPnodes(
+                    raw.pnodes.len() + 1,
+                )));
             }
             let idx = raw.pnodes.len() as u16;
             raw.pnodes.push(pnode);
-            map.next_value_seed(VnodesSeed { raw: &mut *raw, idx })?;
+            map.next_value_seed(VnodesSeed {
+                raw: &mut *raw,
+                idx,
+            })?;
         }
         Ok(())
     }
@@ -1326,12 +1372,20 @@ mod tests {
         // 6 * INTERVAL = MAX - 3: the hash just below is the last vnode.
         let mut d = [0xff; 32];
         d[31] = 0xfc;
-        assert!(matches!(space.vnode_of_digest(&d), Err(FashError::HashBeyondRing { .. })));
+        assert!(matches!(
+            space.vnode_of_digest(&d),
+            Err(FashError::HashBeyondRing { .. })
+        ));
         d[31] = 0xfb;
         assert_eq!(space.vnode_of_digest(&d), Ok(5));
         assert_eq!(space.vnode_of_digest(&[0; 32]), Ok(0));
         // Even when N divides MAX, the single hash MAX lands on vnode N.
-        assert!(HashSpace::new(3).unwrap().vnode_of_digest(&[0xff; 32]).is_err());
+        assert!(
+            HashSpace::new(3)
+                .unwrap()
+                .vnode_of_digest(&[0xff; 32])
+                .is_err()
+        );
     }
 
     #[test]

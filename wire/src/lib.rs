@@ -7,3 +7,4 @@
 pub mod apis;
 pub mod fash;
 pub mod manatee;
+pub mod pgstatus;

@@ -520,7 +520,11 @@ pub struct PromoteRequest {
     pub id: String,
     pub role: PromoteRole,
     /// Signed so that an out-of-range `-1` parses and is then rejected.
-    #[serde(rename = "asyncIndex", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "asyncIndex",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub async_index: Option<i64>,
     pub generation: u64,
     #[serde(rename = "expireTime")]
@@ -1349,7 +1353,8 @@ mod tests {
                 seq: 12
             }
         );
-        let v1 = HistoryNodeName::parse("1404247290045-10.0.0.1-AssumeLeader-Leader-x-y-0000000003");
+        let v1 =
+            HistoryNodeName::parse("1404247290045-10.0.0.1-AssumeLeader-Leader-x-y-0000000003");
         assert!(matches!(v1, HistoryNodeName::V1 { seq: Some(3), .. }));
     }
 
@@ -1411,7 +1416,8 @@ mod tests {
     #[test]
     fn freeze_helpers() {
         let mut st = ClusterState::initial(peer(1), peer(2), vec![peer(3)]);
-        st.freeze_at("tritonctl op-1", "2024-05-01T12:00:00.000Z").unwrap();
+        st.freeze_at("tritonctl op-1", "2024-05-01T12:00:00.000Z")
+            .unwrap();
         assert_eq!(st.freeze.reason(), Some("tritonctl op-1"));
         assert_eq!(st.freeze.date(), Some("2024-05-01T12:00:00.000Z"));
         assert_eq!(
@@ -1443,7 +1449,10 @@ mod tests {
         ok.validate().unwrap();
         let mut st = ok.clone();
         st.sync = None;
-        assert!(matches!(st.validate(), Err(StateError::NullSyncOutsideOnwm)));
+        assert!(matches!(
+            st.validate(),
+            Err(StateError::NullSyncOutsideOnwm)
+        ));
         st.one_node_write_mode = Some(true);
         st.validate().unwrap();
         let mut st = ok.clone();
@@ -1500,7 +1509,9 @@ mod tests {
         let st = ClusterState::initial(peer(1), peer(2), vec![peer(3), peer(4)]);
         let now = OffsetDateTime::now_utc();
         let later = now + time::Duration::seconds(30);
-        PromoteRequest::sync(&peer(2).id, 1, later).check(&st, now).unwrap();
+        PromoteRequest::sync(&peer(2).id, 1, later)
+            .check(&st, now)
+            .unwrap();
         PromoteRequest::async_at(&peer(4).id, 1, 1, later)
             .check(&st, now)
             .unwrap();
@@ -1527,13 +1538,20 @@ mod tests {
             assert!(req.check(&st, now).is_err(), "{req:?} accepted");
         }
         let mut st2 = st.clone();
-        st2.promote = Some(json!({"id": "x", "role": "primary", "generation": 1, "expireTime": "x"}));
+        st2.promote =
+            Some(json!({"id": "x", "role": "primary", "generation": 1, "expireTime": "x"}));
         assert!(matches!(
             st2.promote_request(),
             Some(Err(PromoteInvalid::Schema(_)))
         ));
         st2.set_promote(&PromoteRequest::sync(&peer(2).id, 1, later));
-        assert!(st2.promote_request().unwrap().unwrap().check(&st2, now).is_ok());
+        assert!(
+            st2.promote_request()
+                .unwrap()
+                .unwrap()
+                .check(&st2, now)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -1575,8 +1593,16 @@ mod tests {
         let healthy = PgStatusReport {
             state: st.clone(),
             peers: vec![
-                row(AdmRole::Primary, peer(1), Some(("10.0.0.2", "streaming", "sync"))),
-                row(AdmRole::Sync, peer(2), Some(("10.0.0.3", "streaming", "async"))),
+                row(
+                    AdmRole::Primary,
+                    peer(1),
+                    Some(("10.0.0.2", "streaming", "sync")),
+                ),
+                row(
+                    AdmRole::Sync,
+                    peer(2),
+                    Some(("10.0.0.3", "streaming", "async")),
+                ),
                 row(AdmRole::Async, peer(3), None),
             ],
         };

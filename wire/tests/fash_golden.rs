@@ -4,7 +4,8 @@
 
 use serde_json::{Value, json};
 use wire::fash::{
-    FashError, HashSpace, KeyEncoding, Ring, SHA256_MAX_HEX, posix_dirname, transform_key, vnode_hash_interval,
+    FashError, HashSpace, KeyEncoding, Ring, SHA256_MAX_HEX, posix_dirname, transform_key,
+    vnode_hash_interval,
 };
 
 const P1: &str = "tcp://1.moray.emy-11.joyent.us:2020";
@@ -34,13 +35,23 @@ fn tv3_operator_guide_object_lookup() {
     assert_eq!(hashed, "/bc8cd146-fecb-11e1-bd8a-bb6f54b49808/stor");
     let space = HashSpace::new(10_000_000).unwrap();
     assert_eq!(space.vnode_of(hashed, KeyEncoding::Utf8), Ok(7_336_153));
+    let pnodes: Vec<String> = (1..=3)
+        .map(|i| format!("tcp://{i}.moray.staging.joyent.us:2020"))
+        .collect();
+    let ring = Ring::create(10_000_000, &pnodes).unwrap();
+    let node = ring.locate("manta", key, KeyEncoding::Utf8).unwrap();
+    assert_eq!((node.vnode, node.data), (7_336_153, &json!(1)));
 }
 
 #[test]
 fn derived_table() {
     let ns = [6u32, 100_000, 131_072, 1_000_000, 10_000_000];
     let rows: [(&str, KeyEncoding, [u32; 5]); 8] = [
-        ("/yunong/yunong.txt", KeyEncoding::Utf8, [4, 67331, 88252, 673315, 6733150]),
+        (
+            "/yunong/yunong.txt",
+            KeyEncoding::Utf8,
+            [4, 67331, 88252, 673315, 6733150],
+        ),
         ("yunong", KeyEncoding::Utf8, [0, 8356, 10953, 83565, 835656]),
         (
             "/a3829ca2-0966-60ce-9dc3-e4e9060f0950/stor/mydir",
@@ -58,8 +69,16 @@ fn derived_table() {
             [4, 73361, 96156, 733615, 7336153],
         ),
         ("", KeyEncoding::Utf8, [5, 88941, 116577, 889415, 8894159]),
-        ("/café", KeyEncoding::Utf8, [3, 64143, 84073, 641430, 6414304]),
-        ("/café", KeyEncoding::Latin1Truncate, [1, 31443, 41213, 314432, 3144326]),
+        (
+            "/café",
+            KeyEncoding::Utf8,
+            [3, 64143, 84073, 641430, 6414304],
+        ),
+        (
+            "/café",
+            KeyEncoding::Latin1Truncate,
+            [1, 31443, 41213, 314432, 3144326],
+        ),
     ];
     for n_i in 0..ns.len() {
         let space = HashSpace::new(ns[n_i]).unwrap();
@@ -86,7 +105,10 @@ fn interval_values() {
         vnode_hash_interval(100_000).unwrap(),
         "a7c5ac471b4784230fcf80dc33721d53cddd6e04c059210385c67dfe32a0"
     );
-    assert_eq!(vnode_hash_interval(131_072).unwrap(), format!("7{}", "f".repeat(59)));
+    assert_eq!(
+        vnode_hash_interval(131_072).unwrap(),
+        format!("7{}", "f".repeat(59))
+    );
     assert_eq!(
         vnode_hash_interval(1_000_000).unwrap(),
         "10c6f7a0b5ed8d36b4c7f34938583621fafc8b0079a2834d26fa3fcc9ea9"
@@ -124,7 +146,10 @@ fn electric_moray_transform_key() {
     // The stor root hashes as itself, its entries by their directory.
     assert_eq!(transform_key("manta", root), root);
     assert_eq!(transform_key("manta", &format!("{root}/mydir")), root);
-    assert_eq!(transform_key("manta", &format!("{root}/mydir/obj")), format!("{root}/mydir"));
+    assert_eq!(
+        transform_key("manta", &format!("{root}/mydir/obj")),
+        format!("{root}/mydir")
+    );
     assert_eq!(transform_key("testmanta", &format!("{root}/x")), root);
     // Other top-level dirs hash by the account.
     assert_eq!(
@@ -133,12 +158,18 @@ fn electric_moray_transform_key() {
     );
     // Upper-case uuids are not the root pattern.
     let upper = "/A3829CA2-0966-60CE-9DC3-E4E9060F0950/stor";
-    assert_eq!(transform_key("manta", upper), "/A3829CA2-0966-60CE-9DC3-E4E9060F0950");
+    assert_eq!(
+        transform_key("manta", upper),
+        "/A3829CA2-0966-60CE-9DC3-E4E9060F0950"
+    );
     assert_eq!(transform_key("manta", "nodir"), "nodir");
     assert_eq!(transform_key("manta", "/"), "/");
     // MPU records: split at the first colon, then dirnameOrKey.
     assert_eq!(
-        transform_key("manta_uploads", &format!("upload-1:{root}/d/obj:with:colons")),
+        transform_key(
+            "manta_uploads",
+            &format!("upload-1:{root}/d/obj:with:colons")
+        ),
         format!("{root}/d")
     );
     assert_eq!(transform_key("manta_uploads", "no-colon/x"), "no-colon/x");
@@ -176,7 +207,14 @@ fn serialize_matches_fash_shape() {
     assert!(pos("\"algorithm\"") < pos("\"version\""));
 }
 
-fn ring_json(vnodes: Value, map: Value, interval: &str, max: &str, name: &str, version: &str) -> String {
+fn ring_json(
+    vnodes: Value,
+    map: Value,
+    interval: &str,
+    max: &str,
+    name: &str,
+    version: &str,
+) -> String {
     json!({
         "vnodes": vnodes,
         "pnodeToVnodeMap": map,
@@ -190,14 +228,29 @@ fn ring_json(vnodes: Value, map: Value, interval: &str, max: &str, name: &str, v
 fn load_validates() {
     let iv2 = vnode_hash_interval(2).unwrap();
     let good_map = json!({"a": {"0": 1}, "b": {"1": "ro"}});
-    let ok = Ring::from_json(&ring_json(json!(2), good_map.clone(), &iv2, SHA256_MAX_HEX, "sha-256", "2.1.0")).unwrap();
+    let ok = Ring::from_json(&ring_json(
+        json!(2),
+        good_map.clone(),
+        &iv2,
+        SHA256_MAX_HEX,
+        "sha-256",
+        "2.1.0",
+    ))
+    .unwrap();
     assert_eq!(ok.pnode_of(1), Ok("b"));
     assert!(ok.is_read_only(1));
     assert!(ok.has_data_vnodes());
 
     let cases: Vec<(String, FashError)> = vec![
         (
-            ring_json(json!(2), good_map.clone(), &vnode_hash_interval(3).unwrap(), SHA256_MAX_HEX, "sha256", "2.1.0"),
+            ring_json(
+                json!(2),
+                good_map.clone(),
+                &vnode_hash_interval(3).unwrap(),
+                SHA256_MAX_HEX,
+                "sha256",
+                "2.1.0",
+            ),
             FashError::BadInterval {
                 stored: vnode_hash_interval(3).unwrap(),
                 expected: iv2.clone(),
@@ -208,23 +261,58 @@ fn load_validates() {
             FashError::BadMax("FFFF".into()),
         ),
         (
-            ring_json(json!(2), good_map.clone(), &iv2, SHA256_MAX_HEX, "md5", "2.1.0"),
+            ring_json(
+                json!(2),
+                good_map.clone(),
+                &iv2,
+                SHA256_MAX_HEX,
+                "md5",
+                "2.1.0",
+            ),
             FashError::UnsupportedAlgorithm("md5".into()),
         ),
         (
-            ring_json(json!(2), good_map.clone(), &iv2, SHA256_MAX_HEX, "sha256", "3.0.0"),
+            ring_json(
+                json!(2),
+                good_map.clone(),
+                &iv2,
+                SHA256_MAX_HEX,
+                "sha256",
+                "3.0.0",
+            ),
             FashError::UnsupportedVersion("3.0.0".into()),
         ),
         (
-            ring_json(json!(2), json!({"a": {"0": 1}}), &iv2, SHA256_MAX_HEX, "sha256", "2.1.0"),
+            ring_json(
+                json!(2),
+                json!({"a": {"0": 1}}),
+                &iv2,
+                SHA256_MAX_HEX,
+                "sha256",
+                "2.1.0",
+            ),
             FashError::UnassignedVnode(1),
         ),
         (
-            ring_json(json!(2), json!({"a": {"0": 1, "1": 1}, "b": {"1": 1}}), &iv2, SHA256_MAX_HEX, "sha256", "2.1.0"),
+            ring_json(
+                json!(2),
+                json!({"a": {"0": 1, "1": 1}, "b": {"1": 1}}),
+                &iv2,
+                SHA256_MAX_HEX,
+                "sha256",
+                "2.1.0",
+            ),
             FashError::DuplicateVnode(1),
         ),
         (
-            ring_json(json!(2), json!({"a": {"0": 1, "1": 1, "2": 1}}), &iv2, SHA256_MAX_HEX, "sha256", "2.1.0"),
+            ring_json(
+                json!(2),
+                json!({"a": {"0": 1, "1": 1, "2": 1}}),
+                &iv2,
+                SHA256_MAX_HEX,
+                "sha256",
+                "2.1.0",
+            ),
             FashError::VnodeOutOfRange {
                 vnode: 2,
                 vnode_count: 2,
@@ -269,12 +357,18 @@ fn load_accepts_map_before_vnode_count() {
 
 #[test]
 fn creation_rules() {
-    assert_eq!(Ring::create(4, &["a", "b", "a"]), Err(FashError::DuplicatePnode("a".into())));
+    assert_eq!(
+        Ring::create(4, &["a", "b", "a"]),
+        Err(FashError::DuplicatePnode("a".into()))
+    );
     assert_eq!(Ring::create::<&str>(4, &[]), Err(FashError::NoPnodes));
     // UTF-16 order, as JS sorts: U+1F600 is the surrogate pair D83D DE00,
     // which sorts before U+FF5E, although its UTF-8 bytes sort after.
     let ring = Ring::create(2, &["\u{FF5E}", "\u{1F600}"]).unwrap();
-    assert_eq!(ring.pnodes(), &["\u{1F600}".to_string(), "\u{FF5E}".to_string()]);
+    assert_eq!(
+        ring.pnodes(),
+        &["\u{1F600}".to_string(), "\u{FF5E}".to_string()]
+    );
     // Upper case sorts before lower case, as in JS.
     let ring = Ring::create(3, &["b", "a", "C"]).unwrap();
     assert_eq!(ring.pnodes(), &["C".to_string(), "a".into(), "b".into()]);
@@ -288,8 +382,14 @@ fn remap_and_remove() {
     let p3 = "tcp://3.moray.emy-11.joyent.us:2020";
     let moves = ring.remap(&[2, 3], p3).unwrap();
     assert_eq!(moves.len(), 2);
-    assert_eq!((moves[0].from.as_str(), moves[0].vnodes.as_slice()), (P1, &[2u32][..]));
-    assert_eq!((moves[1].from.as_str(), moves[1].vnodes.as_slice()), (P2, &[3u32][..]));
+    assert_eq!(
+        (moves[0].from.as_str(), moves[0].vnodes.as_slice()),
+        (P1, &[2u32][..])
+    );
+    assert_eq!(
+        (moves[1].from.as_str(), moves[1].vnodes.as_slice()),
+        (P2, &[3u32][..])
+    );
     assert_eq!(ring.pnodes().last().unwrap(), p3);
     assert_eq!(ring.vnodes_of(p3).unwrap(), vec![2, 3]);
     // Data moves with the vnode.
@@ -330,7 +430,10 @@ fn remap_and_remove() {
     ring.remap_from(p3, &[2, 3], P1).unwrap();
     ring.remove_pnode(p3).unwrap();
     assert_eq!(ring.pnodes().len(), 2);
-    assert_eq!(ring.remove_pnode(p3), Err(FashError::UnknownPnode(p3.into())));
+    assert_eq!(
+        ring.remove_pnode(p3),
+        Err(FashError::UnknownPnode(p3.into()))
+    );
     // Removing a pnode in the middle keeps the others' vnodes right.
     let mut ring = Ring::create(6, &["a", "b", "c"]).unwrap();
     ring.remap(&[1, 4], "c").unwrap();
@@ -366,8 +469,22 @@ fn diff_and_fingerprint() {
     let d = a.diff(&b).unwrap();
     assert_eq!(d.moved_vnodes(), 3);
     assert_eq!(d.moves.len(), 2);
-    assert_eq!((d.moves[0].from.as_str(), d.moves[0].to.as_str(), d.moves[0].vnodes.clone()), ("a", "b", vec![0]));
-    assert_eq!((d.moves[1].from.as_str(), d.moves[1].to.as_str(), d.moves[1].vnodes.clone()), ("b", "c", vec![1, 3]));
+    assert_eq!(
+        (
+            d.moves[0].from.as_str(),
+            d.moves[0].to.as_str(),
+            d.moves[0].vnodes.clone()
+        ),
+        ("a", "b", vec![0])
+    );
+    assert_eq!(
+        (
+            d.moves[1].from.as_str(),
+            d.moves[1].to.as_str(),
+            d.moves[1].vnodes.clone()
+        ),
+        ("b", "c", vec![1, 3])
+    );
     assert_eq!(d.pnodes_added, vec!["c".to_string()]);
     assert_eq!(d.data_changes.len(), 1);
     assert!(a.diff(&a).unwrap().is_empty());

@@ -12,7 +12,9 @@ fn arb_ring() -> impl Strategy<Value = Ring> {
         (Just(vec![]), 0usize..6).prop_map(|(v, p)| (2u8, v, p)),
     ];
     (1u32..512, 1usize..5, prop::collection::vec(op, 0..12)).prop_map(|(n, p, ops)| {
-        let names: Vec<String> = (0..6).map(|i| format!("tcp://{i}.moray.test:2020")).collect();
+        let names: Vec<String> = (0..6)
+            .map(|i| format!("tcp://{i}.moray.test:2020"))
+            .collect();
         let mut ring = Ring::create(n, &names[..p]).unwrap();
         for (kind, vnodes, target) in ops {
             let vnodes: Vec<u32> = vnodes.into_iter().map(|v| v % n).collect();

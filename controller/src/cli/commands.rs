@@ -12,7 +12,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Validate(f) => {
             let input = input::read(&f.files)?;
             report_diagnostics(&input)?;
-            println!("{} document(s) in {} file(s) are valid", input.documents.len(), input.files);
+            println!(
+                "{} document(s) in {} file(s) are valid",
+                input.documents.len(),
+                input.files
+            );
             Ok(())
         }
         Command::Apply(f) => {
@@ -22,7 +26,13 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             let docs: Vec<_> = input.documents.iter().map(|d| d.document.clone()).collect();
             let outcomes = open.store.apply(&docs).await?;
             for o in outcomes {
-                println!("{}/{} {} (generation {})", o.kind.short(), o.name, o.action.as_str(), o.generation);
+                println!(
+                    "{}/{} {} (generation {})",
+                    o.kind.short(),
+                    o.name,
+                    o.action.as_str(),
+                    o.generation
+                );
             }
             Ok(())
         }
@@ -31,12 +41,21 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             let open = store_open::open(&cli.store).await?;
             match g.name {
                 Some(name) => {
-                    let doc = open.store.get(kind, &name).await?.ok_or_else(|| not_found(kind, &name))?;
+                    let doc = open
+                        .store
+                        .get(kind, &name)
+                        .await?
+                        .ok_or_else(|| not_found(kind, &name))?;
                     print!("{}", output::render_one(&doc, g.output));
                 }
                 None => {
                     let docs = open.store.list(kind).await?;
-                    if docs.is_empty() && matches!(g.output, super::OutputFormat::Table | super::OutputFormat::Wide) {
+                    if docs.is_empty()
+                        && matches!(
+                            g.output,
+                            super::OutputFormat::Table | super::OutputFormat::Wide
+                        )
+                    {
                         eprintln!("No {} documents in {}.", kind, open.description);
                         return Ok(());
                     }
@@ -48,7 +67,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Describe(n) => {
             let kind = parse_kind(&n.kind)?;
             let open = store_open::open(&cli.store).await?;
-            let doc = open.store.get(kind, &n.name).await?.ok_or_else(|| not_found(kind, &n.name))?;
+            let doc = open
+                .store
+                .get(kind, &n.name)
+                .await?
+                .ok_or_else(|| not_found(kind, &n.name))?;
             print!("{}", output::describe(&doc));
             Ok(())
         }
@@ -61,6 +84,72 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             } else {
                 Err(not_found(kind, &n.name))
             }
+        }
+        Command::Demo { timeout } => {
+            let mut print = |line: String| println!("{line}");
+            let r = crate::demo::run(&mut print, timeout)
+                .await
+                .map_err(Failure::error)?;
+            println!();
+            println!(
+                "summary: lab shard `sdc` upgraded in {:.1}s through {} steps",
+                r.elapsed.as_secs_f64(),
+                r.steps
+            );
+            println!("  writes acknowledged: {}", r.acked);
+            println!("  writes lost:         {}", r.lost);
+            println!(
+                "  write outage:        {:.0} ms longest, {:.0} ms in all ({} writes refused while the primary was away)",
+                r.longest_outage.as_secs_f64() * 1000.0,
+                r.total_outage.as_secs_f64() * 1000.0,
+                r.failed_writes
+            );
+            if r.lost > 0 {
+                return Err(Failure::error(format!(
+                    "{} acknowledged writes were lost",
+                    r.lost
+                )));
+            }
+            Ok(())
+        }
+        Command::Approve { object } => {
+            let (kind, name) = parse_object(&object)?;
+            let open = store_open::open(&cli.store).await?;
+            let done = crate::reconcile::approve(open.store.coord(), kind, &name)
+                .await
+                .map_err(Failure::error)?;
+            if done.is_empty() {
+                return Err(Failure::invalid(format!(
+                    "{object}: no operation step is waiting for approval"
+                )));
+            }
+            for d in done {
+                println!("approved {d}");
+            }
+            Ok(())
+        }
+        Command::Events { object } => {
+            let filter = match &object {
+                Some(o) => {
+                    let (kind, name) = parse_object(o)?;
+                    Some(format!("{kind}/{name}"))
+                }
+                None => None,
+            };
+            let open = store_open::open(&cli.store).await?;
+            let events = crate::runtime::events::Events::new(open.store.coord().clone());
+            for r in events.list(filter.as_deref()).await? {
+                let e = r.event;
+                println!(
+                    "{}  {:<7} {:<28} {:<18} {}",
+                    e.time,
+                    e.event_type.as_str(),
+                    e.object,
+                    e.reason,
+                    e.message
+                );
+            }
+            Ok(())
         }
         Command::Schema { kind } => {
             let kind = parse_kind(&kind)?;
@@ -76,13 +165,29 @@ fn report_diagnostics(input: &input::Input) -> Result<(), Failure> {
     }
     if input.has_errors() {
         let n = input.diagnostics.iter().filter(|d| d.is_error()).count();
-        return Err(Failure::invalid(format!("{n} error(s); nothing was applied")));
+        return Err(Failure::invalid(format!(
+            "{n} error(s); nothing was applied"
+        )));
     }
     Ok(())
 }
 
 pub fn parse_kind(s: &str) -> Result<Kind, Failure> {
-    Kind::parse(s).ok_or_else(|| Failure::invalid(format!("unknown kind `{s}`; use HeadnodeSet (hs), ManateeVersion (mv) or ShardTopology (st)")))
+    Kind::parse(s).ok_or_else(|| {
+        Failure::invalid(format!(
+            "unknown kind `{s}`; use HeadnodeSet (hs), ManateeVersion (mv) or ShardTopology (st)"
+        ))
+    })
+}
+
+/// `KIND/NAME` or `KIND NAME`-style object references.
+fn parse_object(s: &str) -> Result<(Kind, String), Failure> {
+    let (k, n) = s.split_once('/').ok_or_else(|| {
+        Failure::invalid(format!(
+            "`{s}`: expected KIND/NAME, e.g. manateeversion/sdc"
+        ))
+    })?;
+    Ok((parse_kind(k)?, n.to_string()))
 }
 
 fn not_found(kind: Kind, name: &str) -> Failure {

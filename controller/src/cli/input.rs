@@ -35,7 +35,8 @@ pub fn read(paths: &[PathBuf]) -> anyhow::Result<Input> {
             std::io::stdin().read_to_string(&mut s)?;
             ("<stdin>".to_string(), s)
         } else {
-            let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
             (file.display().to_string(), text)
         };
         let (docs, diags) = parse_documents(&name, &text);
@@ -49,7 +50,11 @@ pub fn read(paths: &[PathBuf]) -> anyhow::Result<Input> {
         documents.extend(group);
     }
     diagnostics.sort_by(|a, b| a.location.cmp(&b.location));
-    Ok(Input { documents, diagnostics, files: files.len() })
+    Ok(Input {
+        documents,
+        diagnostics,
+        files: files.len(),
+    })
 }
 
 fn collect(p: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
@@ -57,17 +62,23 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
         out.push(p.to_path_buf());
         return Ok(());
     }
-    let meta = std::fs::metadata(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
+    let meta =
+        std::fs::metadata(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
     if meta.is_file() {
         out.push(p.to_path_buf());
         return Ok(());
     }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(p)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(p)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
     entries.sort();
     for e in entries {
         if e.is_dir() {
             collect(&e, out)?;
-        } else if matches!(e.extension().and_then(|x| x.to_str()), Some("yaml" | "yml" | "json")) {
+        } else if matches!(
+            e.extension().and_then(|x| x.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
             out.push(e);
         }
     }

@@ -12,7 +12,8 @@ pub fn to_yaml(v: &serde_json::Value) -> String {
 
 fn table() -> Table {
     let mut t = Table::new();
-    t.load_style(NOTHING).set_content_arrangement(ContentArrangement::Disabled);
+    t.load_style(NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled);
     t
 }
 
@@ -26,16 +27,41 @@ fn condition_cell(doc: &Document, kind: ConditionType) -> String {
 /// One-line summary of what the spec asks for, per kind.
 fn summary(doc: &Document) -> String {
     match doc {
-        Document::HeadnodeSet(d) => format!("{} headnodes, primary {}", d.spec.headnodes.len(), d.spec.primary),
-        Document::ManateeVersion(d) => format!("{} shard(s) -> {}", d.spec.shards.len(), d.spec.image.version.as_deref().unwrap_or(&d.spec.image.uuid)),
-        Document::ShardTopology(d) => format!("{} shards, {} vnodes", d.spec.shards.len(), d.spec.ring.vnodes),
+        Document::HeadnodeSet(d) => format!(
+            "{} headnodes, primary {}",
+            d.spec.headnodes.len(),
+            d.spec.primary
+        ),
+        Document::ManateeVersion(d) => format!(
+            "{} shard(s) -> {}",
+            d.spec.shards.len(),
+            d.spec
+                .image
+                .version
+                .as_deref()
+                .unwrap_or(&d.spec.image.uuid)
+        ),
+        Document::ShardTopology(d) => format!(
+            "{} shards, {} vnodes",
+            d.spec.shards.len(),
+            d.spec.ring.vnodes
+        ),
     }
 }
 
 fn operation_cell(doc: &Document) -> String {
     match doc.status().and_then(|s| s.operation.as_ref()) {
         Some(op) => {
-            let done = op.steps.iter().filter(|s| matches!(s.state, crds::StepState::Succeeded | crds::StepState::Skipped)).count();
+            let done = op
+                .steps
+                .iter()
+                .filter(|s| {
+                    matches!(
+                        s.state,
+                        crds::StepState::Succeeded | crds::StepState::Skipped
+                    )
+                })
+                .count();
             format!("{} {:?} {done}/{}", op.kind, op.phase, op.steps.len())
         }
         None => "-".into(),
@@ -51,7 +77,9 @@ pub fn render_list(docs: &[Document], format: OutputFormat) -> String {
         }
         OutputFormat::Yaml => {
             let items: Vec<_> = docs.iter().map(Document::to_value).collect();
-            to_yaml(&serde_json::json!({"apiVersion": crds::API_VERSION, "kind": "List", "items": items}))
+            to_yaml(
+                &serde_json::json!({"apiVersion": crds::API_VERSION, "kind": "List", "items": items}),
+            )
         }
         OutputFormat::Table | OutputFormat::Wide => {
             let wide = format == OutputFormat::Wide;
@@ -62,7 +90,10 @@ pub fn render_list(docs: &[Document], format: OutputFormat) -> String {
             }
             t.set_header(header);
             for d in docs {
-                let observed = d.status().and_then(|s| s.observed_generation).map_or("-".into(), |g| g.to_string());
+                let observed = d
+                    .status()
+                    .and_then(|s| s.observed_generation)
+                    .map_or("-".into(), |g| g.to_string());
                 let mut row = vec![
                     d.name().to_string(),
                     d.metadata().generation.unwrap_or(0).to_string(),
@@ -90,7 +121,12 @@ pub fn render_one(doc: &Document, format: OutputFormat) -> String {
 }
 
 fn trim_lines(s: &str) -> String {
-    let mut out: String = s.lines().map(|l| l.trim_end()).map(|l| l.strip_prefix(' ').unwrap_or(l)).collect::<Vec<_>>().join("\n");
+    let mut out: String = s
+        .lines()
+        .map(|l| l.trim_end())
+        .map(|l| l.strip_prefix(' ').unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
     out.push('\n');
     out
 }
@@ -101,9 +137,17 @@ pub fn describe(doc: &Document) -> String {
     out += &format!("Name:              {}\n", m.name);
     out += &format!("Kind:              {}\n", doc.kind());
     out += &format!("Generation:        {}\n", m.generation.unwrap_or(0));
-    out += &format!("Resource version:  {}\n", m.resource_version.as_deref().unwrap_or("-"));
+    out += &format!(
+        "Resource version:  {}\n",
+        m.resource_version.as_deref().unwrap_or("-")
+    );
     let status = doc.status();
-    out += &format!("Observed gen.:     {}\n", status.and_then(|s| s.observed_generation).map_or("-".into(), |g| g.to_string()));
+    out += &format!(
+        "Observed gen.:     {}\n",
+        status
+            .and_then(|s| s.observed_generation)
+            .map_or("-".into(), |g| g.to_string())
+    );
     out += "Spec:\n";
     for line in to_yaml(&doc.spec_value()).lines() {
         out += &format!("  {line}\n");
@@ -115,7 +159,13 @@ pub fn describe(doc: &Document) -> String {
             let mut t = table();
             t.set_header(vec!["TYPE", "STATUS", "REASON", "SINCE", "MESSAGE"]);
             for c in &s.conditions {
-                t.add_row(vec![c.type_.as_str().to_string(), format!("{:?}", c.status), c.reason.clone(), c.last_transition_time.clone(), c.message.clone()]);
+                t.add_row(vec![
+                    c.type_.as_str().to_string(),
+                    format!("{:?}", c.status),
+                    c.reason.clone(),
+                    c.last_transition_time.clone(),
+                    c.message.clone(),
+                ]);
             }
             for line in trim_lines(&t.to_string()).lines() {
                 out += &format!("  {line}\n");
@@ -135,16 +185,25 @@ pub fn describe(doc: &Document) -> String {
 }
 
 pub fn describe_operation(op: &OperationStatus) -> String {
-    let mut out = format!("Operation:         {} {} on {} ({:?})\n", op.kind, op.id, op.target, op.phase);
+    let mut out = format!(
+        "Operation:         {} {} on {} ({:?})\n",
+        op.kind, op.id, op.target, op.phase
+    );
     if let Some(msg) = &op.message {
         out += &format!("  Message: {msg}\n");
     }
     out += &format!(
         "  Rollback:        {}\n",
-        if op.can_roll_back() { "possible (no irreversible step has started)" } else { "not possible: past the point of no return" }
+        if op.can_roll_back() {
+            "possible (no irreversible step has started)"
+        } else {
+            "not possible: past the point of no return"
+        }
     );
     let mut t = table();
-    t.set_header(vec!["#", "STEP", "STATE", "ATTEMPTS", "STARTED", "FINISHED", "DETAIL"]);
+    t.set_header(vec![
+        "#", "STEP", "STATE", "ATTEMPTS", "STARTED", "FINISHED", "DETAIL",
+    ]);
     for (i, s) in op.steps.iter().enumerate() {
         let mut name = s.name.clone();
         if op.point_of_no_return == Some(i) {

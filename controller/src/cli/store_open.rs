@@ -13,7 +13,9 @@ pub fn default_data_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(d).join("tritonctl");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/share/tritonctl")
 }
 
@@ -33,16 +35,34 @@ pub async fn open(args: &StoreArgs) -> Result<OpenStore, Failure> {
         let coord: Arc<dyn Coordination> = zk;
         let store = Store::new(coord);
         store.init().await?;
-        return Ok(OpenStore { store, description: format!("zookeeper {hosts}"), _keep: None });
+        return Ok(OpenStore {
+            store,
+            description: format!("zookeeper {hosts}"),
+            _keep: None,
+        });
     }
     let dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
-    std::fs::create_dir_all(&dir).map_err(|e| Failure::error(format!("cannot create data directory {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        Failure::error(format!(
+            "cannot create data directory {}: {e}",
+            dir.display()
+        ))
+    })?;
     let lock = DirLock::acquire(&dir)?;
-    let ensemble = coord::mem::MemEnsemble::open(&dir).map_err(|e| Failure::error(format!("cannot open the embedded store in {}: {e}", dir.display())))?;
+    let ensemble = coord::mem::MemEnsemble::open(&dir).map_err(|e| {
+        Failure::error(format!(
+            "cannot open the embedded store in {}: {e}",
+            dir.display()
+        ))
+    })?;
     let session: Arc<dyn Coordination> = ensemble.connect();
     let store = Store::new(session);
     store.init().await?;
-    Ok(OpenStore { store, description: format!("embedded store {}", dir.display()), _keep: Some(Box::new((ensemble, lock))) })
+    Ok(OpenStore {
+        store,
+        description: format!("embedded store {}", dir.display()),
+        _keep: Some(Box::new((ensemble, lock))),
+    })
 }
 
 /// One process at a time owns an embedded store directory: the in-process

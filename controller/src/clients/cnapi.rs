@@ -1,0 +1,62 @@
+//! CNAPI: servers, and running commands on them.
+
+use reqwest::Method;
+use wire::apis::{ExecuteRequest, ExecuteResult, Server};
+
+use super::{ApiError, HttpApi};
+
+#[derive(Clone)]
+pub struct Cnapi(pub HttpApi);
+
+impl Cnapi {
+    pub async fn servers(&self) -> Result<Vec<Server>, ApiError> {
+        self.0.get("/servers", &[]).await
+    }
+
+    pub async fn server(&self, uuid: &str) -> Result<Server, ApiError> {
+        self.0.get(&format!("/servers/{uuid}"), &[]).await
+    }
+
+    /// Run one command on a server, inside `zone` (through `zlogin`) when
+    /// given, the way sdcadm runs `manatee-adm` in manatee zones.
+    pub async fn execute(
+        &self,
+        server: &str,
+        zone: Option<&str>,
+        argv: &[&str],
+    ) -> Result<ExecuteResult, ApiError> {
+        let line = argv
+            .iter()
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let script = match zone {
+            Some(z) => format!("#!/bin/bash\nzlogin {z} {line}\n"),
+            None => format!("#!/bin/bash\n{line}\n"),
+        };
+        let req = ExecuteRequest {
+            script,
+            json: true,
+            ..Default::default()
+        };
+        self.0
+            .send(
+                Method::POST,
+                &format!("/servers/{server}/execute"),
+                &[],
+                Some(&req),
+            )
+            .await
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@,".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}

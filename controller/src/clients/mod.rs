@@ -1,0 +1,273 @@
+//! Real clients for Triton's HTTP APIs (SAPI, VMAPI, CNAPI, IMGAPI).
+//!
+//! One small JSON-over-HTTP core: per-request timeout, retries with backoff
+//! only for idempotent reads, errors that carry the API's `{code, message}`,
+//! and a [`MutationGuard`] consulted right before every mutating request so
+//! that only the elected controller changes the datacenter.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub mod cnapi;
+pub mod imgapi;
+pub mod sapi;
+pub mod vmapi;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The API answered with an error status.
+    #[error("{api} {method} {path}: {status} {code}: {message}")]
+    Status {
+        api: &'static str,
+        method: String,
+        path: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("{api} {method} {path}: {message}")]
+    Transport {
+        api: &'static str,
+        method: String,
+        path: String,
+        message: String,
+    },
+    #[error("{api} {path}: unexpected response body: {message}")]
+    Decode {
+        api: &'static str,
+        path: String,
+        message: String,
+    },
+    /// The leadership check before a mutation failed; nothing was sent.
+    #[error("not sending {method} {path}: {message}")]
+    NotLeader {
+        method: String,
+        path: String,
+        message: String,
+    },
+}
+
+impl ApiError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+}
+
+/// Consulted right before every mutating request (fencing for HTTP).
+#[async_trait]
+pub trait MutationGuard: Send + Sync {
+    async fn check(&self) -> Result<(), String>;
+}
+
+/// A guard that always allows (single-user CLI commands, tests).
+pub struct Unguarded;
+
+#[async_trait]
+impl MutationGuard for Unguarded {
+    async fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+pub struct HttpApi {
+    api: &'static str,
+    base: String,
+    http: reqwest::Client,
+    guard: Arc<dyn MutationGuard>,
+    /// Extra headers sent with every request (SAPI's Accept-Version).
+    headers: Vec<(&'static str, String)>,
+    retries: u32,
+}
+
+/// The shared reqwest client: rustls with the ring provider, no proxies.
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(5))
+        .no_proxy()
+        .user_agent(concat!("tritonctl/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("reqwest client")
+}
+
+impl HttpApi {
+    pub fn new(
+        api: &'static str,
+        base: &str,
+        http: reqwest::Client,
+        guard: Arc<dyn MutationGuard>,
+    ) -> HttpApi {
+        HttpApi {
+            api,
+            base: base.trim_end_matches('/').to_string(),
+            http,
+            guard,
+            headers: Vec::new(),
+            retries: 3,
+        }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: &str) -> HttpApi {
+        self.headers.push((name, value.to_string()));
+        self
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, ApiError> {
+        self.request(Method::GET, path, query, None::<&()>).await
+    }
+
+    pub async fn send<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&B>,
+    ) -> Result<T, ApiError> {
+        self.request(method, path, query, body).await
+    }
+
+    async fn request<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&B>,
+    ) -> Result<T, ApiError> {
+        let idempotent = method == Method::GET || method == Method::HEAD;
+        if !idempotent {
+            self.guard
+                .check()
+                .await
+                .map_err(|message| ApiError::NotLeader {
+                    method: method.to_string(),
+                    path: path.to_string(),
+                    message,
+                })?;
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.base))
+                .query(query);
+            for (k, v) in &self.headers {
+                req = req.header(*k, v);
+            }
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let transport = |e: reqwest::Error| ApiError::Transport {
+                api: self.api,
+                method: method.to_string(),
+                path: path.to_string(),
+                message: e.to_string(),
+            };
+            let result: Result<(), ApiError> = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let bytes = resp.bytes().await.map_err(transport)?;
+                    if status.is_success() {
+                        let bytes = if bytes.is_empty() {
+                            &b"null"[..]
+                        } else {
+                            &bytes[..]
+                        };
+                        return serde_json::from_slice(bytes).map_err(|e| ApiError::Decode {
+                            api: self.api,
+                            path: path.to_string(),
+                            message: e.to_string(),
+                        });
+                    }
+                    let err: Option<wire::apis::RestError> = serde_json::from_slice(&bytes).ok();
+                    Err(ApiError::Status {
+                        api: self.api,
+                        method: method.to_string(),
+                        path: path.to_string(),
+                        status: status.as_u16(),
+                        code: err
+                            .as_ref()
+                            .and_then(|e| e.code.clone())
+                            .unwrap_or_else(|| {
+                                status
+                                    .canonical_reason()
+                                    .unwrap_or("Error")
+                                    .replace(' ', "")
+                            }),
+                        message: err
+                            .map(|e| e.message)
+                            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned()),
+                    })
+                }
+                Err(e) => Err(transport(e)),
+            };
+            let err = result.unwrap_err();
+            let retryable = idempotent
+                && match &err {
+                    ApiError::Transport { .. } => true,
+                    ApiError::Status { status, .. } => {
+                        *status >= 500 || *status == StatusCode::TOO_MANY_REQUESTS.as_u16()
+                    }
+                    _ => false,
+                };
+            if !retryable || attempt > self.retries {
+                return Err(err);
+            }
+            tokio::time::sleep(Duration::from_millis(100 * 2u64.pow(attempt - 1))).await;
+        }
+    }
+}
+
+/// Endpoints of the four APIs.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Endpoints {
+    pub sapi: String,
+    pub vmapi: String,
+    pub cnapi: String,
+    pub imgapi: String,
+}
+
+/// All four clients sharing one HTTP client and guard.
+#[derive(Clone)]
+pub struct Triton {
+    pub sapi: sapi::Sapi,
+    pub vmapi: vmapi::Vmapi,
+    pub cnapi: cnapi::Cnapi,
+    pub imgapi: imgapi::Imgapi,
+}
+
+impl Triton {
+    pub fn new(e: &Endpoints, guard: Arc<dyn MutationGuard>) -> Triton {
+        let http = http_client(Duration::from_secs(30));
+        Triton {
+            sapi: sapi::Sapi(
+                HttpApi::new("sapi", &e.sapi, http.clone(), guard.clone())
+                    .with_header("accept-version", "~2"),
+            ),
+            vmapi: vmapi::Vmapi(HttpApi::new("vmapi", &e.vmapi, http.clone(), guard.clone())),
+            cnapi: cnapi::Cnapi(HttpApi::new("cnapi", &e.cnapi, http.clone(), guard.clone())),
+            imgapi: imgapi::Imgapi(HttpApi::new("imgapi", &e.imgapi, http, guard)),
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! `tritonctl demo`: the whole loop in one process, on nothing but the build.
+//!
+//! A simulated lab datacenter (three headnodes, a three-peer `sdc` manatee
+//! shard) comes up on 127.0.0.1; the lab documents are applied to an
+//! embedded store; a controller wins the leader election and upgrades the
+//! shard through the real SAPI/VMAPI/CNAPI/IMGAPI clients, while a client
+//! writes to the shard throughout. Events stream as the shard converges; a
+//! summary reports the steps, time, writes lost and the write outage.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use coord::Coordination;
+use crds::{ConditionType, Document, Kind};
+use sim::scenario::{ScenarioOptions, SimScenario};
+
+use crate::clients::{Endpoints, MutationGuard, Triton};
+use crate::reconcile::{context, reconcile_manatee};
+use crate::runtime::events::Events;
+use crate::runtime::leader::{LeaderElection, Leadership};
+use crate::runtime::queue::{Action, Config, Controller};
+use crate::store::Store;
+use crate::world::manatee::TritonManatee;
+
+const LAB_HEADNODES: &str = include_str!("../../examples/lab/headnodeset.yaml");
+const LAB_MANATEE: &str = include_str!("../../examples/lab/manatee.yaml");
+
+/// Leadership checked right before every HTTP mutation.
+struct LeaderGuard(Arc<Leadership>);
+
+#[async_trait::async_trait]
+impl MutationGuard for LeaderGuard {
+    async fn check(&self) -> Result<(), String> {
+        self.0.check().await.map_err(|e| e.to_string())
+    }
+}
+
+/// What the client writing through the upgrade saw.
+#[derive(Default)]
+struct WriteLog {
+    acked: Vec<Vec<u8>>,
+    failed: u64,
+    /// (first failure, last failure) of each run of failures.
+    outages: Vec<(Duration, Duration)>,
+}
+
+pub struct DemoReport {
+    pub steps: usize,
+    pub elapsed: Duration,
+    pub acked: usize,
+    pub lost: usize,
+    pub failed_writes: u64,
+    pub longest_outage: Duration,
+    pub total_outage: Duration,
+}
+
+fn parse(name: &str, text: &str) -> Result<Document, String> {
+    let (mut docs, diags) = crds::parse_documents(name, text);
+    if let Some(d) = diags.first() {
+        return Err(d.to_string());
+    }
+    Ok(docs.remove(0).document)
+}
+
+/// Run the demo; `out` receives the live lines (stdout in the CLI).
+pub async fn run(
+    out: &mut (dyn FnMut(String) + Send),
+    timeout: Duration,
+) -> Result<DemoReport, String> {
+    let started = Instant::now();
+    let hs = parse("examples/lab/headnodeset.yaml", LAB_HEADNODES)?;
+    let mv = parse("examples/lab/manatee.yaml", LAB_MANATEE)?;
+
+    out(
+        "starting the simulated lab datacenter (3 headnodes, manatee shard `sdc` with 3 peers)"
+            .into(),
+    );
+    let ensemble = coord::mem::MemEnsemble::new();
+    let scenario = SimScenario::start(
+        std::slice::from_ref(&hs),
+        Arc::new(ensemble.clone()),
+        ScenarioOptions::default(),
+    )
+    .await?;
+    let urls = scenario.servers.urls().clone();
+    out(format!(
+        "  SAPI {}  VMAPI {}  CNAPI {}  IMGAPI {}",
+        urls.sapi, urls.vmapi, urls.cnapi, urls.imgapi
+    ));
+
+    let session: Arc<dyn Coordination> = ensemble.connect();
+    let store = Store::new(session.clone());
+    store.init().await.map_err(|e| e.to_string())?;
+    for o in store.apply(&[hs, mv]).await.map_err(|e| e.to_string())? {
+        out(format!(
+            "applied {}/{} ({})",
+            o.kind.short(),
+            o.name,
+            o.action.as_str()
+        ));
+    }
+
+    let leadership = Arc::new(
+        LeaderElection::new(session.clone(), "demo-controller")
+            .campaign()
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    out(format!("controller elected leader ({})", leadership.node()));
+    let endpoints = Endpoints {
+        sapi: urls.sapi.clone(),
+        vmapi: urls.vmapi.clone(),
+        cnapi: urls.cnapi.clone(),
+        imgapi: urls.imgapi.clone(),
+    };
+    let triton = Triton::new(&endpoints, Arc::new(LeaderGuard(leadership.clone())));
+    let fence = Some(leadership.fence().clone());
+    let world = TritonManatee {
+        triton,
+        coord: session.clone(),
+        fence: fence.clone(),
+    };
+    let cx = Arc::new(context(
+        store.clone(),
+        world,
+        fence,
+        Some(Duration::from_millis(20)),
+    ));
+
+    // A client writing to the shard the whole time.
+    let shard = scenario.manatee.shard("sdc");
+    let log = Arc::new(std::sync::Mutex::new(WriteLog::default()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (log, stop, shard) = (log.clone(), stop.clone(), shard.clone());
+        tokio::spawn(async move {
+            let t0 = Instant::now();
+            let mut n = 0u64;
+            let mut in_outage: Option<Duration> = None;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let payload = format!("demo-write-{n}").into_bytes();
+                let r = tokio::time::timeout(Duration::from_secs(2), shard.write(&payload)).await;
+                let at = t0.elapsed();
+                {
+                    let mut l = log.lock().unwrap();
+                    match r {
+                        Ok(Ok(_)) => {
+                            l.acked.push(payload);
+                            if let Some(start) = in_outage.take() {
+                                l.outages.push((start, at));
+                            }
+                        }
+                        _ => {
+                            l.failed += 1;
+                            in_outage.get_or_insert(at);
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            if let Some(start) = in_outage {
+                log.lock().unwrap().outages.push((start, t0.elapsed()));
+            }
+        })
+    };
+
+    // The controller: the work queue drives reconciles of the document.
+    let controller = Controller::new(Config {
+        concurrency: 2,
+        ..Config::default()
+    });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut runner = {
+        let cx = cx.clone();
+        tokio::spawn(controller.run(
+            move |key: String| {
+                let cx = cx.clone();
+                async move {
+                    match crate::runtime::parse_key(&key) {
+                        Some((Kind::ManateeVersion, name)) => reconcile_manatee(&cx, name).await,
+                        _ => Ok(Action::AwaitChange),
+                    }
+                }
+            },
+            futures::stream::iter(vec!["ManateeVersion/sdc".to_string()]),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ))
+    };
+
+    // Stream events until the document is Ready.
+    let events = Events::new(session.clone());
+    let mut seen = 0u64;
+    let deadline = Instant::now() + timeout;
+    let mut ready = false;
+    let mut blocked_since: Option<Instant> = None;
+    while Instant::now() < deadline {
+        for rec in events.list(None).await.map_err(|e| e.to_string())? {
+            if rec.seq >= seen {
+                seen = rec.seq + 1;
+                let e = &rec.event;
+                let step = e
+                    .step
+                    .as_deref()
+                    .map(|s| format!(" [{s}]"))
+                    .unwrap_or_default();
+                out(format!(
+                    "{:>7.2}s  {:<7} {:<18} {}{step}",
+                    started.elapsed().as_secs_f64(),
+                    e.event_type.as_str(),
+                    e.reason,
+                    e.message
+                ));
+            }
+        }
+        if let Some(st) = store
+            .status(Kind::ManateeVersion, "sdc")
+            .await
+            .map_err(|e| e.to_string())?
+            && st.is_true(ConditionType::Ready)
+        {
+            ready = true;
+            break;
+        }
+        // A block can clear by itself (a peer catching up); give up only on one that stays.
+        match store
+            .status(Kind::ManateeVersion, "sdc")
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Some(st) if st.is_true(ConditionType::Blocked) => {
+                let c = st.condition(ConditionType::Blocked).unwrap();
+                let since = blocked_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(15) {
+                    return Err(format!(
+                        "the upgrade is blocked: {}: {}",
+                        c.reason, c.message
+                    ));
+                }
+            }
+            _ => blocked_since = None,
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = writer.await;
+    let _ = stop_tx.send(());
+    // A reconcile stuck in a step is not waited for: its journal resumes it.
+    if tokio::time::timeout(Duration::from_secs(5), &mut runner)
+        .await
+        .is_err()
+    {
+        runner.abort();
+    }
+    if !ready {
+        return Err(format!(
+            "the shard did not converge within {}s",
+            timeout.as_secs()
+        ));
+    }
+
+    // Every acknowledged write must be on the primary now.
+    let durable = shard.primary_writes().await.map_err(|e| e.to_string())?;
+    let durable: std::collections::HashSet<&Vec<u8>> = durable.iter().collect();
+    let log = log.lock().unwrap();
+    let lost = log.acked.iter().filter(|w| !durable.contains(w)).count();
+    let status = store
+        .status(Kind::ManateeVersion, "sdc")
+        .await
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
+    let report = DemoReport {
+        steps: status.operation.as_ref().map_or(0, |o| o.steps.len()),
+        elapsed: started.elapsed(),
+        acked: log.acked.len(),
+        lost,
+        failed_writes: log.failed,
+        longest_outage: log
+            .outages
+            .iter()
+            .map(|(a, b)| *b - *a)
+            .max()
+            .unwrap_or_default(),
+        total_outage: log.outages.iter().map(|(a, b)| *b - *a).sum(),
+    };
+    drop(log);
+    scenario.shutdown().await;
+    Ok(report)
+}

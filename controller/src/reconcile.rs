@@ -1,0 +1,496 @@
+//! The controller side of each reconciler: read the document, load or plan
+//! operations, drive them with the engine, and write status and events.
+//! Journals and status are written together in one fenced multi-op.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use coord::{CoordError, Coordination, CreateMode, Expect, Op};
+use crds::manatee::ManateeVersionSpec;
+use crds::status::{OperationPhase, StepState};
+use crds::{ConditionStatus, ConditionType, Document, Kind, Status};
+use reconcilers::clock::{Clock, SystemClock, rfc3339};
+use reconcilers::manatee::{ManateeAction, ManateeRunner, ManateeWorld, ShardPlan, plan_shard};
+use reconcilers::operation::{Advance, Journal, Operation, POLL, advance};
+
+use crate::runtime::events::{Event, Events};
+use crate::runtime::queue::Action;
+use crate::store::{Fence, ROOT, Store, status_path};
+
+pub fn journal_dir(kind: Kind, name: &str) -> String {
+    format!("{ROOT}/operations/{}/{name}", kind.short())
+}
+
+/// Everything a reconcile needs.
+pub struct Context<W> {
+    pub store: Store,
+    pub events: Events,
+    pub world: W,
+    pub fence: Option<Fence>,
+    pub clock: Arc<dyn Clock>,
+    /// How often completion checks poll (scaled down in the simulator).
+    pub poll: Duration,
+}
+
+impl<W> Context<W> {
+    fn coord(&self) -> &Arc<dyn Coordination> {
+        self.store.coord()
+    }
+
+    async fn event(&self, e: Event) {
+        if let Err(err) = self.events.record(&e, self.fence.as_ref()).await {
+            tracing::warn!(error = %err, "could not record event");
+        }
+    }
+}
+
+/// Load every operation journal of a document, by target.
+pub async fn load_journals(
+    coord: &Arc<dyn Coordination>,
+    kind: Kind,
+    name: &str,
+) -> Result<Vec<(String, Operation<ManateeAction>, i32)>, String> {
+    let dir = journal_dir(kind, name);
+    let children = match coord.children(&dir).await {
+        Ok(c) => c,
+        Err(CoordError::NoNode(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut out = Vec::new();
+    for c in children {
+        let (data, stat) = coord
+            .get(&format!("{dir}/{c}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let op: Operation<ManateeAction> =
+            serde_json::from_slice(&data).map_err(|e| format!("journal {dir}/{c}: {e}"))?;
+        out.push((c, op, stat.version));
+    }
+    Ok(out)
+}
+
+/// Saves one operation's journal together with the document's status, and
+/// records an event for every step that changed state.
+struct StoreJournal<'a, W> {
+    cx: &'a Context<W>,
+    kind: Kind,
+    name: String,
+    path: String,
+    status: std::sync::Mutex<Status>,
+    last: std::sync::Mutex<Option<Operation<ManateeAction>>>,
+}
+
+#[async_trait]
+impl<W: Send + Sync> Journal<ManateeAction> for StoreJournal<'_, W> {
+    type Error = String;
+
+    async fn save(&self, op: &Operation<ManateeAction>) -> Result<(), String> {
+        let coord = self.cx.coord();
+        let mut status = self.status.lock().unwrap().clone();
+        status.operation = Some(op.status.clone());
+        let spath = status_path(self.kind, &self.name);
+        let mut ops: Vec<Op> = self
+            .cx
+            .fence
+            .iter()
+            .map(|f| Op::check(f.path.clone(), Expect::Version(0)))
+            .collect();
+        let jdata = serde_json::to_vec(op).expect("journal serializes");
+        let sdata = serde_json::to_vec(&status).expect("status serializes");
+        ops.push(
+            match coord.exists(&self.path).await.map_err(|e| e.to_string())? {
+                Some(_) => Op::set(&self.path, jdata, Expect::Any),
+                None => Op::create(&self.path, jdata, CreateMode::Persistent),
+            },
+        );
+        ops.push(
+            match coord.exists(&spath).await.map_err(|e| e.to_string())? {
+                Some(_) => Op::set(&spath, sdata, Expect::Any),
+                None => Op::create(&spath, sdata, CreateMode::Persistent),
+            },
+        );
+        coord.multi(ops).await.map_err(|e| {
+            format!("saving the journal (is this controller still the leader?): {e}")
+        })?;
+        *self.status.lock().unwrap() = status;
+        // Events for what changed since the last save.
+        let prev = self.last.lock().unwrap().replace(op.clone());
+        let object = format!("{}/{}", self.kind, self.name);
+        for (i, s) in op.status.steps.iter().enumerate() {
+            let before = prev
+                .as_ref()
+                .and_then(|p| p.status.steps.get(i))
+                .map(|p| (p.state, p.message.clone()));
+            if before.as_ref().map(|b| b.0) == Some(s.state)
+                && (s.state != StepState::Waiting
+                    || before.as_ref().and_then(|b| b.1.clone()) == s.message)
+            {
+                continue;
+            }
+            let detail = s.message.clone().unwrap_or_else(|| s.description.clone());
+            let ev = match s.state {
+                StepState::Running => Event::normal(
+                    &object,
+                    "StepStarted",
+                    format!("{}: {detail}", op.status.target),
+                ),
+                StepState::Succeeded => Event::normal(
+                    &object,
+                    "StepSucceeded",
+                    format!("{}: {}", op.status.target, s.description),
+                ),
+                StepState::Waiting => Event::normal(
+                    &object,
+                    "StepWaiting",
+                    format!("{}: {detail}", op.status.target),
+                ),
+                StepState::Failed => Event::warning(
+                    &object,
+                    "StepFailed",
+                    format!("{}: {detail}", op.status.target),
+                ),
+                _ => continue,
+            };
+            self.cx
+                .event(
+                    ev.with_operation(op.status.id.clone())
+                        .with_step(s.name.clone()),
+                )
+                .await;
+        }
+        Ok(())
+    }
+}
+
+/// Shards in rollout order: the canary, then `order`, then the rest.
+fn rollout_order(spec: &ManateeVersionSpec) -> Vec<String> {
+    let mut out: Vec<String> = spec.rollout.canary.iter().cloned().collect();
+    for s in spec.rollout.order.iter().chain(&spec.shards) {
+        if !out.contains(s) {
+            out.push(s.clone());
+        }
+    }
+    out
+}
+
+fn new_op_id(name: &str, shard: &str, generation: i64) -> String {
+    let short = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        "mv-{name}-{}-g{generation}-{}",
+        shard.split('.').next().unwrap_or(shard),
+        &short[..8]
+    )
+}
+
+/// Reconcile one ManateeVersion.
+pub async fn reconcile_manatee<W: ManateeWorld>(
+    cx: &Context<W>,
+    name: &str,
+) -> Result<Action, String> {
+    let Some(Document::ManateeVersion(doc)) = cx
+        .store
+        .get(Kind::ManateeVersion, name)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(Action::AwaitChange);
+    };
+    let spec = &doc.spec;
+    let generation = doc.metadata.generation.unwrap_or(1);
+    let now = || rfc3339(cx.clock.now());
+    let object = format!("ManateeVersion/{name}");
+    let mut status = doc.status.clone().unwrap_or_default();
+    status.observed_generation = Some(generation);
+    let dir = journal_dir(Kind::ManateeVersion, name);
+    cx.coord().mkdirp(&dir).await.map_err(|e| e.to_string())?;
+
+    if spec.rollout.paused {
+        status.set_condition(
+            ConditionType::Paused,
+            ConditionStatus::True,
+            "Paused",
+            "spec.rollout.paused is set; no step will start",
+            &now(),
+        );
+        cx.store
+            .write_status(Kind::ManateeVersion, name, &status, cx.fence.as_ref())
+            .await
+            .map_err(|e| e.to_string())?;
+        return Ok(Action::AwaitChange);
+    }
+    status.set_condition(
+        ConditionType::Paused,
+        ConditionStatus::False,
+        "Running",
+        "",
+        &now(),
+    );
+
+    let journals = load_journals(cx.coord(), Kind::ManateeVersion, name).await?;
+    let mut active: Vec<(String, Operation<ManateeAction>)> = journals
+        .iter()
+        .filter(|(_, op, _)| !op.is_finished())
+        .map(|(shard, op, _)| (shard.clone(), op.clone()))
+        .collect();
+    let parallelism = spec.rollout.parallelism.max(1) as usize;
+    let mut up_to_date = Vec::new();
+    let mut refused: Vec<(String, String, String)> = Vec::new();
+    let image = cx.world.image(&spec.image.uuid).await?;
+    for shard in rollout_order(spec) {
+        if active.iter().any(|(s, _)| s == &shard) {
+            continue;
+        }
+        let obs = cx.world.observe(&shard).await?;
+        match plan_shard(
+            spec,
+            &obs,
+            image.as_ref(),
+            &new_op_id(name, &shard, generation),
+        ) {
+            ShardPlan::UpToDate => up_to_date.push(shard),
+            ShardPlan::Refused(reason, message) => refused.push((shard, reason, message)),
+            ShardPlan::Upgrade(op) => {
+                let canary_pending = spec
+                    .rollout
+                    .canary
+                    .as_ref()
+                    .is_some_and(|c| c != &shard && !up_to_date.contains(c));
+                if active.len() < parallelism && !canary_pending {
+                    cx.event(
+                        Event::normal(
+                            &object,
+                            "OperationPlanned",
+                            format!("{shard}: {} steps", op.status.steps.len()),
+                        )
+                        .with_operation(op.status.id.clone()),
+                    )
+                    .await;
+                    active.push((shard, op));
+                }
+            }
+        }
+    }
+
+    // Drive every active operation (one per shard) concurrently.
+    let runs = active.into_iter().map(|(shard, mut op)| {
+        let status = status.clone();
+        let dir = &dir;
+        async move {
+            let runner = ManateeRunner {
+                world: &cx.world,
+                shard: shard.clone(),
+                max_lag_seconds: spec.health.max_replication_lag_seconds as f64,
+                instance_up_timeout: crds::common::parse_duration(&spec.health.instance_up_timeout)
+                    .unwrap_or(Duration::from_secs(300)),
+                catch_up_timeout: crds::common::parse_duration(&spec.health.catch_up_timeout)
+                    .unwrap_or(Duration::from_secs(900)),
+            };
+            let journal = StoreJournal {
+                cx,
+                kind: Kind::ManateeVersion,
+                name: name.to_string(),
+                path: format!("{dir}/{shard}"),
+                status: std::sync::Mutex::new(status),
+                last: std::sync::Mutex::new(Some(op.clone())),
+            };
+            let r = advance(&mut op, &runner, &journal, cx.clock.as_ref(), cx.poll).await;
+            (shard, op, r)
+        }
+    });
+    let results = futures::future::join_all(runs).await;
+
+    let mut requeue: Option<Duration> = None;
+    let mut blocked = Vec::new();
+    let mut waiting_approval = Vec::new();
+    let mut progressing = Vec::new();
+    for (shard, op, r) in results {
+        match r.map_err(|e| e.to_string())? {
+            Advance::Completed => {
+                cx.event(
+                    Event::normal(
+                        &object,
+                        "OperationSucceeded",
+                        format!("{shard} runs {}", spec.image.uuid),
+                    )
+                    .with_operation(op.status.id.clone()),
+                )
+                .await;
+                up_to_date.push(shard);
+                requeue = Some(Duration::ZERO);
+            }
+            Advance::Waiting { after, reason } => {
+                if reason.contains("approval") {
+                    waiting_approval.push(format!("{shard}: {reason}"));
+                }
+                progressing.push(shard);
+                requeue = Some(requeue.map_or(after, |r| r.min(after)));
+            }
+            Advance::Blocked {
+                reason, message, ..
+            } if reason == "Replan" => {
+                // The shard changed under us (takeover, promotion): drop the
+                // rest of this plan and plan again from what is there now.
+                cx.event(
+                    Event::normal(&object, "Replanning", format!("{shard}: {message}"))
+                        .with_operation(op.status.id.clone()),
+                )
+                .await;
+                let mut op = op;
+                op.status.phase = OperationPhase::Cancelled;
+                op.status.message = Some(format!("replanned: {message}"));
+                op.status.finished_at = Some(now());
+                let data = serde_json::to_vec(&op).expect("journal serializes");
+                let mut ops: Vec<Op> = cx
+                    .fence
+                    .iter()
+                    .map(|f| Op::check(f.path.clone(), Expect::Version(0)))
+                    .collect();
+                ops.push(Op::set(format!("{dir}/{shard}"), data, Expect::Any));
+                cx.coord().multi(ops).await.map_err(|e| e.to_string())?;
+                requeue = Some(Duration::ZERO);
+            }
+            Advance::Blocked {
+                reason, message, ..
+            } => blocked.push((shard, reason, message)),
+        }
+    }
+    blocked.extend(refused);
+
+    // Conditions.
+    let t = now();
+    let all = spec.shards.len();
+    let ready = up_to_date.len() == all && progressing.is_empty();
+    status.set_condition(
+        ConditionType::Ready,
+        if ready {
+            ConditionStatus::True
+        } else {
+            ConditionStatus::False
+        },
+        if ready { "Converged" } else { "Converging" },
+        &format!(
+            "{}/{all} shard(s) on {}",
+            up_to_date.len(),
+            spec.image.version.as_deref().unwrap_or(&spec.image.uuid)
+        ),
+        &t,
+    );
+    status.set_condition(
+        ConditionType::Progressing,
+        if progressing.is_empty() {
+            ConditionStatus::False
+        } else {
+            ConditionStatus::True
+        },
+        if progressing.is_empty() {
+            "Idle"
+        } else {
+            "OperationRunning"
+        },
+        &progressing.join(", "),
+        &t,
+    );
+    status.set_condition(
+        ConditionType::AwaitingApproval,
+        if waiting_approval.is_empty() {
+            ConditionStatus::False
+        } else {
+            ConditionStatus::True
+        },
+        if waiting_approval.is_empty() {
+            "NoApprovalNeeded"
+        } else {
+            "AwaitingApproval"
+        },
+        &waiting_approval.join("; "),
+        &t,
+    );
+    match blocked.first() {
+        Some((shard, reason, message)) => {
+            let was = status.is_true(ConditionType::Blocked);
+            status.set_condition(
+                ConditionType::Blocked,
+                ConditionStatus::True,
+                reason,
+                &format!("{shard}: {message}"),
+                &t,
+            );
+            if !was {
+                cx.event(Event::warning(
+                    &object,
+                    reason.clone(),
+                    format!("{shard}: {message}"),
+                ))
+                .await;
+            }
+        }
+        None => status.set_condition(
+            ConditionType::Blocked,
+            ConditionStatus::False,
+            "NotBlocked",
+            "",
+            &t,
+        ),
+    }
+    // Keep the latest operation visible in status (journals hold the rest).
+    if let Ok(j) = load_journals(cx.coord(), Kind::ManateeVersion, name).await
+        && let Some((_, op, _)) = j
+            .iter()
+            .max_by_key(|(_, op, _)| op.status.started_at.clone())
+    {
+        status.operation = Some(op.status.clone());
+    }
+    cx.store
+        .write_status(Kind::ManateeVersion, name, &status, cx.fence.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(match requeue {
+        Some(d) => Action::RequeueAfter(d.max(Duration::from_millis(10))),
+        None if !blocked.is_empty() => Action::RequeueAfter(Duration::from_secs(5)),
+        None => Action::RequeueAfter(Duration::from_secs(60)),
+    })
+}
+
+/// Make a context with the wall clock.
+pub fn context<W>(
+    store: Store,
+    world: W,
+    fence: Option<Fence>,
+    poll: Option<Duration>,
+) -> Context<W> {
+    let events = Events::new(store.coord().clone());
+    Context {
+        store,
+        events,
+        world,
+        fence,
+        clock: Arc::new(SystemClock),
+        poll: poll.unwrap_or(POLL),
+    }
+}
+
+/// Record approval for every operation step of a document that waits for one.
+pub async fn approve(
+    coord: &Arc<dyn Coordination>,
+    kind: Kind,
+    name: &str,
+) -> Result<Vec<String>, String> {
+    let mut approved = Vec::new();
+    for (shard, op, _) in load_journals(coord, kind, name).await? {
+        if op.is_finished() {
+            continue;
+        }
+        for (i, s) in op.status.steps.iter().enumerate() {
+            if matches!(op.actions[i], ManateeAction::Approval { .. })
+                && !matches!(s.state, StepState::Succeeded)
+            {
+                let path = crate::world::approval_path(&op.status.id, &s.name);
+                coord.mkdirp(&path).await.map_err(|e| e.to_string())?;
+                approved.push(format!("{shard}: {} ({})", s.name, op.status.id));
+                break;
+            }
+        }
+    }
+    Ok(approved)
+}

@@ -1,0 +1,268 @@
+//! [`ManateeWorld`] over Triton's APIs and ZooKeeper.
+//!
+//! Observing a shard reads what sdcadm reads: the SAPI instances of the
+//! manatee service (`sdc`) or of `postgres` with `SHARD` metadata (Manta), the
+//! VMs from VMAPI (the image a zone really runs; SAPI params lag behind), the
+//! cluster state and election from ZooKeeper, and `manatee-adm pg-status` run
+//! in the primary's zone through CNAPI.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use coord::{CoordError, Coordination, CreateMode, Expect, Op};
+use reconcilers::manatee::{ImageInfo, ManateeWorld, PeerObservation, ShardObservation};
+use wire::manatee::{
+    ClusterState, ElectionNodeData, HistoryWriter, election_path, prepare_state_write, state_path,
+};
+
+use crate::clients::Triton;
+use crate::store::Fence;
+
+pub struct TritonManatee {
+    pub triton: Triton,
+    pub coord: Arc<dyn Coordination>,
+    /// The leader's fence: every ZooKeeper write checks it.
+    pub fence: Option<Fence>,
+}
+
+fn e<E: std::fmt::Display>(x: E) -> String {
+    x.to_string()
+}
+
+impl TritonManatee {
+    /// SAPI instances (zones) of a shard.
+    async fn shard_instances(&self, shard: &str) -> Result<Vec<wire::apis::Instance>, String> {
+        let (app, svc) = if shard == "sdc" {
+            ("sdc", "manatee")
+        } else {
+            ("manta", "postgres")
+        };
+        let apps = self.triton.sapi.applications(app).await.map_err(e)?;
+        let app = apps
+            .first()
+            .ok_or_else(|| format!("no SAPI application `{app}`"))?;
+        let svcs = self
+            .triton
+            .sapi
+            .services(&app.uuid, Some(svc))
+            .await
+            .map_err(e)?;
+        let svc = svcs
+            .first()
+            .ok_or_else(|| format!("no SAPI service `{svc}` in `{}`", app.name))?;
+        let insts = self.triton.sapi.instances(&svc.uuid).await.map_err(e)?;
+        Ok(insts
+            .into_iter()
+            .filter(|i| {
+                shard == "sdc"
+                    || i.metadata
+                        .get("SHARD")
+                        .and_then(|v| v.as_str())
+                        .is_some_and(|s| s == shard || shard.starts_with(&format!("{s}.")))
+            })
+            .collect())
+    }
+
+    async fn read_state(&self, shard: &str) -> Result<Option<(ClusterState, i32)>, String> {
+        match self.coord.get(&state_path(shard)).await {
+            Ok((data, stat)) => Ok(Some((
+                ClusterState::from_json(&data).map_err(e)?,
+                stat.version,
+            ))),
+            Err(CoordError::NoNode(_)) => Ok(None),
+            Err(x) => Err(x.to_string()),
+        }
+    }
+
+    /// CAS write of a modified state with an admin history node, fenced.
+    async fn write_state(
+        &self,
+        shard: &str,
+        edit: impl Fn(&mut ClusterState) -> Result<bool, String>,
+    ) -> Result<(), String> {
+        for _ in 0..5 {
+            let (mut st, version) = self
+                .read_state(shard)
+                .await?
+                .ok_or_else(|| format!("shard {shard} has no state"))?;
+            if !edit(&mut st)? {
+                return Ok(());
+            }
+            let w =
+                prepare_state_write(shard, &st, Some(version), HistoryWriter::Admin).map_err(e)?;
+            let mut ops: Vec<Op> = self
+                .fence
+                .iter()
+                .map(|f| Op::check(f.path.clone(), Expect::Version(0)))
+                .collect();
+            ops.push(Op::set(
+                w.state_path,
+                w.data.clone(),
+                Expect::Version(version),
+            ));
+            ops.push(Op::create(
+                w.history_prefix,
+                w.data,
+                CreateMode::PersistentSequential,
+            ));
+            let fenced = self.fence.is_some();
+            match self.coord.multi(ops).await {
+                Ok(_) => return Ok(()),
+                Err(CoordError::MultiFailed { index, error })
+                    if matches!(*error, CoordError::BadVersion(_)) && !(fenced && index == 0) =>
+                {
+                    continue;
+                }
+                Err(x) => return Err(format!("writing the state of {shard}: {x}")),
+            }
+        }
+        Err(format!(
+            "the state of {shard} kept changing under us; giving up for now"
+        ))
+    }
+}
+
+#[async_trait]
+impl ManateeWorld for TritonManatee {
+    async fn observe(&self, shard: &str) -> Result<ShardObservation, String> {
+        let insts = self.shard_instances(shard).await?;
+        let state = self.read_state(shard).await?.map(|(s, _)| s);
+        let mut active_zones = Vec::new();
+        if let Ok(children) = self.coord.children(&election_path(shard)).await {
+            for c in children {
+                if let Ok((data, _)) = self
+                    .coord
+                    .get(&format!("{}/{c}", election_path(shard)))
+                    .await
+                    && let Ok(d) = ElectionNodeData::from_json(&data)
+                {
+                    active_zones.push(d.zone_id);
+                }
+            }
+        }
+        let mut peers = Vec::new();
+        for inst in &insts {
+            let vm = match self.triton.vmapi.vm(&inst.uuid).await {
+                Ok(vm) => vm,
+                Err(x) if x.is_not_found() => continue,
+                Err(x) => return Err(x.to_string()),
+            };
+            peers.push(PeerObservation {
+                zone: inst.uuid.clone(),
+                alias: vm.alias.clone().unwrap_or_else(|| inst.uuid.clone()),
+                server: vm.server_uuid.clone().unwrap_or_default(),
+                image: vm.image_uuid.clone().unwrap_or_default(),
+                vm_state: vm.state.as_str().to_string(),
+                active: active_zones.contains(&inst.uuid),
+                pg_online: false,
+                lag_seconds: None,
+                one_node_write_mode: inst
+                    .metadata
+                    .get("ONE_NODE_WRITE_MODE")
+                    .is_some_and(|v| v == true || v == "true"),
+            });
+        }
+        // pg-status from the primary's zone, the way sdcadm asks.
+        if let Some(st) = &state
+            && let Some(primary) = peers
+                .iter()
+                .find(|p| p.zone == st.primary.zone_id)
+                .filter(|p| p.vm_state == "running")
+        {
+            let argv = [
+                "manatee-adm",
+                "pg-status",
+                "-H",
+                "-o",
+                wire::pgstatus::COLUMNS,
+            ];
+            if let Ok(out) = self
+                .triton
+                .cnapi
+                .execute(&primary.server.clone(), Some(&primary.zone.clone()), &argv)
+                .await
+                && out.exit_code == 0
+            {
+                for row in wire::pgstatus::parse(&out.stdout)? {
+                    if let Some(p) = peers.iter_mut().find(|p| p.zone == row.peername) {
+                        p.pg_online = row.pg_online;
+                        p.lag_seconds = row.lag_seconds;
+                    }
+                }
+            }
+        }
+        Ok(ShardObservation {
+            shard: shard.to_string(),
+            state,
+            peers,
+        })
+    }
+
+    async fn image(&self, uuid: &str) -> Result<Option<ImageInfo>, String> {
+        Ok(self
+            .triton
+            .imgapi
+            .image(uuid)
+            .await
+            .map_err(e)?
+            .map(|m| ImageInfo {
+                uuid: m.uuid.clone(),
+                name: m.name.clone(),
+                version: m.version.clone(),
+                state: m.state.as_str().to_string(),
+                manatee_major: m
+                    .tags
+                    .as_ref()
+                    .and_then(|t| t.get("manatee_major"))
+                    .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+                    .map(|v| v as u32),
+            }))
+    }
+
+    async fn reprovision(&self, zone: &str, image: &str, _op_id: &str) -> Result<(), String> {
+        self.triton
+            .sapi
+            .upgrade_instance(zone, image)
+            .await
+            .map(|_| ())
+            .map_err(e)
+    }
+
+    async fn freeze(&self, shard: &str, reason: &str) -> Result<(), String> {
+        self.write_state(shard, |st| {
+            if st.is_frozen() {
+                return if st.freeze.reason() == Some(reason) {
+                    Ok(false)
+                } else {
+                    Err(format!(
+                        "already frozen: {}",
+                        st.freeze.reason().unwrap_or("?")
+                    ))
+                };
+            }
+            st.freeze(reason).map_err(e)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn unfreeze_own(&self, shard: &str, reason: &str) -> Result<(), String> {
+        self.write_state(shard, |st| {
+            if st.freeze.reason() != Some(reason) {
+                return Ok(false); // never lift someone else's freeze
+            }
+            st.unfreeze_own(reason).map_err(e)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn approved(&self, op_id: &str, step: &str) -> Result<bool, String> {
+        Ok(self
+            .coord
+            .exists(&super::approval_path(op_id, step))
+            .await
+            .map_err(e)?
+            .is_some())
+    }
+}

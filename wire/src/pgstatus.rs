@@ -1,0 +1,115 @@
+//! `manatee-adm pg-status -H -o peername,role,pg-online,pg-repl,pg-lag`:
+//! the columns the controller reads from a manatee zone (through CNAPI
+//! execute, as sdcadm does), rendered by the simulator and parsed by the
+//! controller. Column names and value formats are manatee-adm's (§4.3).
+
+use crate::manatee::{PgStatusReport, format_lag};
+
+/// The columns tritonctl asks for.
+pub const COLUMNS: &str = "peername,role,pg-online,pg-repl,pg-lag";
+
+/// One parsed row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// The peer's zone name (zoneId).
+    pub peername: String,
+    pub role: String,
+    pub pg_online: bool,
+    /// `sync`, `async` or `-`: replication from this peer to its downstream.
+    pub repl: String,
+    /// Seconds behind its upstream; None for `-`.
+    pub lag_seconds: Option<f64>,
+}
+
+/// Render rows for [`COLUMNS`] without a header (`-H`), whitespace separated.
+pub fn render(report: &PgStatusReport) -> String {
+    let mut out = String::new();
+    for p in &report.peers {
+        let repl = p
+            .repl
+            .as_ref()
+            .map_or("-".to_string(), |r| r.sync_state.clone());
+        let lag = p.lag.map_or("-".to_string(), format_lag);
+        out.push_str(&format!(
+            "{} {} {} {} {}\n",
+            p.peer.zone_id,
+            p.role,
+            if p.online() { "ok" } else { "fail" },
+            repl,
+            lag
+        ));
+    }
+    out
+}
+
+/// Parse `%dm%02ds` (and manatee-adm's day/hour forms) into seconds.
+pub fn parse_lag(s: &str) -> Option<f64> {
+    if s == "-" || s == "?" {
+        return None;
+    }
+    let mut total = 0u64;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().ok()?;
+        num.clear();
+        total += n * match c {
+            'd' => 86400,
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return None,
+        };
+    }
+    num.is_empty().then_some(total as f64)
+}
+
+/// Parse the output of [`render`] (or the real command with the same `-o`).
+pub fn parse(text: &str) -> Result<Vec<Row>, String> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() != 5 {
+                return Err(format!(
+                    "unexpected pg-status line `{line}`: expected 5 columns ({COLUMNS})"
+                ));
+            }
+            Ok(Row {
+                peername: f[0].to_string(),
+                role: f[1].to_string(),
+                pg_online: f[2] == "ok",
+                repl: f[3].to_string(),
+                lag_seconds: parse_lag(f[4]),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lags_and_rows() {
+        assert_eq!(parse_lag("5m42s"), Some(342.0));
+        assert_eq!(parse_lag("0m00s"), Some(0.0));
+        assert_eq!(parse_lag("-"), None);
+        assert_eq!(parse_lag("5x"), None);
+        let rows = parse("abc primary ok sync -\ndef sync fail - 0m03s\n").unwrap();
+        assert_eq!(
+            rows[1],
+            Row {
+                peername: "def".into(),
+                role: "sync".into(),
+                pg_online: false,
+                repl: "-".into(),
+                lag_seconds: Some(3.0)
+            }
+        );
+        assert!(parse("too few").is_err());
+    }
+}
