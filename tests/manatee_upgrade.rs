@@ -8,21 +8,49 @@ use std::time::Duration;
 async fn lab_upgrade_loses_no_acknowledged_write() {
     let mut lines = Vec::new();
     let mut out = |l: String| lines.push(l);
-    let report = tritonctl::demo::run(&mut out, Duration::from_secs(90)).await.expect("the demo converges");
+    let report = tritonctl::demo::run(&mut out, Duration::from_secs(90))
+        .await
+        .expect("the demo converges");
     assert_eq!(report.lost, 0, "acknowledged writes were lost");
-    assert!(report.acked > 10, "the writer barely ran: {} acked", report.acked);
-    assert_eq!(report.steps, 7, "preflight, async, sync, freeze, primary, wait-healthy, unfreeze");
+    assert!(
+        report.acked > 10,
+        "the writer barely ran: {} acked",
+        report.acked
+    );
+    assert_eq!(
+        report.steps, 7,
+        "preflight, async, sync, freeze, primary, wait-healthy, unfreeze"
+    );
     // The order is the safety rule: asyncs, then the sync, then freeze before the primary.
-    let order: Vec<&str> = ["reprovision-async", "reprovision-sync", "[freeze]", "reprovision-primary", "[unfreeze]"]
-        .into_iter()
-        .filter(|needle| lines.iter().any(|l| l.contains("StepStarted") && l.contains(needle)))
-        .collect();
+    let order: Vec<&str> = [
+        "reprovision-async",
+        "reprovision-sync",
+        "[freeze]",
+        "reprovision-primary",
+        "[unfreeze]",
+    ]
+    .into_iter()
+    .filter(|needle| {
+        lines
+            .iter()
+            .any(|l| l.contains("StepStarted") && l.contains(needle))
+    })
+    .collect();
     assert_eq!(order.len(), 5, "{lines:#?}");
-    let pos = |needle: &str| lines.iter().position(|l| l.contains("StepStarted") && l.contains(needle)).unwrap();
+    let pos = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains("StepStarted") && l.contains(needle))
+            .unwrap()
+    };
     assert!(pos("reprovision-async") < pos("reprovision-sync"));
     assert!(pos("reprovision-sync") < pos("[freeze]"));
     assert!(pos("[freeze]") < pos("reprovision-primary"));
     assert!(pos("reprovision-primary") < pos("[unfreeze]"));
     // The primary step is the only write outage; it is bounded.
-    assert!(report.longest_outage < Duration::from_secs(10), "{:?}", report.longest_outage);
+    assert!(
+        report.longest_outage < Duration::from_secs(10),
+        "{:?}",
+        report.longest_outage
+    );
 }

@@ -264,28 +264,28 @@ pub async fn run(
     // Every acknowledged write must be on the primary now.
     let durable = shard.primary_writes().await.map_err(|e| e.to_string())?;
     let durable: std::collections::HashSet<&Vec<u8>> = durable.iter().collect();
-    let log = log.lock().unwrap();
-    let lost = log.acked.iter().filter(|w| !durable.contains(w)).count();
     let status = store
         .status(Kind::ManateeVersion, "sdc")
         .await
         .map_err(|e| e.to_string())?
         .unwrap_or_default();
-    let report = DemoReport {
-        steps: status.operation.as_ref().map_or(0, |o| o.steps.len()),
-        elapsed: started.elapsed(),
-        acked: log.acked.len(),
-        lost,
-        failed_writes: log.failed,
-        longest_outage: log
-            .outages
-            .iter()
-            .map(|(a, b)| *b - *a)
-            .max()
-            .unwrap_or_default(),
-        total_outage: log.outages.iter().map(|(a, b)| *b - *a).sum(),
+    let report = {
+        let log = log.lock().unwrap();
+        DemoReport {
+            steps: status.operation.as_ref().map_or(0, |o| o.steps.len()),
+            elapsed: started.elapsed(),
+            acked: log.acked.len(),
+            lost: log.acked.iter().filter(|w| !durable.contains(w)).count(),
+            failed_writes: log.failed,
+            longest_outage: log
+                .outages
+                .iter()
+                .map(|(a, b)| *b - *a)
+                .max()
+                .unwrap_or_default(),
+            total_outage: log.outages.iter().map(|(a, b)| *b - *a).sum(),
+        }
     };
-    drop(log);
     scenario.shutdown().await;
     Ok(report)
 }

@@ -13,6 +13,9 @@
 //!   with a data directory it persists persistent znodes to SQLite.
 //!
 //! The same conformance suite (`tests/conformance.rs`) runs against both.
+//! With the `testing` feature, [`testing::ZkServer`] starts a private real
+//! ZooKeeper for integration tests (`coord = { workspace = true, features =
+//! ["testing"] }` in dev-dependencies).
 
 use std::fmt;
 use std::future::Future;
@@ -317,6 +320,9 @@ pub trait Coordination: Send + Sync + 'static {
 
     /// Close the session: its ephemeral nodes are deleted, pending watches end
     /// with `SessionClosed`, and later calls fail with `SessionClosed`.
+    /// As in ZooKeeper, the ephemerals are deleted while the session is still
+    /// connected, so this session's own watches on them fire `NodeDeleted`
+    /// (and a child watch on their parent `NodeChildrenChanged`) first.
     async fn close(&self);
 
     /// Create `path` and any missing ancestors as empty persistent nodes.

@@ -31,6 +31,9 @@ use crate::{
 /// File name of the SQLite database inside the data directory.
 pub const DB_FILE: &str = "coord.sqlite3";
 
+/// Lock file that keeps a second ensemble off the same data directory.
+pub const LOCK_FILE: &str = "coord.lock";
+
 /// Schema version stored in SQLite's `user_version`.
 const SCHEMA_VERSION: i64 = 1;
 
@@ -57,7 +60,10 @@ impl Inner {
 #[derive(Clone, Copy, Debug)]
 struct NodeStat {
     version: i32,
-    cversion: i32,
+    /// How many children were ever created here. Like ZooKeeper, this is the
+    /// sequence counter, and the visible cversion (creates + deletes) is
+    /// derived from it: `2 * child_creates - num_children`.
+    child_creates: i32,
     ctime_ms: i64,
     mtime_ms: i64,
     owner: i64,
@@ -73,7 +79,11 @@ impl Node {
     fn stat(&self) -> Stat {
         Stat {
             version: self.stat.version,
-            cversion: self.stat.cversion,
+            cversion: self
+                .stat
+                .child_creates
+                .wrapping_mul(2)
+                .wrapping_sub(self.children.len() as i32),
             ctime_ms: self.stat.ctime_ms,
             mtime_ms: self.stat.mtime_ms,
             ephemeral_owner: self.stat.owner,
@@ -129,6 +139,8 @@ struct State {
     data_watches: HashMap<String, Vec<Registration>>,
     child_watches: HashMap<String, Vec<Registration>>,
     db: Option<rusqlite::Connection>,
+    /// Held for the ensemble's lifetime: an exclusive `flock` on the data dir.
+    _dir_lock: Option<std::fs::File>,
 }
 
 fn now_ms() -> i64 {
@@ -143,7 +155,7 @@ fn root_node(now: i64) -> Node {
         data: Vec::new(),
         stat: NodeStat {
             version: 0,
-            cversion: 0,
+            child_creates: 0,
             ctime_ms: now,
             mtime_ms: now,
             owner: 0,
@@ -188,6 +200,7 @@ impl State {
             data_watches: HashMap::new(),
             child_watches: HashMap::new(),
             db,
+            _dir_lock: None,
         }
     }
 
@@ -220,10 +233,10 @@ impl State {
             .nodes
             .get(parent_path)
             .ok_or_else(|| CoordError::NoNode(path.to_string()))?;
-        // ZooKeeper names sequential nodes after the parent's cversion, which
-        // counts every child create and delete and so never goes backwards.
+        // ZooKeeper numbers sequential nodes by the parent's count of child
+        // creates, which never goes backwards (deletes do not lower it).
         let full = if mode.is_sequential() {
-            format!("{path}{:010}", parent_node.stat.cversion)
+            format!("{path}{:010}", parent_node.stat.child_creates)
         } else {
             path.to_string()
         };
@@ -241,7 +254,7 @@ impl State {
         let parent_node = self.nodes.get_mut(&parent_path).expect("checked above");
         tx.undo
             .push(Undo::Stat(parent_path.clone(), parent_node.stat));
-        parent_node.stat.cversion = parent_node.stat.cversion.wrapping_add(1);
+        parent_node.stat.child_creates = parent_node.stat.child_creates.wrapping_add(1);
         parent_node.children.insert(name.clone());
         tx.undo
             .push(Undo::ChildAdded(parent_path.clone(), name.clone()));
@@ -252,7 +265,7 @@ impl State {
                 data: data.to_vec(),
                 stat: NodeStat {
                     version: 0,
-                    cversion: 0,
+                    child_creates: 0,
                     ctime_ms: now,
                     mtime_ms: now,
                     owner,
@@ -308,13 +321,11 @@ impl State {
             .expect("non-root path has a parent")
             .to_string();
         let name = name_of(path).to_string();
+        // The visible cversion rises because the child count drops.
         let parent_node = self
             .nodes
             .get_mut(&parent_path)
             .expect("every node's parent exists");
-        tx.undo
-            .push(Undo::Stat(parent_path.clone(), parent_node.stat));
-        parent_node.stat.cversion = parent_node.stat.cversion.wrapping_add(1);
         parent_node.children.remove(&name);
         tx.undo.push(Undo::ChildRemoved(parent_path.clone(), name));
 
@@ -389,10 +400,10 @@ impl State {
         let txn = db.transaction()?;
         {
             let mut upsert = txn.prepare_cached(
-                "INSERT INTO znode (path, data, version, cversion, ctime_ms, mtime_ms)
+                "INSERT INTO znode (path, data, version, child_creates, ctime_ms, mtime_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT(path) DO UPDATE SET data = excluded.data,
-                   version = excluded.version, cversion = excluded.cversion,
+                   version = excluded.version, child_creates = excluded.child_creates,
                    ctime_ms = excluded.ctime_ms, mtime_ms = excluded.mtime_ms",
             )?;
             let mut remove = txn.prepare_cached("DELETE FROM znode WHERE path = ?1")?;
@@ -403,7 +414,7 @@ impl State {
                             path,
                             n.data,
                             n.stat.version,
-                            n.stat.cversion,
+                            n.stat.child_creates,
                             n.stat.ctime_ms,
                             n.stat.mtime_ms
                         ])?;
@@ -465,28 +476,21 @@ impl State {
         Watch::new(async move { rx.await.unwrap_or(WatchEvent::SessionClosed) })
     }
 
-    /// End a session: its pending watches resolve with `why`, its ephemeral
-    /// nodes are deleted (firing other sessions' watches), its state becomes
-    /// terminal. Returns the watch deliveries to send once unlocked.
+    /// End a session and return the watch deliveries to send once unlocked.
+    ///
+    /// Its ephemeral nodes are deleted (firing watches), its remaining
+    /// watches resolve with `SessionExpired`/`SessionClosed`, its state
+    /// becomes terminal. The order follows ZooKeeper: a closing client is
+    /// still connected while the server deletes its ephemerals, so its own
+    /// watches on them fire normally; an expired client is already gone, so
+    /// all its watches end with the expiry.
     fn end_session(&mut self, id: i64, end: SessionState) -> Deliveries {
         let Some(entry) = self.sessions.remove(&id) else {
             return Vec::new();
         };
-        let why = if end == SessionState::Expired {
-            WatchEvent::SessionExpired
-        } else {
-            WatchEvent::SessionClosed
-        };
         let mut out = Vec::new();
-        for map in [&mut self.data_watches, &mut self.child_watches] {
-            for regs in map.values_mut() {
-                let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(regs)
-                    .into_iter()
-                    .partition(|r| r.session == id);
-                *regs = others;
-                out.extend(mine.into_iter().map(|r| (r.tx, why)));
-            }
-            map.retain(|_, regs| !regs.is_empty());
+        if end == SessionState::Expired {
+            out.extend(self.drop_watches_of(id, WatchEvent::SessionExpired));
         }
 
         // Ephemeral nodes never have children, so any deletion order works.
@@ -502,19 +506,60 @@ impl State {
                 tracing::error!(%path, error = %e, "could not delete ephemeral node of ended session");
             }
         }
-        // Only parents' cversions reach SQLite here; the session ends regardless.
+        // Only parents' rows change here; the session ends regardless.
         if let Err(e) = self.persist(&tx.dirty) {
-            tracing::error!(error = %e, "could not persist parent counters after session end");
+            tracing::error!(error = %e, "could not persist parents after session end");
         }
         out.extend(self.take_watches(&tx.fired));
+
+        out.extend(self.drop_watches_of(id, WatchEvent::SessionClosed));
         entry.state_tx.send_replace(end);
+        out
+    }
+
+    /// Remove every pending watch of one session, resolving it with `why`.
+    fn drop_watches_of(&mut self, id: i64, why: WatchEvent) -> Deliveries {
+        let mut out = Vec::new();
+        for map in [&mut self.data_watches, &mut self.child_watches] {
+            for regs in map.values_mut() {
+                let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(regs)
+                    .into_iter()
+                    .partition(|r| r.session == id);
+                *regs = others;
+                out.extend(mine.into_iter().map(|r| (r.tx, why)));
+            }
+            map.retain(|_, regs| !regs.is_empty());
+        }
         out
     }
 }
 
+/// Take the data dir for this ensemble alone. Two ensembles writing one
+/// database would silently overwrite each other's counters and nodes
+/// (SQLite would happily serialize their transactions).
+fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| CoordError::Backend(format!("open {}: {e}", path.display())))?;
+    // flock conflicts between open files even within one process, so a
+    // second `open` of the same dir here fails too. Released on close/exit.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        return Err(CoordError::Backend(format!(
+            "{} is in use by another coordination store ({err})",
+            dir.display()
+        )));
+    }
+    Ok(file)
+}
+
 fn open_db(dir: &Path) -> Result<(rusqlite::Connection, HashMap<String, Node>)> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| CoordError::Backend(format!("create {}: {e}", dir.display())))?;
     let file = dir.join(DB_FILE);
     let conn = rusqlite::Connection::open(&file)
         .map_err(|e| CoordError::Backend(format!("open {}: {e}", file.display())))?;
@@ -527,7 +572,7 @@ fn open_db(dir: &Path) -> Result<(rusqlite::Connection, HashMap<String, Node>)> 
              path     TEXT PRIMARY KEY NOT NULL,
              data     BLOB NOT NULL,
              version  INTEGER NOT NULL,
-             cversion INTEGER NOT NULL,
+             child_creates INTEGER NOT NULL,
              ctime_ms INTEGER NOT NULL,
              mtime_ms INTEGER NOT NULL
          ) WITHOUT ROWID;",
@@ -552,7 +597,7 @@ fn open_db(dir: &Path) -> Result<(rusqlite::Connection, HashMap<String, Node>)> 
     let mut nodes = HashMap::new();
     {
         let mut stmt = conn
-            .prepare("SELECT path, data, version, cversion, ctime_ms, mtime_ms FROM znode")
+            .prepare("SELECT path, data, version, child_creates, ctime_ms, mtime_ms FROM znode")
             .map_err(db_err)?;
         let rows = stmt
             .query_map([], |r| {
@@ -562,7 +607,7 @@ fn open_db(dir: &Path) -> Result<(rusqlite::Connection, HashMap<String, Node>)> 
                         data: r.get(1)?,
                         stat: NodeStat {
                             version: r.get(2)?,
-                            cversion: r.get(3)?,
+                            child_creates: r.get(3)?,
                             ctime_ms: r.get(4)?,
                             mtime_ms: r.get(5)?,
                             owner: 0,
@@ -608,11 +653,16 @@ impl MemEnsemble {
     /// An ensemble whose persistent znodes live in `dir/coord.sqlite3`
     /// (created if missing). Reopening restores every persistent node with its
     /// versions and child counters (so sequence numbers continue), but no
-    /// ephemeral node. Only one process may have a directory open at a time.
+    /// ephemeral node. Only one ensemble may have a directory open at a time
+    /// (enforced with an exclusive `flock` on `dir/coord.lock`).
     pub fn open(dir: &Path) -> Result<MemEnsemble> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CoordError::Backend(format!("create {}: {e}", dir.display())))?;
+        let lock = lock_dir(dir)?;
         let (conn, nodes) = open_db(dir)?;
         let mut state = State::new(Some(conn));
         state.nodes = nodes;
+        state._dir_lock = Some(lock);
         Ok(MemEnsemble::from_state(state))
     }
 

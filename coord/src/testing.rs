@@ -57,6 +57,19 @@ fn free_port() -> io::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+fn check_installed(jar: &Path) -> io::Result<()> {
+    if jar.exists() {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        format!(
+            "{} is missing: install ZooKeeper with `apt-get install -y zookeeper`",
+            jar.display()
+        ),
+    ))
+}
+
 /// Send `ruok`; a healthy server answers `imok`.
 fn ruok(port: u16) -> bool {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
@@ -98,14 +111,7 @@ impl ZkServer {
     }
 
     fn prepare() -> io::Result<ZkServer> {
-        if !Path::new(ZOOKEEPER_JAR).exists() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!(
-                    "{ZOOKEEPER_JAR} is missing: install ZooKeeper with `apt-get install -y zookeeper`"
-                ),
-            ));
-        }
+        check_installed(Path::new(ZOOKEEPER_JAR))?;
         let dir = tempfile::Builder::new().prefix("coord-zk-").tempdir()?;
         let port = free_port()?;
         let data = dir.path().join("data");
@@ -288,5 +294,29 @@ impl ZkServer {
 impl Drop for ZkServer {
     fn drop(&mut self) {
         self.stop_blocking();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_zookeeper_says_how_to_install_it() {
+        let err = check_installed(Path::new("/nonexistent/zookeeper.jar")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert!(
+            err.to_string().contains("apt-get install -y zookeeper"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn zk_blocking_start_and_drop_stop_the_server() {
+        let server = ZkServer::start_blocking().unwrap();
+        let pid = server.pid().unwrap();
+        assert!(ruok(server.port()));
+        drop(server);
+        assert!(!Path::new(&format!("/proc/{pid}")).exists());
     }
 }

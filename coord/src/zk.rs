@@ -40,7 +40,13 @@ pub struct ZkCoordination {
     client: Mutex<Option<zkc::Client>>,
     state: Mutex<zkc::StateWatcher>,
     events: watch::Receiver<SessionState>,
+    /// `close` was called: calls fail with `SessionClosed`.
     closed: AtomicBool,
+    /// `close` was called while the session was alive, so however the
+    /// session task ends, we report `Closed`. The server may drop the
+    /// connection before the CloseSession reply arrives; the client then
+    /// reconnects, hears "expired" and would end in `Expired`.
+    closing: Arc<AtomicBool>,
     session_id: i64,
     session_timeout: Duration,
     connect_string: String,
@@ -138,10 +144,11 @@ fn validate_op(op: &Op) -> Result<()> {
 }
 
 /// Hand the watcher to a task that owns it until it fires (see module docs).
-fn forward_watch(watcher: zkc::OneshotWatcher) -> Watch {
+fn forward_watch(watcher: zkc::OneshotWatcher, closing: Arc<AtomicBool>) -> Watch {
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
         let event = watcher.changed().await;
+        let closing = closing.load(Ordering::SeqCst);
         let mapped = match event.event_type {
             zkc::EventType::NodeCreated => WatchEvent::NodeCreated,
             zkc::EventType::NodeDeleted => WatchEvent::NodeDeleted,
@@ -149,6 +156,7 @@ fn forward_watch(watcher: zkc::OneshotWatcher) -> Watch {
             zkc::EventType::NodeChildrenChanged => WatchEvent::NodeChildrenChanged,
             zkc::EventType::Session => match map_state(event.session_state) {
                 SessionState::Closed => WatchEvent::SessionClosed,
+                _ if closing => WatchEvent::SessionClosed,
                 _ => WatchEvent::SessionExpired,
             },
         };
@@ -184,6 +192,8 @@ impl ZkCoordination {
         let mut forwarder = client.state_watcher();
         let initial = map_state(client.state());
         let (tx, events) = watch::channel(initial);
+        let closing = Arc::new(AtomicBool::new(false));
+        let forwarder_closing = closing.clone();
         // Feeds `session_events`. Ends at the first terminal state, which the
         // client always delivers (and it comes when the client is dropped).
         tokio::spawn(async move {
@@ -191,7 +201,10 @@ impl ZkCoordination {
                 return;
             }
             loop {
-                let state = map_state(forwarder.changed().await);
+                let mut state = map_state(forwarder.changed().await);
+                if state.is_terminal() && forwarder_closing.load(Ordering::SeqCst) {
+                    state = SessionState::Closed;
+                }
                 tx.send_replace(state);
                 if state.is_terminal() {
                     break;
@@ -211,6 +224,7 @@ impl ZkCoordination {
             client: Mutex::new(Some(client)),
             events,
             closed: AtomicBool::new(false),
+            closing,
             session_id,
             connect_string: connect_string.to_string(),
         }))
@@ -228,66 +242,67 @@ impl ZkCoordination {
     /// Test/simulation hook: end this session from outside, as the ensemble
     /// would when it expires a session. Another client attaches to the same
     /// session (id and password) and closes it; our reconnect is then
-    /// answered with "session expired". Waits until this handle reports a
-    /// terminal state (or gives up after a few session timeouts).
+    /// answered with "session expired". Returns once this handle reports a
+    /// terminal state, or fails after a few session timeouts.
     ///
-    /// The server hands a session to whichever connection presented it last,
+    /// The server gives a session to whichever connection presented it last,
     /// and our own client reconnects at once when its connection is taken
-    /// away, so a single attach attempt often loses that race. Each attempt
-    /// therefore tries the ensemble once (`with_fail_eagerly`) and we retry
-    /// until one attaches; CloseSession is then queued immediately and is
-    /// re-sent by that client after any reconnect until it is acknowledged.
+    /// away; so an attach can lose the session again before its CloseSession
+    /// goes out. Each attempt therefore tries the ensemble once
+    /// (`with_fail_eagerly`), and we keep attaching until this handle sees the
+    /// end. Every attached client keeps re-sending CloseSession after its own
+    /// reconnects until the session is gone, then stops.
     pub async fn expire_from_outside(&self) -> Result<()> {
         let session = self.client()?.session().clone();
         let patience = self.session_timeout * 3 + Duration::from_secs(2);
         let deadline = tokio::time::Instant::now() + patience;
         let (major, minor, patch) = SERVER_VERSION;
+        let mut events = self.events.clone();
         let mut attempts = 0u32;
-        let other = loop {
+        let mut attached = 0u32;
+        let mut last_error = None;
+        loop {
+            if events.borrow().is_terminal() {
+                tracing::debug!(
+                    session = format_args!("{:#x}", self.session_id),
+                    attempts,
+                    attached,
+                    "session expired from outside"
+                );
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(CoordError::Backend(format!(
+                    "session {:#x} not expired within {patience:?} ({attempts} attach attempts, \
+                     {attached} attached, last error {last_error:?})",
+                    self.session_id
+                )));
+            }
             attempts += 1;
-            let attached = zkc::Client::connector()
+            let other = zkc::Client::connector()
                 .with_server_version(major, minor, patch)
                 .with_session(session.clone())
                 .with_session_timeout(self.session_timeout)
                 .with_fail_eagerly()
                 .connect(&self.connect_string)
                 .await;
-            match attached {
-                Ok(client) => break Some(client),
-                // Someone else already ended it.
-                Err(zkc::Error::SessionExpired) => break None,
-                Err(e) if tokio::time::Instant::now() >= deadline => {
-                    return Err(CoordError::Backend(format!(
-                        "could not attach to session {:#x} to expire it ({attempts} attempts): {e}",
-                        self.session_id
-                    )));
+            let wait = match other {
+                Ok(other) => {
+                    attached += 1;
+                    // Dropping the only handle sends CloseSession.
+                    drop(other);
+                    Duration::from_millis(500)
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(2)).await,
-            }
-        };
-        tracing::debug!(
-            session = format_args!("{:#x}", self.session_id),
-            attempts,
-            "attached to session to expire it"
-        );
-        if let Some(other) = other {
-            let mut other_state = other.state_watcher();
-            // Dropping the only handle sends CloseSession for the shared session.
-            drop(other);
-            let _ = tokio::time::timeout_at(deadline, async {
-                while !other_state.state().is_terminated() {
-                    other_state.changed().await;
+                // Already ended on the server; our handle learns it on its
+                // next reconnect (or by its own timeout).
+                Err(zkc::Error::SessionExpired) => patience,
+                Err(e) => {
+                    last_error = Some(e);
+                    Duration::from_millis(2)
                 }
-            })
-            .await;
-        }
-        let mut events = self.events.clone();
-        match tokio::time::timeout_at(deadline, events.wait_for(|s| s.is_terminal())).await {
-            Ok(Ok(_)) => Ok(()),
-            _ => Err(CoordError::Backend(format!(
-                "session {:#x} not reported expired within {patience:?}",
-                self.session_id
-            ))),
+            };
+            let until = deadline.min(tokio::time::Instant::now() + wait);
+            let _ = tokio::time::timeout_at(until, events.wait_for(|s| s.is_terminal())).await;
         }
     }
 
@@ -318,7 +333,7 @@ impl Coordination for ZkCoordination {
                 .expect("zk state lock poisoned")
                 .peek_state(),
         );
-        if self.closed.load(Ordering::SeqCst) && !state.is_terminal() {
+        if self.closing.load(Ordering::SeqCst) {
             return SessionState::Closed;
         }
         state
@@ -359,7 +374,11 @@ impl Coordination for ZkCoordination {
             .get_and_watch_data(path)
             .await
             .map_err(|e| map_err(e, path))?;
-        Ok((data, map_stat(&stat), forward_watch(watcher)))
+        Ok((
+            data,
+            map_stat(&stat),
+            forward_watch(watcher, self.closing.clone()),
+        ))
     }
 
     async fn exists(&self, path: &str) -> Result<Option<Stat>> {
@@ -379,7 +398,10 @@ impl Coordination for ZkCoordination {
             .check_and_watch_stat(path)
             .await
             .map_err(|e| map_err(e, path))?;
-        Ok((stat.as_ref().map(map_stat), forward_watch(watcher)))
+        Ok((
+            stat.as_ref().map(map_stat),
+            forward_watch(watcher, self.closing.clone()),
+        ))
     }
 
     async fn set(&self, path: &str, data: &[u8], expect: Expect) -> Result<Stat> {
@@ -420,7 +442,7 @@ impl Coordination for ZkCoordination {
             .list_and_watch_children(path)
             .await
             .map_err(|e| map_err(e, path))?;
-        Ok((children, forward_watch(watcher)))
+        Ok((children, forward_watch(watcher, self.closing.clone())))
     }
 
     async fn multi(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
@@ -487,8 +509,13 @@ impl Coordination for ZkCoordination {
     }
 
     async fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
         let client = self.client.lock().expect("zk client lock poisoned").take();
+        if let Some(client) = &client
+            && !client.state().is_terminated()
+        {
+            self.closing.store(true, Ordering::SeqCst);
+        }
+        self.closed.store(true, Ordering::SeqCst);
         let Some(client) = client else {
             return;
         };

@@ -5,7 +5,7 @@
 //! Every test body is written once against `Arc<dyn Coordination>` plus a
 //! small `Backend` harness (new session, expire a session).
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -58,7 +58,7 @@ impl Backend for MemBackend {
 struct ZkBackend {
     server: coord::testing::ZkServer,
     session_timeout: Duration,
-    sessions: Mutex<Vec<Weak<coord::ZkCoordination>>>,
+    sessions: std::sync::Mutex<Vec<std::sync::Weak<coord::ZkCoordination>>>,
 }
 
 #[cfg(feature = "testing")]
@@ -74,7 +74,7 @@ impl ZkBackend {
         ZkBackend {
             server,
             session_timeout,
-            sessions: Mutex::new(Vec::new()),
+            sessions: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -100,7 +100,7 @@ impl Backend for ZkBackend {
             .lock()
             .unwrap()
             .iter()
-            .filter_map(Weak::upgrade)
+            .filter_map(std::sync::Weak::upgrade)
             .find(|s| s.session_id() == id)
             .expect("session made by this backend");
         zk.expire_from_outside().await.expect("force expiry");
@@ -232,17 +232,19 @@ async fn sequential_names(b: &dyn Backend) {
     assert_eq!(seq("/t/seq/n-").await.unwrap(), "/t/seq/n-0000000000");
     assert_eq!(seq("/t/seq/n-").await.unwrap(), "/t/seq/n-0000000001");
     s.delete("/t/seq/n-0000000001", Expect::Any).await.unwrap();
-    // The counter is the parent's cversion: creates and deletes both count,
-    // so a deleted number is never handed out again.
-    assert_eq!(seq("/t/seq/n-").await.unwrap(), "/t/seq/n-0000000003");
+    // The counter is the parent's number of child creates (ZooKeeper's
+    // internal cversion): a deleted number is never handed out again ...
+    assert_eq!(seq("/t/seq/n-").await.unwrap(), "/t/seq/n-0000000002");
+    // ... while the visible cversion counts creates and deletes.
+    assert_eq!(s.exists("/t/seq").await.unwrap().unwrap().cversion, 4);
     // One counter per parent, shared by every prefix.
-    assert_eq!(seq("/t/seq/m-").await.unwrap(), "/t/seq/m-0000000004");
+    assert_eq!(seq("/t/seq/m-").await.unwrap(), "/t/seq/m-0000000003");
     let eph = s
         .create("/t/seq/e-", b"", CreateMode::EphemeralSequential)
         .await
         .unwrap();
-    assert_eq!(eph, "/t/seq/e-0000000005");
-    assert_eq!(split_sequence("e-0000000005"), Some(("e-", 5)));
+    assert_eq!(eph, "/t/seq/e-0000000004");
+    assert_eq!(split_sequence("e-0000000004"), Some(("e-", 4)));
     let st = s.exists(&eph).await.unwrap().unwrap();
     assert_eq!(st.ephemeral_owner, s.session_id());
 
@@ -255,10 +257,10 @@ async fn sequential_names(b: &dyn Backend) {
     assert_eq!(
         names,
         [
-            "e-0000000005",
-            "m-0000000004",
+            "e-0000000004",
+            "m-0000000003",
             "n-0000000000",
-            "n-0000000003"
+            "n-0000000002"
         ]
     );
 }
@@ -344,15 +346,22 @@ async fn ephemeral_nodes_and_close(b: &dyn Backend) {
     ));
 
     let (_, mut gone) = other.exists_watch("/t/e").await.unwrap();
-    let (_, _, mut own_watch) = owner.get_watch("/t/e").await.unwrap();
+    let (_, _, mut own_on_ephemeral) = owner.get_watch("/t/e").await.unwrap();
+    let (_, _, own_elsewhere) = owner.get_watch("/t").await.unwrap();
+    let (_, own_parent) = owner.children_watch("/t").await.unwrap();
     let mut events = owner.session_events();
     assert_eq!(owner.session_state(), SessionState::Connected);
     assert_pending(&mut gone).await;
-    assert_pending(&mut own_watch).await;
+    assert_pending(&mut own_on_ephemeral).await;
 
     owner.close().await;
     assert_eq!(fired(gone).await, WatchEvent::NodeDeleted);
-    assert_eq!(fired(own_watch).await, WatchEvent::SessionClosed);
+    // As in ZooKeeper, a closing session is still connected while its
+    // ephemerals are deleted, so its own watches on them fire normally;
+    // its other watches end with the session.
+    assert_eq!(fired(own_on_ephemeral).await, WatchEvent::NodeDeleted);
+    assert_eq!(fired(own_parent).await, WatchEvent::NodeChildrenChanged);
+    assert_eq!(fired(own_elsewhere).await, WatchEvent::SessionClosed);
     assert_eq!(other.exists("/t/e").await.unwrap(), None);
     assert_eq!(owner.session_state(), SessionState::Closed);
     let last = timeout(FIRE_WITHIN, events.wait_for(|s| s.is_terminal()))
@@ -581,15 +590,49 @@ async fn multi_is_atomic(b: &dyn Backend) {
 
     // Nothing to do is not an error.
     assert_eq!(s.multi(Vec::new()).await.unwrap(), Vec::new());
+
+    // A late failure undoes every kind of earlier change: data and version
+    // of a set, a delete, nested creates, the parents' counters.
+    let parent_before = s.exists("/t/m").await.unwrap().unwrap();
+    let x_before = s.get("/t/m/x").await.unwrap();
+    let (_, mut quiet) = watcher.children_watch("/t/m").await.unwrap();
+    let err = s
+        .multi(vec![
+            Op::set("/t/m/x", "changed", Expect::Any),
+            Op::delete("/t/m/s-0000000002", Expect::Any),
+            Op::create("/t/m/z", "", CreateMode::Persistent),
+            Op::create("/t/m/z/child", "", CreateMode::Persistent),
+            Op::check("/t/m/x", Expect::Version(x_before.1.version)),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CoordError::MultiFailed { index: 4, error } if matches!(**error, CoordError::BadVersion(_))),
+        "{err:?}"
+    );
+    assert_eq!(s.get("/t/m/x").await.unwrap(), x_before);
+    assert!(s.exists("/t/m/s-0000000002").await.unwrap().is_some());
+    assert_eq!(s.exists("/t/m/z").await.unwrap(), None);
+    assert_eq!(s.exists("/t/m").await.unwrap().unwrap(), parent_before);
+    assert_pending(&mut quiet).await;
+    // The counter did not move either: the next sequence number follows on.
+    assert_eq!(
+        s.create("/t/m/s-", b"", CreateMode::PersistentSequential)
+            .await
+            .unwrap(),
+        "/t/m/s-0000000003"
+    );
+    assert_eq!(fired(quiet).await, WatchEvent::NodeChildrenChanged);
 }
 
 async fn session_expiry_is_terminal(b: &dyn Backend) {
     let s = b.connect().await;
     let id = s.session_id();
-    s.mkdirp("/t").await.unwrap();
-    s.create("/t/mine", b"", CreateMode::Ephemeral)
+    s.mkdirp("/t/eph").await.unwrap();
+    s.create("/t/eph/mine", b"", CreateMode::Ephemeral)
         .await
         .unwrap();
+    // Watches away from the ephemeral, so its deletion cannot fire them.
     let (_, _, pending) = s.get_watch("/t").await.unwrap();
     let (_, pending_children) = s.children_watch("/t").await.unwrap();
     let mut events = s.session_events();
@@ -634,9 +677,9 @@ async fn session_expiry_is_terminal(b: &dyn Backend) {
     // A new session is needed to continue; the ephemeral is gone.
     let fresh = b.connect().await;
     assert_ne!(fresh.session_id(), id);
-    assert_eq!(fresh.exists("/t/mine").await.unwrap(), None);
+    assert_eq!(fresh.exists("/t/eph/mine").await.unwrap(), None);
     fresh
-        .create("/t/mine", b"", CreateMode::Ephemeral)
+        .create("/t/eph/mine", b"", CreateMode::Ephemeral)
         .await
         .unwrap();
     s.close().await; // closing an expired handle is harmless
@@ -714,7 +757,7 @@ suite! {
 #[tokio::test]
 async fn sqlite_reopen_keeps_persistent_nodes_and_counters() {
     let dir = tempfile::tempdir().unwrap();
-    let (before_p, before_a, before_root) = {
+    let (before_a, crashed) = {
         let ens = MemEnsemble::open(dir.path()).unwrap();
         assert!(ens.is_persistent());
         let s = ens.connect();
@@ -731,9 +774,11 @@ async fn sqlite_reopen_keeps_persistent_nodes_and_counters() {
         }
         s.delete("/p/s-0000000003", Expect::Any).await.unwrap();
         s.create("/p/e", b"", CreateMode::Ephemeral).await.unwrap();
-        s.create("/p/es-", b"", CreateMode::EphemeralSequential)
+        let es = s
+            .create("/p/es-", b"", CreateMode::EphemeralSequential)
             .await
             .unwrap();
+        assert_eq!(es, "/p/es-0000000005");
         s.multi(vec![Op::create("/p/m", "m", CreateMode::Persistent)])
             .await
             .unwrap();
@@ -743,51 +788,66 @@ async fn sqlite_reopen_keeps_persistent_nodes_and_counters() {
         ])
         .await
         .unwrap_err();
+        // 7 child creates and 6 children left: cversion 2*7-6.
+        let before_p = s.exists("/p").await.unwrap().unwrap();
+        assert_eq!((before_p.cversion, before_p.num_children), (8, 6));
 
-        // Reopen while the first ensemble and its session are still alive:
-        // what a restart after a crash would find on disk.
-        let again = MemEnsemble::open(dir.path()).unwrap();
+        let before_a = s.get("/p/a").await.unwrap();
+
+        // A second store may not share the directory ...
+        let err = MemEnsemble::open(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("in use"), "{err}");
+        // ... so simulate a crash by copying the files as they are now,
+        // with the session still alive, and opening the copy.
+        let crashed = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), crashed.path().join(entry.file_name())).unwrap();
+        }
+        drop((s, ens));
+        let again = MemEnsemble::open(crashed.path()).unwrap();
         let r = again.connect();
         assert_eq!(r.exists("/p/e").await.unwrap(), None);
         assert_eq!(r.exists("/p/never").await.unwrap(), None);
         let mut kids = r.children("/p").await.unwrap();
         kids.sort();
         assert_eq!(kids, ["a", "m", "s-0000000001", "s-0000000002"]);
-
-        let before_p = s.exists("/p").await.unwrap().unwrap();
+        // The ephemerals are gone as if deleted: cversion 2*7-4.
         let after_p = r.exists("/p").await.unwrap().unwrap();
-        // Same counter (ephemeral creates count too), two fewer children.
-        assert_eq!(after_p.cversion, before_p.cversion);
-        assert_eq!(after_p.num_children, before_p.num_children - 2);
-        let before_a = s.get("/p/a").await.unwrap();
+        assert_eq!((after_p.cversion, after_p.num_children), (10, 4));
+        // Ephemeral creates advanced the counter too: no number is reused.
+        assert_eq!(
+            r.create("/p/s-", b"", CreateMode::PersistentSequential)
+                .await
+                .unwrap(),
+            "/p/s-0000000007"
+        );
         assert_eq!(r.get("/p/a").await.unwrap(), before_a);
-        let before_root = s.exists("/").await.unwrap().unwrap();
-        (before_p, before_a, before_root)
+        r.delete("/p/s-0000000007", Expect::Any).await.unwrap();
+        drop((r, again));
+        (before_a, crashed)
     };
+    drop(dir);
 
-    // Clean reopen after everything was dropped.
-    let ens = MemEnsemble::open(dir.path()).unwrap();
+    // Clean reopen after the second run closed normally.
+    let ens = MemEnsemble::open(crashed.path()).unwrap();
     let s = ens.connect();
     let (data, st) = s.get("/p/a").await.unwrap();
     assert_eq!(data, b"v2");
     assert_eq!(st, before_a.1);
     assert_eq!(st.version, 2);
-    assert_eq!(
-        s.exists("/").await.unwrap().unwrap().cversion,
-        before_root.cversion
-    );
     assert_eq!(s.get("/p/m").await.unwrap().0, b"m");
-    let p = s.exists("/p").await.unwrap().unwrap();
-    // Closing the first session deleted its ephemerals: +2 on the counter.
-    assert_eq!(p.cversion, before_p.cversion + 2);
-    // Sequence numbers continue past everything ever handed out.
-    let next = s
-        .create("/p/s-", b"", CreateMode::PersistentSequential)
-        .await
-        .unwrap();
-    assert_eq!(next, format!("/p/s-{:010}", p.cversion));
-    assert!(p.cversion > 6);
     assert_eq!(s.exists("/p/e").await.unwrap(), None);
+    let p = s.exists("/p").await.unwrap().unwrap();
+    // 8 creates (one by the second run), 4 children.
+    assert_eq!((p.cversion, p.num_children), (12, 4));
+    assert_eq!(
+        s.create("/p/s-", b"", CreateMode::PersistentSequential)
+            .await
+            .unwrap(),
+        "/p/s-0000000008"
+    );
+    assert_eq!(s.exists("/").await.unwrap().unwrap().num_children, 1);
 }
 
 #[tokio::test]
@@ -804,6 +864,64 @@ fn set_user_version(dir: &std::path::Path, v: i64) {
     let conn = rusqlite::Connection::open(dir.join(coord::mem::DB_FILE)).unwrap();
     conn.execute_batch(&format!("PRAGMA user_version = {v}"))
         .unwrap();
+}
+
+/// A failed SQLite write fails the call and leaves memory exactly as disk:
+/// nothing applied, no watch fired, counters untouched.
+#[tokio::test]
+async fn sqlite_write_failure_rolls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let ens = MemEnsemble::open(dir.path()).unwrap();
+    let s = ens.connect();
+    s.mkdirp("/d").await.unwrap();
+    s.create("/d/x", b"x", CreateMode::Persistent)
+        .await
+        .unwrap();
+    // Inject a storage failure for one path through SQLite itself.
+    let raw = rusqlite::Connection::open(dir.path().join(coord::mem::DB_FILE)).unwrap();
+    raw.execute_batch(
+        "CREATE TRIGGER boom BEFORE INSERT ON znode WHEN NEW.path = '/d/boom'
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+    )
+    .unwrap();
+    drop(raw);
+
+    let before = s.exists("/d").await.unwrap().unwrap();
+    let (_, mut w) = s.children_watch("/d").await.unwrap();
+    let (_, _, mut wx) = s.get_watch("/d/x").await.unwrap();
+    let err = s
+        .create("/d/boom", b"", CreateMode::Persistent)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CoordError::Backend(m) if m.contains("injected failure")),
+        "{err:?}"
+    );
+    let err = s
+        .multi(vec![
+            Op::set("/d/x", "changed", Expect::Any),
+            Op::create("/d/boom", "", CreateMode::Persistent),
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CoordError::Backend(_)), "{err:?}");
+    assert_eq!(s.exists("/d/boom").await.unwrap(), None);
+    assert_eq!(s.get("/d/x").await.unwrap().0, b"x");
+    assert_eq!(s.exists("/d").await.unwrap().unwrap(), before);
+    assert_pending(&mut w).await;
+    assert_pending(&mut wx).await;
+
+    // Other writes still work, and the next sequence number was not burnt.
+    assert_eq!(
+        s.create("/d/s-", b"", CreateMode::PersistentSequential)
+            .await
+            .unwrap(),
+        "/d/s-0000000001"
+    );
+    assert_eq!(fired(w).await, WatchEvent::NodeChildrenChanged);
+    drop(s);
+    let ens = MemEnsemble::open(dir.path()).map(drop);
+    assert!(ens.is_err(), "the first ensemble still holds the directory");
 }
 
 #[tokio::test]

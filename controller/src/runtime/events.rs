@@ -13,6 +13,7 @@ use coord::{
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 
+use super::detached;
 use crate::store::{Fence, ROOT, StoreError};
 
 pub const DEFAULT_LIMIT: usize = 1000;
@@ -407,7 +408,7 @@ impl WatchState {
                 }
             }
             // Re-arm first, then read what is new: nothing can slip between.
-            match self.events.coord.children_watch(&self.events.dir).await {
+            match detached::children_watch(&self.events.coord, &self.events.dir).await {
                 Ok((names, watch)) => {
                     self.watch = Some(watch);
                     let mut seqs: Vec<u64> = names
@@ -420,7 +421,7 @@ impl WatchState {
                 }
                 Err(CoordError::NoNode(_)) => {
                     // No event yet; the directory appears with the first one.
-                    match self.events.coord.exists_watch(&self.events.dir).await {
+                    match detached::exists_watch(&self.events.coord, &self.events.dir).await {
                         Ok((None, watch)) => self.watch = Some(watch),
                         Ok((Some(_), _)) => {}
                         Err(e) => return Some(self.failed(e).await),

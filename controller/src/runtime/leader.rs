@@ -25,6 +25,7 @@ use coord::{
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::detached;
 use crate::store::{Fence, ROOT};
 
 /// Where candidates register: `/tritonctl/v1/leader`.
@@ -143,16 +144,41 @@ impl std::fmt::Debug for LeaderElection {
     }
 }
 
-/// Deletes a candidate node if the campaign is abandoned (its future
+/// Where the registering task leaves our candidate node, and whether the
+/// campaign was abandoned meanwhile. Shared so that whichever side comes
+/// second (the task finishing or the campaign being dropped) deletes it.
+#[derive(Default)]
+struct Registration {
+    node: Option<String>,
+    abandoned: bool,
+}
+
+/// Deletes the candidate node if the campaign is abandoned (its future
 /// dropped), so the candidates behind it are not stuck behind a ghost.
 struct CandidateGuard {
     coord: Arc<dyn Coordination>,
-    node: Option<String>,
+    slot: Arc<std::sync::Mutex<Registration>>,
+}
+
+impl CandidateGuard {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registration> {
+        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The node stays (we lead, or it is gone with the session).
+    fn disarm(&self) {
+        self.lock().node = None;
+    }
 }
 
 impl Drop for CandidateGuard {
     fn drop(&mut self) {
-        let Some(node) = self.node.take() else { return };
+        let node = {
+            let mut reg = self.lock();
+            reg.abandoned = true;
+            reg.node.take()
+        };
+        let Some(node) = node else { return };
         let coord = self.coord.clone();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
@@ -190,10 +216,40 @@ impl LeaderElection {
             return Err(LeaderError::SessionEnded(state));
         }
         self.coord.mkdirp(&self.dir).await?;
-        let node = self.register().await?;
-        let mut guard = CandidateGuard {
+        // Registered in its own task, so that a campaign dropped while the
+        // create is in flight still learns of the node and deletes it.
+        let guard = CandidateGuard {
             coord: self.coord.clone(),
-            node: Some(node.clone()),
+            slot: Arc::default(),
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (this, slot) = (self.clone(), guard.slot.clone());
+        tokio::spawn(async move {
+            let registered = this.register().await.map(|node| {
+                let mut reg = slot.lock().unwrap_or_else(|p| p.into_inner());
+                if reg.abandoned {
+                    Err(node)
+                } else {
+                    reg.node = Some(node.clone());
+                    Ok(node)
+                }
+            });
+            match registered {
+                Ok(Err(orphan)) => {
+                    let _ = this.coord.delete(&orphan, Expect::Any).await;
+                }
+                Ok(Ok(node)) => {
+                    let _ = tx.send(Ok(node));
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        });
+        let node = match rx.await {
+            Ok(registered) => registered?,
+            // The task died with the runtime.
+            Err(_) => return Err(LeaderError::SessionEnded(self.coord.session_state())),
         };
         let name = node.rsplit('/').next().unwrap_or_default().to_string();
         let (_, my_seq) = split_sequence(&name).expect("sequential node names end in 10 digits");
@@ -208,14 +264,14 @@ impl LeaderElection {
                 }
             };
             if !candidates.iter().any(|(s, _)| *s == my_seq) {
-                guard.node = None;
+                guard.disarm();
                 return Err(LeaderError::CandidateVanished(node));
             }
             let Some((_, predecessor)) = candidates.iter().rev().find(|(s, _)| *s < my_seq) else {
                 break;
             };
             let path = format!("{}/{predecessor}", self.dir);
-            let watch = match self.coord.exists_watch(&path).await {
+            let watch = match detached::exists_watch(&self.coord, &path).await {
                 // Gone already: look again (the next one down may still live).
                 Ok((None, _)) => continue,
                 Ok((Some(_), w)) => w,
@@ -228,7 +284,7 @@ impl LeaderElection {
             tokio::select! {
                 event = watch => {
                     if let Some(reason) = watch_loss(event) {
-                        guard.node = None;
+                        guard.disarm();
                         return Err(LeaderError::SessionEnded(match reason {
                             LossReason::SessionClosed => SessionState::Closed,
                             _ => SessionState::Expired,
@@ -236,12 +292,12 @@ impl LeaderElection {
                     }
                 }
                 state = &mut ended => {
-                    guard.node = None;
+                    guard.disarm();
                     return Err(LeaderError::SessionEnded(state));
                 }
             }
         }
-        guard.node = None;
+        guard.disarm();
         tracing::info!(node = %node, identity = %self.identity, "elected leader");
         Ok(Leadership::start(self.coord.clone(), node))
     }
@@ -500,7 +556,7 @@ async fn monitor(
                 mark_lost(&lost, session_loss(state));
                 return;
             }
-            armed = coord.exists_watch(&node) => armed,
+            armed = detached::exists_watch(&coord, &node) => armed,
         };
         let watch = match armed {
             Ok((Some(stat), w)) if stat.ephemeral_owner == me => w,
@@ -596,6 +652,35 @@ mod tests {
             .unwrap();
         assert_eq!(ec.current_leader().await.unwrap().as_deref(), Some("c"));
         lc.check().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_campaign_leaves_no_candidate_behind() {
+        let ens = MemEnsemble::new();
+        let a = ens.connect();
+        let _la = leads_soon(&LeaderElection::new(a.clone(), "a")).await;
+        let eb = LeaderElection::new(ens.connect(), "b");
+        // Dropped mid-registration, and dropped while waiting.
+        for polls in [1, 2, 3] {
+            let mut f = Box::pin(eb.campaign());
+            for _ in 0..polls {
+                assert!(futures::poll!(f.as_mut()).is_pending());
+                tokio::task::yield_now().await;
+            }
+            drop(f);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert_eq!(
+                a.children(&default_dir()).await.unwrap().len(),
+                1,
+                "after {polls} polls"
+            );
+        }
+        let mut f = Box::pin(eb.campaign());
+        assert!(still_waiting(&mut f).await);
+        assert_eq!(a.children(&default_dir()).await.unwrap().len(), 2);
+        drop(f);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(a.children(&default_dir()).await.unwrap().len(), 1);
     }
 
     #[tokio::test]

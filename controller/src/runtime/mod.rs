@@ -25,6 +25,48 @@ pub use metrics::Metrics;
 pub use queue::{Action, Config, Controller, WorkQueue};
 pub use triggers::{TriggerStream, Triggers};
 
+/// Calls that leave a ZooKeeper watch, run to completion in their own task
+/// even when the caller stops waiting (a `select!` branch losing, a stream
+/// dropped mid-call). zookeeper-client answers a watch call abandoned
+/// mid-flight by sending RemoveWatches, a ZooKeeper 3.5 request that a 3.4
+/// server (Triton's binder) answers by closing the connection. A finished
+/// call hands its watch to coord's forwarder, which is always safe to drop.
+pub(crate) mod detached {
+    use std::future::Future;
+    use std::sync::Arc;
+
+    use coord::{CoordError, Coordination, Stat, Watch};
+
+    async fn run<T, F>(call: F) -> coord::Result<T>
+    where
+        F: Future<Output = coord::Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        match tokio::spawn(call).await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Only when the runtime is shutting down.
+            Err(_) => Err(CoordError::SessionClosed),
+        }
+    }
+
+    pub(crate) fn exists_watch(
+        coord: &Arc<dyn Coordination>,
+        path: &str,
+    ) -> impl Future<Output = coord::Result<(Option<Stat>, Watch)>> + Send + 'static {
+        let (coord, path) = (coord.clone(), path.to_string());
+        run(async move { coord.exists_watch(&path).await })
+    }
+
+    pub(crate) fn children_watch(
+        coord: &Arc<dyn Coordination>,
+        path: &str,
+    ) -> impl Future<Output = coord::Result<(Vec<String>, Watch)>> + Send + 'static {
+        let (coord, path) = (coord.clone(), path.to_string());
+        run(async move { coord.children_watch(&path).await })
+    }
+}
+
 /// The key of a document: `"<Kind>/<name>"`.
 pub fn key(kind: crds::Kind, name: &str) -> String {
     format!("{}/{name}", kind.as_str())

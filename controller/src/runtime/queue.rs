@@ -476,6 +476,10 @@ impl Controller {
                 _ = &mut shutdown => break,
                 Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                     finished(&queue, metrics.as_ref(), &mut running, joined);
+                    // Reap whatever else is done before going round again.
+                    while let Some(joined) = tasks.try_join_next_with_id() {
+                        finished(&queue, metrics.as_ref(), &mut running, joined);
+                    }
                 }
                 Some(key) = triggers.next() => queue.add(key),
                 _ = queue.notified() => {}

@@ -31,6 +31,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::detached;
 use crate::store::kind_dir;
 
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -323,7 +324,7 @@ async fn watch_dir(
     'outer: loop {
         let listed = tokio::select! {
             _ = stop.cancelled() => break,
-            r = coord.children_watch(&dir) => r,
+            r = detached::children_watch(&coord, &dir) => r,
         };
         let watch = match listed {
             Ok((names, watch)) => {
@@ -362,7 +363,7 @@ async fn watch_dir(
             }
             // Not there yet (no document of the kind ever stored): wait for
             // the directory to appear.
-            Err(CoordError::NoNode(_)) => match coord.exists_watch(&dir).await {
+            Err(CoordError::NoNode(_)) => match detached::exists_watch(&coord, &dir).await {
                 Ok((None, watch)) => watch,
                 Ok((Some(_), _)) => continue,
                 Err(e) if e.is_session_lost() => break,
@@ -404,7 +405,7 @@ async fn watch_node(
     loop {
         let armed = tokio::select! {
             _ = stop.cancelled() => return,
-            r = coord.exists_watch(&path) => r,
+            r = detached::exists_watch(&coord, &path) => r,
         };
         let watch = match armed {
             Ok((Some(_), watch)) => {
@@ -453,7 +454,7 @@ async fn watch_path(
         if data.is_none() {
             let armed = tokio::select! {
                 _ = stop.cancelled() => return,
-                r = coord.exists_watch(&path) => r,
+                r = detached::exists_watch(&coord, &path) => r,
             };
             match armed {
                 Ok((stat, watch)) => {
@@ -472,7 +473,7 @@ async fn watch_path(
         if exists && children.is_none() {
             let armed = tokio::select! {
                 _ = stop.cancelled() => return,
-                r = coord.children_watch(&path) => r,
+                r = detached::children_watch(&coord, &path) => r,
             };
             match armed {
                 Ok((_, watch)) => children = Some(watch),

@@ -145,7 +145,9 @@ struct SimInner {
     admin: tokio::sync::Mutex<Option<Session>>,
 }
 
-/// The manatee zones of one simulated datacenter.
+/// The manatee zones of one simulated datacenter. Cloning gives another
+/// handle. Sitters run as tokio tasks until [`ManateeSim::shutdown`] (or
+/// the runtime ends).
 #[derive(Clone)]
 pub struct ManateeSim {
     inner: Arc<SimInner>,

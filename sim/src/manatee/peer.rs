@@ -77,6 +77,17 @@ pub(crate) struct Snapshot {
 /// A ctime of 0 means "we created it and never read its ctime".
 type Known = (i64, i32);
 
+/// Whether `a` is a later version of the state node than `b`: a later
+/// incarnation (the node was deleted and created again), or a higher data
+/// version of the same one. An unknown ctime (0) compares by version only.
+fn newer(a: Known, b: Known) -> bool {
+    if a.0 == 0 || b.0 == 0 || a.0 == b.0 {
+        a.1 > b.1
+    } else {
+        a.0 > b.0
+    }
+}
+
 #[derive(Debug)]
 pub(crate) enum Action {
     /// One multi-op: set-at-version (or create) plus `history/<gen>-`.
@@ -208,15 +219,12 @@ impl Peer {
 
     /// Parse and validate a state read; validation failures are fatal (§2.3).
     fn accept_snapshot(&mut self, snap: &Snapshot) -> Option<ClusterState> {
-        if let Some((kc, kv)) = self.known {
-            let stale = snap.ctime_ms < kc
-                || (snap.ctime_ms == kc && snap.version <= kv)
-                || (kc == 0 && snap.version < kv);
-            // Our own write already told us about this version (or a newer
-            // one); going back to it would undo a takeover we just made.
-            if stale {
-                return None;
-            }
+        // Our own write may already have told us about this version or a
+        // newer one; going back to it would undo a takeover we just made.
+        if let Some(k) = self.known
+            && !newer((snap.ctime_ms, snap.version), k)
+        {
+            return None;
         }
         match ClusterState::parse_valid(&snap.raw) {
             Ok(st) => {
@@ -306,16 +314,22 @@ impl Peer {
         };
         match result {
             Ok((version, ctime)) => {
-                self.known = Some((ctime, version));
                 self.updating = false;
+                // The watch may already have delivered a later write (an
+                // operator's freeze or promote right after ours): keep that
+                // one rather than going back to what we wrote.
+                let ours = (ctime, version);
+                let seen_newer = self.known.is_some_and(|k| newer(k, ours));
+                if !seen_newer {
+                    self.known = Some(ours);
+                    self.zkstate = Some(state.clone());
+                }
                 if kind == WriteKind::Takeover {
                     self.last_gen = Some(state.generation);
-                    self.zkstate = Some(state);
                     tracing::info!(peer = %self.me.id, "declared new generation");
                     // assumePrimary re-evaluates to catch what we missed.
                     self.assume_primary();
                 } else {
-                    self.zkstate = Some(state);
                     self.eval();
                 }
             }
@@ -740,36 +754,37 @@ impl Peer {
         let Some(st) = self.zkstate.clone() else {
             return;
         };
-        self.updating = true;
-        if st.is_frozen() {
-            tracing::info!(peer = %self.me.id, "would take over ({reason}), but cluster is frozen; backing off");
-            self.actions.push(Action::BackoffThenEval);
-            return;
-        }
+        // The same checks, in the same order, as msm's takeover pipeline.
         let wal = if self.pg_online == Some(true) && self.pg_transitioning.is_none() {
             (self.xlog)()
         } else {
             None
         };
-        let Some(wal) = wal else {
-            tracing::info!(peer = %self.me.id, "would take over ({reason}), but postgres is offline; backing off");
-            self.actions.push(Action::BackoffThenEval);
-            return;
+        let blocked = if st.is_frozen() {
+            Some("cluster is frozen".to_string())
+        } else {
+            match (wal, min_wal) {
+                (None, _) => Some("postgres is offline".to_string()),
+                (Some(wal), Some(min)) if wal < min => Some(format!(
+                    "not caught up to primary yet (want {min}, found {wal})"
+                )),
+                _ => None,
+            }
         };
-        if let Some(min) = min_wal
-            && wal < min
-        {
-            tracing::info!(peer = %self.me.id, %wal, %min, "would take over ({reason}), but not caught up to primary yet; backing off");
+        if let Some(why) = blocked {
+            tracing::info!(peer = %self.me.id, "would take over ({reason}), but {why}; backing off");
+            // Held during the backoff so events are recorded, not acted on.
+            self.updating = true;
             self.actions.push(Action::BackoffThenEval);
             return;
         }
+        let wal = wal.expect("checked above");
         let new = st.next_generation(self.me.clone(), sync, asyncs, deposed, wal);
         if let Err(e) = new.validate() {
             self.fatal(format!("built an invalid state: {e}"));
             return;
         }
         tracing::info!(peer = %self.me.id, generation = new.generation, "declaring new generation ({reason})");
-        self.updating = false;
         self.start_write(new, WriteKind::Takeover);
     }
 

@@ -764,15 +764,13 @@ impl PgNode {
                             .into(),
                     });
                 }
-                match &g.sync_standby {
+                let confirmed = match &g.sync_standby {
                     // No synchronous standby named: an ONWM primary.
-                    None if !g.read_only => return Ok(lsn),
-                    Some(s) => {
-                        if g.downstreams.iter().any(|r| &r.id == s && r.flush >= lsn) {
-                            return Ok(lsn);
-                        }
-                    }
-                    None => {}
+                    None => !g.read_only,
+                    Some(s) => g.downstreams.iter().any(|r| &r.id == s && r.flush >= lsn),
+                };
+                if confirmed {
+                    return Ok(lsn);
                 }
             }
             match tokio::time::timeout_at(deadline, rx.changed()).await {

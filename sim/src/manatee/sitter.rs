@@ -8,7 +8,7 @@ use tokio::task::JoinSet;
 use wire::manatee::{HistoryWriter, PeerIdent};
 
 use super::config::ManateeSimConfig;
-use super::peer::{Action, Peer, PeerDebug, PgConfig, Snapshot};
+use super::peer::{Action, Peer, PeerDebug, Snapshot};
 use super::pg::{PgNetwork, PgNode};
 use super::zk::{self, SessionProvider, SessionSlot, ZkCtx};
 
@@ -127,7 +127,7 @@ fn perform(
         } => {
             let (node, net, cfg) = (p.node.clone(), p.net.clone(), p.cfg.clone());
             tasks.spawn(async move {
-                let r = apply(&node, &config, restore_from.as_ref(), &net, &cfg).await;
+                let r = node.apply(&config, restore_from.as_ref(), &net, &cfg).await;
                 let _ = tx.send(Event::PgApplied(r));
             });
         }
@@ -145,14 +145,4 @@ fn perform(
         }
     }
     None
-}
-
-async fn apply(
-    node: &Arc<PgNode>,
-    config: &PgConfig,
-    restore_from: Option<&PeerIdent>,
-    net: &Arc<PgNetwork>,
-    cfg: &Arc<ManateeSimConfig>,
-) -> Result<(), String> {
-    node.apply(config, restore_from, net, cfg).await
 }
