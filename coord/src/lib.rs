@@ -13,7 +13,7 @@
 //!   with a data directory it persists persistent znodes to SQLite.
 //!
 //! The same conformance suite (`tests/conformance.rs`) runs against both.
-//! With the `testing` feature, [`testing::ZkServer`] starts a private real
+//! With the `testing` feature, `testing::ZkServer` starts a private real
 //! ZooKeeper for integration tests (`coord = { workspace = true, features =
 //! ["testing"] }` in dev-dependencies).
 

@@ -14,8 +14,10 @@
 //!   `SessionExpired`, and so does every call on this handle.
 //!
 //! Known 3.4 gap in zookeeper-client 0.11.2: `MultiWriter::add_create` always
-//! encodes the create as CREATE2 (opcode 15), which a 3.4 server does not
-//! accept inside a multi. Multi-ops that only set/delete/check are fine.
+//! encodes the create as CREATE2 (opcode 15), whatever the server version,
+//! and a 3.4 server only accepts plain CREATE inside a multi (from reading
+//! the server source; the tests run ZooKeeper 3.8, which takes both).
+//! Multi-ops that only set/delete/check are unaffected.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
