@@ -83,38 +83,57 @@ fn rate(d: Duration) -> f64 {
     KEYS as f64 / d.as_secs_f64()
 }
 
-fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let keys = keys();
+/// Measures the direct loop and the runner at a few concurrency caps on
+/// one runtime.
+fn measure(rt: &tokio::runtime::Runtime, name: &str, keys: &[String]) {
     rt.block_on(async {
         // Warm up allocator and caches.
-        direct(&keys).await;
-        runner(&keys, 4).await;
+        direct(keys).await;
+        runner(keys, 4).await;
 
         let mut base = Vec::new();
         for _ in 0..ROUNDS {
-            base.push(direct(&keys).await);
+            base.push(direct(keys).await);
         }
         let base = median(base);
+        println!("[{name}]");
         println!(
-            "direct loop:            {:>12.0} calls/s ({:?} for {KEYS})",
-            rate(base),
-            base
+            "  direct loop:            {:>10.0} calls/s      ({base:?} for {KEYS})",
+            rate(base)
         );
         for concurrency in [1, 4, 64] {
             let mut runs = Vec::new();
             for _ in 0..ROUNDS {
-                runs.push(runner(&keys, concurrency).await);
+                runs.push(runner(keys, concurrency).await);
             }
             let t = median(runs);
             println!(
-                "runner, concurrency {concurrency:>2}: {:>12.0} reconciles/s ({t:?} for {KEYS}); {:.0}x the direct loop's time",
+                "  runner, concurrency {concurrency:>2}: {:>10.0} reconciles/s ({t:?} for {KEYS}); {:.0}x the direct loop's time",
                 rate(t),
                 t.as_secs_f64() / base.as_secs_f64()
             );
         }
     });
+}
+
+fn main() {
+    let keys = keys();
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    measure(
+        &multi,
+        "multi-thread runtime (as the controller runs)",
+        &keys,
+    );
+    let single = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    measure(
+        &single,
+        "current-thread runtime (no cross-thread wake-ups)",
+        &keys,
+    );
 }

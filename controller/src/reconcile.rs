@@ -90,12 +90,7 @@ impl<W: Send + Sync> Journal<ManateeAction> for StoreJournal<'_, W> {
         let mut status = self.status.lock().unwrap().clone();
         status.operation = Some(op.status.clone());
         let spath = status_path(self.kind, &self.name);
-        let mut ops: Vec<Op> = self
-            .cx
-            .fence
-            .iter()
-            .map(|f| Op::check(f.path.clone(), Expect::Version(0)))
-            .collect();
+        let mut ops: Vec<Op> = self.cx.fence.iter().map(Fence::op).collect();
         let jdata = serde_json::to_vec(op).expect("journal serializes");
         let sdata = serde_json::to_vec(&status).expect("status serializes");
         ops.push(
@@ -341,11 +336,7 @@ pub async fn reconcile_manatee<W: ManateeWorld>(
                 op.status.message = Some(format!("replanned: {message}"));
                 op.status.finished_at = Some(now());
                 let data = serde_json::to_vec(&op).expect("journal serializes");
-                let mut ops: Vec<Op> = cx
-                    .fence
-                    .iter()
-                    .map(|f| Op::check(f.path.clone(), Expect::Version(0)))
-                    .collect();
+                let mut ops: Vec<Op> = cx.fence.iter().map(Fence::op).collect();
                 ops.push(Op::set(format!("{dir}/{shard}"), data, Expect::Any));
                 cx.coord().multi(ops).await.map_err(|e| e.to_string())?;
                 requeue = Some(Duration::ZERO);

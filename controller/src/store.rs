@@ -42,7 +42,8 @@ pub struct Fence {
 }
 
 impl Fence {
-    fn op(&self) -> Op {
+    /// The Check op to put first in every fenced multi.
+    pub fn op(&self) -> Op {
         Op::check(self.path.clone(), Expect::Version(0))
     }
 }

@@ -247,7 +247,7 @@ impl Events {
             }
             Some(fence) => {
                 let ops = vec![
-                    Op::check(fence.path.clone(), Expect::Version(0)),
+                    fence.op(),
                     Op::create(prefix, data.to_vec(), CreateMode::PersistentSequential),
                 ];
                 match self.coord.multi(ops).await?.pop() {
@@ -276,10 +276,7 @@ impl Events {
         let seqs = self.seqs().await?;
         let excess = seqs.len().saturating_sub(self.limit);
         for batch in seqs[..excess].chunks(TRIM_BATCH) {
-            let mut ops: Vec<Op> = fence
-                .map(|f| Op::check(f.path.clone(), Expect::Version(0)))
-                .into_iter()
-                .collect();
+            let mut ops: Vec<Op> = fence.map(Fence::op).into_iter().collect();
             ops.extend(batch.iter().map(|s| Op::delete(self.path(*s), Expect::Any)));
             match self.coord.multi(ops).await {
                 Ok(_) => {}
@@ -289,10 +286,7 @@ impl Events {
                     if matches!(*error, CoordError::NoNode(_)) =>
                 {
                     for s in batch {
-                        let mut ops: Vec<Op> = fence
-                            .map(|f| Op::check(f.path.clone(), Expect::Version(0)))
-                            .into_iter()
-                            .collect();
+                        let mut ops: Vec<Op> = fence.map(Fence::op).into_iter().collect();
                         ops.push(Op::delete(self.path(*s), Expect::Any));
                         match self.coord.multi(ops).await {
                             Ok(_) => {}

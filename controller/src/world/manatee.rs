@@ -90,11 +90,7 @@ impl TritonManatee {
             }
             let w =
                 prepare_state_write(shard, &st, Some(version), HistoryWriter::Admin).map_err(e)?;
-            let mut ops: Vec<Op> = self
-                .fence
-                .iter()
-                .map(|f| Op::check(f.path.clone(), Expect::Version(0)))
-                .collect();
+            let mut ops: Vec<Op> = self.fence.iter().map(Fence::op).collect();
             ops.push(Op::set(
                 w.state_path,
                 w.data.clone(),
