@@ -790,4 +790,178 @@ mod tests {
             ["preflight", "reprovision-primary-p", "wait-healthy"]
         );
     }
+
+    /// A world that only records what the runner asks of it.
+    struct FakeWorld {
+        obs: std::sync::Mutex<ShardObservation>,
+        calls: std::sync::Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl ManateeWorld for FakeWorld {
+        async fn observe(&self, _: &str) -> Result<ShardObservation, String> {
+            Ok(self.obs.lock().unwrap().clone())
+        }
+        async fn image(&self, _: &str) -> Result<Option<ImageInfo>, String> {
+            Ok(Some(image()))
+        }
+        async fn reprovision(&self, zone: &str, _: &str, _: &str) -> Result<(), String> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("reprovision {zone}"));
+            Ok(())
+        }
+        async fn freeze(&self, _: &str, reason: &str) -> Result<(), String> {
+            self.calls.lock().unwrap().push(format!("freeze {reason}"));
+            Ok(())
+        }
+        async fn unfreeze_own(&self, _: &str, reason: &str) -> Result<(), String> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("unfreeze {reason}"));
+            Ok(())
+        }
+        async fn approved(&self, _: &str, _: &str) -> Result<bool, String> {
+            Ok(false)
+        }
+    }
+
+    fn world(obs: ShardObservation) -> FakeWorld {
+        FakeWorld {
+            obs: std::sync::Mutex::new(obs),
+            calls: std::sync::Mutex::new(vec![]),
+        }
+    }
+
+    fn runner(w: &FakeWorld) -> ManateeRunner<'_, FakeWorld> {
+        ManateeRunner {
+            world: w,
+            shard: "sdc".into(),
+            max_lag_seconds: 5.0,
+            instance_up_timeout: Duration::from_secs(1),
+            catch_up_timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn reprovision(zone: &str, role: Role) -> ManateeAction {
+        ManateeAction::Reprovision {
+            zone: zone.into(),
+            role,
+            image: NEW.into(),
+        }
+    }
+
+    async fn gate(w: &FakeWorld, a: &ManateeAction) -> Gate {
+        runner(w)
+            .precondition(&OperationStatus::default(), 0, a)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn never_two_peers_of_a_shard_down_at_once() {
+        let mut obs = three_peers(OLD);
+        obs.peers[2].active = false; // the async is away
+        let w = world(obs);
+        assert!(matches!(
+            gate(&w, &reprovision("s", Role::Sync)).await,
+            Gate::Wait(_)
+        ));
+        w.obs.lock().unwrap().peers[2].active = true;
+        assert_eq!(gate(&w, &reprovision("s", Role::Sync)).await, Gate::Open);
+    }
+
+    #[tokio::test]
+    async fn the_primary_waits_until_its_sync_has_caught_up() {
+        let mut obs = three_peers(OLD);
+        obs.peers[1].lag_seconds = Some(60.0);
+        let w = world(obs);
+        assert!(
+            matches!(gate(&w, &reprovision("p", Role::Primary)).await, Gate::Wait(m) if m.contains("not caught up"))
+        );
+        w.obs.lock().unwrap().peers[1].lag_seconds = Some(0.0);
+        assert_eq!(gate(&w, &reprovision("p", Role::Primary)).await, Gate::Open);
+    }
+
+    #[tokio::test]
+    async fn a_role_change_under_the_plan_asks_for_a_replan() {
+        // Planned as async, but a takeover made it the sync meanwhile.
+        let w = world(three_peers(OLD));
+        assert!(
+            matches!(gate(&w, &reprovision("s", Role::Async)).await, Gate::Block { reason, .. } if reason == "Replan")
+        );
+    }
+
+    #[tokio::test]
+    async fn only_our_own_freeze_is_ever_lifted() {
+        let mut obs = three_peers(NEW);
+        obs.state
+            .as_mut()
+            .unwrap()
+            .freeze("sdcadm /var/sdcadm/updates/x")
+            .unwrap();
+        let w = world(obs);
+        let ours = ManateeAction::Unfreeze {
+            reason: freeze_reason("op1"),
+        };
+        runner(&w)
+            .act(&OperationStatus::default(), 0, &ours)
+            .await
+            .unwrap();
+        assert!(
+            w.calls.lock().unwrap().is_empty(),
+            "lifted someone else's freeze"
+        );
+        // A foreign freeze appearing before ours blocks instead of being overwritten.
+        let freeze = ManateeAction::Freeze {
+            reason: freeze_reason("op1"),
+        };
+        assert!(
+            matches!(gate(&w, &freeze).await, Gate::Block { reason, .. } if reason == "FrozenByOther")
+        );
+        // Our own freeze is lifted.
+        w.obs
+            .lock()
+            .unwrap()
+            .state
+            .as_mut()
+            .unwrap()
+            .unfreeze()
+            .unwrap();
+        w.obs
+            .lock()
+            .unwrap()
+            .state
+            .as_mut()
+            .unwrap()
+            .freeze(&freeze_reason("op1"))
+            .unwrap();
+        runner(&w)
+            .act(&OperationStatus::default(), 0, &ours)
+            .await
+            .unwrap();
+        assert_eq!(
+            *w.calls.lock().unwrap(),
+            [format!("unfreeze {}", freeze_reason("op1"))]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_peer_already_on_the_image_is_not_reprovisioned_again() {
+        // Resuming after a crash between the reprovision and the journal save.
+        let mut obs = three_peers(OLD);
+        obs.peers[2].image = NEW.into();
+        let w = world(obs);
+        runner(&w)
+            .act(
+                &OperationStatus::default(),
+                0,
+                &reprovision("a", Role::Async),
+            )
+            .await
+            .unwrap();
+        assert!(w.calls.lock().unwrap().is_empty());
+    }
 }
