@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use coord::{CoordError, Coordination, CreateMode, Expect, Op};
+use coord::{CoordError, Coordination, Expect, Op};
 use crds::manatee::ManateeVersionSpec;
 use crds::status::{OperationPhase, StepState};
 use crds::{ConditionStatus, ConditionType, Document, Kind, Status};
@@ -16,7 +16,7 @@ use reconcilers::operation::{Advance, Journal, Operation, POLL, advance};
 
 use crate::runtime::events::{Event, Events};
 use crate::runtime::queue::Action;
-use crate::store::{Fence, ROOT, Store, status_path};
+use crate::store::{Fence, ROOT, Store, status_path, upsert_op};
 
 pub fn journal_dir(kind: Kind, name: &str) -> String {
     format!("{ROOT}/operations/{}/{name}", kind.short())
@@ -94,16 +94,14 @@ impl<W: Send + Sync> Journal<ManateeAction> for StoreJournal<'_, W> {
         let jdata = serde_json::to_vec(op).expect("journal serializes");
         let sdata = serde_json::to_vec(&status).expect("status serializes");
         ops.push(
-            match coord.exists(&self.path).await.map_err(|e| e.to_string())? {
-                Some(_) => Op::set(&self.path, jdata, Expect::Any),
-                None => Op::create(&self.path, jdata, CreateMode::Persistent),
-            },
+            upsert_op(coord.as_ref(), &self.path, jdata)
+                .await
+                .map_err(|e| e.to_string())?,
         );
         ops.push(
-            match coord.exists(&spath).await.map_err(|e| e.to_string())? {
-                Some(_) => Op::set(&spath, sdata, Expect::Any),
-                None => Op::create(&spath, sdata, CreateMode::Persistent),
-            },
+            upsert_op(coord.as_ref(), &spath, sdata)
+                .await
+                .map_err(|e| e.to_string())?,
         );
         coord.multi(ops).await.map_err(|e| {
             format!("saving the journal (is this controller still the leader?): {e}")

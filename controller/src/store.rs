@@ -308,16 +308,24 @@ impl Store {
     ) -> Result<(), StoreError> {
         let path = status_path(kind, name);
         let data = serde_json::to_vec(status).expect("status serializes");
-        let exists = self.coord.exists(&path).await?.is_some();
         let mut ops: Vec<Op> = fence.map(Fence::op).into_iter().collect();
-        ops.push(if exists {
-            Op::set(&path, data, Expect::Any)
-        } else {
-            Op::create(&path, data, CreateMode::Persistent)
-        });
+        ops.push(upsert_op(self.coord.as_ref(), &path, data).await?);
         self.coord.multi(ops).await?;
         Ok(())
     }
+}
+
+/// The op that writes `data` at `path` whether or not the node exists yet.
+/// Only for nodes a single (fenced) writer owns: status and journals.
+pub async fn upsert_op(
+    coord: &dyn Coordination,
+    path: &str,
+    data: Vec<u8>,
+) -> Result<Op, CoordError> {
+    Ok(match coord.exists(path).await? {
+        Some(_) => Op::set(path, data, Expect::Any),
+        None => Op::create(path, data, CreateMode::Persistent),
+    })
 }
 
 /// Status and resourceVersion are not part of the stored document node.

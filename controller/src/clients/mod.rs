@@ -184,7 +184,7 @@ impl HttpApi {
                 path: path.to_string(),
                 message: e.to_string(),
             };
-            let result: Result<(), ApiError> = match req.send().await {
+            let err = match req.send().await {
                 Ok(resp) => {
                     let status = resp.status();
                     let bytes = resp.bytes().await.map_err(transport)?;
@@ -200,13 +200,13 @@ impl HttpApi {
                             message: e.to_string(),
                         });
                     }
-                    let err: Option<wire::apis::RestError> = serde_json::from_slice(&bytes).ok();
-                    Err(ApiError::Status {
+                    let body: Option<wire::apis::RestError> = serde_json::from_slice(&bytes).ok();
+                    ApiError::Status {
                         api: self.api,
                         method: method.to_string(),
                         path: path.to_string(),
                         status: status.as_u16(),
-                        code: err
+                        code: body
                             .as_ref()
                             .and_then(|e| e.code.clone())
                             .unwrap_or_else(|| {
@@ -215,14 +215,13 @@ impl HttpApi {
                                     .unwrap_or("Error")
                                     .replace(' ', "")
                             }),
-                        message: err
+                        message: body
                             .map(|e| e.message)
                             .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned()),
-                    })
+                    }
                 }
-                Err(e) => Err(transport(e)),
+                Err(e) => transport(e),
             };
-            let err = result.unwrap_err();
             let retryable = idempotent
                 && match &err {
                     ApiError::Transport { .. } => true,
