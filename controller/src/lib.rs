@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod clients;
 pub mod demo;
+pub mod pause;
 pub mod reconcile;
 pub mod runtime;
 pub mod store;

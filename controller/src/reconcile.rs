@@ -198,12 +198,15 @@ pub async fn reconcile_manatee<W: ManateeWorld>(
     let dir = journal_dir(Kind::ManateeVersion, name);
     cx.coord().mkdirp(&dir).await.map_err(|e| e.to_string())?;
 
-    if spec.rollout.paused {
+    // Paused by spec or by `tritonctl pause` (a marker beside the document).
+    let marker = crate::pause::get(cx.coord(), Kind::ManateeVersion, name).await;
+    let marker = marker.map_err(|e| e.to_string())?;
+    if let Some(why) = crate::pause::paused_message(spec.rollout.paused, marker.as_ref()) {
         status.set_condition(
             ConditionType::Paused,
             ConditionStatus::True,
             "Paused",
-            "spec.rollout.paused is set; no step will start",
+            &why,
             &now(),
         );
         cx.store

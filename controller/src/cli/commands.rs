@@ -39,6 +39,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Get(g) => {
             let kind = parse_kind(&g.kind)?;
             let open = store_open::open(&cli.store).await?;
+            if g.watch {
+                return super::watch::get_watch(&open.store, kind, g.name.as_deref(), g.output)
+                    .await;
+            }
             match g.name {
                 Some(name) => {
                     let doc = open
@@ -46,7 +50,18 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                         .get(kind, &name)
                         .await?
                         .ok_or_else(|| not_found(kind, &name))?;
-                    print!("{}", output::render_one(&doc, g.output));
+                    let pauses = super::watch::pauses(&open.store, kind, &[&name]).await?;
+                    match g.output {
+                        super::OutputFormat::Table | super::OutputFormat::Wide => print!(
+                            "{}",
+                            output::render_list_with_pauses(
+                                std::slice::from_ref(&doc),
+                                g.output,
+                                &pauses
+                            )
+                        ),
+                        _ => print!("{}", output::render_one(&doc, g.output)),
+                    }
                 }
                 None => {
                     let docs = open.store.list(kind).await?;
@@ -59,7 +74,12 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                         eprintln!("No {} documents in {}.", kind, open.description);
                         return Ok(());
                     }
-                    print!("{}", output::render_list(&docs, g.output));
+                    let names: Vec<&str> = docs.iter().map(|d| d.name()).collect();
+                    let pauses = super::watch::pauses(&open.store, kind, &names).await?;
+                    print!(
+                        "{}",
+                        output::render_list_with_pauses(&docs, g.output, &pauses)
+                    );
                 }
             }
             Ok(())
@@ -72,7 +92,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 .get(kind, &n.name)
                 .await?
                 .ok_or_else(|| not_found(kind, &n.name))?;
-            print!("{}", output::describe(&doc));
+            let marker = crate::pause::get(open.store.coord(), kind, &n.name).await?;
+            print!("{}", output::describe_with_pause(&doc, marker.as_ref()));
             Ok(())
         }
         Command::Delete(n) => {
@@ -128,7 +149,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Events { object } => {
+        Command::Events { object, watch } => {
             let filter = match &object {
                 Some(o) => {
                     let (kind, name) = parse_object(o)?;
@@ -137,19 +158,36 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 None => None,
             };
             let open = store_open::open(&cli.store).await?;
+            if watch {
+                return super::watch::events_watch(&open.store, filter).await;
+            }
             let events = crate::runtime::events::Events::new(open.store.coord().clone());
             for r in events.list(filter.as_deref()).await? {
-                let e = r.event;
-                println!(
-                    "{}  {:<7} {:<28} {:<18} {}",
-                    e.time,
-                    e.event_type.as_str(),
-                    e.object,
-                    e.reason,
-                    e.message
-                );
+                println!("{}", super::watch::event_line(&r));
             }
             Ok(())
+        }
+        Command::Wait {
+            for_,
+            object,
+            timeout,
+        } => {
+            let what = super::watch::WaitFor::parse(&for_)?;
+            let (kind, name) = parse_object(&object).map_err(|f| Failure::error(f.message))?;
+            let open = store_open::open(&cli.store).await?;
+            let state = super::watch::wait(&open.store, kind, &name, &what, timeout).await?;
+            println!("{}/{name}: {state}", kind.short());
+            Ok(())
+        }
+        Command::Pause { object, reason, by } => {
+            let (kind, name) = parse_object(&object)?;
+            let open = store_open::open(&cli.store).await?;
+            super::pause_cmd::pause(&open.store, kind, &name, by, reason).await
+        }
+        Command::Resume { object } => {
+            let (kind, name) = parse_object(&object)?;
+            let open = store_open::open(&cli.store).await?;
+            super::pause_cmd::resume(&open.store, kind, &name).await
         }
         Command::Schema { kind } => {
             let kind = parse_kind(&kind)?;

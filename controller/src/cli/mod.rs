@@ -8,7 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub mod commands;
 pub mod input;
 pub mod output;
+pub mod pause_cmd;
 pub mod store_open;
+pub mod watch;
 
 /// Exit codes: 0 ok, 1 invalid input or conflict, 2 any other error.
 pub const EXIT_OK: u8 = 0;
@@ -73,7 +75,7 @@ Examples:\n  tritonctl apply -f examples/lab/\n  tritonctl --zk 127.0.0.1:2181 a
     /// List documents of a kind, or show one.
     #[command(
         after_help = "KIND is HeadnodeSet, ManateeVersion or ShardTopology (or hs, mv, st; any case, plural ok).\n\n\
-Examples:\n  tritonctl get mv\n  tritonctl get manateeversion sdc -o yaml\n  tritonctl get shardtopologies -o wide"
+Examples:\n  tritonctl get mv\n  tritonctl get manateeversion sdc -o yaml\n  tritonctl get shardtopologies -o wide\n  tritonctl get mv sdc -w"
     )]
     Get(GetArgs),
     /// Show a document in detail: spec, conditions, the operation's steps with timings.
@@ -101,11 +103,61 @@ installed; nothing leaves the machine.\n\nExample:\n  tritonctl demo"
         /// KIND/NAME, e.g. manateeversion/sdc.
         object: String,
     },
-    /// List the controller's events, oldest first.
-    #[command(after_help = "Examples:\n  tritonctl events\n  tritonctl events manateeversion/sdc")]
+    /// List the controller's events, oldest first; with -w, keep streaming new ones.
+    #[command(
+        after_help = "Examples:\n  tritonctl events\n  tritonctl events manateeversion/sdc\n  tritonctl --zk 10.99.99.11:2181 events -w manateeversion/sdc"
+    )]
     Events {
         /// Only events of KIND/NAME.
         object: Option<String>,
+        /// After the stored events, print each new one as it is recorded (until interrupted).
+        #[arg(short = 'w', long)]
+        watch: bool,
+    },
+    /// Wait until a document's condition holds, or until it is deleted.
+    #[command(
+        after_help = "A condition counts only once the controller has observed the document's current\n\
+generation, so `apply` then `wait` never returns on the previous spec's Ready.\n\
+While waiting, each change of state is printed on standard error.\n\
+Exit status: 0 the condition holds, 1 timed out, 2 error (e.g. the document does not exist).\n\n\
+Examples:\n  tritonctl wait --for=condition=Ready manateeversion/sdc --timeout 10m\n  \
+tritonctl wait --for=condition=Blocked=False mv/sdc\n  tritonctl wait --for=delete mv/sdc --timeout 1m"
+    )]
+    Wait {
+        /// condition=NAME[=True|False|Unknown] (NAME: Ready, Progressing, Degraded, Paused,
+        /// AwaitingApproval, Blocked; value True when left out) or delete.
+        #[arg(long = "for", value_name = "CONDITION")]
+        for_: String,
+        /// KIND/NAME, e.g. manateeversion/sdc.
+        object: String,
+        /// Give up after this long (exit 1).
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Stop a document's rollout: no new step starts until `tritonctl resume`.
+    #[command(
+        after_help = "The pause is a marker stored beside the document (who, when, why), not a spec\n\
+edit, so applying the document again from git does not undo it; only `resume` does.\n\
+A step already under way in the world finishes there; the next one does not start.\n\
+`spec.rollout.paused: true` in a ManateeVersion pauses too (a pause decided in git).\n\
+`get` shows who paused (PAUSED column), `describe` also when and why.\n\n\
+Examples:\n  tritonctl pause manateeversion/sdc --reason 'INC-42: moray errors'\n  tritonctl resume manateeversion/sdc"
+    )]
+    Pause {
+        /// KIND/NAME, e.g. manateeversion/sdc.
+        object: String,
+        /// Why (shown by describe and in the Paused condition).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who is pausing (default: $USER@hostname).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Lift a `tritonctl pause`.
+    #[command(after_help = "Example:\n  tritonctl resume manateeversion/sdc")]
+    Resume {
+        /// KIND/NAME, e.g. manateeversion/sdc.
+        object: String,
     },
     /// Print the JSON Schema of a kind.
     #[command(
@@ -130,6 +182,9 @@ pub struct GetArgs {
     pub name: Option<String>,
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+    /// After printing, print a row again whenever a document, its status or its pause changes.
+    #[arg(short = 'w', long)]
+    pub watch: bool,
 }
 
 #[derive(Args, Debug)]

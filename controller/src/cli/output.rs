@@ -5,6 +5,10 @@ use crds::status::OperationStatus;
 use crds::{ConditionType, Document};
 
 use super::OutputFormat;
+use crate::pause::PauseMarker;
+
+/// Pause markers by document name (`tritonctl pause`), for the PAUSED column.
+pub type Pauses = std::collections::BTreeMap<String, PauseMarker>;
 
 pub fn to_yaml(v: &serde_json::Value) -> String {
     serde_saphyr::to_string(v).unwrap_or_else(|e| format!("# cannot render YAML: {e}\n"))
@@ -17,7 +21,7 @@ fn table() -> Table {
     t
 }
 
-fn condition_cell(doc: &Document, kind: ConditionType) -> String {
+pub(crate) fn condition_cell(doc: &Document, kind: ConditionType) -> String {
     match doc.status().and_then(|s| s.condition(kind)) {
         Some(c) => format!("{:?}", c.status),
         None => "Unknown".into(),
@@ -25,7 +29,7 @@ fn condition_cell(doc: &Document, kind: ConditionType) -> String {
 }
 
 /// One-line summary of what the spec asks for, per kind.
-fn summary(doc: &Document) -> String {
+pub(crate) fn summary(doc: &Document) -> String {
     match doc {
         Document::HeadnodeSet(d) => format!(
             "{} headnodes, primary {}",
@@ -49,7 +53,7 @@ fn summary(doc: &Document) -> String {
     }
 }
 
-fn operation_cell(doc: &Document) -> String {
+pub(crate) fn operation_cell(doc: &Document) -> String {
     match doc.status().and_then(|s| s.operation.as_ref()) {
         Some(op) => {
             let done = op
@@ -68,7 +72,24 @@ fn operation_cell(doc: &Document) -> String {
     }
 }
 
+/// Who paused a document: the operator of a `tritonctl pause` (with the
+/// time when `wide`), `spec` for `spec.rollout.paused`, or `-`.
+pub(crate) fn paused_cell(doc: &Document, marker: Option<&PauseMarker>, wide: bool) -> String {
+    match marker {
+        Some(m) if wide => format!("{} since {}", m.by, m.at),
+        Some(m) => m.by.clone(),
+        None => match doc {
+            Document::ManateeVersion(d) if d.spec.rollout.paused => "spec".into(),
+            _ => "-".into(),
+        },
+    }
+}
+
 pub fn render_list(docs: &[Document], format: OutputFormat) -> String {
+    render_list_with_pauses(docs, format, &Pauses::new())
+}
+
+pub fn render_list_with_pauses(docs: &[Document], format: OutputFormat, pauses: &Pauses) -> String {
     match format {
         OutputFormat::Json => {
             let items: Vec<_> = docs.iter().map(Document::to_value).collect();
@@ -84,7 +105,14 @@ pub fn render_list(docs: &[Document], format: OutputFormat) -> String {
         OutputFormat::Table | OutputFormat::Wide => {
             let wide = format == OutputFormat::Wide;
             let mut t = table();
-            let mut header = vec!["NAME", "GENERATION", "OBSERVED", "READY", "PROGRESSING"];
+            let mut header = vec![
+                "NAME",
+                "GENERATION",
+                "OBSERVED",
+                "READY",
+                "PROGRESSING",
+                "PAUSED",
+            ];
             if wide {
                 header.extend(["OPERATION", "SPEC"]);
             }
@@ -100,6 +128,7 @@ pub fn render_list(docs: &[Document], format: OutputFormat) -> String {
                     observed,
                     condition_cell(d, ConditionType::Ready),
                     condition_cell(d, ConditionType::Progressing),
+                    paused_cell(d, pauses.get(d.name()), wide),
                 ];
                 if wide {
                     row.push(operation_cell(d));
@@ -132,6 +161,10 @@ fn trim_lines(s: &str) -> String {
 }
 
 pub fn describe(doc: &Document) -> String {
+    describe_with_pause(doc, None)
+}
+
+pub fn describe_with_pause(doc: &Document, pause: Option<&PauseMarker>) -> String {
     let mut out = String::new();
     let m = doc.metadata();
     out += &format!("Name:              {}\n", m.name);
@@ -148,6 +181,17 @@ pub fn describe(doc: &Document) -> String {
             .and_then(|s| s.observed_generation)
             .map_or("-".into(), |g| g.to_string())
     );
+    match (pause, paused_cell(doc, None, false).as_str()) {
+        (Some(m), _) => {
+            out += &format!("Paused:            by {} at {}\n", m.by, m.at);
+            if let Some(r) = &m.reason {
+                out += &format!("Pause reason:      {r}\n");
+            }
+            out += "                   (tritonctl pause; lift with `tritonctl resume`)\n";
+        }
+        (None, "spec") => out += "Paused:            by spec.rollout.paused\n",
+        _ => {}
+    }
     out += "Spec:\n";
     for line in to_yaml(&doc.spec_value()).lines() {
         out += &format!("  {line}\n");

@@ -1,0 +1,469 @@
+//! Watching from the command line: `events -w`, `get -w` and `wait`.
+//!
+//! Everything here is driven by ZooKeeper watches through the
+//! [`Coordination`] trait, never by polling: a watch is armed before the
+//! value it guards is read, so a change between the read and the wait
+//! fires the watch and is seen on the next round.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use coord::{CoordError, Coordination, WatchEvent};
+use crds::{ConditionStatus, ConditionType, Document, Kind};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+
+use super::output::{self, Pauses};
+use super::{EXIT_ERROR, EXIT_INVALID, Failure, OutputFormat};
+use crate::pause::{self, PauseMarker};
+use crate::runtime::detached;
+use crate::runtime::events::{EventRecord, Events};
+use crate::store::{Store, document_path, kind_dir, status_path};
+
+type Fired = Pin<Box<dyn Future<Output = (String, WatchEvent)> + Send>>;
+
+/// A set of armed one-shot watches, each re-armed only after it fired.
+struct Watches {
+    coord: Arc<dyn Coordination>,
+    armed: HashSet<String>,
+    pending: FuturesUnordered<Fired>,
+}
+
+fn session_lost(event: WatchEvent) -> Option<CoordError> {
+    match event {
+        WatchEvent::SessionExpired => Some(CoordError::SessionExpired),
+        WatchEvent::SessionClosed => Some(CoordError::SessionClosed),
+        _ => None,
+    }
+}
+
+fn coord_failure(e: CoordError) -> Failure {
+    if e.is_session_lost() {
+        Failure::error(format!(
+            "the store session ended ({e}); run the command again"
+        ))
+    } else {
+        Failure::error(e.to_string())
+    }
+}
+
+impl Watches {
+    fn new(coord: Arc<dyn Coordination>) -> Watches {
+        Watches {
+            coord,
+            armed: HashSet::new(),
+            pending: FuturesUnordered::new(),
+        }
+    }
+
+    fn push(&mut self, id: String, watch: coord::Watch) {
+        self.pending
+            .push(Box::pin(async move { (id, watch.await) }));
+    }
+
+    /// Watch a node for creation, change and deletion (once armed, until it fires).
+    async fn node(&mut self, path: &str) -> Result<(), Failure> {
+        if self.armed.contains(path) {
+            return Ok(());
+        }
+        let (_, watch) = detached::exists_watch(&self.coord, path)
+            .await
+            .map_err(coord_failure)?;
+        self.armed.insert(path.to_string());
+        self.push(path.to_string(), watch);
+        Ok(())
+    }
+
+    /// The children of `dir`, with a watch on them armed first.
+    async fn children(&mut self, dir: &str) -> Result<Vec<String>, Failure> {
+        let id = format!("children:{dir}");
+        let mut names = if self.armed.contains(&id) {
+            self.coord.children(dir).await.map_err(coord_failure)?
+        } else {
+            let (names, watch) = detached::children_watch(&self.coord, dir)
+                .await
+                .map_err(coord_failure)?;
+            self.armed.insert(id.clone());
+            self.push(id, watch);
+            names
+        };
+        names.sort();
+        Ok(names)
+    }
+
+    /// Wait for the next watch to fire; a session that ended is an error.
+    async fn next(&mut self) -> Result<(), Failure> {
+        match self.pending.next().await {
+            Some((id, event)) => {
+                self.armed.remove(&id);
+                match session_lost(event) {
+                    Some(e) => Err(coord_failure(e)),
+                    None => Ok(()),
+                }
+            }
+            // Nothing armed: nothing can ever change what we wait for.
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// One event as a line (the layout of `tritonctl events`).
+pub fn event_line(r: &EventRecord) -> String {
+    let e = &r.event;
+    format!(
+        "{}  {:<7} {:<28} {:<18} {}",
+        e.time,
+        e.event_type.as_str(),
+        e.object,
+        e.reason,
+        e.message
+    )
+}
+
+/// `tritonctl events -w`: the stored events, then each new one as it is
+/// recorded, until interrupted or the session ends.
+pub async fn events_watch(store: &Store, object: Option<String>) -> Result<(), Failure> {
+    let events = Events::new(store.coord().clone());
+    let mut stream = Box::pin(events.watch(object, None));
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(r) => println!("{}", event_line(&r)),
+            Err(crate::store::StoreError::Coord(e)) if e.is_session_lost() => {
+                return Err(coord_failure(e));
+            }
+            // Transient (connection loss): the stream retries by itself.
+            Err(e) => eprintln!("warning: {e}; still watching"),
+        }
+    }
+    Err(Failure::error("the event stream ended"))
+}
+
+/// What `get -w` compares to decide whether to print a row again.
+fn fingerprint(doc: &Document, marker: Option<&PauseMarker>) -> String {
+    format!("{}|{:?}", doc.to_value(), marker)
+}
+
+const WATCH_HEADER: [&str; 6] = [
+    "NAME",
+    "GENERATION",
+    "OBSERVED",
+    "READY",
+    "PROGRESSING",
+    "PAUSED",
+];
+
+/// Rows with fixed column widths, so that rows printed one at a time line up.
+fn watch_row(cells: &[String], wide: bool) -> String {
+    let widths = [24usize, 10, 8, 7, 11, 14];
+    let mut out = String::new();
+    for (i, c) in cells.iter().enumerate() {
+        let last = i + 1 == cells.len();
+        match widths.get(i) {
+            Some(w) if !last || wide => out += &format!("{c:<w$}   "),
+            _ => out += c,
+        }
+    }
+    out.trim_end().to_string()
+}
+
+fn row_cells(doc: &Document, marker: Option<&PauseMarker>, wide: bool) -> Vec<String> {
+    let mut cells = vec![
+        doc.name().to_string(),
+        doc.metadata().generation.unwrap_or(0).to_string(),
+        doc.status()
+            .and_then(|s| s.observed_generation)
+            .map_or("-".into(), |g| g.to_string()),
+        output::condition_cell(doc, ConditionType::Ready),
+        output::condition_cell(doc, ConditionType::Progressing),
+        output::paused_cell(doc, marker, wide),
+    ];
+    if wide {
+        cells.push(output::operation_cell(doc));
+        cells.push(output::summary(doc));
+    }
+    cells
+}
+
+fn print_doc(doc: &Document, marker: Option<&PauseMarker>, format: OutputFormat) {
+    match format {
+        OutputFormat::Table | OutputFormat::Wide => {
+            let wide = format == OutputFormat::Wide;
+            println!("{}", watch_row(&row_cells(doc, marker, wide), wide));
+        }
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string(&doc.to_value()).expect("documents serialize")
+        ),
+        OutputFormat::Yaml => print!("---\n{}", output::to_yaml(&doc.to_value())),
+    }
+}
+
+/// `tritonctl get -w KIND [NAME]`: print the current rows, then a row again
+/// each time a document, its status or its pause marker changes, and
+/// `NAME deleted` when a document goes away. Table rows use fixed widths;
+/// `-o json` prints one document per line, `-o yaml` one YAML document each.
+pub async fn get_watch(
+    store: &Store,
+    kind: Kind,
+    name: Option<&str>,
+    format: OutputFormat,
+) -> Result<(), Failure> {
+    let coord = store.coord().clone();
+    let mut watches = Watches::new(coord.clone());
+    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    let mut first = true;
+    if matches!(format, OutputFormat::Table | OutputFormat::Wide) {
+        let mut header: Vec<String> = WATCH_HEADER.iter().map(|s| s.to_string()).collect();
+        if format == OutputFormat::Wide {
+            header.extend(["OPERATION".into(), "SPEC".into()]);
+        }
+        println!("{}", watch_row(&header, format == OutputFormat::Wide));
+    }
+    loop {
+        let names = match name {
+            Some(n) => vec![n.to_string()],
+            None => watches.children(&kind_dir(kind)).await?,
+        };
+        for n in &names {
+            watches.node(&document_path(kind, n)).await?;
+            watches.node(&status_path(kind, n)).await?;
+            watches.node(&pause::pause_path(kind, n)).await?;
+        }
+        for n in &names {
+            let doc = store.get(kind, n).await?;
+            let marker = pause::get(&coord, kind, n).await?;
+            match doc {
+                Some(doc) => {
+                    let fp = fingerprint(&doc, marker.as_ref());
+                    if last.get(n) != Some(&fp) {
+                        print_doc(&doc, marker.as_ref(), format);
+                        last.insert(n.clone(), fp);
+                    }
+                }
+                None if first && name.is_some() => {
+                    return Err(Failure::invalid(format!(
+                        "{kind} `{n}` not found; `tritonctl get {}` lists what is stored",
+                        kind.short()
+                    )));
+                }
+                None => {
+                    if last.remove(n).is_some() {
+                        println!("{n} deleted");
+                    }
+                }
+            }
+        }
+        // Documents that left the listing.
+        let gone: Vec<String> = last
+            .keys()
+            .filter(|k| !names.contains(k))
+            .cloned()
+            .collect();
+        for n in gone {
+            last.remove(&n);
+            println!("{n} deleted");
+        }
+        first = false;
+        watches.next().await?;
+    }
+}
+
+/// What `wait --for` waits for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WaitFor {
+    Condition(ConditionType, ConditionStatus),
+    Delete,
+}
+
+impl WaitFor {
+    /// `condition=Ready`, `condition=Blocked=false`, `delete`.
+    pub fn parse(s: &str) -> Result<WaitFor, Failure> {
+        let bad = || {
+            Failure::error(format!(
+                "--for={s}: expected condition=NAME[=True|False|Unknown] (NAME one of {}) or delete",
+                ConditionType::ALL
+                    .iter()
+                    .map(|c| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        };
+        if s.eq_ignore_ascii_case("delete") {
+            return Ok(WaitFor::Delete);
+        }
+        let rest = s.strip_prefix("condition=").ok_or_else(bad)?;
+        let (name, value) = match rest.split_once('=') {
+            Some((n, v)) => (n, v),
+            None => (rest, "true"),
+        };
+        let cond = ConditionType::parse(name).ok_or_else(bad)?;
+        let value = match value.to_ascii_lowercase().as_str() {
+            "true" => ConditionStatus::True,
+            "false" => ConditionStatus::False,
+            "unknown" => ConditionStatus::Unknown,
+            _ => return Err(bad()),
+        };
+        Ok(WaitFor::Condition(cond, value))
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            WaitFor::Condition(c, v) => format!("condition {}={v:?}", c.as_str()),
+            WaitFor::Delete => "deletion".into(),
+        }
+    }
+}
+
+/// Where a document stands with respect to a `wait`.
+fn standing(doc: &Document, cond: ConditionType, want: ConditionStatus) -> (bool, String) {
+    let generation = doc.metadata().generation.unwrap_or(1);
+    let Some(c) = doc.status().and_then(|s| s.condition(cond)) else {
+        return (
+            false,
+            format!("{} not reported yet (not reconciled)", cond.as_str()),
+        );
+    };
+    let mut now = format!("{}={:?}", cond.as_str(), c.status);
+    if !c.reason.is_empty() {
+        now += &format!(" ({}", c.reason);
+        if !c.message.is_empty() {
+            now += &format!(": {}", c.message);
+        }
+        now += ")";
+    }
+    // A condition about an older spec says nothing about this one: after an
+    // apply, `Ready=True` of the previous generation must not end the wait.
+    if let Some(g) = c.observed_generation
+        && g < generation
+    {
+        return (
+            false,
+            format!("{now}, but for generation {g}; the current generation is {generation}"),
+        );
+    }
+    (c.status == want, now)
+}
+
+/// `tritonctl wait`: `Ok(())` when met, `Failure` with exit code 1 on timeout
+/// and 2 on any other error. Progress goes to standard error whenever the
+/// state changes, so a long wait shows what it is waiting on.
+pub async fn wait(
+    store: &Store,
+    kind: Kind,
+    name: &str,
+    what: &WaitFor,
+    timeout: Duration,
+) -> Result<String, Failure> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let object = format!("{kind}/{name}");
+    let mut last_state = String::new();
+    let run = async {
+        let mut watches = Watches::new(store.coord().clone());
+        loop {
+            watches.node(&document_path(kind, name)).await?;
+            watches.node(&status_path(kind, name)).await?;
+            let doc = store.get(kind, name).await.map_err(|e| Failure {
+                code: EXIT_ERROR,
+                message: e.to_string(),
+            })?;
+            let (met, state) = match (what, &doc) {
+                (WaitFor::Delete, None) => (true, "deleted".to_string()),
+                (WaitFor::Delete, Some(d)) => (
+                    false,
+                    format!(
+                        "exists (resourceVersion {})",
+                        d.metadata().resource_version.as_deref().unwrap_or("-")
+                    ),
+                ),
+                (WaitFor::Condition(..), None) => {
+                    return Err(Failure::error(format!(
+                        "{object} does not exist{}; apply it first (`tritonctl get {}` lists what is stored)",
+                        if last_state.is_empty() {
+                            ""
+                        } else {
+                            " any more (deleted while waiting)"
+                        },
+                        kind.short()
+                    )));
+                }
+                (WaitFor::Condition(c, v), Some(d)) => standing(d, *c, *v),
+            };
+            if met {
+                return Ok(state);
+            }
+            if state != last_state {
+                eprintln!("{object}: {state}; waiting for {}", what.describe());
+                last_state = state;
+            }
+            watches.next().await?;
+        }
+    };
+    match tokio::time::timeout_at(deadline, run).await {
+        Ok(r) => r,
+        Err(_) => Err(Failure {
+            code: EXIT_INVALID,
+            message: format!(
+                "timed out after {} waiting for {object} {}",
+                humantime(timeout),
+                what.describe()
+            ),
+        }),
+    }
+}
+
+fn humantime(d: Duration) -> String {
+    let s = d.as_secs();
+    if d.subsec_millis() != 0 || s == 0 {
+        format!("{}ms", d.as_millis())
+    } else if s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else if s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Pause markers of the named documents, for `get`.
+pub async fn pauses(store: &Store, kind: Kind, names: &[&str]) -> Result<Pauses, Failure> {
+    let mut out = Pauses::new();
+    for n in names {
+        if let Some(m) = pause::get(store.coord(), kind, n).await? {
+            out.insert(n.to_string(), m);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_for_parses_conditions_values_and_delete() {
+        assert_eq!(
+            WaitFor::parse("condition=Ready").unwrap(),
+            WaitFor::Condition(ConditionType::Ready, ConditionStatus::True)
+        );
+        assert_eq!(
+            WaitFor::parse("condition=blocked=False").unwrap(),
+            WaitFor::Condition(ConditionType::Blocked, ConditionStatus::False)
+        );
+        assert_eq!(WaitFor::parse("delete").unwrap(), WaitFor::Delete);
+        for bad in ["Ready", "condition=Nope", "condition=Ready=maybe", "create"] {
+            let e = WaitFor::parse(bad).unwrap_err();
+            assert_eq!(e.code, EXIT_ERROR);
+            assert!(e.message.contains("condition=NAME"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn durations_print_as_given() {
+        assert_eq!(humantime(Duration::from_secs(600)), "10m");
+        assert_eq!(humantime(Duration::from_secs(90)), "90s");
+        assert_eq!(humantime(Duration::from_millis(1500)), "1500ms");
+    }
+}

@@ -1,0 +1,430 @@
+//! Watching from the command line, through the real binary: `events -w`,
+//! `get -w`, `wait`, `pause` and `resume`. Tests that need a second writer
+//! while the binary runs use a real ZooKeeper (`zk_*`: the embedded store
+//! belongs to one process at a time).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use coord::testing::ZkServer;
+use coord::{Coordination, MemEnsemble, ZkCoordination};
+use crds::{ConditionStatus, ConditionType, Kind, Status};
+use e2e::{repo, run, stderr, stdout, tritonctl_bin};
+use tritonctl::runtime::events::{Event, Events};
+use tritonctl::store::Store;
+
+/// Generous: the machine is small and shared.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn code(o: &std::process::Output) -> i32 {
+    o.status.code().expect("exited")
+}
+
+/// A tritonctl process against a ZooKeeper, its output lines on channels.
+struct Running {
+    child: Child,
+    out: mpsc::Receiver<String>,
+    err: mpsc::Receiver<String>,
+}
+
+fn lines(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+impl Running {
+    fn start(zk: &str, args: &[&str]) -> Running {
+        let mut child = Command::new(tritonctl_bin())
+            .arg("--zk")
+            .arg(zk)
+            .args(args)
+            .current_dir(repo())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tritonctl");
+        let out = lines(child.stdout.take().unwrap());
+        let err = lines(child.stderr.take().unwrap());
+        Running { child, out, err }
+    }
+
+    /// The first line of `rx` containing `needle`, within PATIENCE.
+    fn expect(rx: &mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) -> String {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line with {needle:?} within {PATIENCE:?}; saw {seen:#?}"),
+            }
+        }
+    }
+
+    fn stdout_line(&self, needle: &str) -> String {
+        Self::expect(&self.out, needle, &mut Vec::new())
+    }
+
+    fn stderr_line(&self, needle: &str) -> String {
+        Self::expect(&self.err, needle, &mut Vec::new())
+    }
+
+    /// Wait for the process to exit by itself, within PATIENCE.
+    fn exit_code(&mut self) -> i32 {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code().expect("exited normally");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tritonctl did not exit within {PATIENCE:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Our own child, by its handle.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn zk_store(zk: &ZkServer) -> Store {
+    let coord: Arc<dyn Coordination> =
+        ZkCoordination::connect(&zk.connect_string(), Duration::from_secs(10))
+            .await
+            .unwrap();
+    let store = Store::new(coord);
+    store.init().await.unwrap();
+    store
+}
+
+fn lab_manatee(image_version: &str) -> crds::Document {
+    let text = std::fs::read_to_string(repo().join("examples/lab/manatee.yaml")).unwrap();
+    let text = text.replace("20251104T182201Z", image_version);
+    let (mut docs, diags) = crds::parse_documents("manatee.yaml", &text);
+    assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+    docs.remove(0).document
+}
+
+fn status(ready: ConditionStatus, generation: i64) -> Status {
+    let mut s = Status {
+        observed_generation: Some(generation),
+        ..Status::default()
+    };
+    s.set_condition(
+        ConditionType::Ready,
+        ready,
+        if ready == ConditionStatus::True {
+            "Converged"
+        } else {
+            "Converging"
+        },
+        "1/1 shard(s)",
+        "2026-11-22T12:00:00Z",
+    );
+    s
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zk_events_w_prints_an_event_recorded_after_it_started() {
+    let zk = ZkServer::start().await.unwrap();
+    let store = zk_store(&zk).await;
+    let events = Events::new(store.coord().clone());
+    events
+        .record(
+            &Event::normal("ManateeVersion/sdc", "Before", "recorded before"),
+            None,
+        )
+        .await
+        .unwrap();
+    let all = Running::start(&zk.connect_string(), &["events", "-w"]);
+    let sdc = Running::start(&zk.connect_string(), &["events", "-w", "mv/sdc"]);
+    // Both list what is stored first: from then on they are watching.
+    all.stdout_line("recorded before");
+    sdc.stdout_line("recorded before");
+    events
+        .record(
+            &Event::warning("ShardTopology/1", "Other", "not for sdc"),
+            None,
+        )
+        .await
+        .unwrap();
+    events
+        .record(
+            &Event::normal("ManateeVersion/sdc", "After", "recorded after"),
+            None,
+        )
+        .await
+        .unwrap();
+    let line = all.stdout_line("not for sdc");
+    assert!(
+        line.contains("Warning") && line.contains("ShardTopology/1"),
+        "{line}"
+    );
+    all.stdout_line("recorded after");
+    // The filtered stream skips the other object's event.
+    let mut seen = Vec::new();
+    Running::expect(&sdc.out, "recorded after", &mut seen);
+    assert!(seen.iter().all(|l| !l.contains("not for sdc")), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zk_wait_exits_0_once_the_condition_is_set() {
+    let zk = ZkServer::start().await.unwrap();
+    let store = zk_store(&zk).await;
+    store.apply(&[lab_manatee("v1")]).await.unwrap();
+    store
+        .write_status(
+            Kind::ManateeVersion,
+            "sdc",
+            &status(ConditionStatus::False, 1),
+            None,
+        )
+        .await
+        .unwrap();
+    let mut wait = Running::start(
+        &zk.connect_string(),
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "manateeversion/sdc",
+            "--timeout",
+            "10m",
+        ],
+    );
+    // It has read the document and is waiting on its watches.
+    wait.stderr_line("Ready=False (Converging");
+    assert!(
+        wait.child.try_wait().unwrap().is_none(),
+        "exited before Ready"
+    );
+    store
+        .write_status(
+            Kind::ManateeVersion,
+            "sdc",
+            &status(ConditionStatus::True, 1),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(wait.exit_code(), 0);
+    wait.stdout_line("Ready=True");
+
+    // --for=delete ends when the document goes.
+    let mut gone = Running::start(
+        &zk.connect_string(),
+        &["wait", "--for=delete", "mv/sdc", "--timeout", "10m"],
+    );
+    gone.stderr_line("exists");
+    store.delete(Kind::ManateeVersion, "sdc").await.unwrap();
+    assert_eq!(gone.exit_code(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zk_get_w_prints_a_row_again_when_the_status_changes() {
+    let zk = ZkServer::start().await.unwrap();
+    let store = zk_store(&zk).await;
+    store.apply(&[lab_manatee("v1")]).await.unwrap();
+    let one = Running::start(&zk.connect_string(), &["get", "mv", "sdc", "-w"]);
+    let all = Running::start(&zk.connect_string(), &["get", "mv", "-w"]);
+    let first = one.stdout_line("sdc");
+    assert!(first.contains("Unknown"), "{first}");
+    all.stdout_line("sdc");
+    store
+        .write_status(
+            Kind::ManateeVersion,
+            "sdc",
+            &status(ConditionStatus::True, 1),
+            None,
+        )
+        .await
+        .unwrap();
+    let again = one.stdout_line("True");
+    assert!(again.starts_with("sdc"), "{again}");
+    all.stdout_line("True");
+    // A new document shows up in the list watch; a pause shows in both.
+    let mut other = lab_manatee("v1");
+    other.metadata_mut().name = "other".into();
+    store.apply(&[other]).await.unwrap();
+    all.stdout_line("other");
+    let o = Command::new(tritonctl_bin())
+        .args([
+            "--zk",
+            &zk.connect_string(),
+            "pause",
+            "mv/sdc",
+            "--by",
+            "alice@hn0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    one.stdout_line("alice@hn0");
+    all.stdout_line("alice@hn0");
+    store.delete(Kind::ManateeVersion, "other").await.unwrap();
+    all.stdout_line("other deleted");
+}
+
+#[test]
+fn wait_times_out_with_1_ignores_an_older_generation_and_fails_with_2() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let o = run(dir, &["apply", "-f", "examples/lab/"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    // Not reconciled yet: times out.
+    let o = run(
+        dir,
+        &["wait", "--for=condition=Ready", "mv/sdc", "--timeout", "1s"],
+    );
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("timed out after 1s"), "{}", stderr(&o));
+
+    // Ready for generation 1, then the spec changes (generation 2).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let write = |st: Status| {
+        rt.block_on(async {
+            let ens = MemEnsemble::open(dir).unwrap();
+            let store = Store::new(ens.connect());
+            store
+                .write_status(Kind::ManateeVersion, "sdc", &st, None)
+                .await
+                .unwrap();
+        })
+    };
+    write(status(ConditionStatus::True, 1));
+    let o = run(
+        dir,
+        &["wait", "--for=condition=Ready", "mv/sdc", "--timeout", "1s"],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let f = dir.join("mv.yaml");
+    std::fs::write(
+        &f,
+        std::fs::read_to_string(repo().join("examples/lab/manatee.yaml"))
+            .unwrap()
+            .replace("maxReplicationLagSeconds: 5", "maxReplicationLagSeconds: 6"),
+    )
+    .unwrap();
+    let o = run(dir, &["apply", "-f", f.to_str().unwrap()]);
+    assert!(stdout(&o).contains("generation 2"), "{}", stdout(&o));
+    let o = run(
+        dir,
+        &["wait", "--for=condition=Ready", "mv/sdc", "--timeout", "1s"],
+    );
+    assert_eq!(
+        code(&o),
+        1,
+        "Ready of generation 1 ended the wait: {}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("but for generation 1"),
+        "{}",
+        stderr(&o)
+    );
+    write(status(ConditionStatus::True, 2));
+    let o = run(
+        dir,
+        &["wait", "--for=condition=Ready", "mv/sdc", "--timeout", "1s"],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    // Errors are 2: no such document, a bad --for.
+    let o = run(
+        dir,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "mv/nope",
+            "--timeout",
+            "1s",
+        ],
+    );
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    let o = run(dir, &["wait", "--for=condition=Bogus", "mv/sdc"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    // A document that does not exist is already deleted.
+    let o = run(dir, &["wait", "--for=delete", "mv/nope", "--timeout", "1s"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+#[test]
+fn pause_is_kept_across_apply_shown_by_get_and_describe_and_lifted_by_resume() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    assert_eq!(code(&run(dir, &["apply", "-f", "examples/lab/"])), 0);
+    let o = run(
+        dir,
+        &["pause", "mv/sdc", "--by", "alice@hn0", "--reason", "INC-42"],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("paused by alice@hn0"), "{}", stdout(&o));
+    // A second pause keeps the first pauser.
+    let o = run(dir, &["pause", "mv/sdc", "--by", "bob@hn1"]);
+    assert_eq!(code(&o), 0);
+    assert!(
+        stdout(&o).contains("already paused by alice@hn0"),
+        "{}",
+        stdout(&o)
+    );
+    // Applying the git copy again does not undo it.
+    assert_eq!(code(&run(dir, &["apply", "-f", "examples/lab/"])), 0);
+    let o = run(dir, &["get", "mv"]);
+    let out = stdout(&o);
+    assert!(out.lines().next().unwrap().contains("PAUSED"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("sdc") && l.contains("alice@hn0")),
+        "{out}"
+    );
+    let o = run(dir, &["describe", "mv", "sdc"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("Paused:            by alice@hn0 at 20"),
+        "{out}"
+    );
+    assert!(out.contains("Pause reason:      INC-42"), "{out}");
+
+    let o = run(dir, &["resume", "mv/sdc"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run(dir, &["get", "mv", "sdc"]);
+    assert!(!stdout(&o).contains("alice"), "{}", stdout(&o));
+    assert_eq!(code(&run(dir, &["resume", "mv/sdc"])), 1);
+    let o = run(dir, &["pause", "mv/nope"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("not found"), "{}", stderr(&o));
+}
+
+#[test]
+fn new_commands_have_help_with_examples() {
+    for cmd in ["wait", "pause", "resume", "events", "get"] {
+        let o = Command::new(tritonctl_bin())
+            .args([cmd, "--help"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 0, "{cmd}");
+        assert!(stdout(&o).contains("Example"), "{cmd}: {}", stdout(&o));
+    }
+}
