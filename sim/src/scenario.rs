@@ -350,6 +350,14 @@ impl SimScenario {
         let servers = SimServers::start(dc.clone())
             .await
             .map_err(|e| e.to_string())?;
+        if let Some(t) = topo {
+            // The ring goes into IMGAPI and SAPI names it, as create-topology does.
+            use crate::manta::ring_image;
+            let ring = ring_image::ring_for_topology(&t.spec)?;
+            ring_image::publish_ring_image(&dc, &ring, &owner, JsonMap::new())
+                .and_then(|i| ring_image::set_ring_image(&dc, &i, Some(&servers.urls().imgapi)))
+                .map_err(|e| format!("hash ring image: {e}"))?;
+        }
         tasks.shrink_to_fit();
         Ok(SimScenario {
             dc,

@@ -46,12 +46,20 @@ pub struct EmStatus {
     pub ring_fingerprint: Option<String>,
     pub vnode_count: Option<u32>,
     pub read_only_vnodes: usize,
+    /// The IMGAPI image the loaded ring came from (manta-reshard's
+    /// `manta_hash_ring_stamp.json` `image_uuid`); `None` for a ring loaded
+    /// by hand.
+    pub ring_image: Option<String>,
+    /// Why the image `HASH_RING_IMAGE` names could not be loaded (the
+    /// previous ring stays in service).
+    pub ring_image_error: Option<String>,
     /// `None` when no indexShards config was given (every pnode writable).
     pub index_shards: Option<Vec<(String, bool)>>,
 }
 
 struct Loaded {
     ring: Arc<Ring>,
+    image: Option<String>,
     /// Hashing a 10M-vnode ring takes a while: only when asked.
     fingerprint: OnceLock<String>,
 }
@@ -71,6 +79,7 @@ pub struct ElectricMoray {
     tier: Arc<MorayTier>,
     encoding: KeyEncoding,
     ring: RwLock<Option<Loaded>>,
+    ring_image_error: RwLock<Option<String>>,
     index_shards: RwLock<Option<BTreeMap<String, bool>>>,
 }
 
@@ -89,6 +98,7 @@ impl ElectricMoray {
             tier,
             encoding,
             ring: RwLock::new(None),
+            ring_image_error: RwLock::new(None),
             index_shards: RwLock::new(None),
         })
     }
@@ -110,10 +120,36 @@ impl ElectricMoray {
 
     /// Loads an already-parsed ring.
     pub fn install_ring(&self, ring: Ring) {
+        self.install(ring, None);
+    }
+
+    /// Loads the ring held by IMGAPI image `image` (see
+    /// [`super::ring_image`]) and stamps it with the image's uuid.
+    pub fn install_ring_image(&self, image: &str, ring: Ring) {
+        self.install(ring, Some(image.to_owned()));
+        *self.ring_image_error.write().expect("ring lock") = None;
+    }
+
+    fn install(&self, ring: Ring, image: Option<String>) {
         *self.ring.write().expect("ring lock") = Some(Loaded {
             ring: Arc::new(ring),
+            image,
             fingerprint: OnceLock::new(),
         });
+    }
+
+    /// The image the loaded ring came from, if it came from one.
+    pub fn ring_image(&self) -> Option<String> {
+        self.ring
+            .read()
+            .expect("ring lock")
+            .as_ref()
+            .and_then(|l| l.image.clone())
+    }
+
+    /// Record (or clear) why the wanted ring image could not be loaded.
+    pub fn set_ring_image_error(&self, error: Option<String>) {
+        *self.ring_image_error.write().expect("ring lock") = error;
     }
 
     /// Fingerprint of the loaded ring ([`Ring::fingerprint`]).
@@ -168,6 +204,8 @@ impl ElectricMoray {
                     .filter(|(_, d)| *d == READ_ONLY)
                     .count()
             }),
+            ring_image: ring.as_ref().and_then(|l| l.image.clone()),
+            ring_image_error: self.ring_image_error.read().expect("ring lock").clone(),
             index_shards: self
                 .index_shards
                 .read()

@@ -10,6 +10,8 @@
 //!   `indexShards` config, routing put/get/delete by the transformed key and
 //!   refusing writes the way electric-moray does. Several can run with
 //!   different rings, as during a ring rollout.
+//! - [`ring_image`]: the ring as an IMGAPI image named by SAPI's
+//!   `HASH_RING_IMAGE`, and the follower that (re)loads it into an e-m.
 //! - [`load`]: an mlive-like generator that records every write attempt and
 //!   reports unavailability windows; [`verify`] proves acknowledged writes are
 //!   neither lost nor duplicated; [`reshard`] moves `_vnode` sets of rows.
@@ -19,6 +21,7 @@ mod electric;
 mod error;
 pub mod load;
 pub mod reshard;
+pub mod ring_image;
 mod store;
 pub mod verify;
 

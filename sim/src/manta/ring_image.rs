@@ -1,0 +1,253 @@
+//! The hash ring as Manta ships it: an IMGAPI image that the `manta` SAPI
+//! application's `HASH_RING_IMAGE` metadata names (research/triton-apis.md
+//! §4.3, research/resharding.md §1.7 and §2).
+//!
+//! What the simulator stores in the image file: in real Manta the file is a
+//! gzip tarball of fash's LevelDB ring directory (`hash_ring/`), which
+//! electric-moray's `boot/setup.sh` extracts into its LevelDB copies. The
+//! simulator stores the ring instead as fash's `serialize()` JSON (the
+//! `{vnodes, pnodeToVnodeMap, algorithm, version, complete}` document that
+//! [`Ring::to_json`] writes and [`Ring::from_json`] reads; the same JSON the
+//! buckets ring image carries), uncompressed (`compression: "none"`). The
+//! manifest is the one `manta-adm create-topology` writes: name
+//! `manta-hash-ring`, type and os `other`, not public, uploaded through
+//! import, add-file and activate, so the image is listable and fetchable
+//! through the simulated IMGAPI like any other.
+//!
+//! Loading: [`follow_ring_image`] plays the part of electric-moray's setup
+//! and of manta-reshard's ring update script for one e-m: whenever
+//! `HASH_RING_IMAGE` names an image other than the one the e-m's ring came
+//! from (its stamp, [`ElectricMoray::ring_image`]), it fetches the image file,
+//! parses the ring and installs it. An image that cannot be loaded leaves the
+//! previous ring in service and is reported in the e-m's status
+//! (`ring_image_error`), as a failed update script leaves the old LevelDB in
+//! place. SAPI has no change notification, so the follower reads SAPI every
+//! `every` (as config-agent polls SAPI).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use wire::apis::JsonMap;
+use wire::fash::Ring;
+
+use super::ElectricMoray;
+use crate::dc::Datacenter;
+
+/// SAPI metadata key on the `manta` application.
+pub const HASH_RING_IMAGE: &str = "HASH_RING_IMAGE";
+/// SAPI metadata key: the IMGAPI the image lives in.
+pub const HASH_RING_IMGAPI_SERVICE: &str = "HASH_RING_IMGAPI_SERVICE";
+/// The image name `manta-adm create-topology` gives ring images.
+pub const RING_IMAGE_NAME: &str = "manta-hash-ring";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RingImageError {
+    #[error("SAPI has no `manta` application")]
+    NoMantaApplication,
+    #[error("IMGAPI: {0}")]
+    Imgapi(String),
+    #[error("SAPI: {0}")]
+    Sapi(String),
+    #[error("image {image} does not hold a fash ring: {message}")]
+    NotARing { image: String, message: String },
+}
+
+fn manta_app(dc: &Datacenter) -> Result<wire::apis::Application, RingImageError> {
+    let mut q = JsonMap::new();
+    q.insert("name".into(), json!("manta"));
+    dc.sapi_list_applications(&q)
+        .into_iter()
+        .next()
+        .ok_or(RingImageError::NoMantaApplication)
+}
+
+/// The image uuid `HASH_RING_IMAGE` names now, if set.
+pub fn current_ring_image(dc: &Datacenter) -> Result<Option<String>, RingImageError> {
+    let app = manta_app(dc)?;
+    Ok(app
+        .metadata
+        .get(HASH_RING_IMAGE)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned))
+}
+
+/// Point `HASH_RING_IMAGE` (and `HASH_RING_IMGAPI_SERVICE`, when given) at
+/// an image, as `manta-adm create-topology` and manta-reshard's install step
+/// do (a SAPI UpdateApplication, action update).
+pub fn set_ring_image(
+    dc: &Datacenter,
+    image: &str,
+    imgapi_url: Option<&str>,
+) -> Result<(), RingImageError> {
+    let app = manta_app(dc)?;
+    let mut md = JsonMap::new();
+    md.insert(HASH_RING_IMAGE.into(), json!(image));
+    if let Some(u) = imgapi_url {
+        md.insert(HASH_RING_IMGAPI_SERVICE.into(), json!(u));
+    }
+    let mut p = JsonMap::new();
+    p.insert("action".into(), json!("update"));
+    p.insert("metadata".into(), Value::Object(md));
+    dc.sapi_update_application(&app.uuid, &p)
+        .map(|_| ())
+        .map_err(|e| RingImageError::Sapi(e.to_string()))
+}
+
+/// The pnode electric-moray knows an index shard by (`manta-adm
+/// create-topology`: `tcp://<shard host>:<port>`, port 2020).
+pub fn pnode_of_shard(shard: &str) -> String {
+    format!("tcp://{shard}:2020")
+}
+
+/// The ring a `ShardTopology` describes as it stands: `fash create` over its
+/// index shards (round-robin in sorted order), then its explicit
+/// `assignment`, if any. Intents are changes for the controller to make;
+/// they are not applied here.
+pub fn ring_for_topology(spec: &crds::shards::ShardTopologySpec) -> Result<Ring, String> {
+    use crds::shards::ShardRole;
+    let pnodes: Vec<String> = spec
+        .shards
+        .iter()
+        .filter(|s| s.roles.contains(&ShardRole::Index))
+        .map(|s| pnode_of_shard(&s.name))
+        .collect();
+    let mut ring = Ring::create(spec.ring.vnodes, &pnodes).map_err(|e| e.to_string())?;
+    for a in spec.ring.assignment.iter().flatten() {
+        let to = pnode_of_shard(&a.shard);
+        let mut vnodes = Vec::new();
+        for r in &a.vnodes {
+            let (lo, hi) = crds::shards::parse_vnode_range(r)?;
+            for v in lo..=hi {
+                if ring.vnode_node(v).map_err(|e| e.to_string())?.pnode != to {
+                    vnodes.push(v);
+                }
+            }
+        }
+        if !vnodes.is_empty() {
+            ring.remap(&vnodes, &to).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(ring)
+}
+
+/// Store `ring` as a new active `manta-hash-ring` image (import, add file,
+/// activate); returns its uuid. `tags` go into the manifest (manta-reshard
+/// tags its rings with `manta_reshard_plan`).
+pub fn publish_ring_image(
+    dc: &Datacenter,
+    ring: &Ring,
+    owner: &str,
+    tags: JsonMap,
+) -> Result<String, RingImageError> {
+    let uuid = dc.new_uuid();
+    let version = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .expect("the current time formats");
+    let mut manifest = json!({
+        "v": 2,
+        "uuid": uuid,
+        "owner": owner,
+        "name": RING_IMAGE_NAME,
+        "version": version,
+        "public": false,
+        "type": "other",
+        "os": "other",
+        "description": "Manta Hash Ring",
+    });
+    if !tags.is_empty() {
+        manifest["tags"] = Value::Object(tags);
+    }
+    let Value::Object(manifest) = manifest else {
+        unreachable!("a JSON object literal")
+    };
+    let imgapi = |e: crate::dc::error::ApiError| RingImageError::Imgapi(e.to_string());
+    let action = |a: &str| {
+        let mut p = JsonMap::new();
+        p.insert("action".into(), json!(a));
+        p
+    };
+    dc.imgapi_image_action(&uuid, &action("import"), &manifest)
+        .map_err(imgapi)?;
+    let mut file = JsonMap::new();
+    file.insert("compression".into(), json!("none"));
+    let stored = dc
+        .imgapi_add_file(&uuid, &file, ring.to_json().into_bytes())
+        .and_then(|_| dc.imgapi_image_action(&uuid, &action("activate"), &JsonMap::new()));
+    if let Err(e) = stored {
+        // manta-adm rolls back a half-made image.
+        let _ = dc.imgapi_delete_image(&uuid);
+        return Err(imgapi(e));
+    }
+    Ok(uuid)
+}
+
+/// Fetch and parse the ring image `image` holds.
+pub fn load_ring_image(dc: &Datacenter, image: &str) -> Result<Ring, RingImageError> {
+    let (bytes, _file) = dc
+        .imgapi_get_file(image)
+        .map_err(|e| RingImageError::Imgapi(e.to_string()))?;
+    Ring::from_json_slice(&bytes).map_err(|e| RingImageError::NotARing {
+        image: image.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// One round of the follower: load the image `HASH_RING_IMAGE` names into
+/// `em` unless its ring already came from that image. Returns the image
+/// loaded, `None` when nothing changed.
+pub fn sync_ring_image(
+    dc: &Datacenter,
+    em: &ElectricMoray,
+) -> Result<Option<String>, RingImageError> {
+    let Some(want) = current_ring_image(dc)? else {
+        return Ok(None);
+    };
+    if em.ring_image().as_deref() == Some(want.as_str()) {
+        return Ok(None);
+    }
+    match load_ring_image(dc, &want) {
+        Ok(ring) => {
+            em.install_ring_image(&want, ring);
+            Ok(Some(want))
+        }
+        Err(e) => {
+            em.set_ring_image_error(Some(e.to_string()));
+            Err(e)
+        }
+    }
+}
+
+/// Keep `em` on the ring `HASH_RING_IMAGE` names, checking every `every`
+/// (the first check at once). Stops when the handle is aborted.
+pub fn follow_ring_image(
+    dc: Datacenter,
+    em: Arc<ElectricMoray>,
+    every: Duration,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_error: Option<RingImageError> = None;
+        loop {
+            ticker.tick().await;
+            match sync_ring_image(&dc, &em) {
+                Ok(Some(image)) => {
+                    tracing::info!(em = %em.name(), %image, "hash ring loaded from IMGAPI");
+                    last_error = None;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    if last_error.as_ref() != Some(&e) {
+                        tracing::warn!(em = %em.name(), error = %e, "hash ring image not loaded; the previous ring stays");
+                    }
+                    last_error = Some(e);
+                }
+            }
+        }
+    })
+}
