@@ -13,11 +13,28 @@
 //!   session on its own; after `Expired` every call fails with
 //!   `SessionExpired`, and so does every call on this handle.
 //!
-//! Known 3.4 gap in zookeeper-client 0.11.2: `MultiWriter::add_create` always
-//! encodes the create as CREATE2 (opcode 15), whatever the server version,
-//! and a 3.4 server only accepts plain CREATE inside a multi (from reading
-//! the server source; the tests run ZooKeeper 3.8, which takes both).
-//! Multi-ops that only set/delete/check are unaffected.
+//! Known 3.4 gap in zookeeper-client 0.11.2, confirmed in its source
+//! (`src/client/mod.rs`): `Client::create` picks CREATE (1) when the
+//! configured server version is below 3.5 and CREATE2 (15) otherwise, but
+//! `MultiWriter::add_create` has no such branch: a create inside a multi is
+//! always CREATE2 (or CREATE_TTL/CREATE_CONTAINER, both 3.5+ too). The
+//! multi's buffer is private and there is no per-request option, so no API
+//! path sends a plain CREATE inside a multi. A 3.4 server's
+//! `MultiTransactionRecord.deserialize` only knows create/delete/setData/
+//! check and throws "Invalid type of op" on 15, which `PrepRequestProcessor`
+//! answers with MARSHALLINGERROR for the whole multi: nothing is applied,
+//! the session survives. The tests' ZooKeeper 3.8 accepts both opcodes, so
+//! CI cannot see this; `tests/zk34_wire.rs` pins it against a stand-in that
+//! answers as 3.4 does.
+//!
+//! What this backend does about it: at connect it asks the server its
+//! version with the `srvr` four-letter word (enabled on 3.4, and the one
+//! word 3.5+ whitelists by default). On a server that says 3.4, a multi
+//! containing a create is refused before anything is sent, with
+//! `MultiFailed { index: <first create>, Backend(..) }` saying why. When the
+//! version is unknown the multi is sent, and a MARSHALLINGERROR reply to a
+//! multi with a create is reported with the same explanation. Multi-ops that
+//! only set/delete/check, and plain creates, work on 3.4.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,6 +53,50 @@ use crate::{
 /// The ZooKeeper release whose protocol we speak (Triton's binder).
 const SERVER_VERSION: (u32, u32, u32) = (3, 4, 3);
 
+/// Why a create inside a multi cannot go to this server (see module docs).
+fn create_in_multi_refused(version: Option<(u32, u32, u32)>) -> String {
+    let server = match version {
+        Some((a, b, c)) => format!("ZooKeeper {a}.{b}.{c}"),
+        None => "this ZooKeeper (it answered MARSHALLINGERROR, as 3.4 does)".into(),
+    };
+    format!(
+        "{server} cannot take a create inside a multi-op from zookeeper-client 0.11, which \
+         encodes it as CREATE2 (opcode 15, ZooKeeper 3.5+); nothing was applied. Create the \
+         node with a plain create first, or run the store on ZooKeeper 3.5 or newer"
+    )
+}
+
+/// `Zookeeper version: 3.4.13-2d71af4..., built on ...` -> (3, 4, 13).
+pub fn parse_srvr_version(srvr: &str) -> Option<(u32, u32, u32)> {
+    let line = srvr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Zookeeper version:"))?;
+    let v = line.trim().split(['-', ',', ' ']).next()?;
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+    Some((parts.next()??, parts.next()??, parts.next()??))
+}
+
+/// Ask the first server that answers for its version (`srvr`). `None` when
+/// no server answers it (e.g. four-letter words disabled).
+pub async fn probe_server_version(connect_string: &str) -> Option<(u32, u32, u32)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // `host:port,host:port/chroot`
+    let hosts = connect_string.split('/').next().unwrap_or_default();
+    for host in hosts.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+        let attempt = async {
+            let mut conn = tokio::net::TcpStream::connect(host).await.ok()?;
+            conn.write_all(b"srvr").await.ok()?;
+            let mut out = Vec::new();
+            conn.take(64 * 1024).read_to_end(&mut out).await.ok()?;
+            parse_srvr_version(&String::from_utf8_lossy(&out))
+        };
+        if let Ok(Some(v)) = tokio::time::timeout(Duration::from_secs(2), attempt).await {
+            return Some(v);
+        }
+    }
+    None
+}
+
 /// A ZooKeeper session. Dropping it closes the session.
 pub struct ZkCoordination {
     /// Taken on `close` so the client drops and sends CloseSession.
@@ -52,6 +113,8 @@ pub struct ZkCoordination {
     session_id: i64,
     session_timeout: Duration,
     connect_string: String,
+    /// What `srvr` said, if anything.
+    server_version: Option<(u32, u32, u32)>,
 }
 
 impl std::fmt::Debug for ZkCoordination {
@@ -178,6 +241,7 @@ impl ZkCoordination {
         connect_string: &str,
         session_timeout: Duration,
     ) -> Result<Arc<ZkCoordination>> {
+        let server_version = probe_server_version(connect_string).await;
         let (major, minor, patch) = SERVER_VERSION;
         let client = zkc::Client::connector()
             .with_server_version(major, minor, patch)
@@ -229,7 +293,19 @@ impl ZkCoordination {
             closing,
             session_id,
             connect_string: connect_string.to_string(),
+            server_version,
         }))
+    }
+
+    /// The server's version as `srvr` reported it at connect, if it did.
+    pub fn server_version(&self) -> Option<(u32, u32, u32)> {
+        self.server_version
+    }
+
+    /// Whether a multi-op may contain a create on this server: false only
+    /// when the server said it is older than 3.5 (see module docs).
+    pub fn accepts_create_in_multi(&self) -> bool {
+        !matches!(self.server_version, Some((maj, min, _)) if (maj, min) < (3, 5))
     }
 
     /// The session timeout the server granted.
@@ -460,6 +536,16 @@ impl Coordination for ZkCoordination {
             self.client()?;
             return Ok(Vec::new());
         }
+        let first_create = ops.iter().position(|op| matches!(op, Op::Create { .. }));
+        if let Some(index) = first_create
+            && !self.accepts_create_in_multi()
+        {
+            self.client()?;
+            return Err(failed(
+                index,
+                CoordError::Backend(create_in_multi_refused(self.server_version)),
+            ));
+        }
         let client = self.client()?;
         let mut writer = client.new_multi_writer();
         for (index, op) in ops.iter().enumerate() {
@@ -484,6 +570,11 @@ impl Coordination for ZkCoordination {
             Err(zkc::MultiWriteError::OperationFailed { index, source }) => {
                 let path = ops.get(index).map_or("", Op::path);
                 return Err(failed(index, map_err(source, path)));
+            }
+            Err(zkc::MultiWriteError::RequestFailed {
+                source: zkc::Error::MarshallingError,
+            }) if first_create.is_some() => {
+                return Err(CoordError::Backend(create_in_multi_refused(None)));
             }
             Err(zkc::MultiWriteError::RequestFailed { source }) => {
                 return Err(map_err(source, ""));
@@ -538,5 +629,38 @@ impl Coordination for ZkCoordination {
                 "zookeeper session did not confirm close in {patience:?}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn srvr_versions_parse() {
+        let out = "Zookeeper version: 3.4.13-2d71af4dbe22557fda74f9a9b4309b15a7487f03, built on 06/29/2018 04:05 GMT\nLatency min/avg/max: 0/0/0\nMode: standalone\n";
+        assert_eq!(parse_srvr_version(out), Some((3, 4, 13)));
+        assert_eq!(
+            parse_srvr_version(
+                "Zookeeper version: 3.8.4-9316c2a7a97e1666d8f4593f34dd6fc36ecc436c, built on 2024-02-12 22:16 UTC\n"
+            ),
+            Some((3, 8, 4))
+        );
+        assert_eq!(
+            parse_srvr_version("srvr is not executed because it is not in the whitelist.\n"),
+            None
+        );
+        assert_eq!(parse_srvr_version(""), None);
+    }
+
+    #[test]
+    fn the_refusal_says_what_happened_and_what_to_do() {
+        let m = create_in_multi_refused(Some((3, 4, 13)));
+        assert!(
+            m.contains("ZooKeeper 3.4.13")
+                && m.contains("CREATE2")
+                && m.contains("nothing was applied"),
+            "{m}"
+        );
     }
 }
