@@ -293,6 +293,9 @@ pub trait Coordination: Send + Sync + 'static {
     async fn get(&self, path: &str) -> Result<(Vec<u8>, Stat)>;
 
     /// Like `get`, and leave a one-shot watch that fires on data change or deletion.
+    /// Dropping this call's future before it completes is safe, as for
+    /// `exists_watch` and `children_watch`: the backend finishes the call
+    /// itself and the watch it leaves fires into nothing.
     async fn get_watch(&self, path: &str) -> Result<(Vec<u8>, Stat, Watch)>;
 
     /// Stat of a node, or `None`.

@@ -5,10 +5,21 @@
 //! getData, setData, getChildren, multi, ping and close. Two rules follow:
 //!
 //! - An un-fired `OneshotWatcher` must never be dropped: its `Drop` sends
-//!   RemoveWatches (a 3.5 opcode), and a 3.4 server answers unknown opcodes by
-//!   closing the connection. Every watcher is therefore moved into a task that
-//!   waits for it and forwards the event to our [`Watch`]; dropping a `Watch`
-//!   only drops the receiving end of that forwarder.
+//!   RemoveWatches (a 3.5 opcode), and a 3.4 server answers unknown opcodes
+//!   with UNIMPLEMENTED and closes the connection
+//!   (`UnimplementedRequestProcessor`). Every watcher is therefore moved into
+//!   a task that waits for it and forwards the event to our [`Watch`];
+//!   dropping a `Watch` only drops the receiving end of that forwarder.
+//! - The same holds for a watch call still in flight: if the caller drops
+//!   the future of `get_and_watch_data` & co. after the request went out,
+//!   the client builds the watcher from the reply, finds nobody to hand it
+//!   to, drops it and sends RemoveWatches. So `get_watch`, `exists_watch`
+//!   and `children_watch` run the client call in a task of their own
+//!   ([`owned_watch_call`]) that always finishes and hands the watcher to a
+//!   forwarder; the caller only awaits that task's result. Dropping the
+//!   caller's future (a losing `select!` branch, a timeout, a dropped
+//!   stream) is therefore always safe: the server-side watch stays, fires
+//!   once, and its event goes nowhere.
 //! - Session expiry is terminal. The underlying client never re-creates a
 //!   session on its own; after `Expired` every call fails with
 //!   `SessionExpired`, and so does every call on this handle.
@@ -232,6 +243,22 @@ fn forward_watch(watcher: zkc::OneshotWatcher, closing: Arc<AtomicBool>) -> Watc
     Watch::new(async move { rx.await.unwrap_or(WatchEvent::SessionClosed) })
 }
 
+/// Run a watch call in a task the backend owns (see module docs): it runs
+/// to completion whether or not the caller still waits, and its watcher is
+/// always handed to a forwarder. Panics in the call propagate to the caller.
+async fn owned_watch_call<T, F>(call: F) -> Result<T>
+where
+    F: std::future::Future<Output = Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::spawn(call).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Only when the runtime shuts down, taking the session with it.
+        Err(_) => Err(CoordError::SessionClosed),
+    }
+}
+
 impl ZkCoordination {
     /// Open a new session. `connect_string` is `host:port[,host:port...]`;
     /// the server may negotiate `session_timeout` into its min/max bounds.
@@ -241,7 +268,6 @@ impl ZkCoordination {
         connect_string: &str,
         session_timeout: Duration,
     ) -> Result<Arc<ZkCoordination>> {
-        let server_version = probe_server_version(connect_string).await;
         let (major, minor, patch) = SERVER_VERSION;
         let client = zkc::Client::connector()
             .with_server_version(major, minor, patch)
@@ -255,6 +281,9 @@ impl ZkCoordination {
                 other => CoordError::Backend(format!("connect to {connect_string}: {other}")),
             })?;
 
+        // Asked once the session is up: a server still starting answers
+        // `srvr` with "not currently serving requests".
+        let server_version = probe_server_version(connect_string).await;
         let mut forwarder = client.state_watcher();
         let initial = map_state(client.state());
         let (tx, events) = watch::channel(initial);
@@ -448,15 +477,15 @@ impl Coordination for ZkCoordination {
     async fn get_watch(&self, path: &str) -> Result<(Vec<u8>, Stat, Watch)> {
         validate_path(path)?;
         let client = self.client()?;
-        let (data, stat, watcher) = client
-            .get_and_watch_data(path)
-            .await
-            .map_err(|e| map_err(e, path))?;
-        Ok((
-            data,
-            map_stat(&stat),
-            forward_watch(watcher, self.closing.clone()),
-        ))
+        let (path, closing) = (path.to_owned(), self.closing.clone());
+        owned_watch_call(async move {
+            let (data, stat, watcher) = client
+                .get_and_watch_data(&path)
+                .await
+                .map_err(|e| map_err(e, &path))?;
+            Ok((data, map_stat(&stat), forward_watch(watcher, closing)))
+        })
+        .await
     }
 
     async fn exists(&self, path: &str) -> Result<Option<Stat>> {
@@ -472,14 +501,15 @@ impl Coordination for ZkCoordination {
     async fn exists_watch(&self, path: &str) -> Result<(Option<Stat>, Watch)> {
         validate_path(path)?;
         let client = self.client()?;
-        let (stat, watcher) = client
-            .check_and_watch_stat(path)
-            .await
-            .map_err(|e| map_err(e, path))?;
-        Ok((
-            stat.as_ref().map(map_stat),
-            forward_watch(watcher, self.closing.clone()),
-        ))
+        let (path, closing) = (path.to_owned(), self.closing.clone());
+        owned_watch_call(async move {
+            let (stat, watcher) = client
+                .check_and_watch_stat(&path)
+                .await
+                .map_err(|e| map_err(e, &path))?;
+            Ok((stat.as_ref().map(map_stat), forward_watch(watcher, closing)))
+        })
+        .await
     }
 
     async fn set(&self, path: &str, data: &[u8], expect: Expect) -> Result<Stat> {
@@ -516,11 +546,15 @@ impl Coordination for ZkCoordination {
     async fn children_watch(&self, path: &str) -> Result<(Vec<String>, Watch)> {
         validate_path(path)?;
         let client = self.client()?;
-        let (children, watcher) = client
-            .list_and_watch_children(path)
-            .await
-            .map_err(|e| map_err(e, path))?;
-        Ok((children, forward_watch(watcher, self.closing.clone())))
+        let (path, closing) = (path.to_owned(), self.closing.clone());
+        owned_watch_call(async move {
+            let (children, watcher) = client
+                .list_and_watch_children(&path)
+                .await
+                .map_err(|e| map_err(e, &path))?;
+            Ok((children, forward_watch(watcher, closing)))
+        })
+        .await
     }
 
     async fn multi(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use coord::{CoordError, Coordination, CreateMode, Expect, Op, ZkCoordination};
+use futures::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -29,6 +30,7 @@ const PING: i32 = 11;
 const GET_CHILDREN2: i32 = 12;
 const MULTI: i32 = 14;
 const CREATE2: i32 = 15;
+const REMOVE_WATCHES: i32 = 18;
 const SET_WATCHES: i32 = 101;
 const CLOSE_SESSION: i32 = -11;
 
@@ -125,6 +127,14 @@ impl Fake34 {
 
     fn seen<T>(&self, f: impl FnOnce(&Seen) -> T) -> T {
         f(&self.seen.lock().unwrap())
+    }
+
+    async fn until(&self, what: &str, f: impl Fn(&Seen) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !self.seen(&f) {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }
 
@@ -288,5 +298,56 @@ async fn on_a_34_server_a_create_in_a_multi_is_refused_before_sending() {
         fake.seen(|s| !s.opcodes.contains(&MULTI)),
         "the multi was sent"
     );
+    zk.close().await;
+}
+
+/// Watch calls whose caller stops waiting mid-flight: the backend finishes
+/// them itself and keeps their watchers, so no RemoveWatches (a 3.5 opcode,
+/// which 3.4 answers by closing the connection) is ever sent.
+#[tokio::test]
+async fn dropped_watch_calls_send_no_remove_watches() {
+    let fake = Fake34::start(V34).await;
+    let zk = connect(&fake).await;
+    const N: usize = 30;
+    for i in 0..N {
+        zk.create(&format!("/n{i}"), b"", CreateMode::Persistent)
+            .await
+            .unwrap();
+    }
+    for i in 0..N {
+        let path = format!("/n{i}");
+        // Polled exactly once (the request goes out), then dropped.
+        let pending = match i % 3 {
+            0 => zk.get_watch(&path).now_or_never().is_none(),
+            1 => zk.exists_watch(&path).now_or_never().is_none(),
+            _ => zk.children_watch(&path).now_or_never().is_none(),
+        };
+        assert!(
+            pending,
+            "call {i} finished on its first poll; it should be in flight"
+        );
+    }
+    fake.until("every dropped watch call reached the server", |s| {
+        s.opcodes
+            .iter()
+            .filter(|o| [GET_DATA, EXISTS, GET_CHILDREN, GET_CHILDREN2].contains(o))
+            .count()
+            >= N
+    })
+    .await;
+    // Two more round trips: anything the drops queued has gone out by now.
+    for _ in 0..2 {
+        zk.exists("/n0").await.unwrap();
+    }
+    fake.seen(|s| {
+        assert!(
+            !s.opcodes.contains(&REMOVE_WATCHES),
+            "RemoveWatches was sent: {:?}",
+            s.opcodes
+        );
+        assert_eq!(s.closed_for_unknown, 0);
+        assert_eq!(s.connections, 1, "the connection was lost and re-made");
+    });
+    assert_eq!(zk.session_state(), coord::SessionState::Connected);
     zk.close().await;
 }
