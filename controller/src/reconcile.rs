@@ -278,6 +278,8 @@ pub async fn reconcile_manatee<W: ManateeWorld>(
                     .unwrap_or(Duration::from_secs(300)),
                 catch_up_timeout: crds::common::parse_duration(&spec.health.catch_up_timeout)
                     .unwrap_or(Duration::from_secs(900)),
+                window: spec.rollout.maintenance_window.clone(),
+                clock: cx.clock.as_ref(),
             };
             let journal = StoreJournal {
                 cx,

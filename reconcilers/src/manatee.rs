@@ -19,7 +19,9 @@ use crds::status::OperationStatus;
 use serde::{Deserialize, Serialize};
 use wire::manatee::ClusterState;
 
+use crate::clock::{Clock, rfc3339};
 use crate::operation::{Gate, Operation, PlannedStep, Progress, StepRunner};
+use crate::window::{WindowState, window_state};
 
 /// Prefix of every freeze reason tritonctl writes; we only ever unfreeze a
 /// freeze whose reason is exactly our operation's.
@@ -368,6 +370,30 @@ pub struct ManateeRunner<'a, W: ManateeWorld> {
     pub max_lag_seconds: f64,
     pub instance_up_timeout: Duration,
     pub catch_up_timeout: Duration,
+    /// `spec.rollout.maintenanceWindow`: disruptive steps start only inside it.
+    pub window: Option<crds::manatee::MaintenanceWindow>,
+    pub clock: &'a dyn Clock,
+}
+
+/// The maintenance-window gate before a disruptive step: `None` when the
+/// step may start now, else why it waits and until when.
+pub fn window_gate(
+    window: Option<&crds::manatee::MaintenanceWindow>,
+    clock: &dyn Clock,
+    step: &str,
+) -> Option<Gate> {
+    let w = window?;
+    Some(match window_state(w, clock.now()) {
+        Ok(WindowState::Open { .. }) => return None,
+        Ok(WindowState::Closed { opens }) => Gate::Wait(format!(
+            "outside the maintenance window: step `{step}` waits until {}",
+            rfc3339(opens)
+        )),
+        Err(e) => Gate::Block {
+            reason: "InvalidMaintenanceWindow".into(),
+            message: e,
+        },
+    })
 }
 
 impl<W: ManateeWorld> ManateeRunner<'_, W> {
@@ -429,6 +455,24 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
         action: &ManateeAction,
     ) -> Result<Gate, String> {
         let obs = self.world.observe(&self.shard).await?;
+        // Disruptive steps start only inside the maintenance window. The
+        // primary of a shard we froze is part of the sequence the freeze
+        // began inside a window: it goes on rather than leaving the shard
+        // frozen until the next one.
+        let disruptive = match action {
+            ManateeAction::Freeze { .. } => true,
+            ManateeAction::Reprovision { role, image, zone } => {
+                obs.peer(zone).is_none_or(|p| &p.image != image)
+                    && !(*role == Role::Primary
+                        && obs.freeze_reason().as_deref() == Some(freeze_reason(&op.id).as_str()))
+            }
+            _ => false,
+        };
+        if disruptive
+            && let Some(gate) = window_gate(self.window.as_ref(), self.clock, &op.steps[step].name)
+        {
+            return Ok(gate);
+        }
         match action {
             // The image was checked when planning; re-check the shard right
             // before the first disruption.
@@ -842,6 +886,8 @@ mod tests {
             max_lag_seconds: 5.0,
             instance_up_timeout: Duration::from_secs(1),
             catch_up_timeout: Duration::from_secs(1),
+            window: None,
+            clock: &crate::clock::SystemClock,
         }
     }
 
@@ -853,9 +899,20 @@ mod tests {
         }
     }
 
+    fn op_status(id: &str) -> OperationStatus {
+        OperationStatus {
+            id: id.into(),
+            steps: vec![crds::status::StepStatus {
+                name: "the-step".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
     async fn gate(w: &FakeWorld, a: &ManateeAction) -> Gate {
         runner(w)
-            .precondition(&OperationStatus::default(), 0, a)
+            .precondition(&op_status("op1"), 0, a)
             .await
             .unwrap()
     }
@@ -963,5 +1020,75 @@ mod tests {
             .await
             .unwrap();
         assert!(w.calls.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn disruptive_steps_wait_for_the_maintenance_window() {
+        use crate::clock::ManualClock;
+        use time::macros::datetime;
+        let w = world(three_peers(OLD));
+        // Tuesdays 14:00 for 4h; 2026-01-06 is a Tuesday.
+        let clock = ManualClock::new(datetime!(2026-01-06 09:00 UTC));
+        let mut r = runner(&w);
+        r.window = Some(crds::manatee::MaintenanceWindow {
+            days: vec!["Tue".into()],
+            start: "14:00".into(),
+            duration: "4h".into(),
+        });
+        r.clock = &clock;
+        let op = op_status("op1");
+        let freeze = ManateeAction::Freeze {
+            reason: freeze_reason("op1"),
+        };
+        let g = r
+            .precondition(&op, 0, &reprovision("a", Role::Async))
+            .await
+            .unwrap();
+        assert!(
+            matches!(&g, Gate::Wait(m) if m.contains("2026-01-06T14:00:00Z")),
+            "{g:?}"
+        );
+        assert!(matches!(
+            r.precondition(&op, 0, &freeze).await.unwrap(),
+            Gate::Wait(_)
+        ));
+        // Non-disruptive steps are not held back.
+        assert_eq!(
+            r.precondition(&op, 0, &ManateeAction::WaitHealthy)
+                .await
+                .unwrap(),
+            Gate::Open
+        );
+        // Inside the window the step may start.
+        clock.advance(Duration::from_secs(5 * 3600 + 60));
+        assert_eq!(
+            r.precondition(&op, 0, &reprovision("a", Role::Async))
+                .await
+                .unwrap(),
+            Gate::Open
+        );
+        // After it closes the next is next Tuesday...
+        clock.advance(Duration::from_secs(4 * 3600));
+        let g = r.precondition(&op, 0, &freeze).await.unwrap();
+        assert!(
+            matches!(&g, Gate::Wait(m) if m.contains("2026-01-13T14:00:00Z")),
+            "{g:?}"
+        );
+        // ...but a primary whose shard we froze inside the window goes on
+        // rather than leaving the shard frozen for a week.
+        w.obs
+            .lock()
+            .unwrap()
+            .state
+            .as_mut()
+            .unwrap()
+            .freeze(&freeze_reason("op1"))
+            .unwrap();
+        assert_eq!(
+            r.precondition(&op, 0, &reprovision("p", Role::Primary))
+                .await
+                .unwrap(),
+            Gate::Open
+        );
     }
 }
