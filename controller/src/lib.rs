@@ -5,6 +5,8 @@ pub mod cli;
 pub mod clients;
 pub mod demo;
 pub mod reconcile;
+pub mod reconcile_ha;
 pub mod runtime;
+pub mod shard_lock;
 pub mod store;
 pub mod world;

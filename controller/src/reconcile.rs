@@ -34,11 +34,11 @@ pub struct Context<W> {
 }
 
 impl<W> Context<W> {
-    fn coord(&self) -> &Arc<dyn Coordination> {
+    pub(crate) fn coord(&self) -> &Arc<dyn Coordination> {
         self.store.coord()
     }
 
-    async fn event(&self, e: Event) {
+    pub(crate) async fn event(&self, e: Event) {
         if let Err(err) = self.events.record(&e, self.fence.as_ref()).await {
             tracing::warn!(error = %err, "could not record event");
         }
@@ -51,6 +51,15 @@ pub async fn load_journals(
     kind: Kind,
     name: &str,
 ) -> Result<Vec<(String, Operation<ManateeAction>, i32)>, String> {
+    load_journals_of(coord, kind, name).await
+}
+
+/// [`load_journals`] for operations of any step type.
+pub async fn load_journals_of<A: serde::de::DeserializeOwned + serde::Serialize>(
+    coord: &Arc<dyn Coordination>,
+    kind: Kind,
+    name: &str,
+) -> Result<Vec<(String, Operation<A>, i32)>, String> {
     let dir = journal_dir(kind, name);
     let children = match coord.children(&dir).await {
         Ok(c) => c,
@@ -63,7 +72,7 @@ pub async fn load_journals(
             .get(&format!("{dir}/{c}"))
             .await
             .map_err(|e| e.to_string())?;
-        let op: Operation<ManateeAction> =
+        let op: Operation<A> =
             serde_json::from_slice(&data).map_err(|e| format!("journal {dir}/{c}: {e}"))?;
         out.push((c, op, stat.version));
     }
@@ -72,20 +81,22 @@ pub async fn load_journals(
 
 /// Saves one operation's journal together with the document's status, and
 /// records an event for every step that changed state.
-struct StoreJournal<'a, W> {
-    cx: &'a Context<W>,
-    kind: Kind,
-    name: String,
-    path: String,
-    status: std::sync::Mutex<Status>,
-    last: std::sync::Mutex<Option<Operation<ManateeAction>>>,
+pub(crate) struct StoreJournal<'a, W, A = ManateeAction> {
+    pub(crate) cx: &'a Context<W>,
+    pub(crate) kind: Kind,
+    pub(crate) name: String,
+    pub(crate) path: String,
+    pub(crate) status: std::sync::Mutex<Status>,
+    pub(crate) last: std::sync::Mutex<Option<Operation<A>>>,
 }
 
 #[async_trait]
-impl<W: Send + Sync> Journal<ManateeAction> for StoreJournal<'_, W> {
+impl<W: Send + Sync, A: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync>
+    Journal<A> for StoreJournal<'_, W, A>
+{
     type Error = String;
 
-    async fn save(&self, op: &Operation<ManateeAction>) -> Result<(), String> {
+    async fn save(&self, op: &Operation<A>) -> Result<(), String> {
         let coord = self.cx.coord();
         let mut status = self.status.lock().unwrap().clone();
         status.operation = Some(op.status.clone());
@@ -230,6 +241,7 @@ pub async fn reconcile_manatee<W: ManateeWorld>(
     let mut up_to_date = Vec::new();
     let mut refused: Vec<(String, String, String)> = Vec::new();
     let image = cx.world.image(&spec.image.uuid).await?;
+    let holder = object.clone();
     for shard in rollout_order(spec) {
         if active.iter().any(|(s, _)| s == &shard) {
             continue;
@@ -241,7 +253,10 @@ pub async fn reconcile_manatee<W: ManateeWorld>(
             image.as_ref(),
             &new_op_id(name, &shard, generation),
         ) {
-            ShardPlan::UpToDate => up_to_date.push(shard),
+            ShardPlan::UpToDate => {
+                crate::shard_lock::release(cx.coord(), cx.fence.as_ref(), &shard, &holder).await?;
+                up_to_date.push(shard)
+            }
             ShardPlan::Refused(reason, message) => refused.push((shard, reason, message)),
             ShardPlan::Upgrade(op) => {
                 let canary_pending = spec
@@ -250,6 +265,18 @@ pub async fn reconcile_manatee<W: ManateeWorld>(
                     .as_ref()
                     .is_some_and(|c| c != &shard && !up_to_date.contains(c));
                 if active.len() < parallelism && !canary_pending {
+                    // One disruptive operation per shard, across documents.
+                    if let Some(other) =
+                        crate::shard_lock::acquire(cx.coord(), cx.fence.as_ref(), &shard, &holder)
+                            .await?
+                    {
+                        refused.push((
+                            shard.clone(),
+                            "ShardLocked".into(),
+                            format!("{other} is working on this shard; waiting for it"),
+                        ));
+                        continue;
+                    }
                     cx.event(
                         Event::normal(
                             &object,
@@ -302,6 +329,7 @@ pub async fn reconcile_manatee<W: ManateeWorld>(
     for (shard, op, r) in results {
         match r.map_err(|e| e.to_string())? {
             Advance::Completed => {
+                crate::shard_lock::release(cx.coord(), cx.fence.as_ref(), &shard, &holder).await?;
                 cx.event(
                     Event::normal(
                         &object,

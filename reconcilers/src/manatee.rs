@@ -396,51 +396,62 @@ pub fn window_gate(
     })
 }
 
+/// Healthy standby: active, postgres online and within the lag threshold.
+pub fn standby_ok(p: &PeerObservation, max_lag_seconds: f64) -> bool {
+    p.active && p.pg_online && p.lag_seconds.is_none_or(|l| l <= max_lag_seconds)
+}
+
+/// Whether the shard is whole: primary up, no deposed peer, and (unless in
+/// one-node-write mode) a sync and every async caught up. The error says
+/// what is missing.
+pub fn shard_health(obs: &ShardObservation, max_lag_seconds: f64) -> Result<(), String> {
+    let st = obs.state.as_ref().ok_or("no cluster state")?;
+    if !st.deposed.is_empty() {
+        return Err(format!("deposed peer {}", st.deposed[0].zone_id));
+    }
+    let primary = obs
+        .peer(&st.primary.zone_id)
+        .ok_or("primary zone unknown")?;
+    if !(primary.active && primary.pg_online) {
+        return Err(format!(
+            "primary {} not up (active {}, pg {})",
+            primary.alias, primary.active, primary.pg_online
+        ));
+    }
+    if st.is_one_node_write_mode() {
+        return Ok(());
+    }
+    let sync = st
+        .sync
+        .as_ref()
+        .and_then(|s| obs.peer(&s.zone_id))
+        .ok_or("no sync")?;
+    if !standby_ok(sync, max_lag_seconds) {
+        return Err(format!(
+            "sync {} not caught up (active {}, pg {}, lag {:?})",
+            sync.alias, sync.active, sync.pg_online, sync.lag_seconds
+        ));
+    }
+    for a in &st.asyncs {
+        if let Some(p) = obs.peer(&a.zone_id)
+            && !standby_ok(p, max_lag_seconds)
+        {
+            return Err(format!(
+                "async {} not caught up (lag {:?})",
+                p.alias, p.lag_seconds
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl<W: ManateeWorld> ManateeRunner<'_, W> {
-    /// Healthy standby: active, postgres online and within the lag threshold.
     fn standby_ok(&self, p: &PeerObservation) -> bool {
-        p.active && p.pg_online && p.lag_seconds.is_none_or(|l| l <= self.max_lag_seconds)
+        standby_ok(p, self.max_lag_seconds)
     }
 
     fn health(&self, obs: &ShardObservation) -> Result<(), String> {
-        let st = obs.state.as_ref().ok_or("no cluster state")?;
-        if !st.deposed.is_empty() {
-            return Err(format!("deposed peer {}", st.deposed[0].zone_id));
-        }
-        let primary = obs
-            .peer(&st.primary.zone_id)
-            .ok_or("primary zone unknown")?;
-        if !(primary.active && primary.pg_online) {
-            return Err(format!(
-                "primary {} not up (active {}, pg {})",
-                primary.alias, primary.active, primary.pg_online
-            ));
-        }
-        if st.is_one_node_write_mode() {
-            return Ok(());
-        }
-        let sync = st
-            .sync
-            .as_ref()
-            .and_then(|s| obs.peer(&s.zone_id))
-            .ok_or("no sync")?;
-        if !self.standby_ok(sync) {
-            return Err(format!(
-                "sync {} not caught up (active {}, pg {}, lag {:?})",
-                sync.alias, sync.active, sync.pg_online, sync.lag_seconds
-            ));
-        }
-        for a in &st.asyncs {
-            if let Some(p) = obs.peer(&a.zone_id)
-                && !self.standby_ok(p)
-            {
-                return Err(format!(
-                    "async {} not caught up (lag {:?})",
-                    p.alias, p.lag_seconds
-                ));
-            }
-        }
-        Ok(())
+        shard_health(obs, self.max_lag_seconds)
     }
 }
 
