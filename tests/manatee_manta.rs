@@ -35,7 +35,12 @@ async fn four_shards_two_at_a_time_one_peer_each_and_no_primary_before_approval(
     let clock = Arc::new(ShiftedClock::starting_at(time::macros::datetime!(
         2026-01-06 14:05 UTC
     )));
-    let lab = Lab::start(&[topo.clone()], ScenarioOptions::default(), Some(clock)).await;
+    let lab = Lab::start(
+        std::slice::from_ref(&topo),
+        ScenarioOptions::default(),
+        Some(clock),
+    )
+    .await;
     let shard_of: HashMap<String, String> = lab
         .scenario
         .shards
