@@ -11,7 +11,9 @@ use crds::manatee::ManateeVersionSpec;
 use crds::status::{OperationPhase, StepState};
 use crds::{ConditionStatus, ConditionType, Document, Kind, Status};
 use reconcilers::clock::{Clock, SystemClock, rfc3339};
-use reconcilers::manatee::{ManateeAction, ManateeRunner, ManateeWorld, ShardPlan, plan_shard};
+use reconcilers::manatee::{
+    ManateeAction, ManateeRunner, ManateeWorld, ShardPlan, plan_shard_with,
+};
 use reconcilers::operation::{Advance, Journal, Operation, POLL, advance};
 
 use crate::runtime::events::{Event, Events};
@@ -187,6 +189,24 @@ fn new_op_id(name: &str, shard: &str, generation: i64) -> String {
     )
 }
 
+/// The zones of this shard's operation that was cancelled for a re-plan.
+fn replanned_zones(
+    journals: &[(String, Operation<ManateeAction>, i32)],
+    shard: &str,
+) -> Vec<String> {
+    journals
+        .iter()
+        .filter(|(s, op, _)| s == shard && op.status.phase == OperationPhase::Cancelled)
+        .flat_map(|(_, op, _)| op.actions.iter())
+        .filter_map(|a| match a {
+            ManateeAction::Reprovision { zone, .. } | ManateeAction::Rebuild { zone } => {
+                Some(zone.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Reconcile one ManateeVersion.
 pub async fn reconcile_manatee<W: ManateeWorld>(
     cx: &Context<W>,
@@ -247,11 +267,15 @@ pub async fn reconcile_manatee<W: ManateeWorld>(
             continue;
         }
         let obs = cx.world.observe(&shard).await?;
-        match plan_shard(
+        // Zones our re-planned operation on this shard worked on: a peer a
+        // takeover deposed meanwhile may be rebuilt (plan_shard_with).
+        let ours = replanned_zones(&journals, &shard);
+        match plan_shard_with(
             spec,
             &obs,
             image.as_ref(),
             &new_op_id(name, &shard, generation),
+            &ours,
         ) {
             ShardPlan::UpToDate => {
                 crate::shard_lock::release(cx.coord(), cx.fence.as_ref(), &shard, &holder).await?;
@@ -359,6 +383,11 @@ pub async fn reconcile_manatee<W: ManateeWorld>(
                         .with_operation(op.status.id.clone()),
                 )
                 .await;
+                // A freeze this operation made protects a primary step that
+                // will not happen now: lift it (only ours, by its reason).
+                cx.world
+                    .unfreeze_own(&shard, &reconcilers::manatee::freeze_reason(&op.status.id))
+                    .await?;
                 let mut op = op;
                 op.status.phase = OperationPhase::Cancelled;
                 op.status.message = Some(format!("replanned: {message}"));

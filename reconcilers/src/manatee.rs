@@ -130,6 +130,11 @@ pub trait ManateeWorld: Send + Sync {
     async fn unfreeze_own(&self, shard: &str, reason: &str) -> Result<(), String>;
     /// Whether `tritonctl approve` was given for this operation step.
     async fn approved(&self, op_id: &str, step: &str) -> Result<bool, String>;
+    /// `manatee-adm rebuild -y` in a deposed zone: its data is replaced by
+    /// a copy of the primary's and it rejoins as an async.
+    async fn rebuild(&self, zone: &str) -> Result<(), String> {
+        Err(format!("rebuilding {zone} is not supported by this world"))
+    }
 }
 
 /// One typed step of a manatee upgrade.
@@ -155,6 +160,11 @@ pub enum ManateeAction {
     WaitHealthy,
     Unfreeze {
         reason: String,
+    },
+    /// Rebuild a peer deposed while our own operation ran (a takeover after
+    /// its server died): it holds no acknowledged write the others lack.
+    Rebuild {
+        zone: String,
     },
 }
 
@@ -250,16 +260,81 @@ pub fn plan_shard(
     image: Option<&ImageInfo>,
     op_id: &str,
 ) -> ShardPlan {
+    plan_shard_with(spec, obs, image, op_id, &[])
+}
+
+/// [`plan_shard`], where `ours` are zones our own previous operation on
+/// this shard worked on (from its journal, cancelled by a re-plan). A peer
+/// among them that a takeover deposed meanwhile (its server died) is
+/// rebuilt first instead of refusing: a deposed former primary holds no
+/// acknowledged write the new primary and sync lack. Any other deposed peer
+/// still refuses. Pure.
+pub fn plan_shard_with(
+    spec: &ManateeVersionSpec,
+    obs: &ShardObservation,
+    image: Option<&ImageInfo>,
+    op_id: &str,
+    ours: &[String],
+) -> ShardPlan {
     let wanted = &spec.image.uuid;
     let stale: Vec<&PeerObservation> = obs.peers.iter().filter(|p| &p.image != wanted).collect();
-    if stale.is_empty() {
+    let deposed: Vec<String> = obs
+        .state
+        .as_ref()
+        .map(|st| st.deposed.iter().map(|p| p.zone_id.clone()).collect())
+        .unwrap_or_default();
+    if stale.is_empty() && !deposed.iter().any(|z| ours.contains(z)) {
         return ShardPlan::UpToDate;
     }
+    let mut rebuild = Vec::new();
+    if !deposed.is_empty() && deposed.iter().all(|z| ours.contains(z)) {
+        for z in &deposed {
+            match obs.peer(z) {
+                Some(p) if p.vm_state == "running" && p.active => rebuild.push(z.clone()),
+                other => {
+                    return ShardPlan::Refused(
+                        "DeposedPeerDown".into(),
+                        format!(
+                            "{} was deposed by a takeover during our upgrade of {} and is not up ({}); it is rebuilt once its zone runs again",
+                            other.map_or(z.as_str(), |p| p.alias.as_str()),
+                            obs.shard,
+                            other.map_or("no VM".to_string(), |p| format!(
+                                "VM {}, sitter active {}",
+                                p.vm_state, p.active
+                            ))
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    // Check the rest of the shard as if the rebuilt peers were not there;
+    // they are planned as asyncs at the tail, where they rejoin.
+    let mut view = obs.clone();
+    if let Some(st) = view.state.as_mut() {
+        st.deposed.retain(|p| !rebuild.contains(&p.zone_id));
+    }
+    let obs = &view;
     if let Err((r, m)) = preflight(obs, image, wanted) {
         return ShardPlan::Refused(r, m);
     }
     let st = obs.state.as_ref().expect("preflight checked");
     let short = |z: &str| z.split('-').next().unwrap_or(z).to_string();
+    let rebuild_steps: Vec<PlannedStep<ManateeAction>> = rebuild
+        .iter()
+        .map(|z| {
+            let alias = obs.peer(z).map_or(z.clone(), |p| p.alias.clone());
+            PlannedStep {
+                name: format!("rebuild-{}", short(z)),
+                description: format!(
+                    "rebuild {alias}, deposed by a takeover during our upgrade (manatee-adm rebuild); it rejoins as an async"
+                ),
+                touches: vec![alias],
+                irreversible: false,
+                action: ManateeAction::Rebuild { zone: z.clone() },
+            }
+        })
+        .collect();
     let mut steps: Vec<PlannedStep<ManateeAction>> = vec![PlannedStep {
         name: "preflight".into(),
         description: format!(
@@ -270,6 +345,8 @@ pub fn plan_shard(
         irreversible: false,
         action: ManateeAction::Preflight,
     }];
+    // Rebuilds come before the preflight, which then finds nothing deposed.
+    steps.splice(0..0, rebuild_steps);
     let reprovision = |zone: &str, role: Role| {
         let alias = obs.peer(zone).map_or(zone.to_string(), |p| p.alias.clone());
         PlannedStep {
@@ -300,9 +377,13 @@ pub fn plan_shard(
         }
     };
     // Asyncs from the tail of the chain, then the sync.
-    for a in st.asyncs.iter().rev() {
-        if obs.peer(&a.zone_id).is_some_and(|p| &p.image != wanted) {
-            steps.push(reprovision(&a.zone_id, Role::Async));
+    let tail_first = rebuild
+        .iter()
+        .rev()
+        .chain(st.asyncs.iter().rev().map(|a| &a.zone_id));
+    for z in tail_first {
+        if obs.peer(z).is_some_and(|p| &p.image != wanted) {
+            steps.push(reprovision(z, Role::Async));
         }
     }
     if let Some(s) = &st.sync
@@ -484,6 +565,19 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
         {
             return Ok(gate);
         }
+        // A takeover since the plan was made (plans are only made with
+        // nothing deposed, rebuilds first): neither ask for approval of nor
+        // freeze for a primary step that no longer fits.
+        if matches!(
+            action,
+            ManateeAction::Approval { .. } | ManateeAction::Freeze { .. }
+        ) && let Some(d) = obs.state.as_ref().and_then(|st| st.deposed.first())
+        {
+            return Ok(Gate::Block {
+                reason: "Replan".into(),
+                message: format!("a takeover deposed {} since this plan was made", d.zone_id),
+            });
+        }
         match action {
             // The image was checked when planning; re-check the shard right
             // before the first disruption.
@@ -564,6 +658,37 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
                 _ => Ok(Gate::Open),
             },
             ManateeAction::WaitHealthy | ManateeAction::Unfreeze { .. } => Ok(Gate::Open),
+            ManateeAction::Rebuild { zone } => {
+                let st = obs.state.as_ref().ok_or("no cluster state")?;
+                if !st.deposed.iter().any(|p| &p.zone_id == zone) {
+                    return Ok(Gate::Open); // rebuilt already; act is a no-op
+                }
+                if &st.primary.zone_id == zone {
+                    return Ok(Gate::Block {
+                        reason: "RebuildPrimary".into(),
+                        message: format!("{zone} is the primary; a primary is never rebuilt"),
+                    });
+                }
+                // Its data is thrown away: the primary and a caught-up sync
+                // must hold everything.
+                let sync_ok = st
+                    .sync
+                    .as_ref()
+                    .and_then(|s| obs.peer(&s.zone_id))
+                    .is_some_and(|s| self.standby_ok(s));
+                let primary_ok = obs
+                    .peer(&st.primary.zone_id)
+                    .is_some_and(|p| p.active && p.pg_online);
+                if !(sync_ok && primary_ok) {
+                    return Ok(Gate::Wait(format!(
+                        "rebuilding {zone} waits for a healthy primary and caught-up sync"
+                    )));
+                }
+                match obs.peer(zone) {
+                    Some(p) if p.vm_state == "running" && p.active => Ok(Gate::Open),
+                    _ => Ok(Gate::Wait(format!("waiting for {zone} to run again"))),
+                }
+            }
         }
     }
 
@@ -591,6 +716,15 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
             ManateeAction::Unfreeze { reason } => {
                 if obs.freeze_reason().as_deref() == Some(reason) {
                     self.world.unfreeze_own(&self.shard, reason).await?;
+                }
+            }
+            ManateeAction::Rebuild { zone } => {
+                if obs
+                    .state
+                    .as_ref()
+                    .is_some_and(|st| st.deposed.iter().any(|p| &p.zone_id == zone))
+                {
+                    self.world.rebuild(zone).await?;
                 }
             }
             ManateeAction::Preflight
@@ -636,6 +770,17 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
                             "{} is {now:?}, lag {:?}",
                             p.alias, p.lag_seconds
                         )),
+                        // A takeover deposed another peer meanwhile (its server
+                        // died): this peer is back, and waiting cannot heal
+                        // the shard; the next gate re-plans.
+                        Err(_)
+                            if placed
+                                && obs.state.as_ref().is_some_and(|st| {
+                                    st.deposed.iter().any(|d| &d.zone_id != zone)
+                                }) =>
+                        {
+                            Progress::Done
+                        }
                         Err(e) => Progress::NotYet(format!(
                             "{} is {now:?}; shard not whole yet: {e}",
                             p.alias
@@ -667,6 +812,26 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
                 Err(e) => Progress::NotYet(e),
             },
             ManateeAction::Preflight | ManateeAction::Approval { .. } => Progress::Done,
+            ManateeAction::Rebuild { zone } => {
+                let deposed = obs
+                    .state
+                    .as_ref()
+                    .is_some_and(|st| st.deposed.iter().any(|p| &p.zone_id == zone));
+                match obs.peer(zone) {
+                    _ if deposed => Progress::NotYet(format!("{zone} is still deposed")),
+                    Some(p) if obs.role_of(zone) == Role::Async && self.standby_ok(p) => {
+                        Progress::Done
+                    }
+                    Some(p) => Progress::NotYet(format!(
+                        "{} is {:?}, postgres {}, lag {:?}",
+                        p.alias,
+                        obs.role_of(zone),
+                        p.pg_online,
+                        p.lag_seconds
+                    )),
+                    None => Progress::NotYet(format!("{zone} not found")),
+                }
+            }
         })
     }
 
@@ -674,6 +839,7 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
         match action {
             ManateeAction::Reprovision { .. } => self.instance_up_timeout + self.catch_up_timeout,
             ManateeAction::WaitHealthy => self.catch_up_timeout,
+            ManateeAction::Rebuild { .. } => self.instance_up_timeout + self.catch_up_timeout,
             _ => Duration::from_secs(60),
         }
     }
@@ -1101,5 +1267,98 @@ mod tests {
                 .unwrap(),
             Gate::Open
         );
+    }
+
+    /// After a takeover deposed the primary (its server died mid-upgrade).
+    fn after_takeover() -> ShardObservation {
+        // Planned: p primary, s sync, a async. Now s is primary, a sync, p deposed.
+        let mut st = ClusterState::initial(ident("s", "10.0.0.2"), ident("a", "10.0.0.3"), vec![]);
+        st.generation = 2;
+        st.deposed.push(ident("p", "10.0.0.1"));
+        let mut obs = three_peers(OLD);
+        obs.state = Some(st);
+        obs.peers[2].image = NEW.into(); // the async was done before
+        obs
+    }
+
+    #[test]
+    fn a_peer_deposed_during_our_upgrade_is_rebuilt_others_refuse() {
+        let ours = vec!["p".to_string(), "s".to_string(), "a".to_string()];
+        let sp = spec(Approval::Never);
+        // Not ours (no journal names it): refused as before.
+        assert!(matches!(
+            plan_shard_with(&sp, &after_takeover(), Some(&image()), "op2", &[]),
+            ShardPlan::Refused(r, _) if r == "DeposedPeer"
+        ));
+        // Ours but its zone is down (the server is still dead): wait for it.
+        let mut down = after_takeover();
+        down.peers[0].vm_state = "unknown".into();
+        down.peers[0].active = false;
+        assert!(matches!(
+            plan_shard_with(&sp, &down, Some(&image()), "op2", &ours),
+            ShardPlan::Refused(r, _) if r == "DeposedPeerDown"
+        ));
+        // Ours and back: rebuild first, then upgrade it as an async, then the
+        // new primary (s) last.
+        let ShardPlan::Upgrade(op) =
+            plan_shard_with(&sp, &after_takeover(), Some(&image()), "op2", &ours)
+        else {
+            panic!()
+        };
+        let names: Vec<&str> = op.status.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "rebuild-p",
+                "preflight",
+                "reprovision-async-p",
+                "freeze",
+                "reprovision-primary-s",
+                "wait-healthy",
+                "unfreeze"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rebuild_needs_a_healthy_primary_and_sync_and_never_touches_the_primary() {
+        let mut obs = after_takeover();
+        obs.peers[2].lag_seconds = Some(60.0); // the new sync lags
+        let w = world(obs);
+        let rebuild = ManateeAction::Rebuild { zone: "p".into() };
+        assert!(matches!(gate(&w, &rebuild).await, Gate::Wait(_)));
+        w.obs.lock().unwrap().peers[2].lag_seconds = Some(0.0);
+        assert_eq!(gate(&w, &rebuild).await, Gate::Open);
+        let primary = ManateeAction::Rebuild { zone: "s".into() };
+        w.obs
+            .lock()
+            .unwrap()
+            .state
+            .as_mut()
+            .unwrap()
+            .deposed
+            .push(ident("s", "10.0.0.2"));
+        assert!(matches!(
+            gate(&w, &primary).await,
+            Gate::Block { reason, .. } if reason == "RebuildPrimary"
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_takeover_while_awaiting_approval_replans_instead_of_freezing() {
+        let w = world(after_takeover());
+        for a in [
+            ManateeAction::Approval {
+                what: "primary".into(),
+            },
+            ManateeAction::Freeze {
+                reason: freeze_reason("op1"),
+            },
+        ] {
+            assert!(
+                matches!(gate(&w, &a).await, Gate::Block { reason, .. } if reason == "Replan"),
+                "{a:?}"
+            );
+        }
     }
 }

@@ -266,6 +266,27 @@ impl ManateeWorld for TritonManatee {
         .await
     }
 
+    async fn rebuild(&self, zone: &str) -> Result<(), String> {
+        let vm = self.triton.vmapi.vm(zone).await.map_err(e)?;
+        let server = vm
+            .server_uuid
+            .ok_or_else(|| format!("zone {zone} has no server in VMAPI"))?;
+        let out = self
+            .triton
+            .cnapi
+            .execute(&server, Some(zone), &["manatee-adm", "rebuild", "-y"])
+            .await
+            .map_err(e)?;
+        if out.exit_code != 0 {
+            return Err(format!(
+                "manatee-adm rebuild in {zone} exited {}: {}",
+                out.exit_code,
+                out.stderr.trim()
+            ));
+        }
+        Ok(())
+    }
+
     async fn approved(&self, op_id: &str, step: &str) -> Result<bool, String> {
         Ok(self
             .coord
