@@ -6,6 +6,8 @@ pub mod clients;
 pub mod demo;
 pub mod pause;
 pub mod reconcile;
+pub mod reconcile_ha;
 pub mod runtime;
+pub mod shard_lock;
 pub mod store;
 pub mod world;

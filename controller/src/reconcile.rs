@@ -11,7 +11,9 @@ use crds::manatee::ManateeVersionSpec;
 use crds::status::{OperationPhase, StepState};
 use crds::{ConditionStatus, ConditionType, Document, Kind, Status};
 use reconcilers::clock::{Clock, SystemClock, rfc3339};
-use reconcilers::manatee::{ManateeAction, ManateeRunner, ManateeWorld, ShardPlan, plan_shard};
+use reconcilers::manatee::{
+    ManateeAction, ManateeRunner, ManateeWorld, ShardPlan, plan_shard_with,
+};
 use reconcilers::operation::{Advance, Journal, Operation, POLL, advance};
 
 use crate::runtime::events::{Event, Events};
@@ -34,11 +36,11 @@ pub struct Context<W> {
 }
 
 impl<W> Context<W> {
-    fn coord(&self) -> &Arc<dyn Coordination> {
+    pub(crate) fn coord(&self) -> &Arc<dyn Coordination> {
         self.store.coord()
     }
 
-    async fn event(&self, e: Event) {
+    pub(crate) async fn event(&self, e: Event) {
         if let Err(err) = self.events.record(&e, self.fence.as_ref()).await {
             tracing::warn!(error = %err, "could not record event");
         }
@@ -51,6 +53,15 @@ pub async fn load_journals(
     kind: Kind,
     name: &str,
 ) -> Result<Vec<(String, Operation<ManateeAction>, i32)>, String> {
+    load_journals_of(coord, kind, name).await
+}
+
+/// [`load_journals`] for operations of any step type.
+pub async fn load_journals_of<A: serde::de::DeserializeOwned + serde::Serialize>(
+    coord: &Arc<dyn Coordination>,
+    kind: Kind,
+    name: &str,
+) -> Result<Vec<(String, Operation<A>, i32)>, String> {
     let dir = journal_dir(kind, name);
     let children = match coord.children(&dir).await {
         Ok(c) => c,
@@ -63,7 +74,7 @@ pub async fn load_journals(
             .get(&format!("{dir}/{c}"))
             .await
             .map_err(|e| e.to_string())?;
-        let op: Operation<ManateeAction> =
+        let op: Operation<A> =
             serde_json::from_slice(&data).map_err(|e| format!("journal {dir}/{c}: {e}"))?;
         out.push((c, op, stat.version));
     }
@@ -72,20 +83,22 @@ pub async fn load_journals(
 
 /// Saves one operation's journal together with the document's status, and
 /// records an event for every step that changed state.
-struct StoreJournal<'a, W> {
-    cx: &'a Context<W>,
-    kind: Kind,
-    name: String,
-    path: String,
-    status: std::sync::Mutex<Status>,
-    last: std::sync::Mutex<Option<Operation<ManateeAction>>>,
+pub(crate) struct StoreJournal<'a, W, A = ManateeAction> {
+    pub(crate) cx: &'a Context<W>,
+    pub(crate) kind: Kind,
+    pub(crate) name: String,
+    pub(crate) path: String,
+    pub(crate) status: std::sync::Mutex<Status>,
+    pub(crate) last: std::sync::Mutex<Option<Operation<A>>>,
 }
 
 #[async_trait]
-impl<W: Send + Sync> Journal<ManateeAction> for StoreJournal<'_, W> {
+impl<W: Send + Sync, A: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync>
+    Journal<A> for StoreJournal<'_, W, A>
+{
     type Error = String;
 
-    async fn save(&self, op: &Operation<ManateeAction>) -> Result<(), String> {
+    async fn save(&self, op: &Operation<A>) -> Result<(), String> {
         let coord = self.cx.coord();
         let mut status = self.status.lock().unwrap().clone();
         status.operation = Some(op.status.clone());
@@ -176,6 +189,24 @@ fn new_op_id(name: &str, shard: &str, generation: i64) -> String {
     )
 }
 
+/// The zones of this shard's operation that was cancelled for a re-plan.
+fn replanned_zones(
+    journals: &[(String, Operation<ManateeAction>, i32)],
+    shard: &str,
+) -> Vec<String> {
+    journals
+        .iter()
+        .filter(|(s, op, _)| s == shard && op.status.phase == OperationPhase::Cancelled)
+        .flat_map(|(_, op, _)| op.actions.iter())
+        .filter_map(|a| match a {
+            ManateeAction::Reprovision { zone, .. } | ManateeAction::Rebuild { zone } => {
+                Some(zone.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Reconcile one ManateeVersion.
 pub async fn reconcile_manatee<W: ManateeWorld>(
     cx: &Context<W>,
@@ -233,18 +264,26 @@ pub async fn reconcile_manatee<W: ManateeWorld>(
     let mut up_to_date = Vec::new();
     let mut refused: Vec<(String, String, String)> = Vec::new();
     let image = cx.world.image(&spec.image.uuid).await?;
+    let holder = object.clone();
     for shard in rollout_order(spec) {
         if active.iter().any(|(s, _)| s == &shard) {
             continue;
         }
         let obs = cx.world.observe(&shard).await?;
-        match plan_shard(
+        // Zones our re-planned operation on this shard worked on: a peer a
+        // takeover deposed meanwhile may be rebuilt (plan_shard_with).
+        let ours = replanned_zones(&journals, &shard);
+        match plan_shard_with(
             spec,
             &obs,
             image.as_ref(),
             &new_op_id(name, &shard, generation),
+            &ours,
         ) {
-            ShardPlan::UpToDate => up_to_date.push(shard),
+            ShardPlan::UpToDate => {
+                crate::shard_lock::release(cx.coord(), cx.fence.as_ref(), &shard, &holder).await?;
+                up_to_date.push(shard)
+            }
             ShardPlan::Refused(reason, message) => refused.push((shard, reason, message)),
             ShardPlan::Upgrade(op) => {
                 let canary_pending = spec
@@ -253,6 +292,18 @@ pub async fn reconcile_manatee<W: ManateeWorld>(
                     .as_ref()
                     .is_some_and(|c| c != &shard && !up_to_date.contains(c));
                 if active.len() < parallelism && !canary_pending {
+                    // One disruptive operation per shard, across documents.
+                    if let Some(other) =
+                        crate::shard_lock::acquire(cx.coord(), cx.fence.as_ref(), &shard, &holder)
+                            .await?
+                    {
+                        refused.push((
+                            shard.clone(),
+                            "ShardLocked".into(),
+                            format!("{other} is working on this shard; waiting for it"),
+                        ));
+                        continue;
+                    }
                     cx.event(
                         Event::normal(
                             &object,
@@ -281,6 +332,8 @@ pub async fn reconcile_manatee<W: ManateeWorld>(
                     .unwrap_or(Duration::from_secs(300)),
                 catch_up_timeout: crds::common::parse_duration(&spec.health.catch_up_timeout)
                     .unwrap_or(Duration::from_secs(900)),
+                window: spec.rollout.maintenance_window.clone(),
+                clock: cx.clock.as_ref(),
             };
             let journal = StoreJournal {
                 cx,
@@ -303,6 +356,7 @@ pub async fn reconcile_manatee<W: ManateeWorld>(
     for (shard, op, r) in results {
         match r.map_err(|e| e.to_string())? {
             Advance::Completed => {
+                crate::shard_lock::release(cx.coord(), cx.fence.as_ref(), &shard, &holder).await?;
                 cx.event(
                     Event::normal(
                         &object,
@@ -332,6 +386,11 @@ pub async fn reconcile_manatee<W: ManateeWorld>(
                         .with_operation(op.status.id.clone()),
                 )
                 .await;
+                // A freeze this operation made protects a primary step that
+                // will not happen now: lift it (only ours, by its reason).
+                cx.world
+                    .unfreeze_own(&shard, &reconcilers::manatee::freeze_reason(&op.status.id))
+                    .await?;
                 let mut op = op;
                 op.status.phase = OperationPhase::Cancelled;
                 op.status.message = Some(format!("replanned: {message}"));

@@ -33,3 +33,49 @@ pub fn since(start: &str, now: OffsetDateTime) -> Duration {
         .map(|t| (now - t).try_into().unwrap_or(Duration::ZERO))
         .unwrap_or(Duration::ZERO)
 }
+
+/// A clock that moves only when told to: for tests of time-dependent gates.
+#[derive(Debug)]
+pub struct ManualClock(std::sync::Mutex<OffsetDateTime>);
+
+impl ManualClock {
+    pub fn new(at: OffsetDateTime) -> ManualClock {
+        ManualClock(std::sync::Mutex::new(at))
+    }
+    pub fn set(&self, at: OffsetDateTime) {
+        *self.0.lock().unwrap() = at;
+    }
+    pub fn advance(&self, by: Duration) {
+        let mut t = self.0.lock().unwrap();
+        *t += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// The wall clock shifted so that it started at a chosen instant: time
+/// passes at the normal rate (step timeouts still work) but the calendar is
+/// the one a test needs (e.g. inside a maintenance window).
+#[derive(Debug)]
+pub struct ShiftedClock {
+    offset: time::Duration,
+}
+
+impl ShiftedClock {
+    /// A clock whose `now()` is `at` right now.
+    pub fn starting_at(at: OffsetDateTime) -> ShiftedClock {
+        ShiftedClock {
+            offset: at - OffsetDateTime::now_utc(),
+        }
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc() + self.offset
+    }
+}

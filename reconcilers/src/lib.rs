@@ -7,4 +7,6 @@
 
 pub mod clock;
 pub mod manatee;
+pub mod manatee_ha;
 pub mod operation;
+pub mod window;

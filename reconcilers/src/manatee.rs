@@ -19,7 +19,9 @@ use crds::status::OperationStatus;
 use serde::{Deserialize, Serialize};
 use wire::manatee::ClusterState;
 
+use crate::clock::{Clock, rfc3339};
 use crate::operation::{Gate, Operation, PlannedStep, Progress, StepRunner};
+use crate::window::{WindowState, window_state};
 
 /// Prefix of every freeze reason tritonctl writes; we only ever unfreeze a
 /// freeze whose reason is exactly our operation's.
@@ -128,6 +130,11 @@ pub trait ManateeWorld: Send + Sync {
     async fn unfreeze_own(&self, shard: &str, reason: &str) -> Result<(), String>;
     /// Whether `tritonctl approve` was given for this operation step.
     async fn approved(&self, op_id: &str, step: &str) -> Result<bool, String>;
+    /// `manatee-adm rebuild -y` in a deposed zone: its data is replaced by
+    /// a copy of the primary's and it rejoins as an async.
+    async fn rebuild(&self, zone: &str) -> Result<(), String> {
+        Err(format!("rebuilding {zone} is not supported by this world"))
+    }
 }
 
 /// One typed step of a manatee upgrade.
@@ -153,6 +160,11 @@ pub enum ManateeAction {
     WaitHealthy,
     Unfreeze {
         reason: String,
+    },
+    /// Rebuild a peer deposed while our own operation ran (a takeover after
+    /// its server died): it holds no acknowledged write the others lack.
+    Rebuild {
+        zone: String,
     },
 }
 
@@ -248,16 +260,81 @@ pub fn plan_shard(
     image: Option<&ImageInfo>,
     op_id: &str,
 ) -> ShardPlan {
+    plan_shard_with(spec, obs, image, op_id, &[])
+}
+
+/// [`plan_shard`], where `ours` are zones our own previous operation on
+/// this shard worked on (from its journal, cancelled by a re-plan). A peer
+/// among them that a takeover deposed meanwhile (its server died) is
+/// rebuilt first instead of refusing: a deposed former primary holds no
+/// acknowledged write the new primary and sync lack. Any other deposed peer
+/// still refuses. Pure.
+pub fn plan_shard_with(
+    spec: &ManateeVersionSpec,
+    obs: &ShardObservation,
+    image: Option<&ImageInfo>,
+    op_id: &str,
+    ours: &[String],
+) -> ShardPlan {
     let wanted = &spec.image.uuid;
     let stale: Vec<&PeerObservation> = obs.peers.iter().filter(|p| &p.image != wanted).collect();
-    if stale.is_empty() {
+    let deposed: Vec<String> = obs
+        .state
+        .as_ref()
+        .map(|st| st.deposed.iter().map(|p| p.zone_id.clone()).collect())
+        .unwrap_or_default();
+    if stale.is_empty() && !deposed.iter().any(|z| ours.contains(z)) {
         return ShardPlan::UpToDate;
     }
+    let mut rebuild = Vec::new();
+    if !deposed.is_empty() && deposed.iter().all(|z| ours.contains(z)) {
+        for z in &deposed {
+            match obs.peer(z) {
+                Some(p) if p.vm_state == "running" && p.active => rebuild.push(z.clone()),
+                other => {
+                    return ShardPlan::Refused(
+                        "DeposedPeerDown".into(),
+                        format!(
+                            "{} was deposed by a takeover during our upgrade of {} and is not up ({}); it is rebuilt once its zone runs again",
+                            other.map_or(z.as_str(), |p| p.alias.as_str()),
+                            obs.shard,
+                            other.map_or("no VM".to_string(), |p| format!(
+                                "VM {}, sitter active {}",
+                                p.vm_state, p.active
+                            ))
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    // Check the rest of the shard as if the rebuilt peers were not there;
+    // they are planned as asyncs at the tail, where they rejoin.
+    let mut view = obs.clone();
+    if let Some(st) = view.state.as_mut() {
+        st.deposed.retain(|p| !rebuild.contains(&p.zone_id));
+    }
+    let obs = &view;
     if let Err((r, m)) = preflight(obs, image, wanted) {
         return ShardPlan::Refused(r, m);
     }
     let st = obs.state.as_ref().expect("preflight checked");
     let short = |z: &str| z.split('-').next().unwrap_or(z).to_string();
+    let rebuild_steps: Vec<PlannedStep<ManateeAction>> = rebuild
+        .iter()
+        .map(|z| {
+            let alias = obs.peer(z).map_or(z.clone(), |p| p.alias.clone());
+            PlannedStep {
+                name: format!("rebuild-{}", short(z)),
+                description: format!(
+                    "rebuild {alias}, deposed by a takeover during our upgrade (manatee-adm rebuild); it rejoins as an async"
+                ),
+                touches: vec![alias],
+                irreversible: false,
+                action: ManateeAction::Rebuild { zone: z.clone() },
+            }
+        })
+        .collect();
     let mut steps: Vec<PlannedStep<ManateeAction>> = vec![PlannedStep {
         name: "preflight".into(),
         description: format!(
@@ -268,6 +345,8 @@ pub fn plan_shard(
         irreversible: false,
         action: ManateeAction::Preflight,
     }];
+    // Rebuilds come before the preflight, which then finds nothing deposed.
+    steps.splice(0..0, rebuild_steps);
     let reprovision = |zone: &str, role: Role| {
         let alias = obs.peer(zone).map_or(zone.to_string(), |p| p.alias.clone());
         PlannedStep {
@@ -298,9 +377,13 @@ pub fn plan_shard(
         }
     };
     // Asyncs from the tail of the chain, then the sync.
-    for a in st.asyncs.iter().rev() {
-        if obs.peer(&a.zone_id).is_some_and(|p| &p.image != wanted) {
-            steps.push(reprovision(&a.zone_id, Role::Async));
+    let tail_first = rebuild
+        .iter()
+        .rev()
+        .chain(st.asyncs.iter().rev().map(|a| &a.zone_id));
+    for z in tail_first {
+        if obs.peer(z).is_some_and(|p| &p.image != wanted) {
+            steps.push(reprovision(z, Role::Async));
         }
     }
     if let Some(s) = &st.sync
@@ -368,53 +451,88 @@ pub struct ManateeRunner<'a, W: ManateeWorld> {
     pub max_lag_seconds: f64,
     pub instance_up_timeout: Duration,
     pub catch_up_timeout: Duration,
+    /// `spec.rollout.maintenanceWindow`: disruptive steps start only inside it.
+    pub window: Option<crds::manatee::MaintenanceWindow>,
+    pub clock: &'a dyn Clock,
+}
+
+/// The maintenance-window gate before a disruptive step: `None` when the
+/// step may start now, else why it waits and until when.
+pub fn window_gate(
+    window: Option<&crds::manatee::MaintenanceWindow>,
+    clock: &dyn Clock,
+    step: &str,
+) -> Option<Gate> {
+    let w = window?;
+    Some(match window_state(w, clock.now()) {
+        Ok(WindowState::Open { .. }) => return None,
+        Ok(WindowState::Closed { opens }) => Gate::Wait(format!(
+            "outside the maintenance window: step `{step}` waits until {}",
+            rfc3339(opens)
+        )),
+        Err(e) => Gate::Block {
+            reason: "InvalidMaintenanceWindow".into(),
+            message: e,
+        },
+    })
+}
+
+/// Healthy standby: active, postgres online and within the lag threshold.
+pub fn standby_ok(p: &PeerObservation, max_lag_seconds: f64) -> bool {
+    p.active && p.pg_online && p.lag_seconds.is_none_or(|l| l <= max_lag_seconds)
+}
+
+/// Whether the shard is whole: primary up, no deposed peer, and (unless in
+/// one-node-write mode) a sync and every async caught up. The error says
+/// what is missing.
+pub fn shard_health(obs: &ShardObservation, max_lag_seconds: f64) -> Result<(), String> {
+    let st = obs.state.as_ref().ok_or("no cluster state")?;
+    if !st.deposed.is_empty() {
+        return Err(format!("deposed peer {}", st.deposed[0].zone_id));
+    }
+    let primary = obs
+        .peer(&st.primary.zone_id)
+        .ok_or("primary zone unknown")?;
+    if !(primary.active && primary.pg_online) {
+        return Err(format!(
+            "primary {} not up (active {}, pg {})",
+            primary.alias, primary.active, primary.pg_online
+        ));
+    }
+    if st.is_one_node_write_mode() {
+        return Ok(());
+    }
+    let sync = st
+        .sync
+        .as_ref()
+        .and_then(|s| obs.peer(&s.zone_id))
+        .ok_or("no sync")?;
+    if !standby_ok(sync, max_lag_seconds) {
+        return Err(format!(
+            "sync {} not caught up (active {}, pg {}, lag {:?})",
+            sync.alias, sync.active, sync.pg_online, sync.lag_seconds
+        ));
+    }
+    for a in &st.asyncs {
+        if let Some(p) = obs.peer(&a.zone_id)
+            && !standby_ok(p, max_lag_seconds)
+        {
+            return Err(format!(
+                "async {} not caught up (lag {:?})",
+                p.alias, p.lag_seconds
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl<W: ManateeWorld> ManateeRunner<'_, W> {
-    /// Healthy standby: active, postgres online and within the lag threshold.
     fn standby_ok(&self, p: &PeerObservation) -> bool {
-        p.active && p.pg_online && p.lag_seconds.is_none_or(|l| l <= self.max_lag_seconds)
+        standby_ok(p, self.max_lag_seconds)
     }
 
     fn health(&self, obs: &ShardObservation) -> Result<(), String> {
-        let st = obs.state.as_ref().ok_or("no cluster state")?;
-        if !st.deposed.is_empty() {
-            return Err(format!("deposed peer {}", st.deposed[0].zone_id));
-        }
-        let primary = obs
-            .peer(&st.primary.zone_id)
-            .ok_or("primary zone unknown")?;
-        if !(primary.active && primary.pg_online) {
-            return Err(format!(
-                "primary {} not up (active {}, pg {})",
-                primary.alias, primary.active, primary.pg_online
-            ));
-        }
-        if st.is_one_node_write_mode() {
-            return Ok(());
-        }
-        let sync = st
-            .sync
-            .as_ref()
-            .and_then(|s| obs.peer(&s.zone_id))
-            .ok_or("no sync")?;
-        if !self.standby_ok(sync) {
-            return Err(format!(
-                "sync {} not caught up (active {}, pg {}, lag {:?})",
-                sync.alias, sync.active, sync.pg_online, sync.lag_seconds
-            ));
-        }
-        for a in &st.asyncs {
-            if let Some(p) = obs.peer(&a.zone_id)
-                && !self.standby_ok(p)
-            {
-                return Err(format!(
-                    "async {} not caught up (lag {:?})",
-                    p.alias, p.lag_seconds
-                ));
-            }
-        }
-        Ok(())
+        shard_health(obs, self.max_lag_seconds)
     }
 }
 
@@ -429,6 +547,37 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
         action: &ManateeAction,
     ) -> Result<Gate, String> {
         let obs = self.world.observe(&self.shard).await?;
+        // Disruptive steps start only inside the maintenance window. The
+        // primary of a shard we froze is part of the sequence the freeze
+        // began inside a window: it goes on rather than leaving the shard
+        // frozen until the next one.
+        let disruptive = match action {
+            ManateeAction::Freeze { .. } => true,
+            ManateeAction::Reprovision { role, image, zone } => {
+                obs.peer(zone).is_none_or(|p| &p.image != image)
+                    && !(*role == Role::Primary
+                        && obs.freeze_reason().as_deref() == Some(freeze_reason(&op.id).as_str()))
+            }
+            _ => false,
+        };
+        if disruptive
+            && let Some(gate) = window_gate(self.window.as_ref(), self.clock, &op.steps[step].name)
+        {
+            return Ok(gate);
+        }
+        // A takeover since the plan was made (plans are only made with
+        // nothing deposed, rebuilds first): neither ask for approval of nor
+        // freeze for a primary step that no longer fits.
+        if matches!(
+            action,
+            ManateeAction::Approval { .. } | ManateeAction::Freeze { .. }
+        ) && let Some(d) = obs.state.as_ref().and_then(|st| st.deposed.first())
+        {
+            return Ok(Gate::Block {
+                reason: "Replan".into(),
+                message: format!("a takeover deposed {} since this plan was made", d.zone_id),
+            });
+        }
         match action {
             // The image was checked when planning; re-check the shard right
             // before the first disruption.
@@ -509,6 +658,37 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
                 _ => Ok(Gate::Open),
             },
             ManateeAction::WaitHealthy | ManateeAction::Unfreeze { .. } => Ok(Gate::Open),
+            ManateeAction::Rebuild { zone } => {
+                let st = obs.state.as_ref().ok_or("no cluster state")?;
+                if !st.deposed.iter().any(|p| &p.zone_id == zone) {
+                    return Ok(Gate::Open); // rebuilt already; act is a no-op
+                }
+                if &st.primary.zone_id == zone {
+                    return Ok(Gate::Block {
+                        reason: "RebuildPrimary".into(),
+                        message: format!("{zone} is the primary; a primary is never rebuilt"),
+                    });
+                }
+                // Its data is thrown away: the primary and a caught-up sync
+                // must hold everything.
+                let sync_ok = st
+                    .sync
+                    .as_ref()
+                    .and_then(|s| obs.peer(&s.zone_id))
+                    .is_some_and(|s| self.standby_ok(s));
+                let primary_ok = obs
+                    .peer(&st.primary.zone_id)
+                    .is_some_and(|p| p.active && p.pg_online);
+                if !(sync_ok && primary_ok) {
+                    return Ok(Gate::Wait(format!(
+                        "rebuilding {zone} waits for a healthy primary and caught-up sync"
+                    )));
+                }
+                match obs.peer(zone) {
+                    Some(p) if p.vm_state == "running" && p.active => Ok(Gate::Open),
+                    _ => Ok(Gate::Wait(format!("waiting for {zone} to run again"))),
+                }
+            }
         }
     }
 
@@ -536,6 +716,15 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
             ManateeAction::Unfreeze { reason } => {
                 if obs.freeze_reason().as_deref() == Some(reason) {
                     self.world.unfreeze_own(&self.shard, reason).await?;
+                }
+            }
+            ManateeAction::Rebuild { zone } => {
+                if obs
+                    .state
+                    .as_ref()
+                    .is_some_and(|st| st.deposed.iter().any(|p| &p.zone_id == zone))
+                {
+                    self.world.rebuild(zone).await?;
                 }
             }
             ManateeAction::Preflight
@@ -581,6 +770,17 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
                             "{} is {now:?}, lag {:?}",
                             p.alias, p.lag_seconds
                         )),
+                        // A takeover deposed another peer meanwhile (its server
+                        // died): this peer is back, and waiting cannot heal
+                        // the shard; the next gate re-plans.
+                        Err(_)
+                            if placed
+                                && obs.state.as_ref().is_some_and(|st| {
+                                    st.deposed.iter().any(|d| &d.zone_id != zone)
+                                }) =>
+                        {
+                            Progress::Done
+                        }
                         Err(e) => Progress::NotYet(format!(
                             "{} is {now:?}; shard not whole yet: {e}",
                             p.alias
@@ -612,6 +812,26 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
                 Err(e) => Progress::NotYet(e),
             },
             ManateeAction::Preflight | ManateeAction::Approval { .. } => Progress::Done,
+            ManateeAction::Rebuild { zone } => {
+                let deposed = obs
+                    .state
+                    .as_ref()
+                    .is_some_and(|st| st.deposed.iter().any(|p| &p.zone_id == zone));
+                match obs.peer(zone) {
+                    _ if deposed => Progress::NotYet(format!("{zone} is still deposed")),
+                    Some(p) if obs.role_of(zone) == Role::Async && self.standby_ok(p) => {
+                        Progress::Done
+                    }
+                    Some(p) => Progress::NotYet(format!(
+                        "{} is {:?}, postgres {}, lag {:?}",
+                        p.alias,
+                        obs.role_of(zone),
+                        p.pg_online,
+                        p.lag_seconds
+                    )),
+                    None => Progress::NotYet(format!("{zone} not found")),
+                }
+            }
         })
     }
 
@@ -619,6 +839,7 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
         match action {
             ManateeAction::Reprovision { .. } => self.instance_up_timeout + self.catch_up_timeout,
             ManateeAction::WaitHealthy => self.catch_up_timeout,
+            ManateeAction::Rebuild { .. } => self.instance_up_timeout + self.catch_up_timeout,
             _ => Duration::from_secs(60),
         }
     }
@@ -842,6 +1063,8 @@ mod tests {
             max_lag_seconds: 5.0,
             instance_up_timeout: Duration::from_secs(1),
             catch_up_timeout: Duration::from_secs(1),
+            window: None,
+            clock: &crate::clock::SystemClock,
         }
     }
 
@@ -853,9 +1076,20 @@ mod tests {
         }
     }
 
+    fn op_status(id: &str) -> OperationStatus {
+        OperationStatus {
+            id: id.into(),
+            steps: vec![crds::status::StepStatus {
+                name: "the-step".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
     async fn gate(w: &FakeWorld, a: &ManateeAction) -> Gate {
         runner(w)
-            .precondition(&OperationStatus::default(), 0, a)
+            .precondition(&op_status("op1"), 0, a)
             .await
             .unwrap()
     }
@@ -963,5 +1197,168 @@ mod tests {
             .await
             .unwrap();
         assert!(w.calls.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn disruptive_steps_wait_for_the_maintenance_window() {
+        use crate::clock::ManualClock;
+        use time::macros::datetime;
+        let w = world(three_peers(OLD));
+        // Tuesdays 14:00 for 4h; 2026-01-06 is a Tuesday.
+        let clock = ManualClock::new(datetime!(2026-01-06 09:00 UTC));
+        let mut r = runner(&w);
+        r.window = Some(crds::manatee::MaintenanceWindow {
+            days: vec!["Tue".into()],
+            start: "14:00".into(),
+            duration: "4h".into(),
+        });
+        r.clock = &clock;
+        let op = op_status("op1");
+        let freeze = ManateeAction::Freeze {
+            reason: freeze_reason("op1"),
+        };
+        let g = r
+            .precondition(&op, 0, &reprovision("a", Role::Async))
+            .await
+            .unwrap();
+        assert!(
+            matches!(&g, Gate::Wait(m) if m.contains("2026-01-06T14:00:00Z")),
+            "{g:?}"
+        );
+        assert!(matches!(
+            r.precondition(&op, 0, &freeze).await.unwrap(),
+            Gate::Wait(_)
+        ));
+        // Non-disruptive steps are not held back.
+        assert_eq!(
+            r.precondition(&op, 0, &ManateeAction::WaitHealthy)
+                .await
+                .unwrap(),
+            Gate::Open
+        );
+        // Inside the window the step may start.
+        clock.advance(Duration::from_secs(5 * 3600 + 60));
+        assert_eq!(
+            r.precondition(&op, 0, &reprovision("a", Role::Async))
+                .await
+                .unwrap(),
+            Gate::Open
+        );
+        // After it closes the next is next Tuesday...
+        clock.advance(Duration::from_secs(4 * 3600));
+        let g = r.precondition(&op, 0, &freeze).await.unwrap();
+        assert!(
+            matches!(&g, Gate::Wait(m) if m.contains("2026-01-13T14:00:00Z")),
+            "{g:?}"
+        );
+        // ...but a primary whose shard we froze inside the window goes on
+        // rather than leaving the shard frozen for a week.
+        w.obs
+            .lock()
+            .unwrap()
+            .state
+            .as_mut()
+            .unwrap()
+            .freeze(&freeze_reason("op1"))
+            .unwrap();
+        assert_eq!(
+            r.precondition(&op, 0, &reprovision("p", Role::Primary))
+                .await
+                .unwrap(),
+            Gate::Open
+        );
+    }
+
+    /// After a takeover deposed the primary (its server died mid-upgrade).
+    fn after_takeover() -> ShardObservation {
+        // Planned: p primary, s sync, a async. Now s is primary, a sync, p deposed.
+        let mut st = ClusterState::initial(ident("s", "10.0.0.2"), ident("a", "10.0.0.3"), vec![]);
+        st.generation = 2;
+        st.deposed.push(ident("p", "10.0.0.1"));
+        let mut obs = three_peers(OLD);
+        obs.state = Some(st);
+        obs.peers[2].image = NEW.into(); // the async was done before
+        obs
+    }
+
+    #[test]
+    fn a_peer_deposed_during_our_upgrade_is_rebuilt_others_refuse() {
+        let ours = vec!["p".to_string(), "s".to_string(), "a".to_string()];
+        let sp = spec(Approval::Never);
+        // Not ours (no journal names it): refused as before.
+        assert!(matches!(
+            plan_shard_with(&sp, &after_takeover(), Some(&image()), "op2", &[]),
+            ShardPlan::Refused(r, _) if r == "DeposedPeer"
+        ));
+        // Ours but its zone is down (the server is still dead): wait for it.
+        let mut down = after_takeover();
+        down.peers[0].vm_state = "unknown".into();
+        down.peers[0].active = false;
+        assert!(matches!(
+            plan_shard_with(&sp, &down, Some(&image()), "op2", &ours),
+            ShardPlan::Refused(r, _) if r == "DeposedPeerDown"
+        ));
+        // Ours and back: rebuild first, then upgrade it as an async, then the
+        // new primary (s) last.
+        let ShardPlan::Upgrade(op) =
+            plan_shard_with(&sp, &after_takeover(), Some(&image()), "op2", &ours)
+        else {
+            panic!()
+        };
+        let names: Vec<&str> = op.status.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "rebuild-p",
+                "preflight",
+                "reprovision-async-p",
+                "freeze",
+                "reprovision-primary-s",
+                "wait-healthy",
+                "unfreeze"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rebuild_needs_a_healthy_primary_and_sync_and_never_touches_the_primary() {
+        let mut obs = after_takeover();
+        obs.peers[2].lag_seconds = Some(60.0); // the new sync lags
+        let w = world(obs);
+        let rebuild = ManateeAction::Rebuild { zone: "p".into() };
+        assert!(matches!(gate(&w, &rebuild).await, Gate::Wait(_)));
+        w.obs.lock().unwrap().peers[2].lag_seconds = Some(0.0);
+        assert_eq!(gate(&w, &rebuild).await, Gate::Open);
+        let primary = ManateeAction::Rebuild { zone: "s".into() };
+        w.obs
+            .lock()
+            .unwrap()
+            .state
+            .as_mut()
+            .unwrap()
+            .deposed
+            .push(ident("s", "10.0.0.2"));
+        assert!(matches!(
+            gate(&w, &primary).await,
+            Gate::Block { reason, .. } if reason == "RebuildPrimary"
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_takeover_while_awaiting_approval_replans_instead_of_freezing() {
+        let w = world(after_takeover());
+        for a in [
+            ManateeAction::Approval {
+                what: "primary".into(),
+            },
+            ManateeAction::Freeze {
+                reason: freeze_reason("op1"),
+            },
+        ] {
+            assert!(
+                matches!(gate(&w, &a).await, Gate::Block { reason, .. } if reason == "Replan"),
+                "{a:?}"
+            );
+        }
     }
 }

@@ -338,15 +338,25 @@ impl SimScenario {
         }
 
         let status: Arc<Mutex<HashMap<String, PgStatusReport>>> = Arc::default();
+        let zone_shard: ZoneShards = Arc::new(Mutex::new(
+            shards
+                .iter()
+                .flat_map(|(s, zs)| zs.iter().map(move |z| (z.clone(), s.clone())))
+                .collect(),
+        ));
         let mut tasks = vec![
-            tokio::spawn(bridge_vm_events(dc.clone(), manatee.clone())),
+            tokio::spawn(bridge_vm_events(
+                dc.clone(),
+                manatee.clone(),
+                zone_shard.clone(),
+            )),
             tokio::spawn(refresh_pg_status(
                 manatee.clone(),
                 shards.keys().cloned().collect(),
                 status.clone(),
             )),
         ];
-        install_manatee_adm(&dc, &shards, status);
+        install_manatee_adm(&dc, zone_shard, status, manatee.clone());
         let servers = SimServers::start(dc.clone())
             .await
             .map_err(|e| e.to_string())?;
@@ -377,8 +387,31 @@ impl SimScenario {
     }
 }
 
-/// Zones stop and boot with their VM; the sitter follows.
-async fn bridge_vm_events(dc: Datacenter, manatee: ManateeSim) {
+/// Zone uuid -> the shard its sitter belongs to (zones provisioned later join).
+type ZoneShards = Arc<Mutex<HashMap<String, String>>>;
+
+fn md_flag(md: &JsonMap, k: &str) -> bool {
+    md.get(k)
+        .is_some_and(|v| v == &json!(true) || v == &json!("true"))
+}
+
+/// The shard a zone's SAPI metadata puts it in (what sitter.json's
+/// `shardPath` is rendered from), for manatee and Manta postgres zones.
+fn shard_of(info: &crate::dc::events::InstanceInfo) -> Option<String> {
+    if info.service_name != "manatee" && info.service_name != "postgres" {
+        return None;
+    }
+    info.metadata
+        .get("MANATEE_SHARD_PATH")
+        .and_then(|v| v.as_str())
+        .and_then(|p| p.strip_prefix("/manatee/"))
+        .map(str::to_string)
+}
+
+/// Zones stop and boot with their VM; the sitter follows. A manatee or
+/// postgres zone provisioned through SAPI gets a sitter of its own, booted
+/// from its metadata, and joins its shard.
+async fn bridge_vm_events(dc: Datacenter, manatee: ManateeSim, zone_shard: ZoneShards) {
     let mut rx = dc.subscribe();
     loop {
         let ev = match rx.recv().await {
@@ -388,6 +421,27 @@ async fn bridge_vm_events(dc: Datacenter, manatee: ManateeSim) {
         };
         match ev {
             DcEvent::Vm(ev) => {
+                if ev.kind == VmEventKind::Provisioned
+                    && manatee.zone(&ev.zone.vm.uuid).is_none()
+                    && let Some(info) = &ev.zone.instance
+                    && let Some(shard) = shard_of(info)
+                    && let Some(ip) = ev.zone.vm.nics.first().map(|n| n.ip.clone())
+                {
+                    let boot = BootOptions::new(&shard)
+                        .one_node_write_mode(md_flag(&info.metadata, "ONE_NODE_WRITE_MODE"))
+                        .disable_sitter(md_flag(&info.metadata, "DISABLE_SITTER"));
+                    zone_shard
+                        .lock()
+                        .unwrap()
+                        .insert(ev.zone.vm.uuid.clone(), shard);
+                    if let Err(e) = manatee
+                        .add_zone(ZoneSpec::new(&ev.zone.vm.uuid, &ip), boot)
+                        .await
+                    {
+                        tracing::warn!(zone = %ev.zone.vm.uuid, error = %e, "new manatee zone did not boot");
+                    }
+                    continue;
+                }
                 let Some(zone) = manatee.zone(&ev.zone.vm.uuid) else {
                     continue;
                 };
@@ -405,10 +459,7 @@ async fn bridge_vm_events(dc: Datacenter, manatee: ManateeSim) {
                             .as_ref()
                             .map(|i| i.metadata.clone())
                             .unwrap_or_default();
-                        let flag = |k: &str| {
-                            md.get(k)
-                                .is_some_and(|v| v == &json!(true) || v == &json!("true"))
-                        };
+                        let flag = |k: &str| md_flag(&md, k);
                         let boot = zone
                             .boot_options()
                             .one_node_write_mode(flag("ONE_NODE_WRITE_MODE"))
@@ -431,13 +482,25 @@ async fn bridge_vm_events(dc: Datacenter, manatee: ManateeSim) {
                     continue;
                 };
                 use crate::dc::events::SvcAction;
+                // The sitter reads sitter.json when it starts; config-agent
+                // has rendered it from the zone's current SAPI metadata (as
+                // sdcadm runs config-agent before restarting the sitter).
+                let rendered = || {
+                    let md = dc
+                        .zone(z)
+                        .and_then(|i| i.instance)
+                        .map(|i| i.metadata)
+                        .unwrap_or_default();
+                    zone.boot_options()
+                        .one_node_write_mode(md_flag(&md, "ONE_NODE_WRITE_MODE"))
+                };
                 match svc.action {
                     SvcAction::Disable => zone.stop().await,
                     SvcAction::Enable if !zone.is_running() => {
-                        let _ = zone.start().await;
+                        let _ = zone.restart(rendered()).await;
                     }
                     SvcAction::Restart => {
-                        let _ = zone.restart(zone.boot_options()).await;
+                        let _ = zone.restart(rendered()).await;
                     }
                     _ => {}
                 }
@@ -467,22 +530,37 @@ async fn refresh_pg_status(
 
 fn install_manatee_adm(
     dc: &Datacenter,
-    shards: &HashMap<String, Vec<String>>,
+    zone_shard: ZoneShards,
     status: Arc<Mutex<HashMap<String, PgStatusReport>>>,
+    manatee: ManateeSim,
 ) {
-    let zone_shard: HashMap<String, String> = shards
-        .iter()
-        .flat_map(|(s, zs)| zs.iter().map(move |z| (z.clone(), s.clone())))
-        .collect();
     dc.add_exec_handler(Arc::new(move |cmd| {
         let zone = cmd.zone.as_ref()?;
-        let shard = zone_shard.get(zone)?;
+        let shard = zone_shard.lock().unwrap().get(zone)?.clone();
+        let shard = &shard;
         let argv: Vec<&str> = cmd.argv.iter().map(String::as_str).collect();
         if argv.first() != Some(&"manatee-adm") {
             return None;
         }
         let report = status.lock().unwrap().get(shard).cloned();
         Some(match (argv.get(1).copied(), report) {
+            // `manatee-adm rebuild -y` (§4.8), started in the background (the
+            // real command blocks; callers poll the shard either way). The
+            // simulated rebuild refuses the primary.
+            (Some("rebuild"), _) => {
+                let z = manatee.zone(zone)?;
+                let sh = manatee.shard(shard);
+                tokio::spawn(async move {
+                    if let Err(e) = sh.rebuild(&z).await {
+                        tracing::warn!(zone = %z.zone_id(), error = %e, "manatee-adm rebuild failed");
+                    }
+                });
+                ExecuteResult {
+                    stdout: "rebuild started\n".into(),
+                    stderr: String::new(),
+                    exit_code: 0,
+                }
+            }
             (Some("pg-status"), Some(r)) => ExecuteResult {
                 stdout: wire::pgstatus::render(&r),
                 stderr: String::new(),

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use coord::{CoordError, Coordination, CreateMode, Expect, Op};
 use reconcilers::manatee::{ImageInfo, ManateeWorld, PeerObservation, ShardObservation};
+use reconcilers::manatee_ha::{DesiredServer, ManateeHaWorld};
 use wire::manatee::{
     ClusterState, ElectionNodeData, HistoryWriter, election_path, prepare_state_write, state_path,
 };
@@ -32,6 +33,14 @@ fn e<E: std::fmt::Display>(x: E) -> String {
 impl TritonManatee {
     /// SAPI instances (zones) of a shard.
     async fn shard_instances(&self, shard: &str) -> Result<Vec<wire::apis::Instance>, String> {
+        Ok(self.shard_service(shard).await?.1)
+    }
+
+    /// The SAPI service holding a shard's zones, and the shard's instances.
+    async fn shard_service(
+        &self,
+        shard: &str,
+    ) -> Result<(String, Vec<wire::apis::Instance>), String> {
         let (app, svc) = if shard == "sdc" {
             ("sdc", "manatee")
         } else {
@@ -51,16 +60,20 @@ impl TritonManatee {
             .first()
             .ok_or_else(|| format!("no SAPI service `{svc}` in `{}`", app.name))?;
         let insts = self.triton.sapi.instances(&svc.uuid).await.map_err(e)?;
-        Ok(insts
-            .into_iter()
-            .filter(|i| {
-                shard == "sdc"
-                    || i.metadata
-                        .get("SHARD")
-                        .and_then(|v| v.as_str())
-                        .is_some_and(|s| s == shard || shard.starts_with(&format!("{s}.")))
-            })
-            .collect())
+        let svc_uuid = svc.uuid.clone();
+        Ok((
+            svc_uuid,
+            insts
+                .into_iter()
+                .filter(|i| {
+                    shard == "sdc"
+                        || i.metadata
+                            .get("SHARD")
+                            .and_then(|v| v.as_str())
+                            .is_some_and(|s| s == shard || shard.starts_with(&format!("{s}.")))
+                })
+                .collect(),
+        ))
     }
 
     async fn read_state(&self, shard: &str) -> Result<Option<(ClusterState, i32)>, String> {
@@ -253,6 +266,27 @@ impl ManateeWorld for TritonManatee {
         .await
     }
 
+    async fn rebuild(&self, zone: &str) -> Result<(), String> {
+        let vm = self.triton.vmapi.vm(zone).await.map_err(e)?;
+        let server = vm
+            .server_uuid
+            .ok_or_else(|| format!("zone {zone} has no server in VMAPI"))?;
+        let out = self
+            .triton
+            .cnapi
+            .execute(&server, Some(zone), &["manatee-adm", "rebuild", "-y"])
+            .await
+            .map_err(e)?;
+        if out.exit_code != 0 {
+            return Err(format!(
+                "manatee-adm rebuild in {zone} exited {}: {}",
+                out.exit_code,
+                out.stderr.trim()
+            ));
+        }
+        Ok(())
+    }
+
     async fn approved(&self, op_id: &str, step: &str) -> Result<bool, String> {
         Ok(self
             .coord
@@ -260,5 +294,111 @@ impl ManateeWorld for TritonManatee {
             .await
             .map_err(e)?
             .is_some())
+    }
+}
+
+/// SAPI metadata key tagging a zone with the operation that created it.
+pub const CREATED_BY: &str = "TRITONCTL_OPERATION";
+
+fn created_tag(op_id: &str, alias: &str) -> String {
+    format!("{op_id}/{alias}")
+}
+
+#[async_trait]
+impl ManateeHaWorld for TritonManatee {
+    async fn find_created_peer(
+        &self,
+        shard: &str,
+        op_id: &str,
+        alias: &str,
+    ) -> Result<Option<String>, String> {
+        let tag = created_tag(op_id, alias);
+        Ok(self
+            .shard_instances(shard)
+            .await?
+            .into_iter()
+            .find(|i| i.metadata.get(CREATED_BY).and_then(|v| v.as_str()) == Some(tag.as_str()))
+            .map(|i| i.uuid))
+    }
+
+    async fn create_peer(
+        &self,
+        shard: &str,
+        server: &str,
+        alias: &str,
+        op_id: &str,
+    ) -> Result<String, String> {
+        let (svc, _) = self.shard_service(shard).await?;
+        let mut params = serde_json::Map::new();
+        params.insert("alias".into(), alias.into());
+        params.insert("server_uuid".into(), server.into());
+        let mut md = serde_json::Map::new();
+        md.insert(CREATED_BY.into(), created_tag(op_id, alias).into());
+        if shard != "sdc" {
+            // A Manta postgres zone names its shard (sdc-manta deploy.js).
+            let n = shard.split('.').next().unwrap_or(shard);
+            md.insert("SHARD".into(), n.into());
+            md.insert("SERVICE_NAME".into(), shard.into());
+            md.insert(
+                "MANATEE_SHARD_PATH".into(),
+                format!("/manatee/{shard}").into(),
+            );
+        }
+        self.triton
+            .sapi
+            .create_instance(&svc, params, md)
+            .await
+            .map(|i| i.uuid)
+            .map_err(|x| format!("creating {alias} on server {server} in SAPI: {x}"))
+    }
+
+    async fn clear_one_node_write_mode(&self, zone: &str) -> Result<(), String> {
+        let mut md = serde_json::Map::new();
+        md.insert("ONE_NODE_WRITE_MODE".into(), true.into());
+        self.triton
+            .sapi
+            .update_instance_metadata(zone, "delete", md)
+            .await
+            .map(|_| ())
+            .map_err(e)
+    }
+
+    async fn resolve_servers(&self, names: &[String]) -> Result<Vec<DesiredServer>, String> {
+        let servers = self.triton.cnapi.servers().await.map_err(e)?;
+        Ok(names
+            .iter()
+            .map(|n| DesiredServer {
+                name: n.clone(),
+                uuid: servers
+                    .iter()
+                    .find(|s| &s.uuid == n || &s.hostname == n)
+                    .map(|s| s.uuid.clone()),
+            })
+            .collect())
+    }
+
+    async fn restart_sitter(&self, zone: &str) -> Result<(), String> {
+        let vm = self.triton.vmapi.vm(zone).await.map_err(e)?;
+        let server = vm
+            .server_uuid
+            .ok_or_else(|| format!("zone {zone} has no server in VMAPI"))?;
+        let out = self
+            .triton
+            .cnapi
+            .execute(
+                &server,
+                Some(zone),
+                &["svcadm", "restart", "manatee-sitter"],
+            )
+            .await
+            .map_err(e)?;
+        if out.exit_code != 0 {
+            return Err(format!(
+                "svcadm restart manatee-sitter in {zone} exited {}: {}",
+                out.exit_code,
+                out.stderr.trim()
+            ));
+        }
+        Ok(())
     }
 }
