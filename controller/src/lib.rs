@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod clients;
+pub mod daemon;
 pub mod demo;
 pub mod reconcile;
 pub mod runtime;
