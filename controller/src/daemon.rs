@@ -441,7 +441,8 @@ impl Daemon {
             stream,
             stop.clone().cancelled_owned(),
         );
-        let mut run = std::pin::pin!(run);
+        // Boxed so that dropping it (below) really drops the runner and aborts its tasks.
+        let mut run = Box::pin(run);
         let lost = leadership.lost();
         let outcome = tokio::select! {
             _ = &mut run => None,

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod clients;
 pub mod daemon;
 pub mod demo;
+pub mod logging;
 pub mod reconcile;
 pub mod runtime;
 pub mod store;
