@@ -545,3 +545,43 @@ async fn serve_metrics(
     });
     Ok(bound)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    struct Counting(AtomicUsize, Mutex<Vec<String>>);
+
+    #[async_trait]
+    impl KindReconciler for Counting {
+        async fn reconcile(&self, name: &str) -> Result<Action, String> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            self.1.lock().unwrap().push(name.to_string());
+            Ok(Action::RequeueAfter(Duration::from_secs(7)))
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_go_to_the_reconciler_of_their_kind_only() {
+        let st = Arc::new(Counting(AtomicUsize::new(0), Mutex::default()));
+        let mut d = Dispatch::default();
+        d.register(Kind::ShardTopology, st.clone());
+        assert_eq!(d.kinds(), [Kind::ShardTopology]);
+        assert_eq!(
+            d.reconcile("ShardTopology/us-east").await,
+            Ok(Action::RequeueAfter(Duration::from_secs(7)))
+        );
+        // A kind nobody handles yet, and keys that are not document keys,
+        // wait for a change and reach no reconciler.
+        assert_eq!(
+            d.reconcile("HeadnodeSet/lab").await,
+            Ok(Action::AwaitChange)
+        );
+        assert_eq!(d.reconcile("Nope/x").await, Ok(Action::AwaitChange));
+        assert_eq!(d.reconcile("no-slash").await, Ok(Action::AwaitChange));
+        assert_eq!(st.0.load(Ordering::SeqCst), 1);
+        assert_eq!(*st.1.lock().unwrap(), ["us-east"]);
+    }
+}
