@@ -14,26 +14,13 @@ use coord::Coordination;
 use crds::{ConditionType, Document, Kind};
 use sim::scenario::{ScenarioOptions, SimScenario};
 
-use crate::clients::{Endpoints, MutationGuard, Triton};
-use crate::reconcile::{context, reconcile_manatee};
+use crate::clients::Endpoints;
+use crate::daemon::{Daemon, DaemonConfig, Phase};
 use crate::runtime::events::Events;
-use crate::runtime::leader::{LeaderElection, Leadership};
-use crate::runtime::queue::{Action, Config, Controller};
 use crate::store::Store;
-use crate::world::manatee::TritonManatee;
 
 const LAB_HEADNODES: &str = include_str!("../../examples/lab/headnodeset.yaml");
 const LAB_MANATEE: &str = include_str!("../../examples/lab/manatee.yaml");
-
-/// Leadership checked right before every HTTP mutation.
-struct LeaderGuard(Arc<Leadership>);
-
-#[async_trait::async_trait]
-impl MutationGuard for LeaderGuard {
-    async fn check(&self) -> Result<(), String> {
-        self.0.check().await.map_err(|e| e.to_string())
-    }
-}
 
 /// What the client writing through the upgrade saw.
 #[derive(Default)]
@@ -100,32 +87,36 @@ pub async fn run(
         ));
     }
 
-    let leadership = Arc::new(
-        LeaderElection::new(session.clone(), "demo-controller")
-            .campaign()
-            .await
-            .map_err(|e| e.to_string())?,
-    );
-    out(format!("controller elected leader ({})", leadership.node()));
+    // The controller: the same daemon as `tritonctl controller`, in-process.
     let endpoints = Endpoints {
         sapi: urls.sapi.clone(),
         vmapi: urls.vmapi.clone(),
         cnapi: urls.cnapi.clone(),
         imgapi: urls.imgapi.clone(),
     };
-    let triton = Triton::new(&endpoints, Arc::new(LeaderGuard(leadership.clone())));
-    let fence = Some(leadership.fence().clone());
-    let world = TritonManatee {
-        triton,
-        coord: session.clone(),
-        fence: fence.clone(),
+    let mut cfg = DaemonConfig::new(endpoints);
+    cfg.identity = "demo-controller".into();
+    cfg.step_poll = Some(Duration::from_millis(20));
+    cfg.poll_interval = Duration::from_secs(1);
+    cfg.concurrency = 2;
+    cfg.shutdown_grace = Duration::from_secs(5);
+    let daemon = Daemon::new(session.clone(), cfg);
+    let mut phase = daemon.phase();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut runner = tokio::spawn(daemon.run(async move {
+        let _ = stop_rx.await;
+    }));
+    let node = tokio::select! {
+        p = phase.wait_for(|p| matches!(p, Phase::Leading(_))) => match p.as_deref() {
+            Ok(Phase::Leading(node)) => node.clone(),
+            _ => return Err("the controller stopped before it was elected".into()),
+        },
+        r = &mut runner => return Err(match r {
+            Ok(Err(e)) => e.to_string(),
+            _ => "the controller stopped before it was elected".into(),
+        }),
     };
-    let cx = Arc::new(context(
-        store.clone(),
-        world,
-        fence,
-        Some(Duration::from_millis(20)),
-    ));
+    out(format!("controller elected leader ({node})"));
 
     // A client writing to the shard the whole time.
     let shard = scenario.manatee.shard("sdc");
@@ -163,31 +154,6 @@ pub async fn run(
                 log.lock().unwrap().outages.push((start, t0.elapsed()));
             }
         })
-    };
-
-    // The controller: the work queue drives reconciles of the document.
-    let controller = Controller::new(Config {
-        concurrency: 2,
-        ..Config::default()
-    });
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut runner = {
-        let cx = cx.clone();
-        tokio::spawn(controller.run(
-            move |key: String| {
-                let cx = cx.clone();
-                async move {
-                    match crate::runtime::parse_key(&key) {
-                        Some((Kind::ManateeVersion, name)) => reconcile_manatee(&cx, name).await,
-                        _ => Ok(Action::AwaitChange),
-                    }
-                }
-            },
-            futures::stream::iter(vec!["ManateeVersion/sdc".to_string()]),
-            async move {
-                let _ = stop_rx.await;
-            },
-        ))
     };
 
     // Stream events until the document is Ready.
@@ -247,12 +213,12 @@ pub async fn run(
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = writer.await;
     let _ = stop_tx.send(());
-    // A reconcile stuck in a step is not waited for: its journal resumes it.
-    if tokio::time::timeout(Duration::from_secs(5), &mut runner)
-        .await
-        .is_err()
-    {
-        runner.abort();
+    // The daemon waits for running reconciles up to its grace period, then
+    // abandons them (their journals resume them) and resigns.
+    match tokio::time::timeout(Duration::from_secs(15), &mut runner).await {
+        Ok(Ok(Err(e))) => out(format!("controller stopped with an error: {e}")),
+        Ok(_) => {}
+        Err(_) => runner.abort(),
     }
     if !ready {
         return Err(format!(

@@ -3,7 +3,9 @@
 
 pub mod cli;
 pub mod clients;
+pub mod daemon;
 pub mod demo;
+pub mod logging;
 pub mod pause;
 pub mod reconcile;
 pub mod reconcile_ha;

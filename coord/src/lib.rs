@@ -25,6 +25,7 @@ use async_trait::async_trait;
 
 pub mod mem;
 pub mod path;
+pub mod server;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod zk;

@@ -106,6 +106,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 Err(not_found(kind, &n.name))
             }
         }
+        Command::Controller(args) => super::serve::controller(args, &cli.store).await,
+        Command::Sim(cmd) => super::serve::sim(cmd, &cli.store).await,
         Command::Demo { timeout } => {
             let mut print = |line: String| println!("{line}");
             let r = crate::demo::run(&mut print, timeout)

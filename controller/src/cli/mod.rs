@@ -9,6 +9,7 @@ pub mod commands;
 pub mod input;
 pub mod output;
 pub mod pause_cmd;
+pub mod serve;
 pub mod store_open;
 pub mod watch;
 
@@ -159,6 +160,21 @@ Examples:\n  tritonctl pause manateeversion/sdc --reason 'INC-42: moray errors'\
         /// KIND/NAME, e.g. manateeversion/sdc.
         object: String,
     },
+    /// Run the controller: campaign for leadership, then reconcile until SIGTERM/SIGINT.
+    #[command(
+        after_help = "Needs --zk (the datacenter's ZooKeeper): documents, status, operation journals and\n\
+the leader election live there, and so do the manatee shards' state. Several controllers\n\
+may run; one leads, the others wait. Logs go to stderr; /metrics and /healthz are served\n\
+on --metrics-addr. Exit status: 0 after SIGTERM/SIGINT, 3 when leadership was lost\n\
+(restart it: a new process campaigns again), 1 invalid arguments, 2 other errors.\n\n\
+Example:\n  tritonctl --zk 10.99.99.11:2181 controller --sapi http://10.99.99.32 \\\n      \
+--vmapi http://10.99.99.28 --cnapi http://10.99.99.22 --imgapi http://10.99.99.21 \\\n      \
+--log-format json 2>&1 | bunyan"
+    )]
+    Controller(serve::ControllerArgs),
+    /// The simulated datacenter as a standalone process.
+    #[command(subcommand)]
+    Sim(serve::SimCommand),
     /// Print the JSON Schema of a kind.
     #[command(
         after_help = "Example:\n  tritonctl schema ShardTopology > shardtopology.schema.json"

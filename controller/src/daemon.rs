@@ -1,0 +1,606 @@
+//! The long-running controller: what `tritonctl controller` runs (and what
+//! `tritonctl demo` runs in-process).
+//!
+//! [`Daemon::run`] on one coordination session:
+//!
+//! 1. initialises the store layout and serves `/metrics` and `/healthz`
+//!    (when an address is given) from the start, so a standby is observable;
+//! 2. campaigns for leadership and waits until elected;
+//! 3. builds the Triton clients with a [`MutationGuard`] that confirms
+//!    leadership with ZooKeeper right before every HTTP mutation, and the
+//!    reconcile contexts with the leader's fence for every ZooKeeper write;
+//! 4. feeds the work queue from triggers: watches on every document kind,
+//!    on each manatee shard's `state` and `election` nodes (registered by the
+//!    reconciler once it knows the shards), and SAPI/VMAPI pollers with
+//!    change detection (they have no watch);
+//! 5. dispatches each key to the reconciler registered for its kind
+//!    ([`Dispatch`]);
+//! 6. stops on the shutdown future (SIGTERM/SIGINT in the CLI): no new
+//!    reconcile starts, the running ones get a grace period, then leadership
+//!    is resigned so a standby takes over at once.
+//!
+//! **Leadership loss ends the daemon with an error** rather than
+//! re-campaigning in-process. Losing leadership almost always means the
+//! session expired, and an expired session is terminal (see
+//! [`crate::runtime::leader`]): a new campaign needs a new session, new
+//! trigger watchers and new clients. Rebuilding all of that in-process would
+//! duplicate what a process restart does with no state carried over, and
+//! the reconciles still in flight could not be trusted anyway. So the
+//! daemon aborts its reconciles at once (every write they could still make
+//! is fenced or guarded, and their journals let the next leader resume),
+//! and returns [`DaemonError::LeadershipLost`]; the CLI exits with status 3
+//! and the supervisor (SMF, systemd) starts a fresh process, which
+//! campaigns again. controller-runtime does the same ("leader election
+//! lost" exits the manager).
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use coord::Coordination;
+use crds::{Document, Kind};
+use tokio_util::sync::CancellationToken;
+
+use crate::clients::{Endpoints, MutationGuard, Triton};
+use crate::reconcile::{Context, context, reconcile_manatee};
+use crate::runtime::leader::{LeaderElection, LeaderError, Leadership, LossReason};
+use crate::runtime::metrics::Metrics;
+use crate::runtime::queue::{Action, Config, Controller};
+use crate::runtime::triggers::{Triggers, fingerprint};
+use crate::store::Store;
+use crate::world::manatee::TritonManatee;
+
+/// How to run a controller.
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    pub endpoints: Endpoints,
+    /// Stored in the election node: who leads (host and pid by default).
+    pub identity: String,
+    /// How often SAPI and VMAPI are polled for changes.
+    pub poll_interval: Duration,
+    /// How often a step's completion check polls (None: the engine default).
+    pub step_poll: Option<Duration>,
+    /// Reconciles running at once.
+    pub concurrency: usize,
+    /// Where `/metrics` and `/healthz` are served; None serves nothing.
+    pub metrics_addr: Option<SocketAddr>,
+    /// How long running reconciles may go on after shutdown is asked for.
+    pub shutdown_grace: Duration,
+    /// Re-queue every known key this often.
+    pub resync: Option<Duration>,
+}
+
+impl DaemonConfig {
+    pub fn new(endpoints: Endpoints) -> DaemonConfig {
+        DaemonConfig {
+            endpoints,
+            identity: default_identity(),
+            poll_interval: Duration::from_secs(30),
+            step_poll: None,
+            concurrency: 4,
+            metrics_addr: None,
+            shutdown_grace: Duration::from_secs(10),
+            resync: Some(Duration::from_secs(600)),
+        }
+    }
+}
+
+/// `tritonctl@<hostname> pid <pid>`.
+pub fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".into());
+    format!("tritonctl@{host} pid {}", std::process::id())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("initialising the store: {0}")]
+    Store(String),
+    #[error(
+        "serving metrics on {addr}: {source} (is another controller using that address? pick another with --metrics-addr)"
+    )]
+    Metrics {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("leader campaign failed: {0}")]
+    Campaign(LeaderError),
+    #[error("leadership lost ({0}); exiting so that the supervisor starts a fresh controller")]
+    LeadershipLost(LossReason),
+}
+
+/// How the daemon stopped when it stopped cleanly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Shutdown was asked for while campaigning (never led).
+    BeforeLeading,
+    /// Shutdown was asked for while leading; leadership was resigned.
+    Resigned,
+}
+
+/// What the daemon is doing, for `/healthz` and for callers (the demo
+/// prints the election).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Starting,
+    /// Waiting to be elected.
+    Standby,
+    /// Leading, with this election node.
+    Leading(String),
+    Stopping,
+}
+
+impl Phase {
+    fn name(&self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Standby => "standby",
+            Phase::Leading(_) => "leading",
+            Phase::Stopping => "stopping",
+        }
+    }
+}
+
+/// Leadership checked with ZooKeeper right before every HTTP mutation.
+pub struct LeaderGuard(pub Arc<Leadership>);
+
+#[async_trait]
+impl MutationGuard for LeaderGuard {
+    async fn check(&self) -> Result<(), String> {
+        self.0.check().await.map_err(|e| e.to_string())
+    }
+}
+
+/// The reconciler of one document kind.
+#[async_trait]
+pub trait KindReconciler: Send + Sync + 'static {
+    /// Reconcile the document `name` (re-read from the store; it may be gone).
+    async fn reconcile(&self, name: &str) -> Result<Action, String>;
+}
+
+/// Keys to reconcilers, by kind. A kind with no reconciler is logged once
+/// and left alone (another engineer's strategy may not be wired yet).
+#[derive(Default, Clone)]
+pub struct Dispatch {
+    by_kind: HashMap<Kind, Arc<dyn KindReconciler>>,
+    unhandled: Arc<Mutex<HashSet<Kind>>>,
+}
+
+impl Dispatch {
+    pub fn register(&mut self, kind: Kind, r: Arc<dyn KindReconciler>) -> &mut Self {
+        self.by_kind.insert(kind, r);
+        self
+    }
+
+    pub fn kinds(&self) -> Vec<Kind> {
+        let mut v: Vec<Kind> = self.by_kind.keys().copied().collect();
+        v.sort_by_key(|k| k.as_str());
+        v
+    }
+
+    /// Reconcile one queue key (`"<Kind>/<name>"`).
+    pub async fn reconcile(&self, key: &str) -> Result<Action, String> {
+        let Some((kind, name)) = crate::runtime::parse_key(key) else {
+            tracing::warn!(key, "not a document key; ignored");
+            return Ok(Action::AwaitChange);
+        };
+        match self.by_kind.get(&kind) {
+            Some(r) => r.reconcile(name).await,
+            None => {
+                if self.unhandled.lock().unwrap().insert(kind) {
+                    tracing::info!(
+                        kind = kind.as_str(),
+                        "no reconciler for this kind yet; its documents are stored but not acted on"
+                    );
+                }
+                Ok(Action::AwaitChange)
+            }
+        }
+    }
+}
+
+/// `ManateeVersion`: registers the shards' ZooKeeper nodes and a SAPI/VMAPI
+/// poller as triggers of its key, then runs [`reconcile_manatee`].
+pub struct ManateeReconciler {
+    pub cx: Arc<Context<TritonManatee>>,
+    pub triggers: Triggers,
+    pub poll_interval: Duration,
+    polled: Mutex<HashSet<String>>,
+}
+
+impl ManateeReconciler {
+    pub fn new(
+        cx: Arc<Context<TritonManatee>>,
+        triggers: Triggers,
+        poll_interval: Duration,
+    ) -> ManateeReconciler {
+        ManateeReconciler {
+            cx,
+            triggers,
+            poll_interval,
+            polled: Mutex::default(),
+        }
+    }
+
+    /// Watch each shard's state and election nodes, and poll the APIs that
+    /// have no watch, for this document's key.
+    fn register_triggers(&self, name: &str, shards: &[String]) {
+        let key = crate::runtime::key(Kind::ManateeVersion, name);
+        let wanted: HashSet<String> = shards
+            .iter()
+            .flat_map(|s| {
+                [
+                    wire::manatee::state_path(s),
+                    wire::manatee::election_path(s),
+                ]
+            })
+            .collect();
+        for path in self.triggers.watched_paths(&key) {
+            if !wanted.contains(&path) {
+                self.triggers.unwatch_path(&path, &key);
+            }
+        }
+        for path in &wanted {
+            self.triggers.watch_path(path, &key);
+        }
+        if self.polled.lock().unwrap().insert(key.clone()) {
+            let triton = self.cx.world.triton.clone();
+            let roles: Vec<&'static str> = if shards.iter().any(|s| s == "sdc") {
+                vec!["manatee", "postgres"]
+            } else {
+                vec!["postgres"]
+            };
+            self.triggers.poll(self.poll_interval, key, move || {
+                let (triton, roles) = (triton.clone(), roles.clone());
+                async move { api_fingerprint(&triton, &roles).await }
+            });
+        }
+    }
+}
+
+/// What a manatee reconcile depends on outside ZooKeeper: the zones (VMAPI:
+/// state, image, server) and the SAPI instances of the roles.
+async fn api_fingerprint(triton: &Triton, roles: &[&str]) -> Result<u64, String> {
+    let mut seen: Vec<String> = Vec::new();
+    for role in roles {
+        let vms = triton
+            .vmapi
+            .vms(&[("tag.smartdc_role", role.to_string())])
+            .await
+            .map_err(|e| e.to_string())?;
+        for vm in vms {
+            seen.push(format!(
+                "vm {} {} {:?} {:?}",
+                vm.uuid,
+                vm.state.as_str(),
+                vm.image_uuid,
+                vm.server_uuid
+            ));
+        }
+    }
+    for app in ["sdc", "manta"] {
+        let Ok(apps) = triton.sapi.applications(app).await else {
+            continue;
+        };
+        for a in apps {
+            for svc in triton
+                .sapi
+                .services(&a.uuid, None)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                if !roles.contains(&svc.name.as_str()) {
+                    continue;
+                }
+                for i in triton
+                    .sapi
+                    .instances(&svc.uuid)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    seen.push(format!(
+                        "inst {} {}",
+                        i.uuid,
+                        serde_json::to_string(&i.params).unwrap_or_default()
+                    ));
+                }
+            }
+        }
+    }
+    seen.sort();
+    Ok(fingerprint(&seen))
+}
+
+#[async_trait]
+impl KindReconciler for ManateeReconciler {
+    async fn reconcile(&self, name: &str) -> Result<Action, String> {
+        if let Ok(Some(Document::ManateeVersion(doc))) =
+            self.cx.store.get(Kind::ManateeVersion, name).await
+        {
+            self.register_triggers(name, &doc.spec.shards);
+        }
+        reconcile_manatee(&self.cx, name).await
+    }
+}
+
+/// `HeadnodeSet`: grows the `sdc` manatee shard to the peers the set
+/// places (`sdcadm post-setup ha-manatee`), see [`crate::reconcile_ha`].
+pub struct HeadnodeReconciler {
+    pub cx: Arc<Context<TritonManatee>>,
+}
+
+#[async_trait]
+impl KindReconciler for HeadnodeReconciler {
+    async fn reconcile(&self, name: &str) -> Result<Action, String> {
+        crate::reconcile_ha::reconcile_headnodes(&self.cx, name).await
+    }
+}
+
+/// A controller on one session.
+pub struct Daemon {
+    session: Arc<dyn Coordination>,
+    cfg: DaemonConfig,
+    metrics: Metrics,
+    phase: tokio::sync::watch::Sender<Phase>,
+}
+
+impl Daemon {
+    pub fn new(session: Arc<dyn Coordination>, cfg: DaemonConfig) -> Daemon {
+        Daemon {
+            session,
+            cfg,
+            metrics: Metrics::new(),
+            phase: tokio::sync::watch::Sender::new(Phase::Starting),
+        }
+    }
+
+    /// Follow the daemon's phase (e.g. wait for `Phase::Leading`).
+    pub fn phase(&self) -> tokio::sync::watch::Receiver<Phase> {
+        self.phase.subscribe()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Run until `shutdown` resolves (Ok) or leadership is lost (Err).
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<Stopped, DaemonError> {
+        let Daemon {
+            session,
+            cfg,
+            metrics,
+            phase,
+        } = self;
+        let phase = Arc::new(phase);
+        let store = Store::new(session.clone());
+        store
+            .init()
+            .await
+            .map_err(|e| DaemonError::Store(e.to_string()))?;
+        let http_stop = CancellationToken::new();
+        let _http_stop = http_stop.clone().drop_guard();
+        if let Some(addr) = cfg.metrics_addr {
+            let bound = serve_metrics(
+                addr,
+                metrics.clone(),
+                session.clone(),
+                phase.clone(),
+                http_stop.clone(),
+            )
+            .await
+            .map_err(|source| DaemonError::Metrics { addr, source })?;
+            tracing::info!(addr = %bound, "serving /metrics and /healthz");
+        }
+        metrics.set_leader(false);
+        phase.send_replace(Phase::Standby);
+        let mut shutdown = std::pin::pin!(shutdown);
+
+        let election = LeaderElection::new(session.clone(), cfg.identity.clone());
+        tracing::info!(identity = %cfg.identity, dir = %election.dir(), "campaigning for leadership");
+        let leadership = tokio::select! {
+            r = election.campaign() => Arc::new(r.map_err(DaemonError::Campaign)?),
+            _ = &mut shutdown => {
+                phase.send_replace(Phase::Stopping);
+                tracing::info!("shutdown before being elected");
+                return Ok(Stopped::BeforeLeading);
+            }
+        };
+        tracing::info!(node = %leadership.node(), "elected leader; reconciling");
+        metrics.set_leader(true);
+        phase.send_replace(Phase::Leading(leadership.node().to_string()));
+
+        let fence = Some(leadership.fence().clone());
+        let triton = Triton::new(&cfg.endpoints, Arc::new(LeaderGuard(leadership.clone())));
+        let world = TritonManatee {
+            triton,
+            coord: session.clone(),
+            fence: fence.clone(),
+        };
+        let cx = Arc::new(context(store.clone(), world, fence, cfg.step_poll));
+        let (triggers, stream) = Triggers::new(session.clone());
+        let mut dispatch = Dispatch::default();
+        dispatch.register(
+            Kind::HeadnodeSet,
+            Arc::new(HeadnodeReconciler { cx: cx.clone() }),
+        );
+        dispatch.register(
+            Kind::ManateeVersion,
+            Arc::new(ManateeReconciler::new(
+                cx,
+                triggers.clone(),
+                cfg.poll_interval,
+            )),
+        );
+        for kind in Kind::ALL {
+            triggers.watch_documents(kind);
+        }
+        // A paused reconcile waits for a change; `tritonctl resume` is that change.
+        crate::pause::register_triggers(&triggers);
+
+        let controller = Controller::new(Config {
+            concurrency: cfg.concurrency.max(1),
+            resync: cfg.resync,
+            ..Config::default()
+        })
+        .with_metrics(metrics.clone());
+        let stop = CancellationToken::new();
+        let dispatch = Arc::new(dispatch);
+        let run = controller.run(
+            move |key: String| {
+                let dispatch = dispatch.clone();
+                async move { dispatch.reconcile(&key).await }
+            },
+            stream,
+            stop.clone().cancelled_owned(),
+        );
+        // Boxed so that dropping it (below) really drops the runner and aborts its tasks.
+        let mut run = Box::pin(run);
+        let lost = leadership.lost();
+        let outcome = tokio::select! {
+            _ = &mut run => None,
+            _ = &mut shutdown => None,
+            reason = lost => Some(reason),
+        };
+        phase.send_replace(Phase::Stopping);
+        stop.cancel();
+        drop(triggers);
+        metrics.set_leader(false);
+        match outcome {
+            Some(reason) => {
+                // Nothing a running reconcile still does can land; drop them.
+                tracing::error!(%reason, "leadership lost; abandoning running reconciles (their journals resume them)");
+                Err(DaemonError::LeadershipLost(reason))
+            }
+            None => {
+                tracing::info!(grace = ?cfg.shutdown_grace, "shutting down: no new reconciles; waiting for running ones");
+                if tokio::time::timeout(cfg.shutdown_grace, &mut run)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        "reconciles still running after the grace period; abandoning them (their journals resume them)"
+                    );
+                }
+                // Dropping the run aborts what is left; then step down so a
+                // standby leads at once instead of after our session timeout.
+                drop(run);
+                match Arc::try_unwrap(leadership) {
+                    Ok(l) => l.resign().await,
+                    // Clients still hold it; dropping the last one resigns.
+                    Err(l) => drop(l),
+                }
+                tracing::info!("resigned leadership; stopped");
+                Ok(Stopped::Resigned)
+            }
+        }
+    }
+}
+
+/// Serve `/metrics` (OpenMetrics text) and `/healthz` on `addr`; returns the
+/// bound address (port 0 picks one).
+async fn serve_metrics(
+    addr: SocketAddr,
+    metrics: Metrics,
+    session: Arc<dyn Coordination>,
+    phase: Arc<tokio::sync::watch::Sender<Phase>>,
+    stop: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    use axum::http::{StatusCode, header};
+    use axum::routing::get;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let router = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        metrics.render(),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/healthz",
+            get(move || {
+                let (session, phase) = (session.clone(), phase.clone());
+                async move {
+                    let state = session.session_state();
+                    let p = phase.borrow().clone();
+                    let body = serde_json::json!({
+                        "phase": p.name(),
+                        "leader": matches!(p, Phase::Leading(_)),
+                        "node": match &p { Phase::Leading(n) => Some(n.clone()), _ => None },
+                        "session": format!("{state:?}"),
+                    });
+                    let code = if state.is_terminal() {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        StatusCode::OK
+                    };
+                    (code, axum::Json(body))
+                }
+            }),
+        );
+    tokio::spawn(async move {
+        let r = axum::serve(listener, router)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "metrics server stopped");
+        }
+    });
+    Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    struct Counting(AtomicUsize, Mutex<Vec<String>>);
+
+    #[async_trait]
+    impl KindReconciler for Counting {
+        async fn reconcile(&self, name: &str) -> Result<Action, String> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            self.1.lock().unwrap().push(name.to_string());
+            Ok(Action::RequeueAfter(Duration::from_secs(7)))
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_go_to_the_reconciler_of_their_kind_only() {
+        let st = Arc::new(Counting(AtomicUsize::new(0), Mutex::default()));
+        let mut d = Dispatch::default();
+        d.register(Kind::ShardTopology, st.clone());
+        assert_eq!(d.kinds(), [Kind::ShardTopology]);
+        assert_eq!(
+            d.reconcile("ShardTopology/us-east").await,
+            Ok(Action::RequeueAfter(Duration::from_secs(7)))
+        );
+        // A kind nobody handles yet, and keys that are not document keys,
+        // wait for a change and reach no reconciler.
+        assert_eq!(
+            d.reconcile("HeadnodeSet/lab").await,
+            Ok(Action::AwaitChange)
+        );
+        assert_eq!(d.reconcile("Nope/x").await, Ok(Action::AwaitChange));
+        assert_eq!(d.reconcile("no-slash").await, Ok(Action::AwaitChange));
+        assert_eq!(st.0.load(Ordering::SeqCst), 1);
+        assert_eq!(*st.1.lock().unwrap(), ["us-east"]);
+    }
+}
