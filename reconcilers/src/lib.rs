@@ -8,3 +8,4 @@
 pub mod clock;
 pub mod manatee;
 pub mod operation;
+pub mod transplant;
