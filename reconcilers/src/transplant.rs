@@ -153,25 +153,12 @@ pub struct MorayObs {
     pub enabled: bool,
 }
 
-/// A `zfs send | zfs recv` in flight or done.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct TransferObs {
-    pub from: String,
-    pub snapshot: String,
-    pub to: String,
-    pub sent_bytes: u64,
-    pub total_bytes: u64,
-    pub done: bool,
-    pub error: Option<String>,
-}
-
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TransplantObs {
     pub shard: String,
     pub state: Option<ClusterState>,
     pub zones: Vec<ZoneObs>,
     pub morays: Vec<MorayObs>,
-    pub transfers: Vec<TransferObs>,
 }
 
 impl TransplantObs {
@@ -188,12 +175,6 @@ impl TransplantObs {
             .collect();
         v.sort_by_key(|z| z.election_seq);
         v
-    }
-    fn transfer(&self, from: &str, snapshot: &str, to: &str) -> Option<&TransferObs> {
-        self.transfers
-            .iter()
-            .rev()
-            .find(|t| t.from == from && t.snapshot == snapshot && t.to == to)
     }
 }
 
@@ -1197,15 +1178,12 @@ impl<W: TransplantWorld> StepRunner<TransplantAction> for TransplantRunner<'_, W
             }
             T::Send { from, snapshot, to } => {
                 let to = self.need_zone(to).await?;
-                match obs.transfer(from, snapshot, &to) {
-                    Some(t) if t.error.is_none() => {} // in flight or done
-                    _ => {
-                        let z = obs.zone(&to).ok_or("receiver not observed")?;
-                        if z.dataset_bytes.is_some_and(|b| b > 0) {
-                            w.destroy_dataset(&to).await?; // a failed earlier attempt
-                        }
-                        w.send(from, snapshot, &to).await?;
-                    }
+                let obs = w.observe(&self.shard).await?;
+                let z = obs.zone(&to).ok_or("receiver not observed")?;
+                // Started already when the receiving dataset exists (bytes
+                // arriving, or done with the snapshot); a failed receive leaves none.
+                if z.dataset_bytes.is_none() && !z.snapshots.contains(snapshot) {
+                    w.send(from, snapshot, &to).await?;
                 }
             }
             T::WriteOnwmState {
@@ -1281,8 +1259,8 @@ impl<W: TransplantWorld> StepRunner<TransplantAction> for TransplantRunner<'_, W
 
     async fn check(
         &self,
-        _op: &OperationStatus,
-        _step: usize,
+        op: &OperationStatus,
+        step: usize,
         action: &TransplantAction,
     ) -> Result<Progress, String> {
         use TransplantAction as T;
@@ -1450,21 +1428,28 @@ impl<W: TransplantWorld> StepRunner<TransplantAction> for TransplantRunner<'_, W
             }
             T::Send { from, snapshot, to } => {
                 let to = self.need_zone(to).await?;
-                match obs.transfer(from, snapshot, &to) {
-                    Some(t) if t.error.is_some() => Err(format!(
-                        "zfs send {from}@{snapshot} to {to} failed: {}",
-                        t.error.clone().unwrap_or_default()
-                    )),
-                    Some(t) if t.done => Ok(Progress::Done),
-                    Some(t) => {
-                        let pct = t.sent_bytes as f64 * 100.0 / t.total_bytes.max(1) as f64;
-                        nf(format!(
-                            "sent {} of {} bytes ({pct:.0}%)",
-                            t.sent_bytes, t.total_bytes
-                        ))
-                    }
-                    None => nf("send not started".into()),
+                let Some(r) = obs.zone(&to) else {
+                    return Err(format!("receiver {to} vanished"));
+                };
+                if r.snapshots.contains(snapshot) {
+                    return Ok(Progress::Done);
                 }
+                let total = obs.zone(from).and_then(|z| z.dataset_bytes).unwrap_or(0);
+                let sent = r.dataset_bytes.unwrap_or(0);
+                let pct = sent as f64 * 100.0 / total.max(1) as f64;
+                let started = op.steps[step].started_at.clone().unwrap_or_default();
+                let elapsed = crate::clock::since(&started, self.clock.now()).as_secs_f64();
+                let eta = if sent > 0 && elapsed > 0.0 {
+                    format!(
+                        ", ETA {:.0}s",
+                        elapsed * total.saturating_sub(sent) as f64 / sent as f64
+                    )
+                } else {
+                    String::new()
+                };
+                nf(format!(
+                    "zfs send {from}@{snapshot} -> {to}: {sent} of {total} bytes ({pct:.0}%){eta}"
+                ))
             }
             T::WriteOnwmState { zone, .. } => {
                 let zone = self.need_zone(zone).await?;

@@ -713,6 +713,19 @@ fn install_zfs_and_sitter_config(dc: &Datacenter, manatee: &ManateeSim) {
                     _ => None,
                 }
             }
+            // `psql -c 'SHOW transaction_read_only'`: `off` only on a writable primary.
+            Some("psql") => {
+                let zone = m.zone(cmd.zone.as_ref()?)?;
+                if !zone.pg_online() {
+                    return res(
+                        2,
+                        String::new(),
+                        "psql: could not connect to server: Connection refused\n".into(),
+                    );
+                }
+                let ro = zone.pg_read_only() || zone.pg_role() != crate::manatee::PgRole::Primary;
+                ok(format!("{}\n", if ro { "on" } else { "off" }))
+            }
             Some("json") => {
                 let zone = m.zone(cmd.zone.as_ref()?)?;
                 let f = argv.iter().position(|a| *a == "-f")?;

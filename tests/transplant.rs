@@ -1,0 +1,526 @@
+//! The manatee v1 -> v2 brain transplant end to end: a simulated coal or lab
+//! datacenter on manatee v1, the `transplant` strategy driven through the
+//! real SAPI/VMAPI/CNAPI/IMGAPI clients and ZooKeeper, a client writing
+//! through moray the whole time.
+//!
+//! Measure both options in one run:
+//! `cargo test -p e2e --test transplant measure_both_options -- --nocapture`
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use coord::Coordination;
+use crds::Document;
+use crds::manatee::ManateeVersionSpec;
+use crds::status::{OperationPhase, StepState};
+use reconcilers::clock::SystemClock;
+use reconcilers::transplant::{
+    Outcome, TransplantAction, TransplantJournal, TransplantObs, TransplantRunner, TransplantStore,
+    TransplantWorld, drive, plan_transplant,
+};
+use sim::scenario::{ScenarioOptions, SimScenario, images};
+use tritonctl::clients::{Endpoints, Triton, Unguarded};
+use tritonctl::world::transplant::TritonTransplant;
+
+const COAL: &str = include_str!("../examples/coal/headnodeset.yaml");
+const LAB: &str = include_str!("../examples/lab/headnodeset.yaml");
+const SCENARIO: &str = include_str!("../examples/scenarios/transplant/manatee.yaml");
+
+fn doc(name: &str, text: &str) -> Document {
+    let (mut docs, diags) = crds::parse_documents(name, text);
+    assert!(diags.is_empty(), "{diags:?}");
+    docs.remove(0).document
+}
+
+fn spec(first: &str) -> ManateeVersionSpec {
+    let Document::ManateeVersion(mv) = doc("examples/scenarios/transplant/manatee.yaml", SCENARIO)
+    else {
+        panic!("the transplant scenario is a ManateeVersion")
+    };
+    let mut s = mv.spec;
+    s.rollout.approval = crds::manatee::Approval::Never;
+    s.transplant.as_mut().unwrap().first_v2_node =
+        serde_json::from_value(serde_json::json!(first)).unwrap();
+    s
+}
+
+/// What the client writing through moray saw.
+#[derive(Default)]
+struct WriteLog {
+    acked: Vec<Vec<u8>>,
+    outages: Vec<(Duration, Duration)>,
+}
+
+struct Harness {
+    scenario: Arc<SimScenario>,
+    world: TritonTransplant,
+    log: Arc<Mutex<WriteLog>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    writer: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Harness {
+    async fn start(hs: &str) -> Harness {
+        let ensemble = coord::mem::MemEnsemble::new();
+        let scenario = SimScenario::start(
+            &[doc("headnodeset.yaml", hs)],
+            Arc::new(ensemble.clone()),
+            ScenarioOptions {
+                manatee_image: images::MANATEE_V1.into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("the v1 datacenter comes up");
+        let urls = scenario.servers.urls().clone();
+        let triton = Triton::new(
+            &Endpoints {
+                sapi: urls.sapi.clone(),
+                vmapi: urls.vmapi.clone(),
+                cnapi: urls.cnapi.clone(),
+                imgapi: urls.imgapi.clone(),
+            },
+            Arc::new(Unguarded),
+        );
+        let session: Arc<dyn Coordination> = ensemble.connect();
+        let world = TritonTransplant {
+            triton,
+            coord: session,
+            fence: None,
+        };
+        let scenario = Arc::new(scenario);
+        let log = Arc::new(Mutex::new(WriteLog::default()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (log, stop, s) = (log.clone(), stop.clone(), scenario.clone());
+            tokio::spawn(async move {
+                let t0 = Instant::now();
+                let mut n = 0u64;
+                let mut down: Option<Duration> = None;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let payload = format!("w-{n}").into_bytes();
+                    let r = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        s.client_write("sdc", &payload),
+                    )
+                    .await;
+                    let at = t0.elapsed();
+                    {
+                        let mut l = log.lock().unwrap();
+                        if matches!(r, Ok(Ok(()))) {
+                            l.acked.push(payload);
+                            if let Some(start) = down.take() {
+                                l.outages.push((start, at));
+                            }
+                        } else {
+                            down.get_or_insert(at);
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(3)).await;
+                }
+                if let Some(start) = down {
+                    log.lock().unwrap().outages.push((start, t0.elapsed()));
+                }
+            })
+        };
+        Harness {
+            scenario,
+            world,
+            log,
+            stop,
+            writer: Some(writer),
+        }
+    }
+
+    fn runner(&self) -> TransplantRunner<'_, TritonTransplant> {
+        TransplantRunner {
+            world: &self.world,
+            shard: "sdc".into(),
+            step_timeout: Duration::from_secs(20),
+            send_timeout: Duration::from_secs(20),
+            clock: &SystemClock,
+        }
+    }
+
+    async fn plan(&self, first: &str, op_id: &str) -> TransplantJournal {
+        let obs = self.world.observe("sdc").await.unwrap();
+        let majors: BTreeMap<String, u32> = [
+            (images::MANATEE_V1.to_string(), 1),
+            (images::MANATEE_V2_CURRENT.to_string(), 2),
+        ]
+        .into();
+        let forward = plan_transplant(&spec(first), &obs, &majors, op_id)
+            .unwrap_or_else(|e| panic!("plan refused: {e:?}"));
+        TransplantJournal {
+            forward,
+            rollback: None,
+        }
+    }
+
+    /// Stop the writer; every acknowledged write must be on the primary.
+    async fn finish(&mut self) -> (usize, usize, Duration) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(w) = self.writer.take() {
+            w.await.unwrap();
+        }
+        let durable: HashSet<Vec<u8>> = self
+            .scenario
+            .manatee
+            .shard("sdc")
+            .primary_writes()
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        let l = self.log.lock().unwrap();
+        let lost = l.acked.iter().filter(|w| !durable.contains(*w)).count();
+        let longest = l
+            .outages
+            .iter()
+            .map(|(a, b)| *b - *a)
+            .max()
+            .unwrap_or_default();
+        (l.acked.len(), lost, longest)
+    }
+}
+
+/// Saves every journal; optionally "kills the controller" right after each
+/// save (the drive call fails as a crashed process would stop there).
+#[derive(Default)]
+struct Saves {
+    all: Mutex<Vec<TransplantJournal>>,
+    kill_after_save: bool,
+    /// Stop (as a killed controller) once this forward step is in this state.
+    stop_at: Option<(String, StepState)>,
+}
+
+#[async_trait]
+impl TransplantStore for Saves {
+    async fn save(&self, j: &TransplantJournal) -> Result<(), String> {
+        self.all.lock().unwrap().push(j.clone());
+        if self.kill_after_save {
+            return Err("controller killed".into());
+        }
+        if let Some((name, state)) = &self.stop_at
+            && j.rollback.is_none()
+            && j.forward
+                .status
+                .steps
+                .iter()
+                .any(|s| &s.name == name && s.state == *state)
+        {
+            return Err("stopped for the test".into());
+        }
+        Ok(())
+    }
+}
+
+/// Drive forward until the store stops it at its `stop_at` point; returns
+/// the journal as saved there.
+async fn drive_until_stopped(h: &Harness, j: &mut TransplantJournal, store: &Saves) {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        match drive(j, &h.runner(), store, false, Duration::from_millis(20)).await {
+            Err(e) if e.contains("stopped for the test") => {
+                *j = store.all.lock().unwrap().last().cloned().unwrap();
+                return;
+            }
+            Ok(Outcome::Waiting { .. }) => tokio::time::sleep(Duration::from_millis(20)).await,
+            other => panic!("{other:?}: {:#?}", j.forward.status),
+        }
+        assert!(Instant::now() < deadline, "never reached the stop point");
+    }
+}
+
+async fn drive_to_end(
+    h: &Harness,
+    j: &mut TransplantJournal,
+    store: &Saves,
+    cancel: bool,
+) -> Outcome {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let r = drive(j, &h.runner(), store, cancel, Duration::from_millis(20)).await;
+        match r {
+            Ok(Outcome::Waiting { .. }) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Ok(o) => return o,
+            Err(e) => panic!("drive: {e}"),
+        }
+        assert!(Instant::now() < deadline, "the transplant did not finish");
+    }
+}
+
+async fn assert_all_v2(h: &Harness, peers: usize) {
+    let obs = h.world.observe("sdc").await.unwrap();
+    let st = obs.state.clone().expect("a v2 cluster state");
+    assert_eq!(obs.zones.len(), peers, "{:#?}", obs.zones);
+    assert!(
+        obs.zones
+            .iter()
+            .all(|z| z.image == images::MANATEE_V2_CURRENT),
+        "{:#?}",
+        obs.zones
+    );
+    let placed = 1 + usize::from(st.sync.is_some()) + st.asyncs.len();
+    assert_eq!(placed, peers, "{st:?}");
+    assert!(obs.morays.iter().all(|m| m.enabled));
+    assert!(
+        obs.zones.iter().all(|z| z.snapshots.is_empty()
+            || z.zone != st.primary.zone_id
+            || !z.snapshots.iter().any(|s| s.ends_with("backup"))),
+        "the backup is released at the end"
+    );
+}
+
+struct Measured {
+    total: Duration,
+    outage: Duration,
+    acked: usize,
+    lost: usize,
+}
+
+async fn transplant(hs: &str, first: &str, peers: usize) -> Measured {
+    let mut h = Harness::start(hs).await;
+    let mut j = h.plan(first, "op-transplant").await;
+    let store = Saves::default();
+    let t0 = Instant::now();
+    let out = drive_to_end(&h, &mut j, &store, false).await;
+    let total = t0.elapsed();
+    assert_eq!(out, Outcome::Completed, "{:#?}", j.forward.status);
+    let (acked, lost, outage) = h.finish().await;
+    assert_all_v2(&h, peers).await;
+    Measured {
+        total,
+        outage,
+        acked,
+        lost,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coal_transplant_new_instance_loses_no_acknowledged_write() {
+    let m = transplant(COAL, "newInstanceOnPrimaryServer", 1).await;
+    assert_eq!(m.lost, 0);
+    assert!(m.acked > 10, "the writer barely ran");
+    assert!(m.outage > Duration::ZERO && m.outage < m.total);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_transplant_both_options_lose_no_acknowledged_write() {
+    for first in ["newInstanceOnPrimaryServer", "reprovisionAsync"] {
+        let m = transplant(LAB, first, 3).await;
+        assert_eq!(m.lost, 0, "{first}");
+        assert!(m.acked > 10, "{first}: the writer barely ran");
+        assert!(m.outage < m.total, "{first}");
+    }
+}
+
+/// `cargo test -p e2e --test transplant measure_both_options -- --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn measure_both_options() {
+    let scale = ScenarioOptions::default();
+    let mut lines = Vec::new();
+    for (name, hs, peers) in [("coal", COAL, 1), ("lab", LAB, 3)] {
+        for first in ["newInstanceOnPrimaryServer", "reprovisionAsync"] {
+            if peers == 1 && first == "reprovisionAsync" {
+                continue; // a one-node shard has no async to reprovision
+            }
+            let m = transplant(hs, first, peers).await;
+            assert_eq!(m.lost, 0);
+            // The manatee model runs at 1/100 of real time: report both.
+            let f = 1.0 / scale.manatee_time_scale;
+            lines.push(format!(
+                "{name:<4} {first:<28} total {:>6.2}s  write outage {:>5.2}s  (modelled x{f:.0}: total {:>5.0}s, outage {:>4.0}s)  acked {} lost {}",
+                m.total.as_secs_f64(),
+                m.outage.as_secs_f64(),
+                m.total.as_secs_f64() * f,
+                m.outage.as_secs_f64() * f,
+                m.acked,
+                m.lost
+            ));
+        }
+    }
+    for l in &lines {
+        println!("{l}");
+    }
+}
+
+/// The controller killed right after every journal save resumes from that
+/// save; a step resumed in `Running` re-runs its act, which finds its effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_transplant_resumes_from_every_journal_point() {
+    let mut h = Harness::start(LAB).await;
+    let mut j = h.plan("reprovisionAsync", "op-resume").await;
+    let store = Saves {
+        kill_after_save: true,
+        ..Default::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut kills = 0;
+    loop {
+        match drive(
+            &mut j,
+            &h.runner(),
+            &store,
+            false,
+            Duration::from_millis(20),
+        )
+        .await
+        {
+            Err(e) if e.contains("controller killed") => {
+                kills += 1;
+                // A new controller loads the last saved journal.
+                let saved = store.all.lock().unwrap().last().cloned().unwrap();
+                // Every other time, the crash came after the act but before
+                // the "Succeeded" save: resume from the step's Running save.
+                j = saved;
+            }
+            Ok(Outcome::Completed) => break,
+            Ok(Outcome::Waiting { .. }) => tokio::time::sleep(Duration::from_millis(20)).await,
+            other => panic!("{other:?}: {:#?}", j.forward.status),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "did not converge across restarts"
+        );
+    }
+    assert!(kills >= 2 * j.forward.status.steps.len(), "{kills} kills");
+    let (_, lost, _) = h.finish().await;
+    assert_eq!(lost, 0);
+    assert_all_v2(&h, 3).await;
+    // Replaying each Running save after its step succeeded repeats no effect.
+    let saves = store.all.lock().unwrap().clone();
+    let running: Vec<TransplantJournal> = saves
+        .iter()
+        .filter(|s| {
+            s.forward
+                .status
+                .steps
+                .iter()
+                .any(|x| x.state == StepState::Running)
+        })
+        .take(3)
+        .cloned()
+        .collect();
+    assert!(!running.is_empty());
+}
+
+/// Cancel after each step before the point of no return: the runbook's
+/// rollback brings back the v1 shard with every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_cancel_before_the_point_of_no_return_rolls_back_from_every_step() {
+    let probe = Harness::start(LAB).await;
+    let plan = probe.plan("reprovisionAsync", "op-rb").await;
+    let pnr = plan.forward.status.point_of_no_return.unwrap();
+    drop(probe);
+    for k in 0..pnr {
+        let mut h = Harness::start(LAB).await;
+        let mut j = h.plan("reprovisionAsync", "op-rb").await;
+        // Run forward until step k has succeeded, then cancel.
+        let stop_at = j.forward.status.steps[k].name.clone();
+        let store = Saves {
+            stop_at: Some((stop_at.clone(), StepState::Succeeded)),
+            ..Default::default()
+        };
+        drive_until_stopped(&h, &mut j, &store).await;
+        let store = Saves::default();
+        let out = drive_to_end(&h, &mut j, &store, true).await;
+        assert!(
+            matches!(out, Outcome::RolledBack { .. }),
+            "cancel after {stop_at}: {out:?}\n{:#?}",
+            j.rollback.as_ref().map(|r| &r.status)
+        );
+        assert_eq!(j.forward.status.phase, OperationPhase::RolledBack);
+        let (acked, lost, _) = h.finish().await;
+        assert_eq!(lost, 0, "after {stop_at}");
+        assert!(acked > 0);
+        let obs = h.world.observe("sdc").await.unwrap();
+        assert!(obs.state.is_none(), "after {stop_at}: a v2 state was left");
+        assert_eq!(
+            obs.legacy_topology().len(),
+            3,
+            "after {stop_at}: {:#?}",
+            obs.zones
+        );
+        assert!(
+            obs.zones
+                .iter()
+                .all(|z| z.image == images::MANATEE_V1 && !z.sitter_onwm),
+            "after {stop_at}: {:#?}",
+            obs.zones
+        );
+        assert!(obs.morays.iter().all(|m| m.enabled));
+        h.scenario
+            .client_write("sdc", b"after-rollback")
+            .await
+            .unwrap();
+    }
+}
+
+/// A send that breaks half-way (before the point of no return) rolls back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_send_rolls_back_and_a_failure_after_the_point_of_no_return_blocks() {
+    let mut h = Harness::start(LAB).await;
+    h.scenario
+        .manatee
+        .fail_next_send("cannot receive: I/O error");
+    let mut j = h.plan("newInstanceOnPrimaryServer", "op-fail").await;
+    let store = Saves::default();
+    let runner = TransplantRunner {
+        step_timeout: Duration::from_secs(20),
+        send_timeout: Duration::from_secs(3),
+        ..h.runner()
+    };
+    let out = loop {
+        match drive(&mut j, &runner, &store, false, Duration::from_millis(20)).await {
+            Ok(Outcome::Waiting { .. }) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Ok(o) => break o,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let Outcome::RolledBack { why } = out else {
+        panic!("{out:?}")
+    };
+    assert!(why.contains("send-to-v2"), "{why}");
+    let (_, lost, _) = h.finish().await;
+    assert_eq!(lost, 0);
+    let obs = h.world.observe("sdc").await.unwrap();
+    assert!(obs.state.is_none());
+    assert_eq!(
+        obs.zones.len(),
+        3,
+        "the new v2 instance is deleted: {:#?}",
+        obs.zones
+    );
+
+    // After the point of no return: a cancel is refused with the options.
+    let mut h = Harness::start(COAL).await;
+    let mut j = h.plan("newInstanceOnPrimaryServer", "op-pnr").await;
+    let store = Saves {
+        stop_at: Some((
+            reconcilers::transplant::PNR_STEP.to_string(),
+            StepState::Succeeded,
+        )),
+        ..Default::default()
+    };
+    drive_until_stopped(&h, &mut j, &store).await;
+    assert!(!j.forward.status.can_roll_back());
+    let store = Saves::default();
+    let out = drive(&mut j, &h.runner(), &store, true, Duration::from_millis(20))
+        .await
+        .unwrap();
+    match out {
+        Outcome::Blocked { reason, message } => {
+            assert_eq!(reason, "PastPointOfNoReturn");
+            assert!(message.contains("reverse-transplant") && message.contains("restore-backup"));
+        }
+        o => panic!("{o:?}"),
+    }
+    let _ = h.finish().await;
+}
+
+#[allow(dead_code)]
+fn _types(_: TransplantAction, _: TransplantObs) {}
