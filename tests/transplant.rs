@@ -17,8 +17,8 @@ use crds::manatee::ManateeVersionSpec;
 use crds::status::{OperationPhase, StepState};
 use reconcilers::clock::SystemClock;
 use reconcilers::transplant::{
-    Outcome, TransplantAction, TransplantJournal, TransplantObs, TransplantRunner, TransplantStore,
-    TransplantWorld, drive, plan_transplant,
+    Outcome, TransplantJournal, TransplantRunner, TransplantStore, TransplantWorld, drive,
+    plan_transplant,
 };
 use sim::scenario::{ScenarioOptions, SimScenario, images};
 use tritonctl::clients::{Endpoints, Triton, Unguarded};
@@ -360,6 +360,8 @@ async fn lab_transplant_resumes_from_every_journal_point() {
     };
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut kills = 0;
+    let mut replays = 0;
+    let mut finished = 0;
     loop {
         match drive(
             &mut j,
@@ -372,11 +374,35 @@ async fn lab_transplant_resumes_from_every_journal_point() {
         {
             Err(e) if e.contains("controller killed") => {
                 kills += 1;
-                // A new controller loads the last saved journal.
-                let saved = store.all.lock().unwrap().last().cloned().unwrap();
-                // Every other time, the crash came after the act but before
-                // the "Succeeded" save: resume from the step's Running save.
-                j = saved;
+                // A new controller loads the last saved journal...
+                let saves = store.all.lock().unwrap().clone();
+                let last = saves.last().cloned().unwrap();
+                j = last.clone();
+                // ...but when that save finished a step, the crash may as well
+                // have come after the act and before the save: resume from the
+                // step's Running save, so its act runs again against a world
+                // that already shows its effect.
+                let just_done = last.forward.status.steps.iter().position(|s| {
+                    s.state == StepState::Succeeded
+                        && saves.len() >= 2
+                        && saves[saves.len() - 2]
+                            .forward
+                            .status
+                            .steps
+                            .iter()
+                            .any(|p| p.name == s.name && p.state == StepState::Running)
+                });
+                if just_done.is_some() {
+                    finished += 1;
+                }
+                if let Some(i) = just_done
+                    && finished % 2 == 1
+                    && saves[saves.len() - 2].rollback.is_none()
+                {
+                    j = saves[saves.len() - 2].clone();
+                    assert_eq!(j.forward.status.steps[i].state, StepState::Running);
+                    replays += 1;
+                }
             }
             Ok(Outcome::Completed) => break,
             Ok(Outcome::Waiting { .. }) => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -387,25 +413,24 @@ async fn lab_transplant_resumes_from_every_journal_point() {
             "did not converge across restarts"
         );
     }
-    assert!(kills >= 2 * j.forward.status.steps.len(), "{kills} kills");
+    let steps = j.forward.status.steps.len();
+    assert!(kills >= 2 * steps, "{kills} kills for {steps} steps");
+    assert!(
+        replays >= steps / 2 - 1,
+        "{replays} act replays for {steps} steps"
+    );
+    assert!(
+        j.forward
+            .status
+            .steps
+            .iter()
+            .all(|s| s.state == StepState::Succeeded),
+        "{:#?}",
+        j.forward.status
+    );
     let (_, lost, _) = h.finish().await;
     assert_eq!(lost, 0);
     assert_all_v2(&h, 3).await;
-    // Replaying each Running save after its step succeeded repeats no effect.
-    let saves = store.all.lock().unwrap().clone();
-    let running: Vec<TransplantJournal> = saves
-        .iter()
-        .filter(|s| {
-            s.forward
-                .status
-                .steps
-                .iter()
-                .any(|x| x.state == StepState::Running)
-        })
-        .take(3)
-        .cloned()
-        .collect();
-    assert!(!running.is_empty());
 }
 
 /// Cancel after each step before the point of no return: the runbook's
@@ -522,5 +547,96 @@ async fn a_failed_send_rolls_back_and_a_failure_after_the_point_of_no_return_blo
     let _ = h.finish().await;
 }
 
-#[allow(dead_code)]
-fn _types(_: TransplantAction, _: TransplantObs) {}
+/// Through the controller's reconcile: `strategy: auto` picks the
+/// transplant for a v1 shard, `describe` shows every step with the point
+/// of no return before anything runs, the write outage waits for
+/// `tritonctl approve`, and the document ends Ready. A rolling strategy
+/// across the major boundary is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coal_reconcile_picks_transplant_and_refuses_rolling_across_majors() {
+    use tritonctl::reconcile::{context, reconcile_manatee};
+    use tritonctl::store::Store;
+    use tritonctl::world::manatee::TritonManatee;
+
+    let mut h = Harness::start(COAL).await;
+    let session = h.world.coord.clone();
+    let store = Store::new(session.clone());
+    store.init().await.unwrap();
+    let mut refused = doc("examples/scenarios/transplant/manatee.yaml", SCENARIO);
+    if let Document::ManateeVersion(mv) = &mut refused {
+        mv.spec.strategy = crds::manatee::Strategy::Rolling;
+    }
+    store.apply(&[refused]).await.unwrap();
+    let mk = || TritonTransplant {
+        triton: h.world.triton.clone(),
+        coord: session.clone(),
+        fence: None,
+    };
+    let manatee_world = TritonManatee {
+        triton: h.world.triton.clone(),
+        coord: session.clone(),
+        fence: None,
+    };
+    let mut cx = context(
+        store.clone(),
+        manatee_world,
+        None,
+        Some(Duration::from_millis(20)),
+    );
+    cx.transplant = Some(Arc::new(mk()));
+    reconcile_manatee(&cx, "sdc").await.unwrap();
+    let st = store
+        .status(crds::Kind::ManateeVersion, "sdc")
+        .await
+        .unwrap()
+        .unwrap();
+    let b = st.condition(crds::ConditionType::Blocked).unwrap();
+    assert_eq!(b.reason, "MajorVersionChange", "{b:?}");
+    assert!(
+        h.world.observe("sdc").await.unwrap().state.is_none(),
+        "nothing ran"
+    );
+
+    // auto (the example as written): plan shown, then waits for approval.
+    store
+        .apply(&[doc("examples/scenarios/transplant/manatee.yaml", SCENARIO)])
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut approved = false;
+    loop {
+        reconcile_manatee(&cx, "sdc").await.unwrap();
+        let st = store
+            .status(crds::Kind::ManateeVersion, "sdc")
+            .await
+            .unwrap()
+            .unwrap();
+        let op = st.operation.clone().expect("the plan is in status");
+        assert_eq!(op.kind, "manatee-transplant");
+        let text = tritonctl::cli::output::describe_operation(&op);
+        assert!(text.contains("[point of no return]"), "{text}");
+        if st.is_true(crds::ConditionType::Ready) {
+            assert!(approved);
+            break;
+        }
+        let waiting = op
+            .steps
+            .iter()
+            .any(|s| s.name == "approve-write-outage" && s.state == StepState::Waiting);
+        if waiting && !approved {
+            assert!(text.contains("Rollback:        possible"), "{text}");
+            // Nothing disruptive for writes has run yet.
+            assert!(h.scenario.moray_online());
+            let done = tritonctl::reconcile::approve(&session, crds::Kind::ManateeVersion, "sdc")
+                .await
+                .unwrap();
+            assert_eq!(done.len(), 1, "{done:?}");
+            approved = true;
+        }
+        assert!(Instant::now() < deadline, "{:#?}", st);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, lost, _) = h.finish().await;
+    assert_eq!(lost, 0);
+    assert_all_v2(&h, 1).await;
+}

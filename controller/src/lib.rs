@@ -7,4 +7,5 @@ pub mod demo;
 pub mod reconcile;
 pub mod runtime;
 pub mod store;
+pub mod transplant;
 pub mod world;

@@ -926,7 +926,7 @@ pub trait TransplantWorld: Send + Sync {
 }
 
 /// Runs [`TransplantAction`]s for one shard.
-pub struct TransplantRunner<'a, W: TransplantWorld> {
+pub struct TransplantRunner<'a, W: TransplantWorld + ?Sized> {
     pub world: &'a W,
     pub shard: String,
     pub step_timeout: Duration,
@@ -935,7 +935,7 @@ pub struct TransplantRunner<'a, W: TransplantWorld> {
     pub clock: &'a dyn Clock,
 }
 
-impl<W: TransplantWorld> TransplantRunner<'_, W> {
+impl<W: TransplantWorld + ?Sized> TransplantRunner<'_, W> {
     async fn zone(&self, key: &str) -> Result<Option<String>, String> {
         if key.starts_with("alias:") {
             self.world.resolve(&self.shard, key).await
@@ -982,7 +982,7 @@ impl<W: TransplantWorld> TransplantRunner<'_, W> {
 }
 
 #[async_trait]
-impl<W: TransplantWorld> StepRunner<TransplantAction> for TransplantRunner<'_, W> {
+impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRunner<'_, W> {
     type Error = String;
 
     async fn precondition(
@@ -1581,7 +1581,7 @@ pub enum Outcome {
 
 /// Drive a transplant: forward until done; before the point of no return a
 /// failure or a cancel rolls back; after it, stop Blocked with the options.
-pub async fn drive<W: TransplantWorld, S: TransplantStore>(
+pub async fn drive<W: TransplantWorld + ?Sized, S: TransplantStore>(
     j: &mut TransplantJournal,
     runner: &TransplantRunner<'_, W>,
     store: &S,

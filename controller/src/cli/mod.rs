@@ -101,6 +101,14 @@ installed; nothing leaves the machine.\n\nExample:\n  tritonctl demo"
         /// KIND/NAME, e.g. manateeversion/sdc.
         object: String,
     },
+    /// Roll back a manatee transplant that has not reached its point of no return.
+    #[command(
+        after_help = "Example:\n  tritonctl cancel manateeversion/sdc\n\nPast the point of no return the cancel is refused and the options\n(resume, reverse-transplant, restore-backup) are printed."
+    )]
+    Cancel {
+        /// KIND/NAME, e.g. manateeversion/sdc.
+        object: String,
+    },
     /// List the controller's events, oldest first.
     #[command(after_help = "Examples:\n  tritonctl events\n  tritonctl events manateeversion/sdc")]
     Events {
