@@ -388,6 +388,16 @@ pub fn plan_transplant(
     };
     let shard = obs.shard.clone();
     let mut steps = Vec::new();
+    if spec.rollout.approval == crds::manatee::Approval::BeforeEachShard {
+        steps.push(step(
+            "approve-transplant",
+            format!("wait for `tritonctl approve` before the transplant of shard {shard} starts"),
+            vec![],
+            TransplantAction::Approval {
+                what: format!("the transplant of shard {shard}"),
+            },
+        ));
+    }
 
     // 1. moray.
     let stale_morays: Vec<&MorayObs> = obs
