@@ -17,8 +17,8 @@ use crds::manatee::ManateeVersionSpec;
 use crds::status::{OperationPhase, StepState};
 use reconcilers::clock::SystemClock;
 use reconcilers::transplant::{
-    Outcome, TransplantJournal, TransplantRunner, TransplantStore, TransplantWorld, drive,
-    plan_transplant,
+    Outcome, TransplantJournal, TransplantObs, TransplantRunner, TransplantStore, TransplantWorld,
+    drive, plan_transplant,
 };
 use sim::scenario::{ScenarioOptions, SimScenario, images};
 use tritonctl::clients::{Endpoints, Triton, Unguarded};
@@ -483,6 +483,201 @@ async fn lab_cancel_before_the_point_of_no_return_rolls_back_from_every_step() {
             .await
             .unwrap();
     }
+}
+
+/// The world with a failure armed: the next mutating call fails once.
+struct Faulty<'a> {
+    inner: &'a TritonTransplant,
+    armed: std::sync::atomic::AtomicBool,
+    fired: Mutex<Option<String>>,
+}
+
+impl Faulty<'_> {
+    fn trip(&self, what: &str) -> Result<(), String> {
+        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            *self.fired.lock().unwrap() = Some(what.to_string());
+            return Err(format!("injected failure in {what}"));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl TransplantWorld for Faulty<'_> {
+    async fn observe(&self, shard: &str) -> Result<TransplantObs, String> {
+        self.inner.observe(shard).await
+    }
+    async fn resolve(&self, shard: &str, key: &str) -> Result<Option<String>, String> {
+        self.inner.resolve(shard, key).await
+    }
+    async fn svcadm(&self, zone: &str, enable: bool, fmri: &str) -> Result<(), String> {
+        self.trip("svcadm")?;
+        self.inner.svcadm(zone, enable, fmri).await
+    }
+    async fn restart_sitter(&self, zone: &str) -> Result<(), String> {
+        self.trip("restart_sitter")?;
+        self.inner.restart_sitter(zone).await
+    }
+    async fn set_sitter_onwm(&self, zone: &str, on: bool) -> Result<(), String> {
+        self.trip("set_sitter_onwm")?;
+        self.inner.set_sitter_onwm(zone, on).await
+    }
+    async fn set_metadata(&self, zone: &str, key: &str, value: Option<bool>) -> Result<(), String> {
+        self.trip("set_metadata")?;
+        self.inner.set_metadata(zone, key, value).await
+    }
+    async fn set_service_image(&self, shard: &str, image: &str) -> Result<(), String> {
+        self.trip("set_service_image")?;
+        self.inner.set_service_image(shard, image).await
+    }
+    async fn reprovision(&self, zone: &str, image: &str) -> Result<(), String> {
+        self.trip("reprovision")?;
+        self.inner.reprovision(zone, image).await
+    }
+    async fn create_instance(
+        &self,
+        shard: &str,
+        server: &str,
+        alias: &str,
+        metadata: &[(&str, bool)],
+    ) -> Result<(), String> {
+        self.trip("create_instance")?;
+        self.inner
+            .create_instance(shard, server, alias, metadata)
+            .await
+    }
+    async fn delete_instance(&self, zone: &str) -> Result<(), String> {
+        self.trip("delete_instance")?;
+        self.inner.delete_instance(zone).await
+    }
+    async fn snapshot(&self, zone: &str, name: &str) -> Result<(), String> {
+        self.trip("snapshot")?;
+        self.inner.snapshot(zone, name).await
+    }
+    async fn destroy_snapshot(&self, zone: &str, name: &str) -> Result<(), String> {
+        self.trip("destroy_snapshot")?;
+        self.inner.destroy_snapshot(zone, name).await
+    }
+    async fn destroy_dataset(&self, zone: &str) -> Result<(), String> {
+        self.trip("destroy_dataset")?;
+        self.inner.destroy_dataset(zone).await
+    }
+    async fn send(&self, from: &str, snapshot: &str, to: &str) -> Result<(), String> {
+        self.trip("send")?;
+        self.inner.send(from, snapshot, to).await
+    }
+    async fn set_moray(&self, zone: &str, enable: bool) -> Result<(), String> {
+        self.trip("set_moray")?;
+        self.inner.set_moray(zone, enable).await
+    }
+    async fn create_onwm_state(&self, shard: &str, zone: &str, reason: &str) -> Result<(), String> {
+        self.trip("create_onwm_state")?;
+        self.inner.create_onwm_state(shard, zone, reason).await
+    }
+    async fn delete_own_state(&self, shard: &str, reason: &str) -> Result<(), String> {
+        self.inner.delete_own_state(shard, reason).await
+    }
+    async fn unfreeze_own(&self, shard: &str, reason: &str) -> Result<(), String> {
+        self.trip("unfreeze_own")?;
+        self.inner.unfreeze_own(shard, reason).await
+    }
+    async fn approved(&self, op_id: &str, step: &str) -> Result<bool, String> {
+        self.inner.approved(op_id, step).await
+    }
+}
+
+/// A failure injected into the first mutation of each step before the
+/// point of no return makes the operation roll back cleanly; the same at
+/// the point of no return or after it stops Blocked with the options.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_failure_at_every_step_rolls_back_before_the_point_of_no_return_and_blocks_after() {
+    let probe = Harness::start(LAB).await;
+    let plan = probe.plan("newInstanceOnPrimaryServer", "op-f").await;
+    let pnr = plan.forward.status.point_of_no_return.unwrap();
+    let names: Vec<String> = plan
+        .forward
+        .status
+        .steps
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    drop(probe);
+    let mut fired_in = Vec::new();
+    for (k, name) in names.iter().enumerate().take(pnr + 2) {
+        let mut h = Harness::start(LAB).await;
+        let mut j = h.plan("newInstanceOnPrimaryServer", "op-f").await;
+        if k > 0 {
+            let store = Saves {
+                stop_at: Some((names[k - 1].clone(), StepState::Succeeded)),
+                ..Default::default()
+            };
+            drive_until_stopped(&h, &mut j, &store).await;
+        }
+        let faulty = Faulty {
+            inner: &h.world,
+            armed: std::sync::atomic::AtomicBool::new(true),
+            fired: Mutex::new(None),
+        };
+        let runner = TransplantRunner {
+            world: &faulty as &dyn TransplantWorld,
+            shard: "sdc".into(),
+            step_timeout: Duration::from_secs(20),
+            send_timeout: Duration::from_secs(20),
+            clock: &SystemClock,
+        };
+        let store = Saves::default();
+        let out = loop {
+            match drive(&mut j, &runner, &store, false, Duration::from_millis(20)).await {
+                Ok(Outcome::Waiting { .. }) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Ok(o) => break o,
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let fired = faulty.fired.lock().unwrap().clone();
+        let failed_at = j
+            .forward
+            .status
+            .steps
+            .iter()
+            .position(|s| s.message.as_deref().is_some_and(|m| m.contains("injected")));
+        fired_in.push(format!("{name}: {fired:?} -> {failed_at:?}"));
+        match failed_at {
+            Some(f) if f < pnr => {
+                assert!(
+                    matches!(out, Outcome::RolledBack { .. }),
+                    "fault at {name}: {out:?}"
+                );
+                let obs = h.world.observe("sdc").await.unwrap();
+                assert!(obs.state.is_none(), "fault at {name}");
+                assert_eq!(
+                    obs.legacy_topology().len(),
+                    3,
+                    "fault at {name}: {:#?}",
+                    obs.zones
+                );
+                assert_eq!(obs.zones.len(), 3, "fault at {name}: the new zone is gone");
+                assert!(
+                    obs.zones
+                        .iter()
+                        .all(|z| z.image == images::MANATEE_V1 && !z.sitter_onwm)
+                );
+            }
+            Some(_) => match &out {
+                Outcome::Blocked { reason, message } => {
+                    assert_eq!(reason, "PastPointOfNoReturn", "fault at {name}");
+                    assert!(
+                        message.contains("injected failure") && message.contains("restore-backup")
+                    );
+                }
+                o => panic!("fault at {name} past the point of no return: {o:?}"),
+            },
+            None => panic!("fault at {name} never fired: {out:?}"),
+        }
+        let (_, lost, _) = h.finish().await;
+        assert_eq!(lost, 0, "fault at {name}");
+    }
+    println!("{fired_in:#?}");
+    assert!(fired_in.len() > pnr, "{fired_in:#?}");
 }
 
 /// A send that breaks half-way (before the point of no return) rolls back.
