@@ -893,10 +893,10 @@ pub fn after_pnr_message(forward: &Operation<TransplantAction>, what: &str) -> S
     let id = &forward.status.id;
     let p = topo.as_ref().map_or("?".to_string(), |t| t.primary.clone());
     format!(
-        "{what}. The transplant is past its point of no return: the v2 primary may have accepted writes the v1 peers do not have, so tritonctl will not roll back by itself. Options, each needing `tritonctl approve {id} <option>`: \
-(1) `resume`: fix the cause and let the transplant go forward; \
-(2) `reverse-transplant`: stop writes, snapshot the v2 primary and send it back to the v1 primary {p} (still on its v1 image unless step 9 ran), put it in one-node-write mode and re-enable the v1 sync and async (keeps every write); \
-(3) `restore-backup`: roll the v1 primary {p} back to @{} and rebuild the v1 peers from it (loses every write since step 4)",
+        "{what}. The transplant {id} is past its point of no return: the v2 primary may have accepted writes the v1 peers do not have, so tritonctl will not roll back by itself. Options: \
+(1) resume: fix the cause; the controller retries this step on its next reconcile and goes forward; \
+(2) reverse-transplant (a person's decision; tritonctl does not automate it yet): stop writes, snapshot the v2 primary and send it back to the v1 primary {p} (still on its v1 image unless step 9 ran), put it in one-node-write mode, re-enable the v1 sync and async (keeps every write); \
+(3) restore-backup (a person's decision; not automated): roll the v1 primary {p} back to @{} and rebuild the v1 peers from it (loses every write since step 4)",
         backup_name(id)
     )
 }
@@ -1975,7 +1975,7 @@ mod tests {
         assert!(
             m.contains("reverse-transplant")
                 && m.contains("restore-backup")
-                && m.contains("tritonctl approve")
+                && m.contains("will not roll back by itself")
         );
     }
 }
