@@ -423,7 +423,14 @@ impl Daemon {
             coord: session.clone(),
             fence: fence.clone(),
         };
-        let cx = Arc::new(context(store.clone(), world, fence, cfg.step_poll));
+        let mut cx = context(store.clone(), world, fence.clone(), cfg.step_poll);
+        // The transplant strategy acts through the same guarded clients.
+        cx.transplant = Some(Arc::new(crate::world::transplant::TritonTransplant {
+            triton: cx.world.triton.clone(),
+            coord: session.clone(),
+            fence,
+        }));
+        let cx = Arc::new(cx);
         let (triggers, stream) = Triggers::new(session.clone());
         let mut dispatch = Dispatch::default();
         dispatch.register(

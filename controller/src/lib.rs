@@ -12,4 +12,5 @@ pub mod reconcile_ha;
 pub mod runtime;
 pub mod shard_lock;
 pub mod store;
+pub mod transplant;
 pub mod world;

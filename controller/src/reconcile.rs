@@ -33,11 +33,17 @@ pub struct Context<W> {
     pub clock: Arc<dyn Clock>,
     /// How often completion checks poll (scaled down in the simulator).
     pub poll: Duration,
+    /// The transplant strategy's world; without it only rolling upgrades run.
+    pub transplant: Option<Arc<dyn reconcilers::transplant::TransplantWorld>>,
 }
 
 impl<W> Context<W> {
     pub(crate) fn coord(&self) -> &Arc<dyn Coordination> {
         self.store.coord()
+    }
+
+    pub(crate) async fn event_pub(&self, e: Event) {
+        self.event(e).await
     }
 
     pub(crate) async fn event(&self, e: Event) {
@@ -220,6 +226,12 @@ pub async fn reconcile_manatee<W: ManateeWorld>(
     else {
         return Ok(Action::AwaitChange);
     };
+    if let Some(tw) = cx.transplant.clone()
+        && !doc.spec.rollout.paused
+        && let Some(action) = crate::transplant::reconcile(cx, tw.as_ref(), name).await?
+    {
+        return Ok(action);
+    }
     let spec = &doc.spec;
     let generation = doc.metadata.generation.unwrap_or(1);
     let now = || rfc3339(cx.clock.now());
@@ -518,6 +530,7 @@ pub fn context<W>(
         fence,
         clock: Arc::new(SystemClock),
         poll: poll.unwrap_or(POLL),
+        transplant: None,
     }
 }
 
@@ -542,6 +555,9 @@ pub async fn approve(
                 break;
             }
         }
+    }
+    if kind == Kind::ManateeVersion {
+        approved.extend(crate::transplant::approve(coord, name, None).await?);
     }
     Ok(approved)
 }

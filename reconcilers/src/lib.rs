@@ -9,4 +9,5 @@ pub mod clock;
 pub mod manatee;
 pub mod manatee_ha;
 pub mod operation;
+pub mod transplant;
 pub mod window;

@@ -286,6 +286,7 @@ impl SimScenario {
             time_scale: TimeScale::new(opts.manatee_time_scale),
             ..Default::default()
         };
+        let major = image_major(&dc, &opts.manatee_image);
         let manatee = ManateeSim::new(coord, cfg);
         let mut shards: HashMap<String, Vec<String>> = HashMap::new();
         for (vm, shard, onwm) in &zones {
@@ -296,7 +297,9 @@ impl SimScenario {
             manatee
                 .add_zone(
                     ZoneSpec::new(vm, &ip),
-                    BootOptions::new(shard).one_node_write_mode(*onwm),
+                    BootOptions::new(shard)
+                        .one_node_write_mode(*onwm)
+                        .major(major),
                 )
                 .await
                 .map_err(|e| e.to_string())?;
@@ -307,6 +310,30 @@ impl SimScenario {
             let want = members.len();
             let s = manatee.shard(shard);
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            if major == 1 {
+                // v1: no cluster state; whole when every sitter is in the
+                // election and the first one takes writes.
+                loop {
+                    let order = s.election_order().await.unwrap_or_default();
+                    let writable = order
+                        .first()
+                        .and_then(|(_, z)| manatee.zone(z))
+                        .is_some_and(|z| z.pg_online() && !z.pg_read_only());
+                    let replicas_up = order
+                        .iter()
+                        .skip(1)
+                        .filter_map(|(_, z)| manatee.zone(z))
+                        .all(|z| z.pg_online());
+                    if order.len() == want && writable && replicas_up {
+                        break;
+                    }
+                    if tokio::time::Instant::now() > deadline {
+                        return Err(format!("v1 shard {shard} did not come up within 30s"));
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                continue;
+            }
             loop {
                 if let Ok(Some(st)) = s.state().await {
                     let placed = 1 + usize::from(st.sync.is_some()) + st.asyncs.len();
@@ -356,7 +383,8 @@ impl SimScenario {
                 status.clone(),
             )),
         ];
-        install_manatee_adm(&dc, zone_shard, status, manatee.clone());
+        install_manatee_adm(&dc, zone_shard.clone(), status, manatee.clone());
+        install_zfs_and_sitter_config(&dc, &manatee);
         let servers = SimServers::start(dc.clone())
             .await
             .map_err(|e| e.to_string())?;
@@ -378,6 +406,31 @@ impl SimScenario {
         })
     }
 
+    /// Whether any moray serves: a running moray zone whose moray services
+    /// (`*moray-202*`) are not disabled.
+    pub fn moray_online(&self) -> bool {
+        morays(&self.dc).iter().any(|(vm, _)| {
+            self.dc
+                .vm(vm)
+                .is_some_and(|v| v.state.as_str() == "running")
+                && self.dc.smf_state(vm, MORAY_FMRI).as_deref() != Some("disabled")
+        })
+    }
+
+    /// A client write the way the stack makes one: through a moray. Fails
+    /// while every moray is disabled (the transplant's steps 6-7).
+    pub async fn client_write(&self, shard: &str, payload: &[u8]) -> Result<(), String> {
+        if !self.moray_online() {
+            return Err("no moray online".into());
+        }
+        self.manatee
+            .shard(shard)
+            .write(payload)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     /// Stop sitters and background tasks.
     pub async fn shutdown(self) {
         for t in &self.tasks {
@@ -387,10 +440,36 @@ impl SimScenario {
     }
 }
 
-/// Zone uuid -> the shard its sitter belongs to (zones provisioned later join).
+/// Zone -> shard of every manatee zone the scenario knows.
 type ZoneShards = Arc<Mutex<HashMap<String, String>>>;
 
-fn md_flag(md: &JsonMap, k: &str) -> bool {
+/// The moray services' FMRI pattern the runbook disables (`*moray-202*`).
+pub const MORAY_FMRI: &str = "*moray-202*";
+
+/// Moray zones: (vm uuid, server uuid).
+fn morays(dc: &Datacenter) -> Vec<(String, String)> {
+    dc.instances()
+        .into_iter()
+        .filter(|i| {
+            dc.service(&i.service_uuid)
+                .is_some_and(|s| s.name == "moray")
+        })
+        .filter_map(|i| {
+            let vm = dc.vm(&i.uuid)?;
+            Some((i.uuid.clone(), vm.server_uuid.clone().unwrap_or_default()))
+        })
+        .collect()
+}
+
+/// The manatee major an image carries (IMGAPI `tags.manatee_major`, 2 if untagged).
+fn image_major(dc: &Datacenter, uuid: &str) -> u32 {
+    dc.image(uuid)
+        .and_then(|m| m.tags)
+        .and_then(|t| t.get("manatee_major").and_then(serde_json::Value::as_u64))
+        .map_or(2, |m| m as u32)
+}
+
+fn flag(md: &JsonMap, k: &str) -> bool {
     md.get(k)
         .is_some_and(|v| v == &json!(true) || v == &json!("true"))
 }
@@ -408,9 +487,17 @@ fn shard_of(info: &crate::dc::events::InstanceInfo) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Zones stop and boot with their VM; the sitter follows. A manatee or
-/// postgres zone provisioned through SAPI gets a sitter of its own, booted
-/// from its metadata, and joins its shard.
+/// What config-agent renders into sitter.json from SAPI metadata.
+fn rendered_onwm(dc: &Datacenter, vm: &str) -> Option<bool> {
+    let inst = dc.instance(vm)?;
+    Some(flag(&inst.metadata, "ONE_NODE_WRITE_MODE"))
+}
+
+fn config_agent_online(dc: &Datacenter, vm: &str) -> bool {
+    dc.smf_state(vm, "config-agent").as_deref() != Some("disabled")
+}
+
+/// Zones stop and boot with their VM; the sitter follows.
 async fn bridge_vm_events(dc: Datacenter, manatee: ManateeSim, zone_shard: ZoneShards) {
     let mut rx = dc.subscribe();
     loop {
@@ -421,28 +508,47 @@ async fn bridge_vm_events(dc: Datacenter, manatee: ManateeSim, zone_shard: ZoneS
         };
         match ev {
             DcEvent::Vm(ev) => {
-                if ev.kind == VmEventKind::Provisioned
-                    && manatee.zone(&ev.zone.vm.uuid).is_none()
-                    && let Some(info) = &ev.zone.instance
-                    && let Some(shard) = shard_of(info)
-                    && let Some(ip) = ev.zone.vm.nics.first().map(|n| n.ip.clone())
-                {
-                    let boot = BootOptions::new(&shard)
-                        .one_node_write_mode(md_flag(&info.metadata, "ONE_NODE_WRITE_MODE"))
-                        .disable_sitter(md_flag(&info.metadata, "DISABLE_SITTER"));
-                    zone_shard
-                        .lock()
-                        .unwrap()
-                        .insert(ev.zone.vm.uuid.clone(), shard);
-                    if let Err(e) = manatee
-                        .add_zone(ZoneSpec::new(&ev.zone.vm.uuid, &ip), boot)
-                        .await
-                    {
-                        tracing::warn!(zone = %ev.zone.vm.uuid, error = %e, "new manatee zone did not boot");
+                let vm = ev.zone.vm.uuid.clone();
+                let md = ev
+                    .zone
+                    .instance
+                    .as_ref()
+                    .map(|i| i.metadata.clone())
+                    .unwrap_or_default();
+                let image = ev.zone.vm.image_uuid.clone().unwrap_or_default();
+                let boots = matches!(
+                    ev.kind,
+                    VmEventKind::Started | VmEventKind::Reprovisioned | VmEventKind::Provisioned
+                );
+                let Some(zone) = manatee.zone(&vm) else {
+                    // A new manatee instance (SAPI CreateInstance): its sitter
+                    // boots with the zone, from its metadata.
+                    let Some(inst) = ev.zone.instance.as_ref() else {
+                        continue;
+                    };
+                    let Some(shard) = shard_of(inst) else {
+                        continue;
+                    };
+                    if !boots {
+                        continue;
                     }
-                    continue;
-                }
-                let Some(zone) = manatee.zone(&ev.zone.vm.uuid) else {
+                    let Some(ip) = ev.zone.vm.nics.first().map(|n| n.ip.clone()) else {
+                        continue;
+                    };
+                    let disabled = flag(&md, "DISABLE_SITTER");
+                    dc.set_smf(
+                        &vm,
+                        "manatee-sitter",
+                        if disabled { "disabled" } else { "online" },
+                    );
+                    let boot = BootOptions::new(&shard)
+                        .one_node_write_mode(flag(&md, "ONE_NODE_WRITE_MODE"))
+                        .disable_sitter(disabled)
+                        .major(image_major(&dc, &image));
+                    zone_shard.lock().unwrap().insert(vm.clone(), shard);
+                    if let Err(e) = manatee.add_zone(ZoneSpec::new(&vm, &ip), boot).await {
+                        tracing::warn!(zone = %vm, error = %e, "new manatee zone did not boot");
+                    }
                     continue;
                 };
                 match ev.kind {
@@ -450,20 +556,26 @@ async fn bridge_vm_events(dc: Datacenter, manatee: ManateeSim, zone_shard: ZoneS
                     // ZooKeeper close: the session expires.
                     VmEventKind::Stopping
                     | VmEventKind::Reprovisioning
-                    | VmEventKind::Destroyed => zone.kill().await,
-                    VmEventKind::Stopped => zone.kill().await,
+                    | VmEventKind::Destroyed
+                    | VmEventKind::Stopped => zone.kill().await,
                     VmEventKind::Started | VmEventKind::Reprovisioned => {
-                        let md = ev
-                            .zone
-                            .instance
-                            .as_ref()
-                            .map(|i| i.metadata.clone())
-                            .unwrap_or_default();
-                        let flag = |k: &str| md_flag(&md, k);
+                        // boot/configure.sh: DISABLE_SITTER decides the sitter's SMF state.
+                        let disabled = flag(&md, "DISABLE_SITTER");
+                        dc.set_smf(
+                            &vm,
+                            "manatee-sitter",
+                            if disabled { "disabled" } else { "online" },
+                        );
+                        let onwm = if config_agent_online(&dc, &vm) {
+                            flag(&md, "ONE_NODE_WRITE_MODE")
+                        } else {
+                            zone.boot_options().one_node_write_mode
+                        };
                         let boot = zone
                             .boot_options()
-                            .one_node_write_mode(flag("ONE_NODE_WRITE_MODE"))
-                            .disable_sitter(flag("DISABLE_SITTER"));
+                            .one_node_write_mode(onwm)
+                            .disable_sitter(disabled)
+                            .major(image_major(&dc, &image));
                         if let Err(e) = zone.restart(boot).await {
                             tracing::warn!(zone = %zone.zone_id(), error = %e, "sitter did not restart with its zone");
                         }
@@ -475,32 +587,40 @@ async fn bridge_vm_events(dc: Datacenter, manatee: ManateeSim, zone_shard: ZoneS
                 let (Some(z), Some(svc)) = (ex.zone.as_ref(), ex.svcadm.as_ref()) else {
                     continue;
                 };
-                if !svc.fmri.contains("manatee-sitter") && !svc.fmri.contains("manatee/sitter") {
-                    continue;
-                }
                 let Some(zone) = manatee.zone(z) else {
                     continue;
                 };
                 use crate::dc::events::SvcAction;
-                // The sitter reads sitter.json when it starts; config-agent
-                // has rendered it from the zone's current SAPI metadata (as
-                // sdcadm runs config-agent before restarting the sitter).
-                let rendered = || {
-                    let md = dc
-                        .zone(z)
-                        .and_then(|i| i.instance)
-                        .map(|i| i.metadata)
-                        .unwrap_or_default();
-                    zone.boot_options()
-                        .one_node_write_mode(md_flag(&md, "ONE_NODE_WRITE_MODE"))
+                if svc.fmri.contains("config-agent") {
+                    // config-agent renders sitter.json from SAPI at once when it starts.
+                    if svc.action == SvcAction::Enable
+                        && let Some(on) = rendered_onwm(&dc, z)
+                    {
+                        zone.set_sitter_onwm(on);
+                    }
+                    continue;
+                }
+                if !svc.fmri.contains("manatee-sitter") && !svc.fmri.contains("manatee/sitter") {
+                    continue;
+                }
+                let render = |zone: &crate::manatee::Zone| {
+                    if config_agent_online(&dc, z)
+                        && let Some(on) = rendered_onwm(&dc, z)
+                    {
+                        zone.set_sitter_onwm(on);
+                    }
                 };
                 match svc.action {
                     SvcAction::Disable => zone.stop().await,
                     SvcAction::Enable if !zone.is_running() => {
-                        let _ = zone.restart(rendered()).await;
+                        render(&zone);
+                        let boot = zone.boot_options().disable_sitter(false);
+                        let _ = zone.restart(boot).await;
                     }
-                    SvcAction::Restart => {
-                        let _ = zone.restart(rendered()).await;
+                    // SMF restarts only an enabled service.
+                    SvcAction::Restart if zone.is_running() => {
+                        render(&zone);
+                        let _ = zone.restart(zone.boot_options()).await;
                     }
                     _ => {}
                 }
@@ -508,6 +628,142 @@ async fn bridge_vm_events(dc: Datacenter, manatee: ManateeSim, zone_shard: ZoneS
             DcEvent::Server(_) => {}
         }
     }
+}
+
+/// `zfs` on manatee datasets and `json` on sitter.json, in a manatee zone
+/// or its server's global zone.
+fn install_zfs_and_sitter_config(dc: &Datacenter, manatee: &ManateeSim) {
+    let (dc2, m) = (dc.clone(), manatee.clone());
+    dc.add_exec_handler(Arc::new(move |cmd| {
+        let argv: Vec<&str> = cmd.argv.iter().map(String::as_str).collect();
+        let res = |code: i32, out: String, err: String| {
+            Some(ExecuteResult {
+                stdout: out,
+                stderr: err,
+                exit_code: code,
+            })
+        };
+        let ok = |out: String| res(0, out, String::new());
+        let fail = |e: String| res(1, String::new(), format!("{e}\n"));
+        // zones/<uuid>/data/manatee[@snap]
+        let dataset = |a: &str| -> Option<(crate::manatee::Zone, Option<String>)> {
+            let rest = a.strip_prefix("zones/")?;
+            let (uuid, tail) = rest.split_once('/')?;
+            let (path, snap) = match tail.split_once('@') {
+                Some((p, s)) => (p, Some(s.to_string())),
+                None => (tail, None),
+            };
+            (path == "data/manatee").then_some(())?;
+            Some((m.zone(uuid)?, snap))
+        };
+        match argv.first().map(|a| a.rsplit('/').next().unwrap_or(a)) {
+            Some("zfs") => {
+                let ds_arg = argv.iter().rev().find(|a| a.starts_with("zones/")).copied();
+                let sub = argv.get(1).copied().unwrap_or("");
+                if sub == "send" {
+                    // zfs send [-v] <src>@<snap> | zfs recv [-F] <dst>   (same server)
+                    // zfs send [-v] <src>@<snap> | nc <ip> <port>        (the receiver listens)
+                    let src = argv
+                        .iter()
+                        .find(|a| a.contains('@'))
+                        .and_then(|a| dataset(a));
+                    let Some((src, Some(snap))) = src else {
+                        return fail("zfs send: a snapshot is required".into());
+                    };
+                    let pipe = argv.iter().position(|a| *a == "|");
+                    let rest = pipe.map(|p| &argv[p + 1..]).unwrap_or(&[]);
+                    let dst = match rest.first().copied() {
+                        Some("zfs") => rest.iter().find_map(|a| dataset(a)).map(|(z, _)| (z, true)),
+                        Some("nc") => rest.get(1).and_then(|ip| {
+                            m.zones()
+                                .into_iter()
+                                .find(|z| z.ident().ip == *ip)
+                                .map(|z| {
+                                    let same = dc2.vm(z.zone_id()).and_then(|v| v.server_uuid)
+                                        == dc2.vm(src.zone_id()).and_then(|v| v.server_uuid);
+                                    (z, same)
+                                })
+                        }),
+                        _ => None,
+                    };
+                    let Some((dst, same)) = dst else {
+                        return fail(
+                            "zfs send: no receiver (pipe into `zfs recv` or `nc <ip> <port>`)"
+                                .into(),
+                        );
+                    };
+                    return match m.send(src.zone_id(), &snap, dst.zone_id(), same) {
+                        Ok(()) => ok(String::new()),
+                        Err(e) => fail(e.to_string()),
+                    };
+                }
+                let (zone, snap) = ds_arg.and_then(dataset)?;
+                match (sub, snap) {
+                    ("snapshot", Some(s)) => match zone.snapshot(&s) {
+                        Ok(()) => ok(String::new()),
+                        Err(e) => fail(e.to_string()),
+                    },
+                    ("destroy", Some(s)) => match zone.destroy_snapshot(&s) {
+                        Ok(()) => ok(String::new()),
+                        Err(e) => fail(e.to_string()),
+                    },
+                    ("destroy", None) => match zone.destroy_data_now() {
+                        Ok(()) => ok(String::new()),
+                        Err(e) => fail(e.to_string()),
+                    },
+                    ("list", None) if argv.contains(&"snapshot") => ok(zone
+                        .snapshots()
+                        .iter()
+                        .map(|s| format!("{}@{s}\n", zone.dataset()))
+                        .collect()),
+                    ("list", None) => {
+                        let used = m.receiving_bytes(zone.zone_id()).or(zone.dataset_bytes());
+                        match used {
+                            Some(b) => ok(format!("{}\t{b}\n", zone.dataset())),
+                            None => fail(format!(
+                                "cannot open '{}': dataset does not exist",
+                                zone.dataset()
+                            )),
+                        }
+                    }
+                    _ => None,
+                }
+            }
+            // `psql -c 'SHOW transaction_read_only'`: `off` only on a writable primary.
+            Some("psql") => {
+                let zone = m.zone(cmd.zone.as_ref()?)?;
+                if !zone.pg_online() {
+                    return res(
+                        2,
+                        String::new(),
+                        "psql: could not connect to server: Connection refused\n".into(),
+                    );
+                }
+                let ro = zone.pg_read_only() || zone.pg_role() != crate::manatee::PgRole::Primary;
+                ok(format!("{}\n", if ro { "on" } else { "off" }))
+            }
+            Some("json") => {
+                let zone = m.zone(cmd.zone.as_ref()?)?;
+                let f = argv.iter().position(|a| *a == "-f")?;
+                if !argv.get(f + 1)?.ends_with("sitter.json") {
+                    return None;
+                }
+                if let Some(e) = argv.iter().position(|a| *a == "-e") {
+                    let expr = argv.get(e + 1)?;
+                    let on = expr.contains("oneNodeWriteMode=true")
+                        || expr.contains("oneNodeWriteMode = true");
+                    // config-agent rewrites the file from SAPI on its next run.
+                    if !config_agent_online(&dc2, zone.zone_id()) {
+                        zone.set_sitter_onwm(on);
+                    }
+                    ok(String::new())
+                } else {
+                    ok(format!("{}\n", zone.boot_options().one_node_write_mode))
+                }
+            }
+            _ => None,
+        }
+    }));
 }
 
 /// Keep a recent `pg-status` per shard for the (synchronous) exec handler.

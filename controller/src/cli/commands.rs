@@ -151,6 +151,27 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Command::Cancel { object } => {
+            let (kind, name) = parse_object(&object)?;
+            if kind != crds::Kind::ManateeVersion {
+                return Err(Failure::invalid(format!(
+                    "{object}: only a ManateeVersion transplant can be cancelled"
+                )));
+            }
+            let open = store_open::open(&cli.store).await?;
+            let done = crate::transplant::cancel(open.store.coord(), &name)
+                .await
+                .map_err(Failure::error)?;
+            if done.is_empty() {
+                return Err(Failure::invalid(format!(
+                    "{object}: no transplant is in flight"
+                )));
+            }
+            for d in done {
+                println!("{d}");
+            }
+            Ok(())
+        }
         Command::Events { object, watch } => {
             let filter = match &object {
                 Some(o) => {

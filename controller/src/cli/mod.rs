@@ -104,6 +104,14 @@ installed; nothing leaves the machine.\n\nExample:\n  tritonctl demo"
         /// KIND/NAME, e.g. manateeversion/sdc.
         object: String,
     },
+    /// Roll back a manatee transplant that has not reached its point of no return.
+    #[command(
+        after_help = "Example:\n  tritonctl cancel manateeversion/sdc\n\nPast the point of no return the cancel is refused and the options\n(resume, reverse-transplant, restore-backup) are printed."
+    )]
+    Cancel {
+        /// KIND/NAME, e.g. manateeversion/sdc.
+        object: String,
+    },
     /// List the controller's events, oldest first; with -w, keep streaming new ones.
     #[command(
         after_help = "Examples:\n  tritonctl events\n  tritonctl events manateeversion/sdc\n  tritonctl --zk 10.99.99.11:2181 events -w manateeversion/sdc"

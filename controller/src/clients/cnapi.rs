@@ -50,6 +50,41 @@ impl Cnapi {
     }
 }
 
+impl Cnapi {
+    /// Run a pipeline (`a | b`) in the background on a server's global
+    /// zone, e.g. a `zfs send | nc` that outlives the execute call; its
+    /// progress is watched with other commands.
+    pub async fn execute_pipeline_bg(
+        &self,
+        server: &str,
+        stages: &[&[&str]],
+    ) -> Result<ExecuteResult, ApiError> {
+        let line = stages
+            .iter()
+            .map(|argv| {
+                argv.iter()
+                    .map(|a| shell_quote(a))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect::<Vec<_>>()
+            .join(" | ");
+        let req = ExecuteRequest {
+            script: format!("#!/bin/bash\n{line} &\n"),
+            json: true,
+            ..Default::default()
+        };
+        self.0
+            .send(
+                reqwest::Method::POST,
+                &format!("/servers/{server}/execute"),
+                &[],
+                Some(&req),
+            )
+            .await
+    }
+}
+
 fn shell_quote(s: &str) -> String {
     if !s.is_empty()
         && s.bytes()

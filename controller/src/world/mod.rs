@@ -2,6 +2,7 @@
 //! SAPI/VMAPI/CNAPI/IMGAPI and the coordination store for ZooKeeper.
 
 pub mod manatee;
+pub mod transplant;
 
 /// Where `tritonctl approve` records approvals: one node per operation step.
 pub fn approval_path(op_id: &str, step: &str) -> String {

@@ -360,6 +360,14 @@ impl Datacenter {
         )
     }
 
+    /// Set an SMF service's state inside a zone, as a boot script's
+    /// `svcadm enable|disable` does (e.g. `DISABLE_SITTER` in configure.sh).
+    pub fn set_smf(&self, vm_uuid: &str, fmri: &str, state: &str) {
+        if let Some(v) = self.lock().vms.get_mut(vm_uuid) {
+            v.smf.insert(cnapi::normalize_fmri(fmri), state.to_string());
+        }
+    }
+
     /// The SAPI mode (`proto` | `full`).
     pub fn sapi_mode(&self) -> SapiMode {
         self.lock().mode

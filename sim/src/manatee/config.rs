@@ -96,6 +96,13 @@ pub struct ManateeSimConfig {
     /// How long a client write waits for the sync before it is reported as
     /// not acknowledged.
     pub write_timeout: Duration,
+    /// Size of a manatee dataset beyond its WAL (the database files a ZFS
+    /// send carries): what makes a transplant's copy take time.
+    pub dataset_base_bytes: u64,
+    /// `zfs send | zfs recv` within one server (bytes per modelled second).
+    pub local_send_rate: u64,
+    /// `zfs send | nc` over the admin network (JPC: 30+ minutes).
+    pub network_send_rate: u64,
 }
 
 impl Default for ManateeSimConfig {
@@ -107,6 +114,9 @@ impl Default for ManateeSimConfig {
             restore: Duration::from_secs(10),
             replication: ReplicationModel::default(),
             write_timeout: Duration::from_secs(10),
+            dataset_base_bytes: 4 << 30,
+            local_send_rate: 800 << 20,
+            network_send_rate: 110 << 20,
         }
     }
 }

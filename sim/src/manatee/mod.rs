@@ -33,6 +33,7 @@ use wire::manatee::{
 
 pub mod adm;
 mod config;
+mod legacy;
 mod peer;
 mod pg;
 mod sitter;
@@ -78,6 +79,9 @@ pub struct BootOptions {
     pub one_node_write_mode: bool,
     /// `DISABLE_SITTER`: the zone boots but the sitter is not started.
     pub disable_sitter: bool,
+    /// The manatee major the zone's image carries: 1 runs the v1 sitter
+    /// (election order, no cluster state), 2 the v2 state machine.
+    pub major: u32,
 }
 
 impl BootOptions {
@@ -86,7 +90,12 @@ impl BootOptions {
             shard: shard.to_string(),
             one_node_write_mode: false,
             disable_sitter: false,
+            major: 2,
         }
+    }
+    pub fn major(mut self, major: u32) -> BootOptions {
+        self.major = major;
+        self
     }
     pub fn one_node_write_mode(mut self, on: bool) -> BootOptions {
         self.one_node_write_mode = on;
@@ -143,6 +152,20 @@ struct SimInner {
     net: Arc<PgNetwork>,
     zones: Mutex<BTreeMap<String, Zone>>,
     admin: tokio::sync::Mutex<Option<Session>>,
+    transfers: Arc<Mutex<Vec<Transfer>>>,
+    send_fault: Mutex<Option<String>>,
+}
+
+/// A `zfs send | zfs recv` of a snapshot into another zone's dataset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transfer {
+    pub from: String,
+    pub snapshot: String,
+    pub to: String,
+    pub total_bytes: u64,
+    pub sent_bytes: u64,
+    pub done: bool,
+    pub error: Option<String>,
 }
 
 /// The manatee zones of one simulated datacenter. Cloning gives another
@@ -174,6 +197,8 @@ impl ManateeSim {
                 net: Arc::new(PgNetwork::default()),
                 zones: Mutex::new(BTreeMap::new()),
                 admin: tokio::sync::Mutex::new(None),
+                transfers: Arc::default(),
+                send_fault: Mutex::new(None),
             }),
         }
     }
@@ -212,6 +237,7 @@ impl ManateeSim {
                     status: watch::channel(PeerDebug::default()).0,
                     fatal: Arc::new(Mutex::new(None)),
                     alive: Arc::new(Mutex::new(false)),
+                    snapshots: Mutex::new(BTreeMap::new()),
                 }),
                 sim: Arc::downgrade(&self.inner),
             };
@@ -290,6 +316,8 @@ struct ZoneInner {
     status: watch::Sender<PeerDebug>,
     fatal: Arc<Mutex<Option<String>>>,
     alive: Arc<Mutex<bool>>,
+    /// ZFS snapshots of the manatee dataset, by name.
+    snapshots: Mutex<BTreeMap<String, PgBackup>>,
 }
 
 /// One manatee zone.
@@ -380,8 +408,13 @@ impl Zone {
         );
         *alive.lock().unwrap() = true;
         let zone_id = self.inner.zone_id.clone();
+        let major = boot.major;
         let task = tokio::spawn(async move {
-            let why = sitter::run(params).await;
+            let why = if major == 1 {
+                legacy::run(params).await
+            } else {
+                sitter::run(params).await
+            };
             // The sitter process died: its postgres child goes with it and
             // the connection closes. SMF would restart it; we leave it dead
             // so the failure stays visible.
@@ -593,7 +626,193 @@ impl Zone {
     pub async fn destroy_data(&self) -> Result<(), SimError> {
         self.require_stopped("destroy data").await?;
         self.inner.node.destroy_data();
+        self.inner.snapshots.lock().unwrap().clear();
         Ok(())
+    }
+
+    /// `zfs destroy -r` of the dataset from outside the sitter's control
+    /// (refused while the sitter or postgres runs).
+    pub fn destroy_data_now(&self) -> Result<(), SimError> {
+        if self.is_running() || self.pg_online() {
+            return Err(SimError::Refused(format!(
+                "cannot destroy '{}': dataset is busy",
+                self.dataset()
+            )));
+        }
+        self.inner.node.destroy_data();
+        self.inner.snapshots.lock().unwrap().clear();
+        Ok(())
+    }
+
+    /// Set `oneNodeWriteMode` in sitter.json; the running sitter reads it
+    /// only when it starts again.
+    pub fn set_sitter_onwm(&self, on: bool) {
+        self.inner.boot.lock().unwrap().one_node_write_mode = on;
+    }
+
+    /// `zfs snapshot .../data/manatee@<name>`: a named copy of the durable
+    /// data, taken atomically (crash-consistent) whether or not the sitter runs.
+    pub fn snapshot(&self, name: &str) -> Result<(), SimError> {
+        let mut snaps = self.inner.snapshots.lock().unwrap();
+        if snaps.contains_key(name) {
+            return Err(SimError::Refused(format!(
+                "cannot create snapshot '{}@{name}': dataset already exists",
+                self.dataset()
+            )));
+        }
+        if self.inner.node.wal_bytes().is_none() {
+            return Err(SimError::Refused(format!(
+                "cannot open '{}': dataset does not exist",
+                self.dataset()
+            )));
+        }
+        snaps.insert(name.to_string(), self.backup());
+        Ok(())
+    }
+
+    pub fn destroy_snapshot(&self, name: &str) -> Result<(), SimError> {
+        self.inner
+            .snapshots
+            .lock()
+            .unwrap()
+            .remove(name)
+            .map(|_| ())
+            .ok_or_else(|| {
+                SimError::Refused(format!(
+                    "could not find any snapshots to destroy; check snapshot names ({}@{name})",
+                    self.dataset()
+                ))
+            })
+    }
+
+    pub fn snapshots(&self) -> Vec<String> {
+        self.inner
+            .snapshots
+            .lock()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    pub fn snapshot_data(&self, name: &str) -> Option<PgBackup> {
+        self.inner.snapshots.lock().unwrap().get(name).cloned()
+    }
+
+    /// `zfs list -o used` of the dataset: None when it holds no database.
+    pub fn dataset_bytes(&self) -> Option<u64> {
+        let base = self.sim().map_or(0, |s| s.cfg.dataset_base_bytes);
+        self.inner.node.wal_bytes().map(|w| base + w)
+    }
+
+    /// The delegated dataset's name.
+    pub fn dataset(&self) -> String {
+        format!("zones/{}/data/manatee", self.inner.zone_id)
+    }
+}
+
+impl ManateeSim {
+    /// Fault injection: the next `zfs send` breaks half-way with `why`.
+    pub fn fail_next_send(&self, why: &str) {
+        *self.inner.send_fault.lock().unwrap() = Some(why.to_string());
+    }
+
+    /// Transfers started, oldest first.
+    pub fn transfers(&self) -> Vec<Transfer> {
+        self.inner.transfers.lock().unwrap().clone()
+    }
+
+    /// `zfs send <from>@<snapshot> | zfs recv <to>`: runs in the background
+    /// at the local or network rate; the receiver's sitter must be stopped
+    /// and its dataset empty. Progress is in [`ManateeSim::transfers`]; the
+    /// received dataset carries the snapshot.
+    pub fn send(
+        &self,
+        from: &str,
+        snapshot: &str,
+        to: &str,
+        same_server: bool,
+    ) -> Result<(), SimError> {
+        let src = self
+            .zone(from)
+            .ok_or_else(|| SimError::NoZone(from.into()))?;
+        let dst = self.zone(to).ok_or_else(|| SimError::NoZone(to.into()))?;
+        let data = src.snapshot_data(snapshot).ok_or_else(|| {
+            SimError::Refused(format!(
+                "cannot open '{}@{snapshot}': dataset does not exist",
+                src.dataset()
+            ))
+        })?;
+        if dst.is_running() || dst.pg_online() {
+            return Err(SimError::Refused(format!(
+                "cannot receive into '{}': its manatee-sitter is running",
+                dst.dataset()
+            )));
+        }
+        if dst.inner.node.wal_bytes().is_some() {
+            return Err(SimError::Refused(format!(
+                "cannot receive new filesystem stream: destination '{}' exists",
+                dst.dataset()
+            )));
+        }
+        let cfg = self.inner.cfg.clone();
+        let total = cfg.dataset_base_bytes + data.lsn().0;
+        let rate = if same_server {
+            cfg.local_send_rate
+        } else {
+            cfg.network_send_rate
+        }
+        .max(1);
+        let fault = self.inner.send_fault.lock().unwrap().take();
+        let idx = {
+            let mut t = self.inner.transfers.lock().unwrap();
+            t.push(Transfer {
+                from: from.into(),
+                snapshot: snapshot.into(),
+                to: to.into(),
+                total_bytes: total,
+                sent_bytes: 0,
+                done: false,
+                error: None,
+            });
+            t.len() - 1
+        };
+        let transfers = self.inner.transfers.clone();
+        let name = snapshot.to_string();
+        tokio::spawn(async move {
+            // Twenty progress ticks, as `zfs send -v` prints once a second.
+            let tick = Duration::from_secs_f64(total as f64 / rate as f64 / 20.0);
+            for i in 1..=20u64 {
+                cfg.time_scale.sleep(tick).await;
+                let sent = total * i / 20;
+                if let Some(why) = &fault
+                    && i == 10
+                {
+                    let mut t = transfers.lock().unwrap();
+                    t[idx].sent_bytes = sent;
+                    t[idx].error = Some(why.clone());
+                    return; // a partial full receive leaves nothing behind
+                }
+                transfers.lock().unwrap()[idx].sent_bytes = sent;
+            }
+            dst.inner.node.load_backup(&data);
+            dst.inner.snapshots.lock().unwrap().insert(name, data);
+            transfers.lock().unwrap()[idx].done = true;
+        });
+        Ok(())
+    }
+
+    /// The receiving side's view while a receive is in flight (`zfs list`
+    /// shows the bytes received so far).
+    pub fn receiving_bytes(&self, to: &str) -> Option<u64> {
+        self.inner
+            .transfers
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|t| t.to == to && !t.done && t.error.is_none())
+            .map(|t| t.sent_bytes)
     }
 }
 
@@ -785,30 +1004,59 @@ impl Shard {
     /// Returns the LSN once it is acknowledged, i.e. flushed by the sync
     /// unless the shard is in one-node-write mode.
     pub async fn write(&self, payload: &[u8]) -> Result<Lsn, WriteError> {
-        let state = self
-            .state()
+        let primary = self
+            .primary_id()
             .await
             .map_err(|e| WriteError::Coord(e.to_string()))?
             .ok_or(WriteError::NoState)?;
         let sim = &self.sim.inner;
         let node = sim
             .net
-            .get(&state.primary.id)
-            .ok_or_else(|| WriteError::UnknownPrimary(state.primary.id.clone()))?;
+            .get(&primary)
+            .ok_or_else(|| WriteError::UnknownPrimary(primary.clone()))?;
         node.write(payload, sim.cfg.time_scale.real(sim.cfg.write_timeout))
             .await
     }
 
+    /// Where clients send writes: `state.primary`, or with no state (a v1
+    /// shard) the first election node by sequence, as Moray's node-manatee
+    /// falls back to (`_childrenToUrls`).
+    pub async fn primary_id(&self) -> Result<Option<String>, SimError> {
+        if let Some(st) = self.state().await? {
+            return Ok(Some(st.primary.id));
+        }
+        let c = self.admin().await?;
+        let order =
+            match legacy::read_election(c.as_ref(), &manatee::election_path(&self.name), false)
+                .await
+            {
+                Ok((o, _)) => o,
+                Err(CoordError::NoNode(_)) => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
+        Ok(order.first().map(|(_, p)| p.id.clone()))
+    }
+
+    /// The election in sequence order (the v1 topology): (seq, zone id).
+    pub async fn election_order(&self) -> Result<Vec<(u64, String)>, SimError> {
+        let c = self.admin().await?;
+        match legacy::read_election(c.as_ref(), &manatee::election_path(&self.name), false).await {
+            Ok((o, _)) => Ok(o.into_iter().map(|(s, p)| (s, p.zone_id)).collect()),
+            Err(CoordError::NoNode(_)) => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The durable writes on the current primary.
     pub async fn primary_writes(&self) -> Result<Vec<Vec<u8>>, SimError> {
-        let state = self
-            .state()
+        let id = self
+            .primary_id()
             .await?
             .ok_or_else(|| SimError::NoState(self.name.clone()))?;
         let zone = self
             .sim
-            .zone_by_peer_id(&state.primary.id)
-            .ok_or_else(|| SimError::NoZone(state.primary.id.clone()))?;
+            .zone_by_peer_id(&id)
+            .ok_or_else(|| SimError::NoZone(id.clone()))?;
         Ok(zone.writes())
     }
 

@@ -263,6 +263,13 @@ impl PgNode {
         self.changed.subscribe()
     }
 
+    /// Bytes the dataset holds beyond its base size (its WAL), or None when
+    /// it holds no database.
+    pub fn wal_bytes(&self) -> Option<u64> {
+        let g = self.lock();
+        (g.setup || !g.wal.is_empty()).then(|| g.end().0)
+    }
+
     /// `postgresql.conf` exists in the data directory (§3.2 step 2).
     pub fn is_setup(&self) -> bool {
         self.lock().setup
