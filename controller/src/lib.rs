@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod clients;
 pub mod demo;
+pub mod gitops;
 pub mod reconcile;
 pub mod runtime;
 pub mod store;
