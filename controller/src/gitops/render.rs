@@ -34,7 +34,11 @@ pub fn summary(r: &Review) -> String {
     let count = |c: Change| r.documents.iter().filter(|d| d.change == c).count();
     let mut ops = 0;
     let mut refused = 0;
+    let mut vnodes = 0;
     for d in &r.documents {
+        if let KindPlan::Topology(t) = &d.plan {
+            vnodes += t.moves.iter().map(|m| m.count).sum::<usize>();
+        }
         if let KindPlan::Manatee(m) = &d.plan {
             ops += m
                 .shards
@@ -50,7 +54,7 @@ pub fn summary(r: &Review) -> String {
         refused += usize::from(d.refused());
     }
     format!(
-        "{} document(s): {} to create, {} to update, {} unchanged; {ops} shard operation(s) planned, {refused} refused",
+        "{} document(s): {} to create, {} to update, {} unchanged; {ops} shard operation(s) planned, {refused} refused, {vnodes} vnode(s) move",
         r.documents.len(),
         count(Change::Create),
         count(Change::Update),
