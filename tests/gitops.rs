@@ -63,14 +63,15 @@ impl Env {
             cnapi: urls.cnapi.clone(),
             imgapi: urls.imgapi.clone(),
         };
-        let world = Live {
-            manatee: TritonManatee {
+        let world = Live::new(
+            TritonManatee {
                 triton: Triton::new(&endpoints, Arc::new(Unguarded)),
                 coord: session,
                 fence: None,
             },
-            description: "the simulated datacenter".into(),
-        };
+            "the simulated datacenter".into(),
+        );
+        wait_observed_healthy(&world.manatee.0, &scenario).await;
         Env {
             scenario,
             store,
@@ -101,6 +102,30 @@ impl Env {
         )
         .await
         .unwrap()
+    }
+}
+
+/// Until the controller's observation shows every peer of every shard up
+/// with postgres online (the sim's `manatee-adm pg-status` answers a moment
+/// after its sitters are set up).
+async fn wait_observed_healthy(world: &TritonManatee, scenario: &SimScenario) {
+    use reconcilers::manatee::ManateeWorld;
+    let shards: Vec<String> = scenario.shards.keys().cloned().collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    for shard in shards {
+        loop {
+            let o = world.observe(&shard).await;
+            if o.as_ref().is_ok_and(|o| {
+                !o.peers.is_empty() && o.peers.iter().all(|p| p.active && p.pg_online)
+            }) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "shard {shard} is not observed healthy: {o:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -645,4 +670,265 @@ async fn a_new_image_is_refused_while_an_operation_is_past_its_point_of_no_retur
         store.apply_with(&lab, pins).await,
         Err(tritonctl::store::StoreError::Conflict { .. })
     ));
+}
+
+/// Run tritonctl against a ZooKeeper store (the sim's manatee state lives
+/// there too, as on a DC's binder), off the async runtime.
+async fn run_zk(zk: &str, args: Vec<String>) -> std::process::Output {
+    let zk = zk.to_string();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(e2e::tritonctl_bin())
+            .arg("--zk")
+            .arg(&zk)
+            .args(&args)
+            .current_dir(repo())
+            .env_remove("TRITONCTL_DATA_DIR")
+            .output()
+            .expect("run tritonctl")
+    })
+    .await
+    .unwrap()
+}
+
+/// The README's flow through the binary against the simulator on a real
+/// ZooKeeper: diff online, snapshot, diff offline (same review), plan,
+/// apply the plan, and the second apply refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zk_cli_diff_snapshot_plan_apply_flow() {
+    let zk = coord::testing::ZkServer::start()
+        .await
+        .expect("start ZooKeeper");
+    let provider = sim::manatee::ZkProvider {
+        connect_string: zk.connect_string(),
+        session_timeout: Duration::from_secs(4),
+    };
+    let scenario = SimScenario::start(
+        &read_dir_docs("examples/lab"),
+        Arc::new(provider),
+        ScenarioOptions::default(),
+    )
+    .await
+    .expect("the simulated datacenter starts on ZooKeeper");
+    let urls = scenario.servers.urls().clone();
+    let watcher = TritonManatee {
+        triton: Triton::new(
+            &Endpoints {
+                sapi: urls.sapi.clone(),
+                vmapi: urls.vmapi.clone(),
+                cnapi: urls.cnapi.clone(),
+                imgapi: urls.imgapi.clone(),
+            },
+            Arc::new(Unguarded),
+        ),
+        coord: coord::zk::ZkCoordination::connect(&zk.connect_string(), Duration::from_secs(4))
+            .await
+            .unwrap(),
+        fence: None,
+    };
+    wait_observed_healthy(&watcher, &scenario).await;
+    let world: Vec<String> = [
+        ("--sapi", &urls.sapi),
+        ("--vmapi", &urls.vmapi),
+        ("--cnapi", &urls.cnapi),
+        ("--imgapi", &urls.imgapi),
+    ]
+    .iter()
+    .flat_map(|(k, v)| [k.to_string(), v.to_string()])
+    .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = |n: &str| dir.path().join(n).display().to_string();
+    let cs = zk.connect_string();
+    let args = |a: &[&str], with_world: bool| {
+        let mut v: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+        if with_world {
+            v.extend(world.iter().cloned());
+        }
+        v
+    };
+
+    let o = run_zk(
+        &cs,
+        args(&["diff", "-f", "examples/lab", "-o", "json"], true),
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", e2e::stderr(&o));
+    let online: Review = serde_json::from_str(&e2e::stdout(&o)).unwrap();
+    let m = manatee_plan(&online, "ManateeVersion/sdc");
+    assert!(m.shards[0].operation.is_some(), "{m:#?}");
+
+    let snap = path("observed.json");
+    let o = run_zk(
+        &cs,
+        args(&["snapshot", "-f", "examples/lab", "-o", &snap], true),
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", e2e::stderr(&o));
+    let o = run_zk(
+        &cs,
+        args(
+            &[
+                "diff",
+                "-f",
+                "examples/lab",
+                "--observed",
+                &snap,
+                "-o",
+                "json",
+            ],
+            false,
+        ),
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", e2e::stderr(&o));
+    let offline: Review = serde_json::from_str(&e2e::stdout(&o)).unwrap();
+    assert_eq!(
+        serde_json::to_value(&online.documents).unwrap(),
+        serde_json::to_value(&offline.documents).unwrap()
+    );
+
+    let plan_file = path("plan.json");
+    let o = run_zk(
+        &cs,
+        args(&["plan", "-f", "examples/lab", "-o", &plan_file], true),
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", e2e::stderr(&o));
+    assert!(e2e::stdout(&o).contains("reprovision-primary"));
+    let o = run_zk(&cs, args(&["apply", "--plan", &plan_file], true)).await;
+    assert_eq!(o.status.code(), Some(0), "{}", e2e::stderr(&o));
+    assert!(
+        e2e::stdout(&o).contains("manateeversion/sdc created"),
+        "{}",
+        e2e::stdout(&o)
+    );
+    let o = run_zk(&cs, args(&["apply", "--plan", &plan_file], true)).await;
+    assert_eq!(o.status.code(), Some(1), "{}", e2e::stdout(&o));
+    assert!(
+        e2e::stderr(&o).contains("already applied"),
+        "{}",
+        e2e::stderr(&o)
+    );
+
+    // Stored now: the spec is unchanged, the upgrade still to run (no controller here).
+    let o = run_zk(
+        &cs,
+        args(&["diff", "-f", "examples/lab", "-o", "json"], true),
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", e2e::stderr(&o));
+    let after: Review = serde_json::from_str(&e2e::stdout(&o)).unwrap();
+    assert!(
+        after
+            .documents
+            .iter()
+            .all(|d| d.change == tritonctl::gitops::diff::Change::Unchanged)
+    );
+    scenario.shutdown().await;
+}
+
+/// Exit codes of `tritonctl diff` (kubectl's): 0 none, 1 differences, 2 error.
+#[test]
+fn diff_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let o = e2e::run(&store, &["diff", "-f", "examples/lab"]);
+    assert_eq!(o.status.code(), Some(1), "{}", e2e::stderr(&o));
+    assert!(e2e::stdout(&o).contains("ManateeVersion/sdc: create"));
+    let o = e2e::run(&store, &["apply", "-f", "examples/lab"]);
+    assert_eq!(o.status.code(), Some(0), "{}", e2e::stderr(&o));
+    let o = e2e::run(&store, &["diff", "-f", "examples/lab"]);
+    assert_eq!(o.status.code(), Some(0), "{}", e2e::stdout(&o));
+    let o = e2e::run(
+        &store,
+        &[
+            "diff",
+            "-f",
+            "examples/scenarios/decommission-headnode",
+            "-o",
+            "markdown",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(e2e::stdout(&o).contains("<details><summary>Spec diff</summary>"));
+    // Invalid documents, unreadable input, a bad snapshot: 2.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: tritonctl/v1alpha1\nkind: ManateeVersion\nmetadata: {name: x}\nspec: {shards: []}\n").unwrap();
+    let o = e2e::run(&store, &["diff", "-f", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", e2e::stderr(&o));
+    let o = e2e::run(&store, &["diff", "-f", "no/such/dir"]);
+    assert_eq!(o.status.code(), Some(2));
+    let snap = dir.path().join("observed.json");
+    std::fs::write(&snap, "{\"format\": \"something-else\"}").unwrap();
+    let o = e2e::run(
+        &store,
+        &[
+            "diff",
+            "-f",
+            "examples/lab",
+            "--observed",
+            snap.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        e2e::stderr(&o).contains("tritonctl.observed/v1"),
+        "{}",
+        e2e::stderr(&o)
+    );
+    // Help with examples.
+    for cmd in ["diff", "plan", "snapshot", "apply"] {
+        let o = e2e::run(&store, &[cmd, "--help"]);
+        assert_eq!(o.status.code(), Some(0));
+        assert!(e2e::stdout(&o).contains("Example"), "{cmd}");
+    }
+}
+
+/// Reviews only observe: the live world behind diff/plan/snapshot refuses
+/// every change before anything is sent, and so does a snapshot.
+#[tokio::test]
+async fn review_worlds_never_change_the_datacenter() {
+    let nowhere = Endpoints {
+        sapi: "http://127.0.0.1:9".into(),
+        vmapi: "http://127.0.0.1:9".into(),
+        cnapi: "http://127.0.0.1:9".into(),
+        imgapi: "http://127.0.0.1:9".into(),
+    };
+    let live = Live::new(
+        TritonManatee {
+            triton: Triton::new(&nowhere, Arc::new(Unguarded)),
+            coord: coord::mem::MemEnsemble::new().connect(),
+            fence: None,
+        },
+        "nowhere".into(),
+    );
+    let recorded = Recorded {
+        observed: Observed::from_json(
+            &serde_json::json!({
+                "format": tritonctl::gitops::observed::SNAPSHOT_FORMAT,
+                "capturedAt": "t", "source": "s", "stored": {"documents": {}},
+                "shards": {}, "images": {}, "ringImage": null
+            })
+            .to_string(),
+            "observed.json",
+        )
+        .unwrap(),
+        origin: "observed.json".into(),
+    };
+    use tritonctl::gitops::observed::World;
+    for w in [&live as &dyn World, &recorded as &dyn World] {
+        let m = w.manatee();
+        assert!(
+            m.reprovision("z", images::MANATEE_V2_NEXT, "op")
+                .await
+                .is_err()
+        );
+        assert!(m.freeze("sdc", "r").await.is_err());
+        assert!(m.unfreeze_own("sdc", "r").await.is_err());
+    }
+    // A snapshot that does not cover a shard says so, and how to fix it.
+    let e = recorded.manatee().observe("sdc").await.unwrap_err();
+    assert!(
+        e.contains("not in the snapshot") && e.contains("tritonctl snapshot -f DIR"),
+        "{e}"
+    );
 }

@@ -3,12 +3,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use clap::{Args, ValueEnum};
 use crds::Document;
 
 use super::{EXIT_ERROR, EXIT_INVALID, Failure, StoreArgs, input, store_open};
-use crate::clients::{Endpoints, MutationGuard, Triton};
+use crate::clients::{Endpoints, Triton, Unguarded};
 use crate::gitops::diff::review;
 use crate::gitops::observed::{Live, Observed, Recorded, StoredView, World, capture};
 use crate::gitops::plan::{self, ApplyError, PlanFile};
@@ -119,33 +118,25 @@ pub struct ApplyArgs {
     pub world: WorldArgs,
 }
 
-/// Review-only commands never change the datacenter: every mutating HTTP
-/// request is refused before it is sent.
-struct ReadOnly;
-
-#[async_trait]
-impl MutationGuard for ReadOnly {
-    async fn check(&self) -> Result<(), String> {
-        Err("diff, snapshot and plan only observe; they never change the datacenter".into())
-    }
-}
-
 fn now() -> String {
     reconcilers::clock::rfc3339(time::OffsetDateTime::now_utc())
 }
 
 fn live(store: &crate::store::Store, e: &Endpoints, zk: &str) -> Live {
-    Live {
-        manatee: TritonManatee {
-            triton: Triton::new(e, Arc::new(ReadOnly)),
+    // Reviews only observe: `Live` wraps the world in `ObserveOnly`, which
+    // refuses reprovision/freeze/unfreeze. The HTTP guard must let CNAPI's
+    // execute (a POST) through for `manatee-adm pg-status`.
+    Live::new(
+        TritonManatee {
+            triton: Triton::new(e, Arc::new(Unguarded)),
             coord: store.coord().clone(),
             fence: None,
         },
-        description: format!(
+        format!(
             "SAPI {} VMAPI {} CNAPI {} IMGAPI {}, manatee state in {zk}",
             e.sapi, e.vmapi, e.cnapi, e.imgapi
         ),
-    }
+    )
 }
 
 /// Read and validate documents; any problem is an error (exit 2), as kubectl diff does.

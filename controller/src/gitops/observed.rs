@@ -83,6 +83,27 @@ impl StoredView {
         Ok(view)
     }
 
+    /// The view of a store holding exactly `docs` (each at resourceVersion
+    /// 0, generation 1), without journals: for benchmarks and tests.
+    pub fn of_documents(docs: &[Document]) -> StoredView {
+        let mut view = StoredView::default();
+        for d in docs {
+            let mut d = d.clone();
+            d.set_status(None);
+            d.metadata_mut().resource_version = None;
+            d.metadata_mut().generation = Some(1);
+            view.documents.insert(
+                d.key(),
+                StoredDoc {
+                    document: super::canonical(&d.to_value()),
+                    resource_version: "0".into(),
+                    generation: 1,
+                },
+            );
+        }
+        view
+    }
+
     /// A stored document, decoded.
     pub fn get(&self, kind: Kind, name: &str) -> Option<(Document, &StoredDoc)> {
         let s = self.documents.get(&format!("{kind}/{name}"))?;
@@ -168,10 +189,51 @@ pub trait World: Send + Sync {
     fn source(&self) -> String;
 }
 
+/// A [`ManateeWorld`] that observes through `W` and refuses every change:
+/// reviews never act. (`manatee-adm pg-status` goes through CNAPI's
+/// execute, a POST, so the HTTP guard cannot be the read-only barrier.)
+pub struct ObserveOnly<W>(pub W);
+
+#[async_trait]
+impl<W: ManateeWorld> ManateeWorld for ObserveOnly<W> {
+    async fn observe(&self, shard: &str) -> Result<ShardObservation, String> {
+        self.0.observe(shard).await
+    }
+
+    async fn image(&self, uuid: &str) -> Result<Option<ImageInfo>, String> {
+        self.0.image(uuid).await
+    }
+
+    async fn reprovision(&self, zone: &str, _: &str, _: &str) -> Result<(), String> {
+        Err(format!("a review never reprovisions ({zone})"))
+    }
+
+    async fn freeze(&self, shard: &str, _: &str) -> Result<(), String> {
+        Err(format!("a review never freezes ({shard})"))
+    }
+
+    async fn unfreeze_own(&self, shard: &str, _: &str) -> Result<(), String> {
+        Err(format!("a review never unfreezes ({shard})"))
+    }
+
+    async fn approved(&self, op_id: &str, step: &str) -> Result<bool, String> {
+        self.0.approved(op_id, step).await
+    }
+}
+
 /// The live datacenter through the real clients and ZooKeeper.
 pub struct Live {
-    pub manatee: TritonManatee,
+    pub manatee: ObserveOnly<TritonManatee>,
     pub description: String,
+}
+
+impl Live {
+    pub fn new(manatee: TritonManatee, description: String) -> Live {
+        Live {
+            manatee: ObserveOnly(manatee),
+            description,
+        }
+    }
 }
 
 #[async_trait]
@@ -183,6 +245,7 @@ impl World for Live {
     async fn ring_image(&self) -> Result<Option<String>, String> {
         let apps = self
             .manatee
+            .0
             .triton
             .sapi
             .applications("manta")
