@@ -51,7 +51,8 @@ pub enum Change {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DocReview {
-    pub kind: Kind2,
+    /// The kind's name, e.g. `ManateeVersion`.
+    pub kind: String,
     pub name: String,
     pub change: Change,
     /// resourceVersion and generation of the stored document.
@@ -63,9 +64,6 @@ pub struct DocReview {
     /// Operations in flight and what this change does to them.
     pub running: Vec<RunningDecision>,
 }
-
-/// `Kind` as it appears in JSON.
-pub type Kind2 = String;
 
 impl DocReview {
     pub fn key(&self) -> String {
@@ -1060,5 +1058,66 @@ fn plan_headnodes(old: Option<&HeadnodeSetSpec>, new: &HeadnodeSetSpec) -> Headn
         datacenter: new.datacenter.clone(),
         changes,
         notes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topology(extra: &str) -> ShardTopologySpec {
+        let yaml = format!(
+            "region: r\ndnsDomain: r.example\nshards:\n  - {{name: 1.moray.r.example, roles: [index], peers: [{{server: a}}]}}\n  - {{name: 2.moray.r.example, roles: [index], peers: [{{server: b}}]}}\n  - {{name: 3.moray.r.example, roles: [index], peers: [{{server: c}}]}}\nring:\n  vnodes: 10\n{extra}"
+        );
+        serde_saphyr::from_str(&yaml).unwrap()
+    }
+
+    #[test]
+    fn an_explicit_assignment_is_the_ring() {
+        let t = topology(
+            "  assignment:\n    - {shard: 1.moray.r.example, vnodes: [\"0-6\"]}\n    - {shard: 2.moray.r.example, vnodes: [\"7-9\"]}\n",
+        );
+        let ring = desired_ring(&t).unwrap();
+        let one = ring.vnodes_of("1.moray.r.example").unwrap();
+        assert_eq!(one, (0..=6).collect::<Vec<u32>>());
+        assert_eq!(ring.vnodes_of("2.moray.r.example").unwrap(), vec![7, 8, 9]);
+    }
+
+    #[test]
+    fn a_split_moves_the_highest_share_of_the_source_onto_a_target_that_had_none() {
+        // 3 is only a split target: the base ring is round-robin over 1 and 2.
+        let t = topology(
+            "  intents:\n    - split: {from: 1.moray.r.example, to: 3.moray.r.example, fraction: 2/5}\n",
+        );
+        let ring = desired_ring(&t).unwrap();
+        // 1 held 0,2,4,6,8; 2/5 of 5 = 2 vnodes, the highest: 6 and 8.
+        assert_eq!(ring.vnodes_of("3.moray.r.example").unwrap(), vec![6, 8]);
+        assert_eq!(ring.vnodes_of("1.moray.r.example").unwrap(), vec![0, 2, 4]);
+        assert_eq!(
+            ring.vnodes_of("2.moray.r.example").unwrap(),
+            vec![1, 3, 5, 7, 9]
+        );
+    }
+
+    #[test]
+    fn vnode_ranges() {
+        assert_eq!(ranges(&[0, 1, 2, 5, 7, 8]), vec!["0-2", "5", "7-8"]);
+        assert!(ranges(&[]).is_empty());
+    }
+
+    #[test]
+    fn spec_yaml_is_sorted_and_leaves_out_status_and_bookkeeping() {
+        let v = serde_json::json!({
+            "spec": {"b": 1, "a": 2},
+            "metadata": {"name": "x", "resourceVersion": "3", "generation": 2},
+            "status": {"conditions": []},
+            "kind": "K"
+        });
+        let y = review_yaml(&v);
+        assert!(
+            !y.contains("status") && !y.contains("resourceVersion") && !y.contains("generation")
+        );
+        assert!(y.find("kind").unwrap() < y.find("metadata").unwrap());
+        assert!(y.find("a: 2").unwrap() < y.find("b: 1").unwrap());
     }
 }

@@ -448,3 +448,63 @@ pub async fn apply(
         other => ApplyError::Error(other.to_string()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documents_hash_ignores_key_order_and_sees_values() {
+        let a = serde_json::json!({"kind": "K", "spec": {"x": 1, "y": 2}});
+        let b = serde_json::json!({"spec": {"y": 2, "x": 1}, "kind": "K"});
+        let c = serde_json::json!({"spec": {"y": 2, "x": 3}, "kind": "K"});
+        assert_eq!(documents_hash(&[a.clone()]), documents_hash(&[b]));
+        assert_ne!(documents_hash(&[a]), documents_hash(&[c]));
+    }
+
+    #[test]
+    fn moved_names_what_changed() {
+        let mut planned = Fingerprint::default();
+        planned
+            .stored
+            .insert("ManateeVersion/sdc".into(), Some("3".into()));
+        planned.shards.insert(
+            "sdc".into(),
+            ShardPrint {
+                generation: Some(4),
+                primary: Some("manatee0".into()),
+                ..Default::default()
+            },
+        );
+        assert!(planned.moved(&planned.clone()).is_empty());
+        let mut now = planned.clone();
+        now.stored
+            .insert("ManateeVersion/sdc".into(), Some("4".into()));
+        let s = now.shards.get_mut("sdc").unwrap();
+        s.generation = Some(5);
+        s.primary = Some("manatee1".into());
+        s.freeze = Some("someone".into());
+        let m = planned.moved(&now).join("\n");
+        assert!(
+            m.contains("ManateeVersion/sdc: stored resourceVersion 3 -> 4"),
+            "{m}"
+        );
+        assert!(
+            m.contains("shard sdc: cluster state generation 4 -> 5"),
+            "{m}"
+        );
+        assert!(
+            m.contains("primary manatee0 -> manatee1 (a takeover)"),
+            "{m}"
+        );
+        assert!(m.contains("freeze not frozen -> someone"), "{m}");
+        // A document created by someone else after a plan that saw none.
+        let mut fresh = Fingerprint::default();
+        fresh.stored.insert("HeadnodeSet/lab".into(), None);
+        let mut later = fresh.clone();
+        later
+            .stored
+            .insert("HeadnodeSet/lab".into(), Some("0".into()));
+        assert!(fresh.moved(&later)[0].contains("was created in the store"));
+    }
+}

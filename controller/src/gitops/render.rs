@@ -480,7 +480,7 @@ fn md_topology(o: &mut String, t: &TopologyPlan) {
         for m in &t.moves {
             writeln!(
                 o,
-                "<details><summary>{} vnodes {} → {}</summary>\n\n{}\n\n</details>\n",
+                "<details><summary>{} vnodes {} → {}</summary>\n\n{} (every vnode: `tritonctl diff -o json`)\n\n</details>\n",
                 m.count,
                 m.from,
                 m.to,
