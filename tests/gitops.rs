@@ -932,3 +932,29 @@ async fn review_worlds_never_change_the_datacenter() {
         "{e}"
     );
 }
+
+/// A plan is never made over a shard that was not observed (a snapshot
+/// taken without the documents under review, say).
+#[tokio::test]
+async fn no_plan_over_an_unobserved_shard() {
+    let docs = read_dir_docs("examples/lab");
+    let observed = Observed::from_json(
+        &serde_json::json!({
+            "format": tritonctl::gitops::observed::SNAPSHOT_FORMAT,
+            "capturedAt": "t", "source": "s", "stored": {"documents": {}},
+            "shards": {},
+            "images": {images::MANATEE_V2_NEXT: {
+                "uuid": images::MANATEE_V2_NEXT, "name": "sdc-manatee",
+                "version": "20251104T182201Z", "state": "active", "manatee_major": 2}},
+            "ringImage": null
+        })
+        .to_string(),
+        "observed.json",
+    )
+    .unwrap();
+    let e = plan::make(&docs, observed, "observed.json", "t".into())
+        .await
+        .unwrap_err();
+    assert!(e.contains("cannot plan what was not observed"), "{e}");
+    assert!(e.contains("ManateeVersion/sdc: shard sdc"), "{e}");
+}

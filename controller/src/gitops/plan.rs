@@ -343,6 +343,34 @@ pub async fn make(
         origin: origin.to_string(),
     };
     let review = review(docs, &stored, Some(&recorded)).await?;
+    // A plan binds every operation to what was observed: a shard it could
+    // not observe would be applied unreviewed.
+    let unobserved: Vec<String> = review
+        .documents
+        .iter()
+        .filter_map(|d| match &d.plan {
+            super::diff::KindPlan::Manatee(m) => Some((d.key(), m)),
+            _ => None,
+        })
+        .flat_map(|(key, m)| {
+            m.shards
+                .iter()
+                .filter(|s| s.outcome == super::diff::ShardOutcome::NotObserved)
+                .map(move |s| {
+                    format!(
+                        "{key}: shard {}: {}",
+                        s.shard,
+                        s.message.clone().unwrap_or_default()
+                    )
+                })
+        })
+        .collect();
+    if !unobserved.is_empty() {
+        return Err(format!(
+            "cannot plan what was not observed:\n  {}",
+            unobserved.join("\n  ")
+        ));
+    }
     let documents: Vec<serde_json::Value> = docs
         .iter()
         .map(|d| {
