@@ -312,16 +312,16 @@ fn main() {
     us_east_change.extend(read_dir(&root.join("examples/scenarios/manatee-upgrade")));
     us_east_change.extend(read_dir(&root.join("examples/scenarios/split-shard")));
 
-    measure(&rt, "examples/us-east, steady", &us_east, &us_east, 21);
+    measure(&rt, "examples/us-east, steady", &us_east, &us_east, 51);
     measure(
         &rt,
         "examples/us-east + manatee-upgrade + split-shard",
         &us_east,
         &us_east_change,
-        21,
+        51,
     );
     let big = generate(10, false);
     let big_change = generate(10, true);
-    measure(&rt, "generated region x10, steady", &big, &big, 7);
-    measure(&rt, "generated region x10, change", &big, &big_change, 7);
+    measure(&rt, "generated region x10, steady", &big, &big, 25);
+    measure(&rt, "generated region x10, change", &big, &big_change, 25);
 }

@@ -486,7 +486,10 @@ mod tests {
         let a = serde_json::json!({"kind": "K", "spec": {"x": 1, "y": 2}});
         let b = serde_json::json!({"spec": {"y": 2, "x": 1}, "kind": "K"});
         let c = serde_json::json!({"spec": {"y": 2, "x": 3}, "kind": "K"});
-        assert_eq!(documents_hash(std::slice::from_ref(&a)), documents_hash(&[b]));
+        assert_eq!(
+            documents_hash(std::slice::from_ref(&a)),
+            documents_hash(&[b])
+        );
         assert_ne!(documents_hash(&[a]), documents_hash(&[c]));
     }
 
