@@ -598,6 +598,14 @@ async fn write_journal(store: &Store, image: &str, state: crds::StepState) {
     );
     op.status.steps[0].state = state;
     op.status.phase = crds::status::OperationPhase::Running;
+    write_op(store, &op).await;
+}
+
+/// Store `op` as the journal of `ManateeVersion/sdc` on shard `sdc`.
+async fn write_op(
+    store: &Store,
+    op: &reconcilers::operation::Operation<reconcilers::manatee::ManateeAction>,
+) {
     let dir = tritonctl::reconcile::journal_dir(crds::Kind::ManateeVersion, "sdc");
     store.coord().mkdirp(&dir).await.unwrap();
     let path = format!("{dir}/sdc");
@@ -957,4 +965,57 @@ async fn no_plan_over_an_unobserved_shard() {
         .unwrap_err();
     assert!(e.contains("cannot plan what was not observed"), "{e}");
     assert!(e.contains("ManateeVersion/sdc: shard sdc"), "{e}");
+}
+
+/// An operation in flight whose shard moved under it (a takeover) is shown
+/// as re-planned at its next reprovision step, as the controller's runner
+/// does (its gate blocks with `Replan`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_under_a_running_operation_shows_it_replanned() {
+    use reconcilers::manatee::{ManateeWorld, ShardPlan, plan_shard};
+    use tritonctl::gitops::running::Rule;
+    let env = Env::start("examples/lab", images::MANATEE_V2_CURRENT).await;
+    env.apply_dir("examples/lab").await;
+    let docs = lab_plan_docs();
+    let Document::ManateeVersion(mv) = &docs[1] else {
+        panic!()
+    };
+    let m = &env.world.manatee.0;
+    let obs = m.observe("sdc").await.unwrap();
+    let img = m.image(&mv.spec.image.uuid).await.unwrap();
+    let ShardPlan::Upgrade(mut op) = plan_shard(&mv.spec, &obs, img.as_ref(), "mv-sdc-sdc-g1-run")
+    else {
+        panic!("an upgrade is planned")
+    };
+    op.status.phase = crds::status::OperationPhase::Running;
+    op.status.steps[0].state = crds::StepState::Succeeded;
+    write_op(&env.store, &op).await;
+
+    let r = env.online(&docs).await;
+    assert_eq!(
+        r.documents[1].running[0].rule,
+        Rule::Continues,
+        "{:?}",
+        r.documents[1].running
+    );
+
+    let shard = env.scenario.manatee.shard("sdc");
+    let before = shard.state().await.unwrap().unwrap();
+    env.scenario
+        .manatee
+        .zone(&before.primary.zone_id)
+        .unwrap()
+        .kill()
+        .await;
+    wait_for("the takeover", || async {
+        shard.state().await.ok().flatten().is_some_and(|s| {
+            s.generation > before.generation && s.primary.zone_id != before.primary.zone_id
+        })
+    })
+    .await;
+    let r = env.online(&docs).await;
+    let d = &r.documents[1].running[0];
+    assert_eq!(d.rule, Rule::ReplannedAtNextStep, "{d:?}");
+    assert!(d.why.contains("planned as"), "{}", d.why);
+    env.scenario.shutdown().await;
 }

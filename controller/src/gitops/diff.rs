@@ -330,7 +330,10 @@ async fn review_one(
         }
     };
     let journals = stored.journals(kind, name);
-    let running = running::decide(doc, journals);
+    let mut running = running::decide(doc, journals);
+    if let Some(w) = world {
+        running::refine_with_observation(&mut running, journals, w.manatee()).await;
+    }
     let plan = match doc {
         Document::ManateeVersion(mv) => {
             let generation = match (change, generation) {

@@ -8,6 +8,7 @@
 //! | same image (rollout, health, approval edits) | continues | continues |
 //! | `rollout.paused: true` | stops before its next step | stops before its next step |
 //! | a different image | finishes on its image, then the shard is planned again for the new one | **apply refused** |
+//! | the shard's roles moved since planning (a takeover) | re-planned at its next reprovision step | the same, unless refused above |
 //!
 //! "Finishes, then planned again" is what the controller does: it drives an
 //! unfinished journal to its end (its steps name their image) and plans a
@@ -33,6 +34,9 @@ pub enum Rule {
     Pauses,
     /// Runs to its end on its own image; then the shard is planned again.
     FinishesThenReplanned,
+    /// The shard moved under it (a takeover): its next reprovision step
+    /// stops it and the shard is planned again from what is there.
+    ReplannedAtNextStep,
     /// The apply is refused.
     Refused,
 }
@@ -43,6 +47,7 @@ impl Rule {
             Rule::Continues => "continues",
             Rule::Pauses => "pauses before its next step",
             Rule::FinishesThenReplanned => "finishes, then the shard is planned again",
+            Rule::ReplannedAtNextStep => "re-planned at its next reprovision step",
             Rule::Refused => "apply refused",
         }
     }
@@ -220,4 +225,49 @@ pub async fn guard(
 pub enum Guard {
     Refused(String),
     Error(String),
+}
+
+/// Refine decisions with what the shard looks like now: the controller's
+/// runner stops an operation at a reprovision step whose peer no longer has
+/// the role it was planned for (`Replan`), cancels it and plans the shard
+/// again. Diff shows that ahead of time. A refusal stays a refusal.
+pub async fn refine_with_observation(
+    decisions: &mut [RunningDecision],
+    journals: &[JournalRecord],
+    world: &dyn reconcilers::manatee::ManateeWorld,
+) {
+    for d in decisions.iter_mut() {
+        if d.rule == Rule::Refused {
+            continue;
+        }
+        let Some(j) = journals
+            .iter()
+            .find(|j| j.operation.status.id == d.operation)
+        else {
+            continue;
+        };
+        let Ok(obs) = world.observe(&j.target).await else {
+            continue;
+        };
+        let op = &j.operation;
+        let from = op.current().unwrap_or(op.actions.len());
+        for a in &op.actions[from..] {
+            let ManateeAction::Reprovision { zone, role, image } = a else {
+                continue;
+            };
+            let Some(peer) = obs.peer(zone) else { break };
+            if &peer.image == image {
+                continue; // done already: its gate opens
+            }
+            let now = obs.role_of(zone);
+            if now != *role {
+                d.rule = Rule::ReplannedAtNextStep;
+                d.why = format!(
+                    "shard {} changed since operation {} was planned: {} is now {now:?}, planned as {role:?}. Its next reprovision step stops it and the controller plans the shard again from what is there",
+                    j.target, op.status.id, peer.alias
+                );
+            }
+            break;
+        }
+    }
 }
