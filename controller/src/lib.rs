@@ -5,6 +5,7 @@ pub mod cli;
 pub mod clients;
 pub mod daemon;
 pub mod demo;
+pub mod gitops;
 pub mod logging;
 pub mod pause;
 pub mod reconcile;

@@ -122,6 +122,17 @@ impl Store {
     /// stored one (a stale one is a conflict); two concurrent applies of the
     /// same version cannot both win because each write is version-checked.
     pub async fn apply(&self, docs: &[Document]) -> Result<Vec<ApplyOutcome>, StoreError> {
+        self.apply_with(docs, Vec::new()).await
+    }
+
+    /// [`Store::apply`] with `extra` ops in the same transaction, after the
+    /// documents' (e.g. the marker of an applied plan: a second apply of the
+    /// same plan fails as a whole).
+    pub async fn apply_with(
+        &self,
+        docs: &[Document],
+        extra: Vec<Op>,
+    ) -> Result<Vec<ApplyOutcome>, StoreError> {
         let mut ops = Vec::new();
         let mut outcomes = Vec::new();
         for doc in docs {
@@ -204,6 +215,7 @@ impl Store {
                 }
             }
         }
+        ops.extend(extra);
         if ops.is_empty() {
             return Ok(outcomes);
         }
@@ -215,6 +227,14 @@ impl Store {
                     }
                 }
                 Ok(outcomes)
+            }
+            Err(CoordError::MultiFailed { index, error }) if index >= outcomes.len() => {
+                Err(StoreError::Conflict {
+                    key: "the transaction".into(),
+                    message: format!(
+                        "a condition of this apply no longer holds ({error}); nothing was applied"
+                    ),
+                })
             }
             Err(CoordError::MultiFailed { index, error }) => {
                 let o = &outcomes[index];

@@ -19,12 +19,26 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             );
             Ok(())
         }
+        Command::Apply(f) if f.plan.is_some() => {
+            let plan = f.plan.as_ref().expect("checked");
+            super::gitops::apply_plan(&cli.store, plan, &f.world).await
+        }
+        Command::Diff(a) => super::gitops::diff(&cli.store, a).await,
+        Command::Snapshot(a) => super::gitops::snapshot(&cli.store, a).await,
+        Command::Plan(a) => super::gitops::plan(&cli.store, a).await,
         Command::Apply(f) => {
             let input = input::read(&f.files)?;
             report_diagnostics(&input)?;
             let open = store_open::open(&cli.store).await?;
             let docs: Vec<_> = input.documents.iter().map(|d| d.document.clone()).collect();
-            let outcomes = open.store.apply(&docs).await?;
+            // Operations in flight decide whether they can take the change.
+            let pins = crate::gitops::running::guard(&open.store, &docs)
+                .await
+                .map_err(|g| match g {
+                    crate::gitops::running::Guard::Refused(m) => Failure::invalid(m),
+                    crate::gitops::running::Guard::Error(m) => Failure::error(m),
+                })?;
+            let outcomes = open.store.apply_with(&docs, pins).await?;
             for o in outcomes {
                 println!(
                     "{}/{} {} (generation {})",

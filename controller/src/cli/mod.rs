@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub mod commands;
+pub mod gitops;
 pub mod input;
 pub mod output;
 pub mod pause_cmd;
@@ -70,9 +71,44 @@ Examples:\n  tritonctl validate -f examples/\n  tritonctl validate -f lab/manate
         after_help = "Documents are created or updated. metadata.generation increases only when spec changes.\n\
 A document carrying metadata.resourceVersion is applied only on top of exactly that version;\n\
 otherwise the apply is refused as a conflict (exit 1) and nothing is stored.\n\n\
-Examples:\n  tritonctl apply -f examples/lab/\n  tritonctl --zk 127.0.0.1:2181 apply -f prod/us-east/"
+With --plan, applies exactly the documents of a saved plan (`tritonctl plan`), after observing\n\
+the datacenter again: a plan whose documents were edited, that was already applied, or whose\n\
+observed state moved (a takeover, a new image, someone else's apply) is refused (exit 1).\n\
+An apply that would queue a new manatee image behind an operation past its point of no\n\
+return is refused too.\n\n\
+Examples:\n  tritonctl apply -f examples/lab/\n  tritonctl --zk 127.0.0.1:2181 apply -f prod/us-east/\n  tritonctl --zk 10.99.99.11:2181 apply --plan plan.json --sapi http://sapi ..."
     )]
-    Apply(FileArgs),
+    Apply(gitops::ApplyArgs),
+    /// Show what applying would change: spec diffs and the operations each reconciler would run.
+    #[command(
+        after_help = "Per document: the spec change against the stored document (a unified diff of YAML,\n\
+fields sorted, status left out), and the operation its reconciler would run against the\n\
+observed datacenter: ordered steps, the peers/zones/vnodes each touches, health gates,\n\
+approvals and windows, the expected write outage, the point of no return.\n\
+Observes the datacenter when --sapi/--vmapi/--cnapi/--imgapi are given (manatee state from\n\
+--zk), or plans offline against a snapshot with --observed.\n\
+Exit status: 0 no differences, 1 differences, 2 error.\n\n\
+Examples:\n  tritonctl diff -f examples/lab/\n  tritonctl diff -f prod/us-east/ --observed observed.json -o markdown > comment.md\n  tritonctl --zk 10.99.99.11:2181 diff -f prod/ --sapi http://10.99.99.32 --vmapi http://10.99.99.27 \\\n      --cnapi http://10.99.99.22 --imgapi http://10.99.99.21"
+    )]
+    Diff(gitops::DiffArgs),
+    /// Record the observed state a plan needs, for offline diff and plan.
+    #[command(
+        after_help = "Writes the stored documents and their operation journals, every manatee shard they\n\
+(and -f documents) name as the controller observes it (SAPI, VMAPI, CNAPI pg-status,\n\
+ZooKeeper), the IMGAPI records of the images involved and the ring image, as versioned\n\
+JSON (format tritonctl.observed/v1). `diff --observed` and `plan --observed` read it.\n\n\
+Example:\n  tritonctl --zk 10.99.99.11:2181 snapshot -f prod/ -o observed.json --sapi http://10.99.99.32 \\\n      --vmapi http://10.99.99.27 --cnapi http://10.99.99.22 --imgapi http://10.99.99.21"
+    )]
+    Snapshot(gitops::SnapshotArgs),
+    /// Save a reviewed plan bound to the observed state it was planned against.
+    #[command(
+        after_help = "Writes the documents, the planned operations and a fingerprint of the observed state\n\
+(manatee generations, roles and freeze, the instance set and images, image states, the ring\n\
+image, the stored resourceVersions, operations in flight). Prints the review.\n\
+`tritonctl apply --plan FILE` applies exactly this, or refuses if anything moved.\n\n\
+Examples:\n  tritonctl plan -f prod/us-east/ -o plan.json --observed observed.json\n  tritonctl --zk 10.99.99.11:2181 plan -f prod/ -o plan.json --sapi http://10.99.99.32 ..."
+    )]
+    Plan(gitops::PlanArgs),
     /// List documents of a kind, or show one.
     #[command(
         after_help = "KIND is HeadnodeSet, ManateeVersion or ShardTopology (or hs, mv, st; any case, plural ok).\n\n\

@@ -1,0 +1,1134 @@
+//! `tritonctl diff`: per document, the spec change against what is stored
+//! and the operation each reconciler would run against the observed world.
+
+use std::collections::BTreeSet;
+
+use crds::headnode::HeadnodeSetSpec;
+use crds::manatee::{Approval, ManateeVersionSpec, Strategy};
+use crds::shards::{ShardTopologySpec, parse_fraction};
+use crds::{Document, Kind};
+use reconcilers::manatee::{
+    ImageInfo, ManateeAction, Role, ShardObservation, ShardPlan, plan_shard,
+};
+use serde::{Deserialize, Serialize};
+use wire::fash::Ring;
+
+use super::observed::{StoredView, World};
+use super::running::{self, RunningDecision};
+
+/// Format tag of `diff -o json` and of the review inside a plan.
+pub const REVIEW_FORMAT: &str = "tritonctl.review/v1";
+
+/// Whether a reconciler in this build executes the kind's operations.
+pub fn executed(kind: Kind) -> bool {
+    matches!(kind, Kind::ManateeVersion)
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Review {
+    pub format: String,
+    /// What the operations were planned against; None when nothing was observed.
+    pub observed: Option<String>,
+    pub documents: Vec<DocReview>,
+}
+
+impl Review {
+    /// A spec differs from the store, or a reconciler would act (or refuse).
+    pub fn has_differences(&self) -> bool {
+        self.documents.iter().any(DocReview::has_differences)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Change {
+    Create,
+    Update,
+    Unchanged,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DocReview {
+    /// The kind's name, e.g. `ManateeVersion`.
+    pub kind: String,
+    pub name: String,
+    pub change: Change,
+    /// resourceVersion and generation of the stored document.
+    pub stored_resource_version: Option<String>,
+    pub stored_generation: Option<i64>,
+    /// Unified diff of the YAML (fields sorted, status left out); empty when unchanged.
+    pub spec_diff: String,
+    pub plan: KindPlan,
+    /// Operations in flight and what this change does to them.
+    pub running: Vec<RunningDecision>,
+}
+
+impl DocReview {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.kind, self.name)
+    }
+
+    pub fn has_differences(&self) -> bool {
+        self.change != Change::Unchanged || self.plan.acts() || !self.running.is_empty()
+    }
+
+    /// Whether applying this document is refused.
+    pub fn refused(&self) -> bool {
+        self.running
+            .iter()
+            .any(|r| r.rule == running::Rule::Refused)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum KindPlan {
+    Manatee(ManateePlan),
+    Topology(TopologyPlan),
+    Headnodes(HeadnodePlan),
+}
+
+impl KindPlan {
+    /// Whether something would be done (or refused) in the datacenter.
+    pub fn acts(&self) -> bool {
+        match self {
+            KindPlan::Manatee(m) => m.shards.iter().any(|s| {
+                matches!(
+                    s.outcome,
+                    ShardOutcome::Upgrade | ShardOutcome::Refused | ShardOutcome::InFlight
+                )
+            }),
+            KindPlan::Topology(t) => !t.moves.is_empty(),
+            KindPlan::Headnodes(h) => !h.changes.is_empty(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// ManateeVersion
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManateePlan {
+    pub image: String,
+    /// IMGAPI's record of the image (None: not in IMGAPI, or not observed).
+    pub image_record: Option<ImageInfo>,
+    pub strategy: String,
+    /// Rollout policy in words: order, parallelism, canary, approval, window.
+    pub rollout: Vec<String>,
+    pub shards: Vec<ShardReview>,
+    /// Things the reviewer must know (strategy not planned, window not enforced, ...).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ShardOutcome {
+    UpToDate,
+    Upgrade,
+    Refused,
+    /// An operation is already running on the shard.
+    InFlight,
+    NotObserved,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardReview {
+    pub shard: String,
+    pub outcome: ShardOutcome,
+    /// Why refused / not observed, or the in-flight note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// `primary manatee0 (img), sync ..., async ...` as observed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<String>,
+    /// When it starts: at once, after the canary, when a slot frees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<OpReview>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpReview {
+    pub id: String,
+    pub kind: String,
+    pub steps: Vec<StepReview>,
+    /// The first irreversible step, if any: before it the operation can be rolled back.
+    pub point_of_no_return: Option<String>,
+    pub expected_write_outage: String,
+    /// Approvals and windows it will wait on.
+    pub waits: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Risk {
+    PointOfNoReturn,
+    PrimaryDisruption,
+    WriteOutage,
+    ShardDown,
+}
+
+impl Risk {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Risk::PointOfNoReturn => "point of no return",
+            Risk::PrimaryDisruption => "primary disruption",
+            Risk::WriteOutage => "write outage",
+            Risk::ShardDown => "shard down",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepReview {
+    pub name: String,
+    pub description: String,
+    pub touches: Vec<String>,
+    /// The health gate in front of the step.
+    pub gate: String,
+    /// When the step counts as done (and its timeout).
+    pub done_when: String,
+    pub irreversible: bool,
+    pub risks: Vec<Risk>,
+}
+
+// ---------------------------------------------------------------------------
+// ShardTopology
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopologyPlan {
+    /// Whether a reconciler executes this kind in this build.
+    pub executed: bool,
+    pub vnodes: u32,
+    /// Vnodes per index shard after the change.
+    pub ring_after: Vec<(String, u32)>,
+    /// Vnode moves, per source -> destination shard.
+    pub moves: Vec<VnodeMove>,
+    pub shards_added: Vec<String>,
+    pub shards_removed: Vec<String>,
+    /// Peer placement, role and moray changes per shard.
+    pub shard_changes: Vec<String>,
+    /// The deployed ring image (SAPI HASH_RING_IMAGE), when observed.
+    pub ring_image: Option<String>,
+    /// What the world has for each shard of the new spec.
+    pub observed: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VnodeMove {
+    pub from: String,
+    pub to: String,
+    pub count: usize,
+    /// Inclusive ranges, ascending (`7`, `10-12`).
+    pub vnodes: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------
+// HeadnodeSet
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeadnodePlan {
+    pub executed: bool,
+    pub datacenter: String,
+    /// Membership changes in words: `+ headnode3`, `binder: - headnode2`, ...
+    pub changes: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------
+
+/// The document as YAML for the spec diff: fields sorted, no status, no
+/// store bookkeeping (generation, resourceVersion).
+pub fn review_yaml(doc: &serde_json::Value) -> String {
+    let mut v = doc.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("status");
+        if let Some(meta) = m.get_mut("metadata").and_then(|x| x.as_object_mut()) {
+            meta.remove("generation");
+            meta.remove("resourceVersion");
+        }
+    }
+    crate::cli::output::to_yaml(&super::canonical(&v))
+}
+
+pub fn unified(old: &str, new: &str, old_name: &str, new_name: &str) -> String {
+    if old == new {
+        return String::new();
+    }
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(old_name, new_name)
+        .to_string()
+}
+
+/// Plan every document. `world` None: only the spec diffs (no observation).
+pub async fn review(
+    docs: &[Document],
+    stored: &StoredView,
+    world: Option<&dyn World>,
+) -> Result<Review, String> {
+    let mut out = Vec::new();
+    for doc in docs {
+        out.push(review_one(doc, stored, world).await?);
+    }
+    Ok(Review {
+        format: REVIEW_FORMAT.into(),
+        observed: world.map(|w| w.source()),
+        documents: out,
+    })
+}
+
+async fn review_one(
+    doc: &Document,
+    stored: &StoredView,
+    world: Option<&dyn World>,
+) -> Result<DocReview, String> {
+    let kind = doc.kind();
+    let name = doc.name();
+    let old = stored.get(kind, name);
+    let new_yaml = review_yaml(&doc.to_value());
+    let (change, spec_diff, rv, generation) = match &old {
+        None => (
+            Change::Create,
+            unified("", &new_yaml, "/dev/null", &format!("new {kind}/{name}")),
+            None,
+            None,
+        ),
+        Some((_, s)) => {
+            let old_yaml = review_yaml(&s.document);
+            let change = if old_yaml == new_yaml {
+                Change::Unchanged
+            } else {
+                Change::Update
+            };
+            (
+                change,
+                unified(
+                    &old_yaml,
+                    &new_yaml,
+                    &format!(
+                        "stored {kind}/{name} (resourceVersion {}, generation {})",
+                        s.resource_version, s.generation
+                    ),
+                    &format!("new {kind}/{name}"),
+                ),
+                Some(s.resource_version.clone()),
+                Some(s.generation),
+            )
+        }
+    };
+    let journals = stored.journals(kind, name);
+    let mut running = running::decide(doc, journals);
+    if let Some(w) = world {
+        running::refine_with_observation(&mut running, journals, w.manatee()).await;
+    }
+    let plan = match doc {
+        Document::ManateeVersion(mv) => {
+            let generation = match (change, generation) {
+                (Change::Create, _) | (_, None) => 1,
+                (Change::Update, Some(g)) => g + 1,
+                (Change::Unchanged, Some(g)) => g,
+            };
+            KindPlan::Manatee(plan_manatee(name, &mv.spec, generation, stored, world).await?)
+        }
+        Document::ShardTopology(st) => {
+            let old_spec = old.as_ref().and_then(|(d, _)| match d {
+                Document::ShardTopology(o) => Some(&o.spec),
+                _ => None,
+            });
+            KindPlan::Topology(plan_topology(old_spec, &st.spec, world).await?)
+        }
+        Document::HeadnodeSet(hs) => {
+            let old_spec = old.as_ref().and_then(|(d, _)| match d {
+                Document::HeadnodeSet(o) => Some(&o.spec),
+                _ => None,
+            });
+            KindPlan::Headnodes(plan_headnodes(old_spec, &hs.spec))
+        }
+    };
+    Ok(DocReview {
+        kind: kind.as_str().to_string(),
+        name: name.to_string(),
+        change,
+        stored_resource_version: rv,
+        stored_generation: generation,
+        spec_diff,
+        plan,
+        running,
+    })
+}
+
+/// Shards in the reconciler's rollout order: the canary, then `order`, then the rest.
+pub fn rollout_order(spec: &ManateeVersionSpec) -> Vec<String> {
+    let mut out: Vec<String> = spec.rollout.canary.iter().cloned().collect();
+    for s in spec.rollout.order.iter().chain(&spec.shards) {
+        if !out.contains(s) {
+            out.push(s.clone());
+        }
+    }
+    out
+}
+
+fn short(s: &str) -> &str {
+    s.split(['-', '.']).next().unwrap_or(s)
+}
+
+fn peers_summary(obs: &ShardObservation) -> Vec<String> {
+    let mut v: Vec<(u8, String)> = obs
+        .peers
+        .iter()
+        .map(|p| {
+            let role = obs.role_of(&p.zone);
+            let rank = match role {
+                Role::Primary => 0,
+                Role::Sync => 1,
+                Role::Async => 2,
+                Role::Deposed => 3,
+                Role::Unassigned => 4,
+            };
+            let health = if p.vm_state != "running" {
+                format!(", {}", p.vm_state)
+            } else if !p.active {
+                ", not in the election".to_string()
+            } else {
+                String::new()
+            };
+            (
+                rank,
+                format!(
+                    "{} {} on image {}{health}",
+                    format!("{role:?}").to_lowercase(),
+                    p.alias,
+                    short(&p.image)
+                ),
+            )
+        })
+        .collect();
+    v.sort();
+    let mut out: Vec<String> = v.into_iter().map(|(_, s)| s).collect();
+    if let Some(st) = &obs.state {
+        let mut line = format!("cluster state generation {}", st.generation);
+        if let Some(r) = obs.freeze_reason() {
+            line.push_str(&format!(", frozen ({r})"));
+        }
+        if st.is_one_node_write_mode() {
+            line.push_str(", one-node-write mode");
+        }
+        out.push(line);
+    }
+    out
+}
+
+fn describe_step(
+    spec: &ManateeVersionSpec,
+    name: &str,
+    action: &ManateeAction,
+    one_node: bool,
+) -> (String, String, Vec<Risk>) {
+    let h = &spec.health;
+    let lag = h.max_replication_lag_seconds;
+    match action {
+        ManateeAction::Preflight => (
+            "no deposed peer, a sync present, every placed peer active with postgres online, not frozen by someone else".into(),
+            "immediately".into(),
+            vec![],
+        ),
+        ManateeAction::Reprovision { role, .. } => {
+            let back = format!(
+                "zone running on the new image, sitter active, postgres online, shard whole (sync lag <= {lag}s); timeout {} + {}",
+                h.instance_up_timeout, h.catch_up_timeout
+            );
+            match role {
+                Role::Primary if one_node => (
+                    "none besides the plan's order (the only peer)".into(),
+                    back,
+                    vec![Risk::PrimaryDisruption, Risk::WriteOutage, Risk::ShardDown],
+                ),
+                Role::Primary => (
+                    format!(
+                        "every other peer up, and full health: primary up, sync caught up (lag <= {lag}s), asyncs caught up"
+                    ),
+                    back,
+                    vec![Risk::PrimaryDisruption, Risk::WriteOutage],
+                ),
+                _ => (
+                    "every other peer of the shard up (one peer down at a time); still in its planned role, else the rest is re-planned".into(),
+                    back,
+                    vec![],
+                ),
+            }
+        }
+        ManateeAction::Approval { .. } => (
+            format!(
+                "`tritonctl approve manateeversion/<name>` for step {name}"
+            ),
+            "approved".into(),
+            vec![],
+        ),
+        ManateeAction::Freeze { .. } => (
+            "not frozen by someone else meanwhile".into(),
+            "our freeze visible in the cluster state; timeout 1m".into(),
+            vec![],
+        ),
+        ManateeAction::WaitHealthy => (
+            "none".into(),
+            format!(
+                "primary up, sync caught up (lag <= {lag}s), no deposed peer; timeout {}",
+                h.catch_up_timeout
+            ),
+            vec![],
+        ),
+        ManateeAction::Unfreeze { .. } => (
+            "none (lifts only our own freeze)".into(),
+            "freeze gone; timeout 1m".into(),
+            vec![],
+        ),
+        ManateeAction::Rebuild { .. } => (
+            "the deposed peer's zone running again, a healthy primary and a caught-up sync; never the primary".into(),
+            format!(
+                "`manatee-adm rebuild` done: the peer is back as a standby, no deposed peer left; timeout {}",
+                h.catch_up_timeout
+            ),
+            vec![],
+        ),
+    }
+}
+
+fn op_review(
+    spec: &ManateeVersionSpec,
+    name: &str,
+    obs: &ShardObservation,
+    op: &reconcilers::operation::Operation<ManateeAction>,
+) -> OpReview {
+    let one_node = obs
+        .state
+        .as_ref()
+        .is_some_and(|s| s.is_one_node_write_mode());
+    let mut steps = Vec::new();
+    let mut waits = Vec::new();
+    let mut outage = "none expected: the primary is not touched".to_string();
+    for (i, s) in op.status.steps.iter().enumerate() {
+        let action = &op.actions[i];
+        let (gate, done_when, mut risks) = describe_step(spec, &s.name, action, one_node);
+        let gate = gate.replace("<name>", name);
+        if s.irreversible {
+            risks.insert(0, Risk::PointOfNoReturn);
+        }
+        if let ManateeAction::Approval { what } = action {
+            waits.push(format!(
+                "approval of {what}: `tritonctl approve manateeversion/{name}`"
+            ));
+        }
+        if let ManateeAction::Reprovision {
+            role: Role::Primary,
+            ..
+        } = action
+        {
+            let alias = s.touches.first().cloned().unwrap_or_default();
+            outage = if one_node {
+                format!(
+                    "the whole shard is down while its only peer {alias} is reprovisioned: up to {} (instanceUpTimeout) plus postgres start",
+                    spec.health.instance_up_timeout
+                )
+            } else {
+                format!(
+                    "writes stop while primary {alias} is reprovisioned (the shard is frozen, no takeover) until it is back and its sync caught up: bounded by {} + {}",
+                    spec.health.instance_up_timeout, spec.health.catch_up_timeout
+                )
+            };
+        }
+        steps.push(StepReview {
+            name: s.name.clone(),
+            description: s.description.clone(),
+            touches: s.touches.clone(),
+            gate,
+            done_when,
+            irreversible: s.irreversible,
+            risks,
+        });
+    }
+    if let Some(w) = &spec.rollout.maintenance_window {
+        waits.push(format!(
+            "maintenance window {} {} UTC for {} (declared; see warnings)",
+            if w.days.is_empty() {
+                "every day".to_string()
+            } else {
+                w.days.join(",")
+            },
+            w.start,
+            w.duration
+        ));
+    }
+    OpReview {
+        id: op.status.id.clone(),
+        kind: op.status.kind.clone(),
+        point_of_no_return: op
+            .status
+            .point_of_no_return
+            .and_then(|i| op.status.steps.get(i))
+            .map(|s| s.name.clone()),
+        steps,
+        expected_write_outage: outage,
+        waits,
+    }
+}
+
+async fn plan_manatee(
+    name: &str,
+    spec: &ManateeVersionSpec,
+    generation: i64,
+    stored: &StoredView,
+    world: Option<&dyn World>,
+) -> Result<ManateePlan, String> {
+    let mut rollout = vec![format!("order: {}", rollout_order(spec).join(", "))];
+    rollout.push(format!(
+        "parallelism: {} shard(s) at once, one peer per shard at a time",
+        spec.rollout.parallelism.max(1)
+    ));
+    if let Some(c) = &spec.rollout.canary {
+        rollout.push(format!(
+            "canary: {c} first, alone; the rest wait until it is up to date"
+        ));
+    }
+    rollout.push(format!(
+        "approval: {}",
+        match spec.rollout.approval {
+            Approval::Never => "never",
+            Approval::BeforePrimary => "before each shard's primary step",
+            Approval::BeforeEachShard => "before each shard",
+        }
+    ));
+    if spec.rollout.paused {
+        rollout.push("paused: no step will start until spec.rollout.paused is cleared".into());
+    }
+    let mut warnings = Vec::new();
+    if let Some(w) = &spec.rollout.maintenance_window {
+        warnings.push(format!(
+            "spec.rollout.maintenanceWindow ({} {} +{}) is not enforced by this build's controller: steps start whenever their gates open. Use spec.rollout.paused or approval to hold them.",
+            if w.days.is_empty() { "every day".to_string() } else { w.days.join(",") },
+            w.start,
+            w.duration
+        ));
+    }
+    if spec.rollout.approval == Approval::BeforeEachShard {
+        warnings.push(
+            "approval beforeEachShard: this build's planner asks for approval before the primary step only".into(),
+        );
+    }
+    let strategy = match spec.strategy {
+        Strategy::Auto => "auto",
+        Strategy::Rolling => "rolling",
+        Strategy::Transplant => "transplant",
+    };
+    if spec.strategy == Strategy::Transplant {
+        warnings.push(
+            "strategy transplant: this build's planner (plan_shard) plans rolling upgrades only; the steps below are the rolling upgrade the controller would run, not a transplant. Do not apply until the transplant planner exists.".into(),
+        );
+    }
+    let Some(world) = world else {
+        return Ok(ManateePlan {
+            image: spec.image.uuid.clone(),
+            image_record: None,
+            strategy: strategy.into(),
+            rollout,
+            shards: spec
+                .shards
+                .iter()
+                .map(|s| ShardReview {
+                    shard: s.clone(),
+                    outcome: ShardOutcome::NotObserved,
+                    message: Some(
+                        "not observed: give the datacenter (--sapi/--vmapi/--cnapi/--imgapi and --zk) or --observed SNAPSHOT to see the operation".into(),
+                    ),
+                    peers: vec![],
+                    starts: None,
+                    operation: None,
+                })
+                .collect(),
+            warnings,
+        });
+    };
+    let m = world.manatee();
+    let image = m.image(&spec.image.uuid).await?;
+    if let (Some(img), Some(v)) = (&image, &spec.image.version)
+        && &img.version != v
+    {
+        warnings.push(format!(
+            "spec.image.version is {v} but IMGAPI says image {} is version {}",
+            spec.image.uuid, img.version
+        ));
+    }
+    let journals = stored.journals(Kind::ManateeVersion, name);
+    let mut active = journals
+        .iter()
+        .filter(|j| !j.operation.is_finished())
+        .count();
+    let parallelism = spec.rollout.parallelism.max(1) as usize;
+    let mut up_to_date: Vec<String> = Vec::new();
+    let mut shards = Vec::new();
+    let mut majors_warned = false;
+    for shard in rollout_order(spec) {
+        if let Some(j) = journals
+            .iter()
+            .find(|j| j.target == shard && !j.operation.is_finished())
+        {
+            shards.push(ShardReview {
+                shard: shard.clone(),
+                outcome: ShardOutcome::InFlight,
+                message: Some(format!(
+                    "operation {} is running; no new operation is planned for this shard until it ends (see running operations)",
+                    j.operation.status.id
+                )),
+                peers: vec![],
+                starts: None,
+                operation: None,
+            });
+            continue;
+        }
+        let obs = match m.observe(&shard).await {
+            Ok(o) => o,
+            Err(e) => {
+                shards.push(ShardReview {
+                    shard: shard.clone(),
+                    outcome: ShardOutcome::NotObserved,
+                    message: Some(format!("could not observe: {e}")),
+                    peers: vec![],
+                    starts: None,
+                    operation: None,
+                });
+                continue;
+            }
+        };
+        // The major versions the shard crosses (auto picks the transplant then).
+        if spec.strategy == Strategy::Auto && !majors_warned {
+            let target = image.as_ref().and_then(|i| i.manatee_major);
+            let mut running_majors = BTreeSet::new();
+            for p in &obs.peers {
+                if let Ok(Some(i)) = m.image(&p.image).await
+                    && let Some(mj) = i.manatee_major
+                {
+                    running_majors.insert(mj);
+                }
+            }
+            if let Some(t) = target
+                && running_majors.iter().any(|r| *r != t)
+            {
+                majors_warned = true;
+                warnings.push(format!(
+                    "strategy auto: shard {shard} runs manatee major {} and the image is major {t}; that needs the transplant, which this build's planner does not plan. The steps below are the rolling upgrade the controller would run. Do not apply until the transplant planner exists.",
+                    running_majors.iter().map(u32::to_string).collect::<Vec<_>>().join("/")
+                ));
+            }
+        }
+        let op_id = format!(
+            "mv-{name}-{}-g{generation}-planned",
+            shard.split('.').next().unwrap_or(&shard)
+        );
+        let peers = peers_summary(&obs);
+        match plan_shard(spec, &obs, image.as_ref(), &op_id) {
+            ShardPlan::UpToDate => {
+                up_to_date.push(shard.clone());
+                shards.push(ShardReview {
+                    shard,
+                    outcome: ShardOutcome::UpToDate,
+                    message: None,
+                    peers,
+                    starts: None,
+                    operation: None,
+                });
+            }
+            ShardPlan::Refused(reason, message) => shards.push(ShardReview {
+                shard,
+                outcome: ShardOutcome::Refused,
+                message: Some(format!("{reason}: {message}")),
+                peers,
+                starts: None,
+                operation: None,
+            }),
+            ShardPlan::Upgrade(op) => {
+                let canary_pending = spec
+                    .rollout
+                    .canary
+                    .as_ref()
+                    .is_some_and(|c| c != &shard && !up_to_date.contains(c));
+                let starts = if spec.rollout.paused {
+                    "paused (spec.rollout.paused)".to_string()
+                } else if canary_pending {
+                    format!(
+                        "after the canary {} is up to date",
+                        spec.rollout.canary.as_deref().unwrap_or("")
+                    )
+                } else if active < parallelism {
+                    active += 1;
+                    "at once".to_string()
+                } else {
+                    format!("when one of the {parallelism} running shard operation(s) ends")
+                };
+                shards.push(ShardReview {
+                    operation: Some(op_review(spec, name, &obs, &op)),
+                    shard,
+                    outcome: ShardOutcome::Upgrade,
+                    message: None,
+                    peers,
+                    starts: Some(starts),
+                });
+            }
+        }
+    }
+    Ok(ManateePlan {
+        image: spec.image.uuid.clone(),
+        image_record: image,
+        strategy: strategy.into(),
+        rollout,
+        shards,
+        warnings,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Rings
+
+/// The ring a topology spec describes: the explicit assignment, or the
+/// round-robin `fash create` over the index shards that are not split
+/// targets; then the split intents in order (the highest-numbered vnodes of
+/// `from` move).
+pub fn desired_ring(spec: &ShardTopologySpec) -> Result<Ring, String> {
+    let e = |x: wire::fash::FashError| x.to_string();
+    let n = spec.ring.vnodes;
+    let mut ring = match &spec.ring.assignment {
+        Some(a) => {
+            let mut names: Vec<&str> = a.iter().map(|x| x.shard.as_str()).collect();
+            names.sort();
+            names.dedup();
+            let mut ring = Ring::create(n, &names).map_err(e)?;
+            for x in a {
+                let mut vs = Vec::new();
+                for r in &x.vnodes {
+                    let (lo, hi) = crds::shards::parse_vnode_range(r)?;
+                    vs.extend(lo..=hi);
+                }
+                vs.retain(|v| ring.pnode_of(*v).is_ok_and(|p| p != x.shard));
+                if !vs.is_empty() {
+                    ring.remap(&vs, &x.shard).map_err(e)?;
+                }
+            }
+            ring
+        }
+        None => {
+            let targets: BTreeSet<&str> = spec
+                .ring
+                .intents
+                .iter()
+                .map(|i| i.split.to.as_str())
+                .collect();
+            let mut base: Vec<&str> = spec
+                .index_shards()
+                .into_iter()
+                .filter(|s| !targets.contains(s))
+                .collect();
+            if base.is_empty() {
+                base = spec.index_shards();
+            }
+            Ring::create(n, &base).map_err(e)?
+        }
+    };
+    for i in &spec.ring.intents {
+        let s = &i.split;
+        let (num, den) = parse_fraction(&s.fraction)?;
+        let vs = ring.vnodes_of(&s.from).map_err(e)?;
+        let count = (vs.len() as u64 * u64::from(num) / u64::from(den)) as usize;
+        let moving = &vs[vs.len() - count..];
+        if !moving.is_empty() {
+            ring.remap_from(&s.from, moving, &s.to).map_err(e)?;
+        }
+    }
+    Ok(ring)
+}
+
+/// Sorted vnodes as inclusive ranges.
+pub fn ranges(vs: &[u32]) -> Vec<String> {
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    for &v in vs {
+        match out.last_mut() {
+            Some((_, hi)) if *hi + 1 == v => *hi = v,
+            _ => out.push((v, v)),
+        }
+    }
+    out.into_iter()
+        .map(|(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect()
+}
+
+async fn plan_topology(
+    old: Option<&ShardTopologySpec>,
+    new: &ShardTopologySpec,
+    world: Option<&dyn World>,
+) -> Result<TopologyPlan, String> {
+    let after = desired_ring(new)?;
+    let mut notes = vec![format!(
+        "No reconciler executes ShardTopology in this build: apply stores the document and nothing in the datacenter changes. The moves below are exactly what the new ring changes; no resharding steps are planned or run."
+    )];
+    let mut moves = Vec::new();
+    let (mut added, mut removed, mut shard_changes) = (Vec::new(), Vec::new(), Vec::new());
+    match old {
+        Some(old) => {
+            let before = desired_ring(old)?;
+            if before.vnode_count() != after.vnode_count() {
+                notes.push(format!(
+                    "spec.ring.vnodes changes {} -> {}: a ring's vnode count is fixed for its life; this needs a new ring, not a remap",
+                    before.vnode_count(),
+                    after.vnode_count()
+                ));
+            } else {
+                let d = before.diff(&after).map_err(|e| e.to_string())?;
+                for m in d.moves {
+                    moves.push(VnodeMove {
+                        count: m.vnodes.len(),
+                        vnodes: ranges(&m.vnodes),
+                        from: m.from,
+                        to: m.to,
+                    });
+                }
+            }
+            for s in &new.shards {
+                match old.shards.iter().find(|o| o.name == s.name) {
+                    None => added.push(s.name.clone()),
+                    Some(o) => {
+                        let servers = |x: &crds::shards::MetadataShard| -> BTreeSet<String> {
+                            x.peers.iter().map(|p| p.server.clone()).collect()
+                        };
+                        let (a, b) = (servers(o), servers(s));
+                        for p in b.difference(&a) {
+                            shard_changes.push(format!("{}: + peer on {p}", s.name));
+                        }
+                        for p in a.difference(&b) {
+                            shard_changes.push(format!("{}: - peer on {p}", s.name));
+                        }
+                        if o.roles != s.roles {
+                            shard_changes
+                                .push(format!("{}: roles {:?} -> {:?}", s.name, o.roles, s.roles));
+                        }
+                        if o.morays != s.morays {
+                            shard_changes
+                                .push(format!("{}: morays {} -> {}", s.name, o.morays, s.morays));
+                        }
+                    }
+                }
+            }
+            for o in &old.shards {
+                if !new.shards.iter().any(|s| s.name == o.name) {
+                    removed.push(o.name.clone());
+                }
+            }
+        }
+        None => {
+            notes.push(format!(
+                "No ShardTopology {} is stored: the ring is described for the first time ({} vnodes); nothing moves relative to the store.",
+                new.region,
+                after.vnode_count()
+            ));
+            added = new.shards.iter().map(|s| s.name.clone()).collect();
+        }
+    }
+    let mut ring_image = None;
+    let mut observed = Vec::new();
+    if let Some(w) = world {
+        ring_image = w.ring_image().await.unwrap_or(None);
+        if old.is_none() && ring_image.is_some() {
+            notes.push(format!(
+                "A ring image {} is deployed but no ShardTopology is stored: the deployed ring's contents are not compared here.",
+                ring_image.as_deref().unwrap_or("")
+            ));
+        }
+        for s in &new.shards {
+            observed.push(match w.manatee().observe(&s.name).await {
+                Ok(o) if o.peers.is_empty() => {
+                    format!(
+                        "{}: no manatee peers exist yet ({} planned)",
+                        s.name,
+                        s.peers.len()
+                    )
+                }
+                Ok(o) => format!(
+                    "{}: {} peer(s){}",
+                    s.name,
+                    o.peers.len(),
+                    o.state
+                        .as_ref()
+                        .map(|st| format!(", cluster state generation {}", st.generation))
+                        .unwrap_or_else(|| ", no cluster state".into())
+                ),
+                Err(e) => format!("{}: not observed: {e}", s.name),
+            });
+        }
+    }
+    Ok(TopologyPlan {
+        executed: executed(Kind::ShardTopology),
+        vnodes: new.ring.vnodes,
+        ring_after: after
+            .vnode_counts()
+            .map(|(p, c)| (p.to_string(), c))
+            .collect(),
+        moves,
+        shards_added: added,
+        shards_removed: removed,
+        shard_changes,
+        ring_image,
+        observed,
+        notes,
+    })
+}
+
+fn set_changes(what: &str, old: &[String], new: &[String], out: &mut Vec<String>) {
+    let (a, b): (BTreeSet<&String>, BTreeSet<&String>) =
+        (old.iter().collect(), new.iter().collect());
+    for x in b.difference(&a) {
+        out.push(format!("{what}: + {x}"));
+    }
+    for x in a.difference(&b) {
+        out.push(format!("{what}: - {x}"));
+    }
+}
+
+fn plan_headnodes(old: Option<&HeadnodeSetSpec>, new: &HeadnodeSetSpec) -> HeadnodePlan {
+    let mut changes = Vec::new();
+    let mut notes = vec![
+        "No reconciler executes HeadnodeSet in this build: apply stores the document and nothing in the datacenter changes. The membership change below is what the document asks for; no migration steps are planned or run.".to_string(),
+    ];
+    let empty = Vec::new();
+    match old {
+        Some(o) => {
+            set_changes("headnodes", &o.headnodes, &new.headnodes, &mut changes);
+            if o.primary != new.primary {
+                changes.push(format!("primary: {} -> {}", o.primary, new.primary));
+            }
+            set_changes(
+                "binder",
+                &o.ha_services.binder,
+                &new.ha_services.binder,
+                &mut changes,
+            );
+            set_changes(
+                "manatee",
+                &o.ha_services.manatee,
+                &new.ha_services.manatee,
+                &mut changes,
+            );
+            set_changes(
+                "moray",
+                &o.ha_services.moray,
+                &new.ha_services.moray,
+                &mut changes,
+            );
+            set_changes(
+                "decommission",
+                &o.decommission,
+                &new.decommission,
+                &mut changes,
+            );
+        }
+        None => {
+            notes.push(format!(
+                "No HeadnodeSet for {} is stored: the set is described for the first time.",
+                new.datacenter
+            ));
+            set_changes("headnodes", &empty, &new.headnodes, &mut changes);
+            changes.push(format!("primary: {}", new.primary));
+            set_changes("binder", &empty, &new.ha_services.binder, &mut changes);
+            set_changes("manatee", &empty, &new.ha_services.manatee, &mut changes);
+            set_changes("moray", &empty, &new.ha_services.moray, &mut changes);
+            set_changes("decommission", &empty, &new.decommission, &mut changes);
+        }
+    }
+    if !new.decommission.is_empty() {
+        notes.push(format!(
+            "decommission {}: their HA instances would have to move first (binder quorum, manatee primary+sync and one moray kept at every step)",
+            new.decommission.join(", ")
+        ));
+    }
+    HeadnodePlan {
+        executed: executed(Kind::HeadnodeSet),
+        datacenter: new.datacenter.clone(),
+        changes,
+        notes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topology(extra: &str) -> ShardTopologySpec {
+        let yaml = format!(
+            "region: r\ndnsDomain: r.example\nshards:\n  - {{name: 1.moray.r.example, roles: [index], peers: [{{server: a}}]}}\n  - {{name: 2.moray.r.example, roles: [index], peers: [{{server: b}}]}}\n  - {{name: 3.moray.r.example, roles: [index], peers: [{{server: c}}]}}\nring:\n  vnodes: 10\n{extra}"
+        );
+        serde_saphyr::from_str(&yaml).unwrap()
+    }
+
+    #[test]
+    fn an_explicit_assignment_is_the_ring() {
+        let t = topology(
+            "  assignment:\n    - {shard: 1.moray.r.example, vnodes: [\"0-6\"]}\n    - {shard: 2.moray.r.example, vnodes: [\"7-9\"]}\n",
+        );
+        let ring = desired_ring(&t).unwrap();
+        let one = ring.vnodes_of("1.moray.r.example").unwrap();
+        assert_eq!(one, (0..=6).collect::<Vec<u32>>());
+        assert_eq!(ring.vnodes_of("2.moray.r.example").unwrap(), vec![7, 8, 9]);
+    }
+
+    #[test]
+    fn a_split_moves_the_highest_share_of_the_source_onto_a_target_that_had_none() {
+        // 3 is only a split target: the base ring is round-robin over 1 and 2.
+        let t = topology(
+            "  intents:\n    - split: {from: 1.moray.r.example, to: 3.moray.r.example, fraction: 2/5}\n",
+        );
+        let ring = desired_ring(&t).unwrap();
+        // 1 held 0,2,4,6,8; 2/5 of 5 = 2 vnodes, the highest: 6 and 8.
+        assert_eq!(ring.vnodes_of("3.moray.r.example").unwrap(), vec![6, 8]);
+        assert_eq!(ring.vnodes_of("1.moray.r.example").unwrap(), vec![0, 2, 4]);
+        assert_eq!(
+            ring.vnodes_of("2.moray.r.example").unwrap(),
+            vec![1, 3, 5, 7, 9]
+        );
+    }
+
+    #[test]
+    fn vnode_ranges() {
+        assert_eq!(ranges(&[0, 1, 2, 5, 7, 8]), vec!["0-2", "5", "7-8"]);
+        assert!(ranges(&[]).is_empty());
+    }
+
+    #[test]
+    fn spec_yaml_is_sorted_and_leaves_out_status_and_bookkeeping() {
+        let v = serde_json::json!({
+            "spec": {"b": 1, "a": 2},
+            "metadata": {"name": "x", "resourceVersion": "3", "generation": 2},
+            "status": {"conditions": []},
+            "kind": "K"
+        });
+        let y = review_yaml(&v);
+        assert!(
+            !y.contains("status") && !y.contains("resourceVersion") && !y.contains("generation")
+        );
+        assert!(y.find("kind").unwrap() < y.find("metadata").unwrap());
+        assert!(y.find("a: 2").unwrap() < y.find("b: 1").unwrap());
+    }
+}

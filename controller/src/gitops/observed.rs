@@ -1,0 +1,419 @@
+//! What a review is planned against, and the snapshot file that records it.
+//!
+//! `tritonctl snapshot` writes an [`Observed`]: the stored documents and
+//! their journals, every manatee shard the documents name (SAPI instances,
+//! VMAPI images and states, ZooKeeper cluster state and election, `manatee-adm
+//! pg-status`, exactly as `TritonManatee::observe` reports them), the IMGAPI
+//! records of the images involved, and the ring image. [`Recorded`] serves
+//! that file through the same [`ManateeWorld`] trait the controller plans
+//! with, so `diff --observed` runs the same planner offline. Mutating calls on
+//! a recorded world fail: a snapshot can be reviewed, never changed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use coord::Coordination;
+use crds::{Document, Kind};
+use reconcilers::manatee::{ImageInfo, ManateeAction, ManateeWorld, ShardObservation};
+use reconcilers::operation::Operation;
+use serde::{Deserialize, Serialize};
+
+use crate::store::Store;
+use crate::world::manatee::TritonManatee;
+
+/// Format tag of snapshot files. Readers refuse any other.
+pub const SNAPSHOT_FORMAT: &str = "tritonctl.observed/v1";
+
+/// A stored document as the store holds it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredDoc {
+    /// The document without status or resourceVersion (as stored).
+    pub document: serde_json::Value,
+    pub resource_version: String,
+    pub generation: i64,
+}
+
+/// One operation journal of a stored document.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JournalRecord {
+    /// The journal's target (the shard).
+    pub target: String,
+    pub operation: Operation<ManateeAction>,
+}
+
+/// The store as a review sees it: documents by `Kind/name`, and journals.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredView {
+    pub documents: BTreeMap<String, StoredDoc>,
+    #[serde(default)]
+    pub journals: BTreeMap<String, Vec<JournalRecord>>,
+}
+
+impl StoredView {
+    /// Every stored document, and the journals of the kinds that have them.
+    pub async fn load(store: &Store) -> Result<StoredView, String> {
+        let mut view = StoredView::default();
+        for kind in Kind::ALL {
+            for mut doc in store.list(kind).await.map_err(|e| e.to_string())? {
+                let rv = doc.metadata().resource_version.clone().unwrap_or_default();
+                let generation = doc.metadata().generation.unwrap_or(1);
+                doc.set_status(None);
+                doc.metadata_mut().resource_version = None;
+                let key = doc.key();
+                if kind == Kind::ManateeVersion {
+                    let js = load_journals(store.coord(), kind, doc.name()).await?;
+                    if !js.is_empty() {
+                        view.journals.insert(key.clone(), js);
+                    }
+                }
+                view.documents.insert(
+                    key,
+                    StoredDoc {
+                        document: super::canonical(&doc.to_value()),
+                        resource_version: rv,
+                        generation,
+                    },
+                );
+            }
+        }
+        Ok(view)
+    }
+
+    /// The view of a store holding exactly `docs` (each at resourceVersion
+    /// 0, generation 1), without journals: for benchmarks and tests.
+    pub fn of_documents(docs: &[Document]) -> StoredView {
+        let mut view = StoredView::default();
+        for d in docs {
+            let mut d = d.clone();
+            d.set_status(None);
+            d.metadata_mut().resource_version = None;
+            d.metadata_mut().generation = Some(1);
+            view.documents.insert(
+                d.key(),
+                StoredDoc {
+                    document: super::canonical(&d.to_value()),
+                    resource_version: "0".into(),
+                    generation: 1,
+                },
+            );
+        }
+        view
+    }
+
+    /// A stored document, decoded.
+    pub fn get(&self, kind: Kind, name: &str) -> Option<(Document, &StoredDoc)> {
+        let s = self.documents.get(&format!("{kind}/{name}"))?;
+        Document::from_value(kind, s.document.clone())
+            .ok()
+            .map(|d| (d, s))
+    }
+
+    pub fn journals(&self, kind: Kind, name: &str) -> &[JournalRecord] {
+        self.journals
+            .get(&format!("{kind}/{name}"))
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+async fn load_journals(
+    coord: &Arc<dyn Coordination>,
+    kind: Kind,
+    name: &str,
+) -> Result<Vec<JournalRecord>, String> {
+    let mut out: Vec<JournalRecord> = crate::reconcile::load_journals(coord, kind, name)
+        .await?
+        .into_iter()
+        .map(|(target, operation, _)| JournalRecord { target, operation })
+        .collect();
+    out.sort_by(|a, b| a.target.cmp(&b.target));
+    Ok(out)
+}
+
+/// One shard as observed: the observation, or why it could not be made.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardRecord {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observation: Option<ShardObservation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A snapshot: everything a plan needs, recorded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Observed {
+    /// Always [`SNAPSHOT_FORMAT`].
+    pub format: String,
+    pub captured_at: String,
+    /// Where it was observed (endpoints, store).
+    pub source: String,
+    pub stored: StoredView,
+    /// Manatee shards by name.
+    pub shards: BTreeMap<String, ShardRecord>,
+    /// IMGAPI records by UUID; null when IMGAPI does not have the image.
+    pub images: BTreeMap<String, Option<ImageInfo>>,
+    /// The Manta application's `HASH_RING_IMAGE` in SAPI (null without Manta or ring).
+    pub ring_image: Option<String>,
+}
+
+impl Observed {
+    pub fn from_json(text: &str, origin: &str) -> Result<Observed, String> {
+        let v: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| format!("{origin}: not a tritonctl snapshot: {e}"))?;
+        let format = v.get("format").and_then(|f| f.as_str()).unwrap_or("");
+        if format != SNAPSHOT_FORMAT {
+            return Err(format!(
+                "{origin}: snapshot format `{format}` is not `{SNAPSHOT_FORMAT}`; take it again with this tritonctl (`tritonctl snapshot -o {origin}`)"
+            ));
+        }
+        serde_json::from_value(v).map_err(|e| format!("{origin}: {e}"))
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("snapshots serialize") + "\n"
+    }
+}
+
+/// The datacenter as a review observes it.
+#[async_trait]
+pub trait World: Send + Sync {
+    fn manatee(&self) -> &dyn ManateeWorld;
+    /// The Manta application's `HASH_RING_IMAGE`.
+    async fn ring_image(&self) -> Result<Option<String>, String>;
+    /// For the review header: endpoints, or the snapshot file and its time.
+    fn source(&self) -> String;
+}
+
+/// A [`ManateeWorld`] that observes through `W` and refuses every change:
+/// reviews never act. (`manatee-adm pg-status` goes through CNAPI's
+/// execute, a POST, so the HTTP guard cannot be the read-only barrier.)
+pub struct ObserveOnly<W>(pub W);
+
+#[async_trait]
+impl<W: ManateeWorld> ManateeWorld for ObserveOnly<W> {
+    async fn observe(&self, shard: &str) -> Result<ShardObservation, String> {
+        self.0.observe(shard).await
+    }
+
+    async fn image(&self, uuid: &str) -> Result<Option<ImageInfo>, String> {
+        self.0.image(uuid).await
+    }
+
+    async fn reprovision(&self, zone: &str, _: &str, _: &str) -> Result<(), String> {
+        Err(format!("a review never reprovisions ({zone})"))
+    }
+
+    async fn freeze(&self, shard: &str, _: &str) -> Result<(), String> {
+        Err(format!("a review never freezes ({shard})"))
+    }
+
+    async fn unfreeze_own(&self, shard: &str, _: &str) -> Result<(), String> {
+        Err(format!("a review never unfreezes ({shard})"))
+    }
+
+    async fn approved(&self, op_id: &str, step: &str) -> Result<bool, String> {
+        self.0.approved(op_id, step).await
+    }
+}
+
+/// The live datacenter through the real clients and ZooKeeper.
+pub struct Live {
+    pub manatee: ObserveOnly<TritonManatee>,
+    pub description: String,
+}
+
+impl Live {
+    pub fn new(manatee: TritonManatee, description: String) -> Live {
+        Live {
+            manatee: ObserveOnly(manatee),
+            description,
+        }
+    }
+}
+
+#[async_trait]
+impl World for Live {
+    fn manatee(&self) -> &dyn ManateeWorld {
+        &self.manatee
+    }
+
+    async fn ring_image(&self) -> Result<Option<String>, String> {
+        let apps = self
+            .manatee
+            .0
+            .triton
+            .sapi
+            .applications("manta")
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(apps.first().and_then(|a| {
+            a.metadata
+                .get("HASH_RING_IMAGE")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        }))
+    }
+
+    fn source(&self) -> String {
+        self.description.clone()
+    }
+}
+
+/// A snapshot served as a world. Read-only.
+pub struct Recorded {
+    pub observed: Observed,
+    /// The file it came from, for messages.
+    pub origin: String,
+}
+
+impl Recorded {
+    fn missing(&self, what: &str) -> String {
+        format!(
+            "{what} is not in the snapshot {} (taken {}); take it again with `tritonctl snapshot -f DIR -o {}` so it covers these documents",
+            self.origin, self.observed.captured_at, self.origin
+        )
+    }
+}
+
+#[async_trait]
+impl ManateeWorld for Recorded {
+    async fn observe(&self, shard: &str) -> Result<ShardObservation, String> {
+        match self.observed.shards.get(shard) {
+            Some(ShardRecord {
+                observation: Some(o),
+                ..
+            }) => Ok(o.clone()),
+            Some(ShardRecord { error: Some(e), .. }) => Err(e.clone()),
+            _ => Err(self.missing(&format!("shard {shard}"))),
+        }
+    }
+
+    async fn image(&self, uuid: &str) -> Result<Option<ImageInfo>, String> {
+        self.observed
+            .images
+            .get(uuid)
+            .cloned()
+            .ok_or_else(|| self.missing(&format!("image {uuid}")))
+    }
+
+    async fn reprovision(&self, zone: &str, _: &str, _: &str) -> Result<(), String> {
+        Err(format!(
+            "{}: a snapshot cannot reprovision {zone}",
+            self.origin
+        ))
+    }
+
+    async fn freeze(&self, shard: &str, _: &str) -> Result<(), String> {
+        Err(format!("{}: a snapshot cannot freeze {shard}", self.origin))
+    }
+
+    async fn unfreeze_own(&self, shard: &str, _: &str) -> Result<(), String> {
+        Err(format!(
+            "{}: a snapshot cannot unfreeze {shard}",
+            self.origin
+        ))
+    }
+
+    async fn approved(&self, _: &str, _: &str) -> Result<bool, String> {
+        Ok(false)
+    }
+}
+
+#[async_trait]
+impl World for Recorded {
+    fn manatee(&self) -> &dyn ManateeWorld {
+        self
+    }
+
+    async fn ring_image(&self) -> Result<Option<String>, String> {
+        Ok(self.observed.ring_image.clone())
+    }
+
+    fn source(&self) -> String {
+        format!(
+            "snapshot {} ({}, taken {})",
+            self.origin, self.observed.source, self.observed.captured_at
+        )
+    }
+}
+
+/// The manatee shards a document involves.
+pub fn shards_of(doc: &Document) -> Vec<String> {
+    match doc {
+        Document::ManateeVersion(d) => d.spec.shards.clone(),
+        Document::ShardTopology(d) => d.spec.shards.iter().map(|s| s.name.clone()).collect(),
+        Document::HeadnodeSet(_) => vec!["sdc".to_string()],
+    }
+}
+
+/// The manatee images a document names.
+pub fn images_of(doc: &Document) -> Vec<String> {
+    match doc {
+        Document::ManateeVersion(d) => vec![d.spec.image.uuid.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// Observe everything `docs` and the stored documents involve.
+pub async fn capture(
+    stored: StoredView,
+    world: &dyn World,
+    docs: &[Document],
+    now: String,
+) -> Result<Observed, String> {
+    let mut all: Vec<Document> = docs.to_vec();
+    for (key, s) in &stored.documents {
+        let kind = key
+            .split('/')
+            .next()
+            .and_then(Kind::parse)
+            .ok_or_else(|| format!("stored key {key} has no kind"))?;
+        if let Ok(d) = Document::from_value(kind, s.document.clone()) {
+            all.push(d);
+        }
+    }
+    let shards: BTreeSet<String> = all.iter().flat_map(shards_of).collect();
+    let mut images: BTreeSet<String> = all.iter().flat_map(images_of).collect();
+    let m = world.manatee();
+    let mut out_shards = BTreeMap::new();
+    for s in shards {
+        let rec = match m.observe(&s).await {
+            Ok(o) => {
+                images.extend(o.peers.iter().map(|p| p.image.clone()));
+                ShardRecord {
+                    observation: Some(o),
+                    error: None,
+                }
+            }
+            Err(e) => ShardRecord {
+                observation: None,
+                error: Some(e),
+            },
+        };
+        out_shards.insert(s, rec);
+    }
+    let mut out_images = BTreeMap::new();
+    for i in images.into_iter().filter(|i| !i.is_empty()) {
+        out_images.insert(i.clone(), m.image(&i).await?);
+    }
+    let has_topology = all.iter().any(|d| d.kind() == Kind::ShardTopology);
+    let ring_image = if has_topology {
+        world.ring_image().await.unwrap_or(None)
+    } else {
+        None
+    };
+    Ok(Observed {
+        format: SNAPSHOT_FORMAT.to_string(),
+        captured_at: now,
+        source: world.source(),
+        stored,
+        shards: out_shards,
+        images: out_images,
+        ring_image,
+    })
+}

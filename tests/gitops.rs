@@ -1,0 +1,1021 @@
+//! GitOps review end to end: `diff` on every example against the simulated
+//! datacenter (snapshot-tested text and Markdown), offline diff equal to
+//! online diff, and saved plans: stale after a takeover, applied once,
+//! refused when edited.
+//!
+//! Regenerate the expected outputs with
+//! `TRITONCTL_BLESS=1 cargo test -p e2e --test gitops`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use coord::Coordination;
+use crds::Document;
+use sim::scenario::{ScenarioOptions, SimScenario, images};
+use tritonctl::clients::{Endpoints, Triton, Unguarded};
+use tritonctl::gitops::diff::{Review, review};
+use tritonctl::gitops::observed::{Live, Observed, Recorded, StoredView, capture};
+use tritonctl::gitops::plan::{self, ApplyError, PlanFile};
+use tritonctl::gitops::render;
+use tritonctl::store::Store;
+use tritonctl::world::manatee::TritonManatee;
+
+fn repo() -> PathBuf {
+    e2e::repo()
+}
+
+fn read_dir_docs(dir: &str) -> Vec<Document> {
+    let input = tritonctl::cli::input::read(&[repo().join(dir)]).expect("read examples");
+    assert!(!input.has_errors(), "{dir}: {:?}", input.diagnostics);
+    input.documents.into_iter().map(|d| d.document).collect()
+}
+
+/// A simulated datacenter, a store on the same coordination ensemble (its
+/// manatee state lives there too, as on a DC's binder), and the live world.
+struct Env {
+    scenario: SimScenario,
+    store: Store,
+    world: Live,
+}
+
+impl Env {
+    async fn start(sim_from: &str, manatee_image: &str) -> Env {
+        let ensemble = coord::mem::MemEnsemble::new();
+        let docs = read_dir_docs(sim_from);
+        let scenario = SimScenario::start(
+            &docs,
+            Arc::new(ensemble.clone()),
+            ScenarioOptions {
+                manatee_image: manatee_image.into(),
+                ..ScenarioOptions::default()
+            },
+        )
+        .await
+        .expect("the simulated datacenter starts");
+        let session: Arc<dyn Coordination> = ensemble.connect();
+        let store = Store::new(session.clone());
+        store.init().await.unwrap();
+        let urls = scenario.servers.urls().clone();
+        let endpoints = Endpoints {
+            sapi: urls.sapi.clone(),
+            vmapi: urls.vmapi.clone(),
+            cnapi: urls.cnapi.clone(),
+            imgapi: urls.imgapi.clone(),
+        };
+        let world = Live::new(
+            TritonManatee {
+                triton: Triton::new(&endpoints, Arc::new(Unguarded)),
+                coord: session,
+                fence: None,
+            },
+            "the simulated datacenter".into(),
+        );
+        wait_observed_healthy(&world.manatee.0, &scenario).await;
+        Env {
+            scenario,
+            store,
+            world,
+        }
+    }
+
+    async fn apply_dir(&self, dir: &str) {
+        self.store.apply(&read_dir_docs(dir)).await.unwrap();
+    }
+
+    async fn stored(&self) -> StoredView {
+        StoredView::load(&self.store).await.unwrap()
+    }
+
+    async fn online(&self, docs: &[Document]) -> Review {
+        review(docs, &self.stored().await, Some(&self.world))
+            .await
+            .unwrap()
+    }
+
+    async fn snapshot(&self, docs: &[Document]) -> Observed {
+        capture(
+            self.stored().await,
+            &self.world,
+            docs,
+            "2026-01-01T00:00:00Z".into(),
+        )
+        .await
+        .unwrap()
+    }
+}
+
+/// Until the controller's observation shows every peer of every shard up
+/// with postgres online (the sim's `manatee-adm pg-status` answers a moment
+/// after its sitters are set up).
+async fn wait_observed_healthy(world: &TritonManatee, scenario: &SimScenario) {
+    use reconcilers::manatee::ManateeWorld;
+    let shards: Vec<String> = scenario.shards.keys().cloned().collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    for shard in shards {
+        loop {
+            let o = world.observe(&shard).await;
+            if o.as_ref().is_ok_and(|o| {
+                !o.peers.is_empty() && o.peers.iter().all(|p| p.active && p.pg_online)
+            }) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "shard {shard} is not observed healthy: {o:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Compare with the expected file, or write it under TRITONCTL_BLESS=1.
+fn expect_file(name: &str, actual: &str) {
+    let path = repo().join("tests/snapshots/gitops").join(name);
+    if std::env::var_os("TRITONCTL_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing; create it with TRITONCTL_BLESS=1 cargo test -p e2e --test gitops",
+            path.display()
+        )
+    });
+    if expected != actual {
+        let d = similar::TextDiff::from_lines(&expected, actual)
+            .unified_diff()
+            .header("expected", "actual")
+            .to_string();
+        panic!(
+            "{} differs (bless with TRITONCTL_BLESS=1 if intended):\n{d}",
+            path.display()
+        );
+    }
+}
+
+/// Diff `dir` online, snapshot-test text and Markdown, and check the
+/// offline diff from a snapshot of the same state is identical.
+async fn check_example(env: &Env, name: &str, dir: &str) -> Review {
+    let docs = read_dir_docs(dir);
+    let online = env.online(&docs).await;
+    let observed = env.snapshot(&docs).await;
+    // Through the file format, as CI would.
+    let text = observed.to_json();
+    let recorded = Recorded {
+        observed: Observed::from_json(&text, "observed.json").unwrap(),
+        origin: "observed.json".into(),
+    };
+    let offline = review(&docs, &recorded.observed.stored.clone(), Some(&recorded))
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&online.documents).unwrap(),
+        serde_json::to_value(&offline.documents).unwrap(),
+        "{name}: offline diff differs from online diff on the same state"
+    );
+    let mut shown = online.clone();
+    shown.observed = Some("the simulated datacenter".into());
+    expect_file(
+        &format!("{name}.txt"),
+        &normalize(&render::text(&shown, false), &observed),
+    );
+    expect_file(
+        &format!("{name}.md"),
+        &normalize(&render::markdown(&shown), &observed),
+    );
+    online
+}
+
+/// Which simulated peer wins which role depends on timing, so the expected
+/// outputs name peers by role: `manatee0` -> `manatee[primary]`, and a zone
+/// UUID's first segment -> `ZONE`.
+fn normalize(text: &str, observed: &Observed) -> String {
+    let mut subs: Vec<(String, String)> = Vec::new();
+    for rec in observed.shards.values() {
+        let Some(o) = &rec.observation else { continue };
+        for p in &o.peers {
+            let role = format!("{:?}", o.role_of(&p.zone)).to_lowercase();
+            let prefix = p.alias.trim_end_matches(|c: char| c.is_ascii_digit());
+            subs.push((p.alias.clone(), format!("{prefix}[{role}]")));
+            let short = p.zone.split('-').next().unwrap_or(&p.zone).to_string();
+            subs.push((short, "ZONE".into()));
+        }
+    }
+    // Longest first, through unique tokens, so no replacement feeds another.
+    subs.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+    let mut out = text.to_string();
+    for (i, (from, _)) in subs.iter().enumerate() {
+        out = out.replace(from.as_str(), &format!("\u{1}{i}\u{2}"));
+    }
+    for (i, (_, to)) in subs.iter().enumerate() {
+        out = out.replace(&format!("\u{1}{i}\u{2}"), to);
+    }
+    out
+}
+
+fn manatee_plan(r: &Review, key: &str) -> tritonctl::gitops::diff::ManateePlan {
+    let d = r.documents.iter().find(|d| d.key() == key).unwrap();
+    match &d.plan {
+        tritonctl::gitops::diff::KindPlan::Manatee(m) => m.clone(),
+        other => panic!("{key}: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_lab() {
+    let env = Env::start("examples/lab", images::MANATEE_V2_CURRENT).await;
+    let r = check_example(&env, "lab", "examples/lab").await;
+    assert!(r.has_differences());
+    let m = manatee_plan(&r, "ManateeVersion/sdc");
+    let op = m.shards[0]
+        .operation
+        .as_ref()
+        .expect("an upgrade is planned");
+    let names: Vec<&str> = op.steps.iter().map(|s| s.name.as_str()).collect();
+    // Primary last, and frozen around it.
+    let pos = |p: &str| names.iter().position(|n| n.starts_with(p)).unwrap();
+    assert!(pos("reprovision-async") < pos("reprovision-sync"));
+    assert!(pos("reprovision-sync") < pos("freeze"));
+    assert!(pos("freeze") < pos("reprovision-primary"));
+    assert!(pos("reprovision-primary") < pos("unfreeze"));
+    let primary = &op.steps[pos("reprovision-primary")];
+    assert!(
+        primary
+            .risks
+            .contains(&tritonctl::gitops::diff::Risk::WriteOutage)
+    );
+    env.scenario.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_us_east() {
+    let env = Env::start("examples/us-east", images::MANATEE_V2_CURRENT).await;
+    let r = check_example(&env, "us-east", "examples/us-east").await;
+    // Everything is new, and the shards already run the wanted image.
+    assert!(r.has_differences());
+    let m = manatee_plan(&r, "ManateeVersion/manta-us-east");
+    assert_eq!(m.shards.len(), 4);
+    assert!(
+        m.shards
+            .iter()
+            .all(|s| s.outcome == tritonctl::gitops::diff::ShardOutcome::UpToDate),
+        "{m:#?}"
+    );
+    env.scenario.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_scenario_manatee_upgrade() {
+    let env = Env::start("examples/us-east", images::MANATEE_V2_CURRENT).await;
+    env.apply_dir("examples/us-east").await;
+    let r = check_example(
+        &env,
+        "scenario-manatee-upgrade",
+        "examples/scenarios/manatee-upgrade",
+    )
+    .await;
+    let m = manatee_plan(&r, "ManateeVersion/manta-us-east");
+    // The canary goes first and alone; the others wait for it.
+    assert_eq!(m.shards[0].shard, "2.moray.us-east.joyent.us");
+    assert_eq!(m.shards[0].starts.as_deref(), Some("at once"));
+    for s in &m.shards[1..] {
+        assert!(s.starts.as_deref().unwrap().contains("canary"), "{s:#?}");
+    }
+    env.scenario.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_scenario_split_shard() {
+    let env = Env::start("examples/us-east", images::MANATEE_V2_CURRENT).await;
+    env.apply_dir("examples/us-east").await;
+    let r = check_example(
+        &env,
+        "scenario-split-shard",
+        "examples/scenarios/split-shard",
+    )
+    .await;
+    let d = r
+        .documents
+        .iter()
+        .find(|d| d.key() == "ShardTopology/us-east")
+        .unwrap();
+    let tritonctl::gitops::diff::KindPlan::Topology(t) = &d.plan else {
+        panic!()
+    };
+    // Exactly the upper half of shard 2's vnodes (every third vnode from 0,
+    // round-robin over shards 2, 3, 4) moves to shard 5, and nothing else.
+    let two: Vec<u32> = (0..131072u32).filter(|v| v % 3 == 0).collect();
+    let moved = &two[two.len() - two.len() / 2..];
+    assert_eq!(t.moves.len(), 1, "{:?}", t.moves);
+    assert_eq!(t.moves[0].from, "2.moray.us-east.joyent.us");
+    assert_eq!(t.moves[0].to, "5.moray.us-east.joyent.us");
+    assert_eq!(t.moves[0].count, moved.len());
+    assert_eq!(
+        t.moves[0].vnodes,
+        moved.iter().map(u32::to_string).collect::<Vec<_>>()
+    );
+    assert_eq!(t.shards_added, vec!["5.moray.us-east.joyent.us"]);
+    env.scenario.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_scenario_decommission_headnode() {
+    let env = Env::start("examples/lab", images::MANATEE_V2_CURRENT).await;
+    env.apply_dir("examples/lab").await;
+    let r = check_example(
+        &env,
+        "scenario-decommission-headnode",
+        "examples/scenarios/decommission-headnode",
+    )
+    .await;
+    let d = &r.documents[0];
+    let tritonctl::gitops::diff::KindPlan::Headnodes(h) = &d.plan else {
+        panic!()
+    };
+    assert!(
+        h.changes.contains(&"manatee: - headnode2".to_string()),
+        "{h:#?}"
+    );
+    assert!(
+        h.changes.contains(&"manatee: + headnode3".to_string()),
+        "{h:#?}"
+    );
+    assert!(!h.executed);
+    env.scenario.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_scenario_transplant() {
+    // coal runs manatee v1; the scenario wants v2 with strategy auto.
+    let env = Env::start("examples/coal", images::MANATEE_V1).await;
+    env.apply_dir("examples/coal").await;
+    let r = check_example(&env, "scenario-transplant", "examples/scenarios/transplant").await;
+    let m = manatee_plan(&r, "ManateeVersion/sdc");
+    assert!(
+        m.warnings.iter().any(|w| w.contains("transplant")),
+        "crossing manatee majors must be called out: {m:#?}"
+    );
+    env.scenario.shutdown().await;
+}
+
+fn lab_plan_docs() -> Vec<Document> {
+    read_dir_docs("examples/lab")
+}
+
+async fn make_plan(env: &Env, docs: &[Document]) -> PlanFile {
+    let observed = env.snapshot(docs).await;
+    plan::make(
+        docs,
+        observed,
+        "the simulated datacenter",
+        "2026-01-01T00:00:00Z".into(),
+    )
+    .await
+    .unwrap()
+}
+
+async fn wait_for<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !f().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_plan_refused_after_a_manatee_takeover() {
+    let env = Env::start("examples/lab", images::MANATEE_V2_CURRENT).await;
+    let docs = lab_plan_docs();
+    let p = make_plan(&env, &docs).await;
+    // The primary dies; the sync takes over (a new generation).
+    let shard = env.scenario.manatee.shard("sdc");
+    let before = shard.state().await.unwrap().unwrap();
+    env.scenario
+        .manatee
+        .zone(&before.primary.zone_id)
+        .unwrap()
+        .kill()
+        .await;
+    wait_for("the takeover", || async {
+        shard.state().await.ok().flatten().is_some_and(|s| {
+            s.generation > before.generation && s.primary.zone_id != before.primary.zone_id
+        })
+    })
+    .await;
+    let err = plan::apply(&p, &env.store, &env.world, "now".into())
+        .await
+        .unwrap_err();
+    let ApplyError::Refused(msg) = err else {
+        panic!("{err:?}")
+    };
+    assert!(msg.contains("stale"), "{msg}");
+    assert!(msg.contains("shard sdc: cluster state generation"), "{msg}");
+    assert!(msg.contains("takeover"), "{msg}");
+    assert!(msg.contains("tritonctl plan -f DIR -o plan.json"), "{msg}");
+    // Nothing was stored.
+    assert!(
+        env.store
+            .get(crds::Kind::ManateeVersion, "sdc")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A new plan against the new state applies.
+    let p2 = make_plan(&env, &docs).await;
+    plan::apply(&p2, &env.store, &env.world, "now".into())
+        .await
+        .unwrap();
+    env.scenario.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_plan_applies_exactly_once() {
+    let env = Env::start("examples/lab", images::MANATEE_V2_CURRENT).await;
+    let docs = lab_plan_docs();
+    let p = make_plan(&env, &docs).await;
+    let out = plan::apply(&p, &env.store, &env.world, "t1".into())
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 2);
+    // Exactly the reviewed documents are stored.
+    for d in &docs {
+        let stored = env.store.get(d.kind(), d.name()).await.unwrap().unwrap();
+        assert_eq!(stored.spec_value(), d.spec_value());
+    }
+    let err = plan::apply(&p, &env.store, &env.world, "t2".into())
+        .await
+        .unwrap_err();
+    let ApplyError::Refused(msg) = err else {
+        panic!("{err:?}")
+    };
+    assert!(msg.contains("already applied (t1)"), "{msg}");
+    env.scenario.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_edited_after_planning_is_refused() {
+    let env = Env::start("examples/lab", images::MANATEE_V2_CURRENT).await;
+    let docs = lab_plan_docs();
+    let mut p = make_plan(&env, &docs).await;
+    let mv = p
+        .documents
+        .iter_mut()
+        .find(|d| d["kind"] == "ManateeVersion")
+        .unwrap();
+    mv["spec"]["image"]["uuid"] = serde_json::json!(images::MANATEE_V1);
+    let err = plan::apply(&p, &env.store, &env.world, "now".into())
+        .await
+        .unwrap_err();
+    let ApplyError::Refused(msg) = err else {
+        panic!("{err:?}")
+    };
+    assert!(msg.contains("edited after planning"), "{msg}");
+    assert!(
+        env.store
+            .get(crds::Kind::ManateeVersion, "sdc")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // The CLI refuses it too, before contacting anything (exit 1).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plan.json");
+    std::fs::write(&file, p.to_json()).unwrap();
+    let o = e2e::run(
+        &dir.path().join("store"),
+        &["apply", "--plan", file.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", e2e::stderr(&o));
+    assert!(e2e::stderr(&o).contains("edited after planning"));
+    env.scenario.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrent_apply_makes_the_plan_stale() {
+    let env = Env::start("examples/lab", images::MANATEE_V2_CURRENT).await;
+    env.apply_dir("examples/lab").await;
+    let mut docs = lab_plan_docs();
+    if let Document::ManateeVersion(mv) = &mut docs[1] {
+        mv.spec.rollout.approval = crds::manatee::Approval::BeforePrimary;
+    }
+    let p = make_plan(&env, &docs).await;
+    // Someone else applies a change to the same document meanwhile.
+    let mut other = lab_plan_docs();
+    if let Document::ManateeVersion(mv) = &mut other[1] {
+        mv.spec.rollout.paused = true;
+    }
+    env.store.apply(&other).await.unwrap();
+    let err = plan::apply(&p, &env.store, &env.world, "now".into())
+        .await
+        .unwrap_err();
+    let ApplyError::Refused(msg) = err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        msg.contains("ManateeVersion/sdc: stored resourceVersion 0 -> 1"),
+        "{msg}"
+    );
+    env.scenario.shutdown().await;
+}
+
+/// The CLI's offline path: `diff --observed` needs neither a store nor a
+/// datacenter, gives exit 1 on differences, and prints the same review as
+/// the library.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_offline_diff_from_a_snapshot() {
+    let env = Env::start("examples/lab", images::MANATEE_V2_CURRENT).await;
+    let docs = lab_plan_docs();
+    let observed = env.snapshot(&docs).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("observed.json");
+    std::fs::write(&file, observed.to_json()).unwrap();
+    let o = e2e::run(
+        &dir.path().join("store"),
+        &[
+            "diff",
+            "-f",
+            "examples/lab",
+            "--observed",
+            file.to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", e2e::stderr(&o));
+    let cli: Review = serde_json::from_str(&e2e::stdout(&o)).unwrap();
+    let online = env.online(&docs).await;
+    assert_eq!(
+        serde_json::to_value(&cli.documents).unwrap(),
+        serde_json::to_value(&online.documents).unwrap()
+    );
+    assert!(
+        !Path::new(&dir.path().join("store/lock")).exists(),
+        "offline diff opened no store"
+    );
+    env.scenario.shutdown().await;
+}
+
+/// Write a journal for `ManateeVersion/sdc` on shard `sdc`: a two-step
+/// operation installing `image` whose first step is irreversible, with that
+/// step in `state`.
+async fn write_journal(store: &Store, image: &str, state: crds::StepState) {
+    use reconcilers::manatee::{ManateeAction, Role};
+    use reconcilers::operation::{Operation, PlannedStep};
+    let mut op = Operation::new(
+        "mv-sdc-sdc-g1-test",
+        "manatee-transplant",
+        "sdc",
+        vec![
+            PlannedStep {
+                name: "transplant-primary".into(),
+                description: "irreversible".into(),
+                touches: vec!["manatee0".into()],
+                irreversible: true,
+                action: ManateeAction::Reprovision {
+                    zone: "z0".into(),
+                    role: Role::Primary,
+                    image: image.into(),
+                },
+            },
+            PlannedStep {
+                name: "wait-healthy".into(),
+                description: "wait".into(),
+                touches: vec![],
+                irreversible: false,
+                action: ManateeAction::WaitHealthy,
+            },
+        ],
+    );
+    op.status.steps[0].state = state;
+    op.status.phase = crds::status::OperationPhase::Running;
+    write_op(store, &op).await;
+}
+
+/// Store `op` as the journal of `ManateeVersion/sdc` on shard `sdc`.
+async fn write_op(
+    store: &Store,
+    op: &reconcilers::operation::Operation<reconcilers::manatee::ManateeAction>,
+) {
+    let dir = tritonctl::reconcile::journal_dir(crds::Kind::ManateeVersion, "sdc");
+    store.coord().mkdirp(&dir).await.unwrap();
+    let path = format!("{dir}/sdc");
+    let data = serde_json::to_vec(&op).unwrap();
+    match store.coord().exists(&path).await.unwrap() {
+        Some(_) => {
+            store
+                .coord()
+                .set(&path, &data, coord::Expect::Any)
+                .await
+                .unwrap();
+        }
+        None => {
+            store
+                .coord()
+                .create(&path, &data, coord::CreateMode::Persistent)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_new_image_is_refused_while_an_operation_is_past_its_point_of_no_return() {
+    use tritonctl::gitops::running::{Guard, Rule, guard};
+    let ensemble = coord::mem::MemEnsemble::new();
+    let store = Store::new(ensemble.connect());
+    store.init().await.unwrap();
+    let lab = read_dir_docs("examples/lab");
+    store.apply(&lab).await.unwrap();
+    let mut next = lab.clone();
+    if let Document::ManateeVersion(mv) = &mut next[1] {
+        mv.spec.image.uuid = images::MANATEE_V1.into();
+    }
+
+    // Before the point of no return: the operation finishes, then the shard is re-planned.
+    write_journal(&store, images::MANATEE_V2_NEXT, crds::StepState::Pending).await;
+    let r = review(&next, &StoredView::load(&store).await.unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(r.documents[1].running[0].rule, Rule::FinishesThenReplanned);
+    guard(&store, &next)
+        .await
+        .expect("allowed before the point of no return");
+
+    // Same image: the operation continues.
+    let r = review(&lab, &StoredView::load(&store).await.unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(r.documents[1].running[0].rule, Rule::Continues);
+
+    // Past it: diff says so and apply is refused, nothing stored.
+    write_journal(&store, images::MANATEE_V2_NEXT, crds::StepState::Running).await;
+    let r = review(&next, &StoredView::load(&store).await.unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(r.documents[1].running[0].rule, Rule::Refused);
+    assert!(r.documents[1].refused());
+    match guard(&store, &next).await {
+        Err(Guard::Refused(m)) => assert!(m.contains("point of no return"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // The same image is still accepted (e.g. a health gate edit).
+    guard(&store, &lab).await.expect("same image continues");
+
+    // The pins make the apply fail if the journal moves after the check.
+    let pins = guard(&store, &lab).await.unwrap();
+    write_journal(&store, images::MANATEE_V2_NEXT, crds::StepState::Succeeded).await;
+    assert!(matches!(
+        store.apply_with(&lab, pins).await,
+        Err(tritonctl::store::StoreError::Conflict { .. })
+    ));
+}
+
+/// Run tritonctl against a ZooKeeper store (the sim's manatee state lives
+/// there too, as on a DC's binder), off the async runtime.
+async fn run_zk(zk: &str, args: Vec<String>) -> std::process::Output {
+    let zk = zk.to_string();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(e2e::tritonctl_bin())
+            .arg("--zk")
+            .arg(&zk)
+            .args(&args)
+            .current_dir(repo())
+            .env_remove("TRITONCTL_DATA_DIR")
+            .output()
+            .expect("run tritonctl")
+    })
+    .await
+    .unwrap()
+}
+
+/// The README's flow through the binary against the simulator on a real
+/// ZooKeeper: diff online, snapshot, diff offline (same review), plan,
+/// apply the plan, and the second apply refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zk_cli_diff_snapshot_plan_apply_flow() {
+    let zk = coord::testing::ZkServer::start()
+        .await
+        .expect("start ZooKeeper");
+    let provider = sim::manatee::ZkProvider {
+        connect_string: zk.connect_string(),
+        session_timeout: Duration::from_secs(4),
+    };
+    let scenario = SimScenario::start(
+        &read_dir_docs("examples/lab"),
+        Arc::new(provider),
+        ScenarioOptions::default(),
+    )
+    .await
+    .expect("the simulated datacenter starts on ZooKeeper");
+    let urls = scenario.servers.urls().clone();
+    let watcher = TritonManatee {
+        triton: Triton::new(
+            &Endpoints {
+                sapi: urls.sapi.clone(),
+                vmapi: urls.vmapi.clone(),
+                cnapi: urls.cnapi.clone(),
+                imgapi: urls.imgapi.clone(),
+            },
+            Arc::new(Unguarded),
+        ),
+        coord: coord::zk::ZkCoordination::connect(&zk.connect_string(), Duration::from_secs(4))
+            .await
+            .unwrap(),
+        fence: None,
+    };
+    wait_observed_healthy(&watcher, &scenario).await;
+    let world: Vec<String> = [
+        ("--sapi", &urls.sapi),
+        ("--vmapi", &urls.vmapi),
+        ("--cnapi", &urls.cnapi),
+        ("--imgapi", &urls.imgapi),
+    ]
+    .iter()
+    .flat_map(|(k, v)| [k.to_string(), v.to_string()])
+    .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = |n: &str| dir.path().join(n).display().to_string();
+    let cs = zk.connect_string();
+    let args = |a: &[&str], with_world: bool| {
+        let mut v: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+        if with_world {
+            v.extend(world.iter().cloned());
+        }
+        v
+    };
+
+    let o = run_zk(
+        &cs,
+        args(&["diff", "-f", "examples/lab", "-o", "json"], true),
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", e2e::stderr(&o));
+    let online: Review = serde_json::from_str(&e2e::stdout(&o)).unwrap();
+    let m = manatee_plan(&online, "ManateeVersion/sdc");
+    assert!(m.shards[0].operation.is_some(), "{m:#?}");
+
+    let snap = path("observed.json");
+    let o = run_zk(
+        &cs,
+        args(&["snapshot", "-f", "examples/lab", "-o", &snap], true),
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", e2e::stderr(&o));
+    let o = run_zk(
+        &cs,
+        args(
+            &[
+                "diff",
+                "-f",
+                "examples/lab",
+                "--observed",
+                &snap,
+                "-o",
+                "json",
+            ],
+            false,
+        ),
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", e2e::stderr(&o));
+    let offline: Review = serde_json::from_str(&e2e::stdout(&o)).unwrap();
+    assert_eq!(
+        serde_json::to_value(&online.documents).unwrap(),
+        serde_json::to_value(&offline.documents).unwrap()
+    );
+
+    let plan_file = path("plan.json");
+    let o = run_zk(
+        &cs,
+        args(&["plan", "-f", "examples/lab", "-o", &plan_file], true),
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", e2e::stderr(&o));
+    assert!(e2e::stdout(&o).contains("reprovision-primary"));
+    let o = run_zk(&cs, args(&["apply", "--plan", &plan_file], true)).await;
+    assert_eq!(o.status.code(), Some(0), "{}", e2e::stderr(&o));
+    assert!(
+        e2e::stdout(&o).contains("manateeversion/sdc created"),
+        "{}",
+        e2e::stdout(&o)
+    );
+    let o = run_zk(&cs, args(&["apply", "--plan", &plan_file], true)).await;
+    assert_eq!(o.status.code(), Some(1), "{}", e2e::stdout(&o));
+    assert!(
+        e2e::stderr(&o).contains("already applied"),
+        "{}",
+        e2e::stderr(&o)
+    );
+
+    // Stored now: the spec is unchanged, the upgrade still to run (no controller here).
+    let o = run_zk(
+        &cs,
+        args(&["diff", "-f", "examples/lab", "-o", "json"], true),
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", e2e::stderr(&o));
+    let after: Review = serde_json::from_str(&e2e::stdout(&o)).unwrap();
+    assert!(
+        after
+            .documents
+            .iter()
+            .all(|d| d.change == tritonctl::gitops::diff::Change::Unchanged)
+    );
+    scenario.shutdown().await;
+}
+
+/// Exit codes of `tritonctl diff` (kubectl's): 0 none, 1 differences, 2 error.
+#[test]
+fn diff_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let o = e2e::run(&store, &["diff", "-f", "examples/lab"]);
+    assert_eq!(o.status.code(), Some(1), "{}", e2e::stderr(&o));
+    assert!(e2e::stdout(&o).contains("ManateeVersion/sdc: create"));
+    let o = e2e::run(&store, &["apply", "-f", "examples/lab"]);
+    assert_eq!(o.status.code(), Some(0), "{}", e2e::stderr(&o));
+    let o = e2e::run(&store, &["diff", "-f", "examples/lab"]);
+    assert_eq!(o.status.code(), Some(0), "{}", e2e::stdout(&o));
+    let o = e2e::run(
+        &store,
+        &[
+            "diff",
+            "-f",
+            "examples/scenarios/decommission-headnode",
+            "-o",
+            "markdown",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(e2e::stdout(&o).contains("<details><summary>Spec diff</summary>"));
+    // Invalid documents, unreadable input, a bad snapshot: 2.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: tritonctl/v1alpha1\nkind: ManateeVersion\nmetadata: {name: x}\nspec: {shards: []}\n").unwrap();
+    let o = e2e::run(&store, &["diff", "-f", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", e2e::stderr(&o));
+    let o = e2e::run(&store, &["diff", "-f", "no/such/dir"]);
+    assert_eq!(o.status.code(), Some(2));
+    let snap = dir.path().join("observed.json");
+    std::fs::write(&snap, "{\"format\": \"something-else\"}").unwrap();
+    let o = e2e::run(
+        &store,
+        &[
+            "diff",
+            "-f",
+            "examples/lab",
+            "--observed",
+            snap.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        e2e::stderr(&o).contains("tritonctl.observed/v1"),
+        "{}",
+        e2e::stderr(&o)
+    );
+    // Help with examples.
+    for cmd in ["diff", "plan", "snapshot", "apply"] {
+        let o = e2e::run(&store, &[cmd, "--help"]);
+        assert_eq!(o.status.code(), Some(0));
+        assert!(e2e::stdout(&o).contains("Example"), "{cmd}");
+    }
+}
+
+/// Reviews only observe: the live world behind diff/plan/snapshot refuses
+/// every change before anything is sent, and so does a snapshot.
+#[tokio::test]
+async fn review_worlds_never_change_the_datacenter() {
+    let nowhere = Endpoints {
+        sapi: "http://127.0.0.1:9".into(),
+        vmapi: "http://127.0.0.1:9".into(),
+        cnapi: "http://127.0.0.1:9".into(),
+        imgapi: "http://127.0.0.1:9".into(),
+    };
+    let live = Live::new(
+        TritonManatee {
+            triton: Triton::new(&nowhere, Arc::new(Unguarded)),
+            coord: coord::mem::MemEnsemble::new().connect(),
+            fence: None,
+        },
+        "nowhere".into(),
+    );
+    let recorded = Recorded {
+        observed: Observed::from_json(
+            &serde_json::json!({
+                "format": tritonctl::gitops::observed::SNAPSHOT_FORMAT,
+                "capturedAt": "t", "source": "s", "stored": {"documents": {}},
+                "shards": {}, "images": {}, "ringImage": null
+            })
+            .to_string(),
+            "observed.json",
+        )
+        .unwrap(),
+        origin: "observed.json".into(),
+    };
+    use tritonctl::gitops::observed::World;
+    for w in [&live as &dyn World, &recorded as &dyn World] {
+        let m = w.manatee();
+        assert!(
+            m.reprovision("z", images::MANATEE_V2_NEXT, "op")
+                .await
+                .is_err()
+        );
+        assert!(m.freeze("sdc", "r").await.is_err());
+        assert!(m.unfreeze_own("sdc", "r").await.is_err());
+    }
+    // A snapshot that does not cover a shard says so, and how to fix it.
+    let e = recorded.manatee().observe("sdc").await.unwrap_err();
+    assert!(
+        e.contains("not in the snapshot") && e.contains("tritonctl snapshot -f DIR"),
+        "{e}"
+    );
+}
+
+/// A plan is never made over a shard that was not observed (a snapshot
+/// taken without the documents under review, say).
+#[tokio::test]
+async fn no_plan_over_an_unobserved_shard() {
+    let docs = read_dir_docs("examples/lab");
+    let observed = Observed::from_json(
+        &serde_json::json!({
+            "format": tritonctl::gitops::observed::SNAPSHOT_FORMAT,
+            "capturedAt": "t", "source": "s", "stored": {"documents": {}},
+            "shards": {},
+            "images": {images::MANATEE_V2_NEXT: {
+                "uuid": images::MANATEE_V2_NEXT, "name": "sdc-manatee",
+                "version": "20251104T182201Z", "state": "active", "manatee_major": 2}},
+            "ringImage": null
+        })
+        .to_string(),
+        "observed.json",
+    )
+    .unwrap();
+    let e = plan::make(&docs, observed, "observed.json", "t".into())
+        .await
+        .unwrap_err();
+    assert!(e.contains("cannot plan what was not observed"), "{e}");
+    assert!(e.contains("ManateeVersion/sdc: shard sdc"), "{e}");
+}
+
+/// An operation in flight whose shard moved under it (a takeover) is shown
+/// as re-planned at its next reprovision step, as the controller's runner
+/// does (its gate blocks with `Replan`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_under_a_running_operation_shows_it_replanned() {
+    use reconcilers::manatee::{ManateeWorld, ShardPlan, plan_shard};
+    use tritonctl::gitops::running::Rule;
+    let env = Env::start("examples/lab", images::MANATEE_V2_CURRENT).await;
+    env.apply_dir("examples/lab").await;
+    let docs = lab_plan_docs();
+    let Document::ManateeVersion(mv) = &docs[1] else {
+        panic!()
+    };
+    let m = &env.world.manatee.0;
+    let obs = m.observe("sdc").await.unwrap();
+    let img = m.image(&mv.spec.image.uuid).await.unwrap();
+    let ShardPlan::Upgrade(mut op) = plan_shard(&mv.spec, &obs, img.as_ref(), "mv-sdc-sdc-g1-run")
+    else {
+        panic!("an upgrade is planned")
+    };
+    op.status.phase = crds::status::OperationPhase::Running;
+    op.status.steps[0].state = crds::StepState::Succeeded;
+    write_op(&env.store, &op).await;
+
+    let r = env.online(&docs).await;
+    assert_eq!(
+        r.documents[1].running[0].rule,
+        Rule::Continues,
+        "{:?}",
+        r.documents[1].running
+    );
+
+    let shard = env.scenario.manatee.shard("sdc");
+    let before = shard.state().await.unwrap().unwrap();
+    env.scenario
+        .manatee
+        .zone(&before.primary.zone_id)
+        .unwrap()
+        .kill()
+        .await;
+    wait_for("the takeover", || async {
+        shard.state().await.ok().flatten().is_some_and(|s| {
+            s.generation > before.generation && s.primary.zone_id != before.primary.zone_id
+        })
+    })
+    .await;
+    let r = env.online(&docs).await;
+    let d = &r.documents[1].running[0];
+    assert_eq!(d.rule, Rule::ReplannedAtNextStep, "{d:?}");
+    assert!(d.why.contains("planned as"), "{}", d.why);
+    env.scenario.shutdown().await;
+}
