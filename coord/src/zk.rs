@@ -55,9 +55,13 @@
 //!   Backend(..) }`, nothing sent): the node would belong to the second
 //!   session, not to this one. Nothing in tritonctl does that today; make
 //!   ephemeral nodes with a plain `create`.
-//! - it is used only while the main session is alive: an expired or closed
-//!   main session fails the multi with `SessionExpired`/`SessionClosed`
-//!   first, as on the main path.
+//! - it is used only while the main session is connected: an expired or
+//!   closed main session fails the multi with `SessionExpired`/
+//!   `SessionClosed` first, as on the main path, and a disconnected one with
+//!   `ConnectionLoss` (nothing sent), since the main session may have
+//!   expired on the server unbeknown to us. Fenced writes would be safe
+//!   anyway (their check op names the leader's ephemeral node, which the
+//!   expiry deletes), unfenced ones would not.
 //! - a dropped connection reports `ConnectionLoss` (outcome unknown), as the
 //!   main path does, and nothing is re-sent.
 //! - reads on the main session see the multi's effect: after a successful
@@ -416,7 +420,11 @@ impl ZkCoordination {
         match self.session_state() {
             SessionState::Expired => return Err(CoordError::SessionExpired),
             SessionState::Closed => return Err(CoordError::SessionClosed),
-            SessionState::Connected | SessionState::Disconnected => {}
+            // The main session may have expired on the server without our
+            // knowing yet; nothing is sent (a fenced multi's check would
+            // catch that, an unfenced one would not).
+            SessionState::Disconnected => return Err(CoordError::ConnectionLoss),
+            SessionState::Connected => {}
         }
         if let Some(index) = ops
             .iter()
