@@ -75,6 +75,8 @@ struct Seen {
     sessions: Vec<(i64, i64)>,
     /// Connections the server closed because of an unknown opcode.
     closed_for_unknown: usize,
+    /// Session ids asked for on connections refused by `refuse_connections`.
+    refused: Vec<i64>,
 }
 
 impl Seen {
@@ -108,6 +110,10 @@ type Tree = BTreeMap<String, Node>;
 
 struct Knobs {
     drop_next_multi: Mutex<Drop>,
+    /// Accept session connections and close them at once.
+    refuse_connections: AtomicBool,
+    /// Connections to cut now (by index); each serving loop watches this.
+    cut: tokio::sync::watch::Sender<Vec<usize>>,
     /// Answer re-attaches with timeout 0 (session unknown).
     forget_sessions: AtomicBool,
     next_session: AtomicI64,
@@ -364,6 +370,8 @@ impl Fake34 {
         let tree = Arc::new(Mutex::new(root));
         let knobs = Arc::new(Knobs {
             drop_next_multi: Mutex::new(Drop::No),
+            refuse_connections: AtomicBool::new(false),
+            cut: tokio::sync::watch::channel(Vec::new()).0,
             forget_sessions: AtomicBool::new(false),
             next_session: AtomicI64::new(0x3400),
         });
@@ -419,6 +427,10 @@ async fn serve(
     conn.read_exact(&mut req).await?;
     let timeout = be_i32(&req[12..]);
     let asked = be_i64(&req[16..]);
+    if knobs.refuse_connections.load(Ordering::SeqCst) {
+        seen.lock().unwrap().refused.push(asked);
+        return Ok(());
+    }
     let granted = if asked == 0 {
         knobs.next_session.fetch_add(1, Ordering::SeqCst)
     } else if knobs.forget_sessions.load(Ordering::SeqCst) {
@@ -444,8 +456,12 @@ async fn serve(
     if granted == 0 {
         return Ok(());
     }
+    let mut cut = knobs.cut.subscribe();
     loop {
-        let f = read_frame(&mut conn).await?;
+        let f = tokio::select! {
+            f = read_frame(&mut conn) => f?,
+            _ = cut.wait_for(|c| c.contains(&me)) => return Ok(()),
+        };
         let (xid, op, body) = (be_i32(&f), be_i32(&f[4..]), &f[8..]);
         {
             let mut s = seen.lock().unwrap();
@@ -939,6 +955,47 @@ async fn pings_keep_the_multi_session_alive() {
     let info = zk.multi_session_info();
     assert_eq!(info.connections, 1, "the connection was re-made");
     assert!(info.pings >= 3, "{info:?}");
+    zk.close().await;
+}
+
+/// While the main session is disconnected (it may have expired on the
+/// server unbeknown to us), a multi with a create is not sent over the
+/// second session: `ConnectionLoss`, nothing sent.
+#[tokio::test]
+async fn no_multi_over_the_second_session_while_the_main_one_is_disconnected() {
+    let fake = Fake34::start(V34).await;
+    let zk = connect(&fake).await;
+    let main = main_conn(&fake, &zk);
+    let mut events = zk.session_events();
+    fake.knobs.refuse_connections.store(true, Ordering::SeqCst);
+    fake.knobs.cut.send_modify(|c| c.push(main));
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        events.wait_for(|s| *s == SessionState::Disconnected),
+    )
+    .await
+    .expect("the main session notices the cut")
+    .unwrap();
+    assert_eq!(
+        zk.multi(vec![create("/x", "")]).await.unwrap_err(),
+        CoordError::ConnectionLoss
+    );
+    fake.seen(|s| {
+        assert!(s.multi_ops.is_empty(), "a multi was sent");
+        // Only the main session tried to come back; nobody asked for a new one.
+        assert!(!s.refused.contains(&0), "{:?}", s.refused);
+        assert_eq!(s.sessions.len(), 1);
+    });
+    fake.knobs.refuse_connections.store(false, Ordering::SeqCst);
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        events.wait_for(|s| *s == SessionState::Connected),
+    )
+    .await
+    .expect("the main session comes back")
+    .unwrap();
+    zk.multi(vec![create("/x", "")]).await.unwrap();
+    assert!(fake.node("/x").is_some());
     zk.close().await;
 }
 
