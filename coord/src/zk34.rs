@@ -351,6 +351,8 @@ pub struct MultiSessionInfo {
     pub connections: u64,
     /// Pings sent so far.
     pub pings: u64,
+    /// A connection is up (as far as its reader knows).
+    pub connected: bool,
 }
 
 #[derive(Default)]
@@ -370,6 +372,9 @@ pub struct MultiSession {
     pings: Arc<AtomicU64>,
     connections: AtomicU64,
     session_id: AtomicI64,
+    /// The current connection's shared state, for `info` (which cannot
+    /// wait for the async state lock).
+    connected: Mutex<Option<Arc<Shared>>>,
 }
 
 impl MultiSession {
@@ -385,6 +390,7 @@ impl MultiSession {
             pings: Arc::default(),
             connections: AtomicU64::new(0),
             session_id: AtomicI64::new(0),
+            connected: Mutex::new(None),
         }
     }
 
@@ -393,6 +399,12 @@ impl MultiSession {
             session_id: self.session_id.load(Ordering::SeqCst),
             connections: self.connections.load(Ordering::SeqCst),
             pings: self.pings.load(Ordering::Relaxed),
+            connected: self
+                .connected
+                .lock()
+                .expect("connected lock poisoned")
+                .as_ref()
+                .is_some_and(|c| !c.is_dead()),
         }
     }
 
@@ -436,6 +448,8 @@ impl MultiSession {
                         }
                         st.session = Some((opened.session_id, opened.passwd));
                         st.timeout = Some(opened.timeout);
+                        *self.connected.lock().expect("connected lock poisoned") =
+                            Some(opened.conn.shared.clone());
                         let conn = Arc::new(opened.conn);
                         st.conn = Some(conn.clone());
                         return Ok(conn);

@@ -907,6 +907,49 @@ mod zk_jute {
         leader.close().await;
     }
 
+    /// A server restart drops the second session's connection; the next
+    /// multi re-attaches to the same session (ZooKeeper keeps sessions
+    /// across a restart within their timeout).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn zk_jute_second_session_reattaches_after_server_restart() {
+        let mut backend = ZkBackend::start_with_options(
+            Duration::from_secs(8),
+            coord::ZkOptions {
+                multi_route: coord::MultiRoute::Jute,
+            },
+        )
+        .await;
+        let s = backend.connect_zk().await;
+        s.multi(vec![Op::create("/r1", "", CreateMode::Persistent)])
+            .await
+            .unwrap();
+        let before = s.multi_session_info();
+        assert!(before.connected);
+        backend.server.restart().await.unwrap();
+        // Conditions, not sleeps: the second session saw its connection
+        // end, and the main session has answered a call since the restart.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while s.multi_session_info().connected {
+            assert!(tokio::time::Instant::now() < deadline, "drop not noticed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        while s.exists("/r1").await.is_err() || s.session_state() != SessionState::Connected {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "main session not back"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        s.multi(vec![Op::create("/r2", "", CreateMode::Persistent)])
+            .await
+            .unwrap();
+        let after = s.multi_session_info();
+        assert_eq!(after.session_id, before.session_id);
+        assert_eq!(after.connections, before.connections + 1, "{after:?}");
+        assert!(s.exists("/r2").await.unwrap().is_some());
+        s.close().await;
+    }
+
     /// Pings keep the second session alive past its timeout while idle: the
     /// next multi goes over the same session and connection.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
