@@ -77,9 +77,11 @@ impl ZkBackend {
 
     /// Every multi over the wire-protocol session (`coord::zk34`), the path
     /// a ZooKeeper 3.4 server gets for multis with a create.
+    /// A longer session timeout than the suite's 2 s: these tests hold a
+    /// leader-style session for a while, on a loaded 2-core machine.
     async fn start_jute() -> ZkBackend {
         ZkBackend::start_with_options(
-            Duration::from_secs(2),
+            Duration::from_secs(6),
             coord::ZkOptions {
                 multi_route: coord::MultiRoute::Jute,
             },
@@ -954,7 +956,13 @@ mod zk_jute {
     /// next multi goes over the same session and connection.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn zk_jute_pings_keep_the_second_session_alive() {
-        let backend = ZkBackend::start_jute().await;
+        let backend = ZkBackend::start_with_options(
+            Duration::from_secs(4),
+            coord::ZkOptions {
+                multi_route: coord::MultiRoute::Jute,
+            },
+        )
+        .await;
         let s = backend.connect_zk().await;
         s.multi(vec![Op::create("/p1", "", CreateMode::Persistent)])
             .await
