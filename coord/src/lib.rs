@@ -8,7 +8,9 @@
 //!
 //! Implementations:
 //! - [`zk::ZkCoordination`]: a real ZooKeeper through `zookeeper-client`,
-//!   restricted to ZooKeeper 3.4 operations (Triton's binder ships 3.4).
+//!   restricted to ZooKeeper 3.4 operations (Triton's binder ships 3.4); a
+//!   multi with a create goes to a 3.4 server over a small wire-protocol
+//!   session of our own ([`zk34`], records in [`jute`]).
 //! - [`mem::MemEnsemble`]: an in-process "server" that hands out sessions;
 //!   with a data directory it persists persistent znodes to SQLite.
 //!
@@ -23,16 +25,18 @@ use std::pin::Pin;
 
 use async_trait::async_trait;
 
+pub mod jute;
 pub mod mem;
 pub mod path;
 pub mod server;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod zk;
+pub mod zk34;
 
 pub use mem::{MemEnsemble, MemSession};
 pub use path::{join, parent, validate_path};
-pub use zk::ZkCoordination;
+pub use zk::{MultiRoute, ZkCoordination, ZkOptions};
 
 /// A znode's metadata (the parts of ZooKeeper's `Stat` we rely on).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

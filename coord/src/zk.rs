@@ -34,18 +34,44 @@
 //! `MultiTransactionRecord.deserialize` only knows create/delete/setData/
 //! check and throws "Invalid type of op" on 15, which `PrepRequestProcessor`
 //! answers with MARSHALLINGERROR for the whole multi: nothing is applied,
-//! the session survives. The tests' ZooKeeper 3.8 accepts both opcodes, so
-//! CI cannot see this; `tests/zk34_wire.rs` pins it against a stand-in that
-//! answers as 3.4 does.
+//! the session survives. The tests' ZooKeeper 3.8 accepts both opcodes;
+//! `tests/zk34_wire.rs` pins all this against a stand-in that answers as
+//! 3.4 does.
 //!
 //! What this backend does about it: at connect it asks the server its
 //! version with the `srvr` four-letter word (enabled on 3.4, and the one
-//! word 3.5+ whitelists by default). On a server that says 3.4, a multi
-//! containing a create is refused before anything is sent, with
-//! `MultiFailed { index: <first create>, Backend(..) }` saying why. When the
-//! version is unknown the multi is sent, and a MARSHALLINGERROR reply to a
-//! multi with a create is reported with the same explanation. Multi-ops that
-//! only set/delete/check, and plain creates, work on 3.4.
+//! word 3.5+ whitelists by default). On a server that says it is older than
+//! 3.5, a multi containing a create goes over a second session of our own
+//! that speaks the wire protocol directly and sends plain CREATE
+//! ([`crate::zk34`]). When the version is unknown the multi goes through
+//! zookeeper-client; if the server answers MARSHALLINGERROR to a multi with
+//! a create (3.4's refusal of CREATE2, before anything is applied), the
+//! backend remembers that and re-sends that multi, and every later one with
+//! a create, over the second session. Multis without a create always use
+//! the main session.
+//!
+//! On that second session:
+//! - an ephemeral create inside a multi is refused (`MultiFailed { index,
+//!   Backend(..) }`, nothing sent): the node would belong to the second
+//!   session, not to this one. Nothing in tritonctl does that today; make
+//!   ephemeral nodes with a plain `create`.
+//! - it is used only while the main session is connected: an expired or
+//!   closed main session fails the multi with `SessionExpired`/
+//!   `SessionClosed` first, as on the main path, and a disconnected one with
+//!   `ConnectionLoss` (nothing sent), since the main session may have
+//!   expired on the server unbeknown to us. Fenced writes would be safe
+//!   anyway (their check op names the leader's ephemeral node, which the
+//!   expiry deletes), unfenced ones would not.
+//! - a dropped connection reports `ConnectionLoss` (outcome unknown), as the
+//!   main path does, and nothing is re-sent.
+//! - reads on the main session see the multi's effect: after a successful
+//!   multi the main session issues `sync` (a 3.4 operation) before `multi`
+//!   returns. Writes need no such step: every write, from either session,
+//!   is checked and ordered by the leader, so the multi's checks see
+//!   everything the main session wrote before. The second session connects
+//!   to the hosts in connect-string order; zookeeper-client does not tell
+//!   which server the main session chose, so the sync is what makes the
+//!   read-your-writes guarantee, on one server or many.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -56,6 +82,7 @@ use tokio::sync::{oneshot, watch};
 use zookeeper_client as zkc;
 
 use crate::path::validate_path;
+use crate::zk34;
 use crate::{
     CoordError, Coordination, CreateMode, Expect, Op, OpResult, Result, SessionState, Stat, Watch,
     WatchEvent,
@@ -64,17 +91,37 @@ use crate::{
 /// The ZooKeeper release whose protocol we speak (Triton's binder).
 const SERVER_VERSION: (u32, u32, u32) = (3, 4, 3);
 
-/// Why a create inside a multi cannot go to this server (see module docs).
-fn create_in_multi_refused(version: Option<(u32, u32, u32)>) -> String {
+/// Why an ephemeral create inside a multi cannot go to this server (see
+/// module docs).
+fn ephemeral_in_multi_refused(version: Option<(u32, u32, u32)>) -> String {
     let server = match version {
         Some((a, b, c)) => format!("ZooKeeper {a}.{b}.{c}"),
-        None => "this ZooKeeper (it answered MARSHALLINGERROR, as 3.4 does)".into(),
+        None => "This ZooKeeper (it refused CREATE2 inside a multi, as 3.4 does)".into(),
     };
     format!(
-        "{server} cannot take a create inside a multi-op from zookeeper-client 0.11, which \
-         encodes it as CREATE2 (opcode 15, ZooKeeper 3.5+); nothing was applied. Create the \
-         node with a plain create first, or run the store on ZooKeeper 3.5 or newer"
+        "{server} takes a create inside a multi-op only over tritonctl's second session \
+         (zookeeper-client 0.11 encodes it as CREATE2, a 3.5 opcode), and an ephemeral node \
+         made there would belong to that session, not to this one; nothing was applied. \
+         Create the ephemeral node with a plain create, or run on ZooKeeper 3.5 or newer"
     )
+}
+
+/// Which session carries a multi-op (see module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MultiRoute {
+    /// The main session, except a multi with a create on a server older
+    /// than 3.5 (said by `srvr`, or learned from its refusal of CREATE2).
+    #[default]
+    Auto,
+    /// Every non-empty multi over the second, wire-protocol session (to test
+    /// that path against any server).
+    Jute,
+}
+
+/// Connection options beyond the connect string and session timeout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ZkOptions {
+    pub multi_route: MultiRoute,
 }
 
 /// `Zookeeper version: 3.4.13-2d71af4..., built on ...` -> (3, 4, 13).
@@ -126,6 +173,12 @@ pub struct ZkCoordination {
     connect_string: String,
     /// What `srvr` said, if anything.
     server_version: Option<(u32, u32, u32)>,
+    options: ZkOptions,
+    /// The server refused CREATE2 inside a multi: it is 3.4, whatever
+    /// `srvr` said (or did not say).
+    refused_create2: AtomicBool,
+    /// The second session for multis with creates (connects on first use).
+    multi_session: zk34::MultiSession,
 }
 
 impl std::fmt::Debug for ZkCoordination {
@@ -268,6 +321,15 @@ impl ZkCoordination {
         connect_string: &str,
         session_timeout: Duration,
     ) -> Result<Arc<ZkCoordination>> {
+        Self::connect_with(connect_string, session_timeout, ZkOptions::default()).await
+    }
+
+    /// [`connect`](Self::connect) with options.
+    pub async fn connect_with(
+        connect_string: &str,
+        session_timeout: Duration,
+        options: ZkOptions,
+    ) -> Result<Arc<ZkCoordination>> {
         let (major, minor, patch) = SERVER_VERSION;
         let client = zkc::Client::connector()
             .with_server_version(major, minor, patch)
@@ -313,9 +375,10 @@ impl ZkCoordination {
             timeout_ms = client.session_timeout().as_millis() as u64,
             "zookeeper session established"
         );
+        let session_timeout = client.session_timeout();
         Ok(Arc::new(ZkCoordination {
             state: Mutex::new(client.state_watcher()),
-            session_timeout: client.session_timeout(),
+            session_timeout,
             client: Mutex::new(Some(client)),
             events,
             closed: AtomicBool::new(false),
@@ -323,6 +386,9 @@ impl ZkCoordination {
             session_id,
             connect_string: connect_string.to_string(),
             server_version,
+            options,
+            refused_create2: AtomicBool::new(false),
+            multi_session: zk34::MultiSession::new(connect_string, session_timeout),
         }))
     }
 
@@ -331,10 +397,63 @@ impl ZkCoordination {
         self.server_version
     }
 
-    /// Whether a multi-op may contain a create on this server: false only
-    /// when the server said it is older than 3.5 (see module docs).
+    /// Whether zookeeper-client's multi (CREATE2 for a create) suits this
+    /// server: false when the server said it is older than 3.5, or refused
+    /// CREATE2 inside a multi. Multis with a create then go over the second
+    /// session (see module docs).
     pub fn accepts_create_in_multi(&self) -> bool {
-        !matches!(self.server_version, Some((maj, min, _)) if (maj, min) < (3, 5))
+        !self.refused_create2.load(Ordering::SeqCst)
+            && !matches!(self.server_version, Some((maj, min, _)) if (maj, min) < (3, 5))
+    }
+
+    /// The second (multi) session: its id once it exists, connections made,
+    /// pings sent.
+    pub fn multi_session_info(&self) -> zk34::MultiSessionInfo {
+        self.multi_session.info()
+    }
+
+    /// A multi over the second session: the main session must be alive;
+    /// ephemeral creates are refused; a successful multi is followed by a
+    /// `sync` on the main session (see module docs).
+    async fn multi_over_second_session(&self, ops: &[Op]) -> Result<Vec<OpResult>> {
+        let client = self.client()?;
+        match self.session_state() {
+            SessionState::Expired => return Err(CoordError::SessionExpired),
+            SessionState::Closed => return Err(CoordError::SessionClosed),
+            // The main session may have expired on the server without our
+            // knowing yet; nothing is sent (a fenced multi's check would
+            // catch that, an unfenced one would not).
+            SessionState::Disconnected => return Err(CoordError::ConnectionLoss),
+            SessionState::Connected => {}
+        }
+        if let Some(index) = ops
+            .iter()
+            .position(|op| matches!(op, Op::Create { mode, .. } if mode.is_ephemeral()))
+        {
+            return Err(CoordError::MultiFailed {
+                index,
+                error: Box::new(CoordError::Backend(ephemeral_in_multi_refused(
+                    self.server_version,
+                ))),
+            });
+        }
+        let results = self.multi_session.multi(ops).await?;
+        // Read-your-writes on the main session, whichever server it is on.
+        let patience = self.session_timeout * 2;
+        match tokio::time::timeout(patience, client.sync("/")).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(
+                session = format_args!("{:#x}", self.session_id),
+                "sync after a multi on the second session failed ({e}); the multi was applied, \
+                 but a read on this session may not see it yet"
+            ),
+            Err(_) => tracing::warn!(
+                session = format_args!("{:#x}", self.session_id),
+                "sync after a multi on the second session took over {patience:?}; the multi \
+                 was applied, but a read on this session may not see it yet"
+            ),
+        }
+        Ok(results)
     }
 
     /// The session timeout the server granted.
@@ -570,15 +689,11 @@ impl Coordination for ZkCoordination {
             self.client()?;
             return Ok(Vec::new());
         }
-        let first_create = ops.iter().position(|op| matches!(op, Op::Create { .. }));
-        if let Some(index) = first_create
-            && !self.accepts_create_in_multi()
+        let has_create = ops.iter().any(|op| matches!(op, Op::Create { .. }));
+        if self.options.multi_route == MultiRoute::Jute
+            || (has_create && !self.accepts_create_in_multi())
         {
-            self.client()?;
-            return Err(failed(
-                index,
-                CoordError::Backend(create_in_multi_refused(self.server_version)),
-            ));
+            return self.multi_over_second_session(&ops).await;
         }
         let client = self.client()?;
         let mut writer = client.new_multi_writer();
@@ -605,10 +720,19 @@ impl Coordination for ZkCoordination {
                 let path = ops.get(index).map_or("", Op::path);
                 return Err(failed(index, map_err(source, path)));
             }
+            // 3.4 refusing CREATE2: the multi was refused while being read,
+            // before anything was applied, so sending it again with plain
+            // CREATE is not a blind retry (see module docs).
             Err(zkc::MultiWriteError::RequestFailed {
                 source: zkc::Error::MarshallingError,
-            }) if first_create.is_some() => {
-                return Err(CoordError::Backend(create_in_multi_refused(None)));
+            }) if has_create => {
+                tracing::info!(
+                    session = format_args!("{:#x}", self.session_id),
+                    "ZooKeeper refused CREATE2 inside a multi; sending multis with a create \
+                     over the wire-protocol session from now on"
+                );
+                self.refused_create2.store(true, Ordering::SeqCst);
+                return self.multi_over_second_session(&ops).await;
             }
             Err(zkc::MultiWriteError::RequestFailed { source }) => {
                 return Err(map_err(source, ""));
@@ -636,6 +760,8 @@ impl Coordination for ZkCoordination {
     }
 
     async fn close(&self) {
+        // The second session first, while the main one still answers.
+        self.multi_session.close().await;
         let client = self.client.lock().expect("zk client lock poisoned").take();
         if let Some(client) = &client
             && !client.state().is_terminated()
@@ -689,11 +815,12 @@ mod tests {
 
     #[test]
     fn the_refusal_says_what_happened_and_what_to_do() {
-        let m = create_in_multi_refused(Some((3, 4, 13)));
+        let m = ephemeral_in_multi_refused(Some((3, 4, 13)));
         assert!(
             m.contains("ZooKeeper 3.4.13")
-                && m.contains("CREATE2")
-                && m.contains("nothing was applied"),
+                && m.contains("ephemeral")
+                && m.contains("nothing was applied")
+                && m.contains("plain create"),
             "{m}"
         );
     }

@@ -58,7 +58,11 @@ impl Backend for MemBackend {
 struct ZkBackend {
     server: coord::testing::ZkServer,
     session_timeout: Duration,
+    options: coord::ZkOptions,
     sessions: std::sync::Mutex<Vec<std::sync::Weak<coord::ZkCoordination>>>,
+    /// Jute-forced backends keep their sessions, to show afterwards that
+    /// the multis did go over the second session.
+    kept: std::sync::Mutex<Vec<Arc<coord::ZkCoordination>>>,
 }
 
 #[cfg(feature = "testing")]
@@ -68,22 +72,60 @@ impl ZkBackend {
     }
 
     async fn start_with(session_timeout: Duration) -> ZkBackend {
+        ZkBackend::start_with_options(session_timeout, coord::ZkOptions::default()).await
+    }
+
+    /// Every multi over the wire-protocol session (`coord::zk34`), the path
+    /// a ZooKeeper 3.4 server gets for multis with a create.
+    /// A longer session timeout than the suite's 2 s: these tests hold a
+    /// leader-style session for a while, on a loaded 2-core machine.
+    async fn start_jute() -> ZkBackend {
+        ZkBackend::start_with_options(
+            Duration::from_secs(6),
+            coord::ZkOptions {
+                multi_route: coord::MultiRoute::Jute,
+            },
+        )
+        .await
+    }
+
+    async fn start_with_options(session_timeout: Duration, options: coord::ZkOptions) -> ZkBackend {
         let server = coord::testing::ZkServer::start()
             .await
             .expect("start ZooKeeper");
         ZkBackend {
             server,
             session_timeout,
+            options,
             sessions: std::sync::Mutex::new(Vec::new()),
+            kept: std::sync::Mutex::new(Vec::new()),
         }
     }
 
     async fn connect_zk(&self) -> Arc<coord::ZkCoordination> {
-        let s = coord::ZkCoordination::connect(&self.server.connect_string(), self.session_timeout)
-            .await
-            .expect("connect to ZooKeeper");
+        let s = coord::ZkCoordination::connect_with(
+            &self.server.connect_string(),
+            self.session_timeout,
+            self.options,
+        )
+        .await
+        .expect("connect to ZooKeeper");
         self.sessions.lock().unwrap().push(Arc::downgrade(&s));
+        if self.options.multi_route == coord::MultiRoute::Jute {
+            self.kept.lock().unwrap().push(s.clone());
+        }
         s
+    }
+
+    /// Multis that went over second sessions, as (main, second) session ids.
+    fn second_sessions(&self) -> Vec<(i64, i64)> {
+        self.kept
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| (s.session_id(), s.multi_session_info().session_id))
+            .filter(|(_, second)| *second != 0)
+            .collect()
     }
 }
 
@@ -748,6 +790,199 @@ suite! {
     multi_is_atomic => zk_multi_is_atomic,
     session_expiry_is_terminal => zk_session_expiry_is_terminal,
     mkdirp_creates_missing_ancestors => zk_mkdirp_creates_missing_ancestors,
+}
+
+/// The suite's multi cases with every multi over the wire-protocol session
+/// (`coord::zk34`: plain CREATE in the multi, as a 3.4 server needs),
+/// against the real ZooKeeper, so both paths answer to the same semantics.
+#[cfg(feature = "testing")]
+mod zk_jute {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn zk_jute_multi_is_atomic() {
+        let backend = ZkBackend::start_jute().await;
+        multi_is_atomic(&backend).await;
+        let used = backend.second_sessions();
+        assert!(!used.is_empty(), "no multi went over a second session");
+        assert!(used.iter().all(|(main, second)| main != second), "{used:?}");
+    }
+
+    /// After expiry a multi fails with `SessionExpired` on this path too:
+    /// the second session is never used for a dead main session.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn zk_jute_session_expiry_is_terminal() {
+        let backend = ZkBackend::start_jute().await;
+        session_expiry_is_terminal(&backend).await;
+        assert!(backend.second_sessions().is_empty());
+    }
+
+    /// The store's shape: fence check + create + set in one multi. It
+    /// succeeds while the fence holds, the main session reads it at once,
+    /// and once the fence node is gone nothing of it applies.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn zk_jute_fenced_store_write() {
+        let backend = ZkBackend::start_jute().await;
+        let leader = backend.connect_zk().await;
+        let other = backend.connect().await;
+        leader.mkdirp("/tritonctl/v1/leader").await.unwrap();
+        leader.mkdirp("/tritonctl/v1/docs").await.unwrap();
+        leader
+            .create("/tritonctl/v1/status", b"s0", CreateMode::Persistent)
+            .await
+            .unwrap();
+        let fence = leader
+            .create(
+                "/tritonctl/v1/leader/n-",
+                b"me",
+                CreateMode::EphemeralSequential,
+            )
+            .await
+            .unwrap();
+
+        let results = leader
+            .multi(vec![
+                Op::check(&fence, Expect::Version(0)),
+                Op::create("/tritonctl/v1/docs/a", "doc-a", CreateMode::Persistent),
+                Op::set("/tritonctl/v1/status", "s1", Expect::Version(0)),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(results[0], OpResult::Checked);
+        assert_eq!(results[1], OpResult::Created("/tritonctl/v1/docs/a".into()));
+        assert!(matches!(&results[2], OpResult::Set(st) if st.version == 1));
+        // Read-your-writes on the main session, right away.
+        let (doc, st) = leader.get("/tritonctl/v1/docs/a").await.unwrap();
+        assert_eq!((doc.as_slice(), st.ephemeral_owner), (&b"doc-a"[..], 0));
+        let (status, st) = leader.get("/tritonctl/v1/status").await.unwrap();
+        assert_eq!((status.as_slice(), st.version), (&b"s1"[..], 1));
+        let info = leader.multi_session_info();
+        assert!(info.session_id != 0 && info.session_id != leader.session_id());
+
+        // A stale status version fails at its index and applies nothing.
+        let err = leader
+            .multi(vec![
+                Op::check(&fence, Expect::Version(0)),
+                Op::create("/tritonctl/v1/docs/b", "doc-b", CreateMode::Persistent),
+                Op::set("/tritonctl/v1/status", "s2", Expect::Version(0)),
+            ])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, CoordError::MultiFailed { index: 2, error } if matches!(**error, CoordError::BadVersion(_))),
+            "{err:?}"
+        );
+        assert_eq!(leader.exists("/tritonctl/v1/docs/b").await.unwrap(), None);
+
+        // Leadership lost (the fence node gone): the write fails at the check.
+        other.delete(&fence, Expect::Any).await.unwrap();
+        let err = leader
+            .multi(vec![
+                Op::check(&fence, Expect::Version(0)),
+                Op::create("/tritonctl/v1/docs/b", "doc-b", CreateMode::Persistent),
+                Op::set("/tritonctl/v1/status", "s2", Expect::Version(1)),
+            ])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            CoordError::MultiFailed {
+                index: 0,
+                error: Box::new(CoordError::NoNode(fence.clone()))
+            }
+        );
+        assert_eq!(other.exists("/tritonctl/v1/docs/b").await.unwrap(), None);
+        assert_eq!(other.get("/tritonctl/v1/status").await.unwrap().0, b"s1");
+        // Ephemeral creates are refused on this path, before sending.
+        let err = leader
+            .multi(vec![Op::create(
+                "/tritonctl/v1/leader/n-",
+                "",
+                CreateMode::EphemeralSequential,
+            )])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, CoordError::MultiFailed { index: 0, .. }),
+            "{err:?}"
+        );
+        leader.close().await;
+    }
+
+    /// A server restart drops the second session's connection; the next
+    /// multi re-attaches to the same session (ZooKeeper keeps sessions
+    /// across a restart within their timeout).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn zk_jute_second_session_reattaches_after_server_restart() {
+        let mut backend = ZkBackend::start_with_options(
+            Duration::from_secs(8),
+            coord::ZkOptions {
+                multi_route: coord::MultiRoute::Jute,
+            },
+        )
+        .await;
+        let s = backend.connect_zk().await;
+        s.multi(vec![Op::create("/r1", "", CreateMode::Persistent)])
+            .await
+            .unwrap();
+        let before = s.multi_session_info();
+        assert!(before.connected);
+        backend.server.restart().await.unwrap();
+        // Conditions, not sleeps: the second session saw its connection
+        // end, and the main session has answered a call since the restart.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while s.multi_session_info().connected {
+            assert!(tokio::time::Instant::now() < deadline, "drop not noticed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        while s.exists("/r1").await.is_err() || s.session_state() != SessionState::Connected {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "main session not back"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        s.multi(vec![Op::create("/r2", "", CreateMode::Persistent)])
+            .await
+            .unwrap();
+        let after = s.multi_session_info();
+        assert_eq!(after.session_id, before.session_id);
+        assert_eq!(after.connections, before.connections + 1, "{after:?}");
+        assert!(s.exists("/r2").await.unwrap().is_some());
+        s.close().await;
+    }
+
+    /// Pings keep the second session alive past its timeout while idle: the
+    /// next multi goes over the same session and connection.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn zk_jute_pings_keep_the_second_session_alive() {
+        let backend = ZkBackend::start_with_options(
+            Duration::from_secs(4),
+            coord::ZkOptions {
+                multi_route: coord::MultiRoute::Jute,
+            },
+        )
+        .await;
+        let s = backend.connect_zk().await;
+        s.multi(vec![Op::create("/p1", "", CreateMode::Persistent)])
+            .await
+            .unwrap();
+        let first = s.multi_session_info();
+        // Pings go every third of the granted timeout: six of them span two
+        // timeouts, long enough for an unpinged session to expire.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while s.multi_session_info().pings < first.pings + 6 {
+            assert!(tokio::time::Instant::now() < deadline, "pings stopped");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        s.multi(vec![Op::create("/p2", "", CreateMode::Persistent)])
+            .await
+            .unwrap();
+        let after = s.multi_session_info();
+        assert_eq!(after.session_id, first.session_id);
+        assert_eq!(after.connections, 1, "{after:?}");
+        s.close().await;
+    }
 }
 
 // ------------------------------------------------- backend-specific tests
