@@ -424,6 +424,7 @@ impl Daemon {
             fence: fence.clone(),
         };
         let mut cx = context(store.clone(), world, fence.clone(), cfg.step_poll);
+        cx.metrics = Some(metrics.clone());
         // The transplant strategy acts through the same guarded clients.
         cx.transplant = Some(Arc::new(crate::world::transplant::TritonTransplant {
             triton: cx.world.triton.clone(),

@@ -35,6 +35,8 @@ pub struct Context<W> {
     pub poll: Duration,
     /// The transplant strategy's world; without it only rolling upgrades run.
     pub transplant: Option<Arc<dyn reconcilers::transplant::TransplantWorld>>,
+    /// Step durations and event counts for `/metrics` (the daemon sets it).
+    pub metrics: Option<crate::runtime::metrics::Metrics>,
 }
 
 impl<W> Context<W> {
@@ -47,9 +49,48 @@ impl<W> Context<W> {
     }
 
     pub(crate) async fn event(&self, e: Event) {
-        if let Err(err) = self.events.record(&e, self.fence.as_ref()).await {
-            tracing::warn!(error = %err, "could not record event");
+        match self.events.record(&e, self.fence.as_ref()).await {
+            Ok(_) => {
+                if let Some(m) = &self.metrics {
+                    m.event_recorded(e.event_type.as_str());
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "could not record event"),
         }
+    }
+
+    /// A step reached an end state: observe its duration under its step
+    /// kind (the name without the per-zone suffix, to bound label values).
+    fn step_ended(&self, kind: Kind, step: &crds::status::StepStatus) {
+        let Some(m) = &self.metrics else { return };
+        let outcome = match step.state {
+            StepState::Succeeded => "succeeded",
+            StepState::Failed => "failed",
+            _ => return,
+        };
+        let elapsed = match (
+            step.started_at
+                .as_deref()
+                .and_then(reconcilers::clock::parse_rfc3339),
+            step.finished_at
+                .as_deref()
+                .and_then(reconcilers::clock::parse_rfc3339),
+        ) {
+            (Some(a), Some(b)) if b >= a => (b - a).unsigned_abs(),
+            _ => Duration::ZERO,
+        };
+        m.step_finished(kind.as_str(), step_kind(&step.name), outcome, elapsed);
+    }
+}
+
+/// `reprovision-async-cbf0d377` -> `reprovision-async`: step names carry a
+/// short zone id so they are unique; metrics want the kind of step.
+pub fn step_kind(name: &str) -> &str {
+    match name.rsplit_once('-') {
+        Some((head, tail)) if tail.len() == 8 && tail.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            head
+        }
+        _ => name,
     }
 }
 
@@ -140,6 +181,7 @@ impl<W: Send + Sync, A: serde::Serialize + serde::de::DeserializeOwned + Clone +
             {
                 continue;
             }
+            self.cx.step_ended(self.kind, s);
             let detail = s.message.clone().unwrap_or_else(|| s.description.clone());
             let ev = match s.state {
                 StepState::Running => Event::normal(
@@ -531,6 +573,7 @@ pub fn context<W>(
         clock: Arc::new(SystemClock),
         poll: poll.unwrap_or(POLL),
         transplant: None,
+        metrics: None,
     }
 }
 
@@ -560,4 +603,18 @@ pub async fn approve(
         approved.extend(crate::transplant::approve(coord, name, None).await?);
     }
     Ok(approved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::step_kind;
+
+    #[test]
+    fn step_kind_drops_only_the_zone_suffix() {
+        assert_eq!(step_kind("reprovision-async-cbf0d377"), "reprovision-async");
+        assert_eq!(step_kind("wait-healthy"), "wait-healthy");
+        assert_eq!(step_kind("preflight"), "preflight");
+        // Not an 8-hex-digit suffix: kept whole.
+        assert_eq!(step_kind("create-peer-manatee2"), "create-peer-manatee2");
+    }
 }
