@@ -269,6 +269,131 @@ mod tests {
         }
     }
 
+    #[async_trait]
+    impl reconcilers::manatee_ha::ManateeHaWorld for World {
+        async fn find_created_peer(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<String>, String> {
+            self.calls.lock().unwrap().push("find_created_peer".into());
+            Ok(None)
+        }
+        async fn create_peer(
+            &self,
+            _: &str,
+            server: &str,
+            _: &str,
+            _: &str,
+        ) -> Result<String, String> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("create_peer {server}"));
+            Ok("new".into())
+        }
+        async fn clear_one_node_write_mode(&self, zone: &str) -> Result<(), String> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("clear_onwm {zone}"));
+            Ok(())
+        }
+        async fn restart_sitter(&self, zone: &str) -> Result<(), String> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("restart_sitter {zone}"));
+            Ok(())
+        }
+        async fn resolve_servers(
+            &self,
+            names: &[String],
+        ) -> Result<Vec<reconcilers::manatee_ha::DesiredServer>, String> {
+            self.calls.lock().unwrap().push("resolve_servers".into());
+            Ok(names
+                .iter()
+                .map(|n| reconcilers::manatee_ha::DesiredServer {
+                    name: n.clone(),
+                    uuid: Some(format!("cn-{n}")),
+                })
+                .collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_paused_headnodeset_plans_and_changes_nothing() {
+        let ens = MemEnsemble::new();
+        let store = Store::new(ens.connect());
+        store.init().await.unwrap();
+        let hs = serde_json::json!({
+            "apiVersion": crds::API_VERSION,
+            "kind": "HeadnodeSet",
+            "metadata": {"name": "lab"},
+            "spec": {"datacenter": "lab", "headnodes": ["hn0", "hn1", "hn2"], "primary": "hn0",
+                     "haServices": {"binder": ["hn0", "hn1", "hn2"], "manatee": ["hn0", "hn1", "hn2"],
+                                    "moray": ["hn0"]}},
+        });
+        store
+            .apply(&[Document::from_value(Kind::HeadnodeSet, hs).unwrap()])
+            .await
+            .unwrap();
+        let coord = store.coord().clone();
+        pause(
+            &coord,
+            Kind::HeadnodeSet,
+            "lab",
+            PauseMarker::new("alice@hn0", None),
+        )
+        .await
+        .unwrap();
+        let cx = context(
+            store.clone(),
+            World {
+                calls: Mutex::new(vec![]),
+            },
+            None,
+            Some(Duration::from_millis(5)),
+        );
+        let action = tokio::time::timeout(
+            Duration::from_secs(5),
+            crate::reconcile_ha::reconcile_headnodes(&cx, "lab"),
+        )
+        .await
+        .expect("a paused reconcile returns at once")
+        .unwrap();
+        assert_eq!(action, Action::AwaitChange);
+        assert!(
+            cx.world.calls.lock().unwrap().is_empty(),
+            "{:?}",
+            cx.world.calls.lock().unwrap()
+        );
+        let st = store
+            .status(Kind::HeadnodeSet, "lab")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(st.is_true(ConditionType::Paused));
+        // Resumed, the same reconcile plans the growth to three peers.
+        resume(&coord, Kind::HeadnodeSet, "lab").await.unwrap();
+        // (It then drives steps against this fake world; stop it once it plans.)
+        let _ = tokio::time::timeout(
+            Duration::from_millis(500),
+            crate::reconcile_ha::reconcile_headnodes(&cx, "lab"),
+        )
+        .await;
+        assert!(
+            cx.world
+                .calls
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|c| c == "resolve_servers"),
+            "a resumed HeadnodeSet reconciles again"
+        );
+    }
+
     fn doc(paused: bool) -> Document {
         let v = serde_json::json!({
             "apiVersion": crds::API_VERSION,

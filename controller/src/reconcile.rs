@@ -268,12 +268,6 @@ pub async fn reconcile_manatee<W: ManateeWorld>(
     else {
         return Ok(Action::AwaitChange);
     };
-    if let Some(tw) = cx.transplant.clone()
-        && !doc.spec.rollout.paused
-        && let Some(action) = crate::transplant::reconcile(cx, tw.as_ref(), name).await?
-    {
-        return Ok(action);
-    }
     let spec = &doc.spec;
     let generation = doc.metadata.generation.unwrap_or(1);
     let now = || rfc3339(cx.clock.now());
@@ -291,7 +285,9 @@ pub async fn reconcile_manatee<W: ManateeWorld>(
             ConditionType::Paused,
             ConditionStatus::True,
             "Paused",
-            &why,
+            &format!(
+                "{why} (a step already under way finishes in the world; a shard this operation froze stays frozen, so no takeover happens, until resume)"
+            ),
             &now(),
         );
         cx.store
@@ -299,6 +295,12 @@ pub async fn reconcile_manatee<W: ManateeWorld>(
             .await
             .map_err(|e| e.to_string())?;
         return Ok(Action::AwaitChange);
+    }
+    // The pause above holds every strategy, the transplant included.
+    if let Some(tw) = cx.transplant.clone()
+        && let Some(action) = crate::transplant::reconcile(cx, tw.as_ref(), name).await?
+    {
+        return Ok(action);
     }
     status.set_condition(
         ConditionType::Paused,
@@ -457,6 +459,15 @@ pub async fn reconcile_manatee<W: ManateeWorld>(
             }
             Advance::Blocked {
                 reason, message, ..
+            } if reason == "StepFailed" || reason == "StepTimedOut" => blocked.push((
+                shard,
+                reason,
+                format!(
+                    "{message}; nothing is retried on its own: fix the cause, then `tritonctl approve manateeversion/{name}` to try the step again"
+                ),
+            )),
+            Advance::Blocked {
+                reason, message, ..
             } => blocked.push((shard, reason, message)),
         }
     }
@@ -589,6 +600,19 @@ pub async fn approve(
             continue;
         }
         for (i, s) in op.status.steps.iter().enumerate() {
+            // A step stopped by a timeout: approve one more attempt.
+            if s.state == StepState::Failed {
+                let key = reconcilers::manatee::retry_key(&s.name, s.attempts);
+                let path = crate::world::approval_path(&op.status.id, &key);
+                coord.mkdirp(&path).await.map_err(|e| e.to_string())?;
+                approved.push(format!(
+                    "{shard}: retry of {} (attempt {}) ({})",
+                    s.name,
+                    s.attempts + 1,
+                    op.status.id
+                ));
+                break;
+            }
             if matches!(op.actions[i], ManateeAction::Approval { .. })
                 && !matches!(s.state, StepState::Succeeded)
             {

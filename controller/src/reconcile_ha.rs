@@ -56,6 +56,31 @@ pub async fn reconcile_headnodes<W: ManateeHaWorld>(
     cx.coord().mkdirp(&dir).await.map_err(|e| e.to_string())?;
     let shard = SDC_SHARD;
 
+    // `tritonctl pause headnodeset/NAME` holds the HA setup too.
+    let marker = crate::pause::get(cx.coord(), Kind::HeadnodeSet, name)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(why) = crate::pause::paused_message(false, marker.as_ref()) {
+        status.set_condition(
+            ConditionType::Paused,
+            ConditionStatus::True,
+            "Paused",
+            &why,
+            &now(),
+        );
+        cx.store
+            .write_status(Kind::HeadnodeSet, name, &status, cx.fence.as_ref())
+            .await
+            .map_err(|e| e.to_string())?;
+        return Ok(Action::AwaitChange);
+    }
+    status.set_condition(
+        ConditionType::Paused,
+        ConditionStatus::False,
+        "Running",
+        "",
+        &now(),
+    );
     let journals = load_journals_of::<HaAction>(cx.coord(), Kind::HeadnodeSet, name).await?;
     let resumed = journals
         .into_iter()

@@ -124,6 +124,11 @@ pub trait ManateeWorld: Send + Sync {
     /// Reprovision a zone onto an image (SAPI UpgradeInstance). Called only
     /// after the runner saw the zone is not on that image yet.
     async fn reprovision(&self, zone: &str, image: &str, op_id: &str) -> Result<(), String>;
+    /// Whether a reprovision of the zone is queued or running (dispatched,
+    /// outcome not known yet).
+    async fn reprovision_in_flight(&self, _zone: &str) -> Result<bool, String> {
+        Ok(false)
+    }
     /// Freeze the shard with `reason` (a CAS write with a history node).
     async fn freeze(&self, shard: &str, reason: &str) -> Result<(), String>;
     /// Unfreeze the shard only if its freeze reason is exactly `reason`.
@@ -835,6 +840,42 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
         })
     }
 
+    /// A resumed reprovision goes through its gate again unless the zone is
+    /// already on the image or a reprovision job for it is under way: a
+    /// primary step interrupted before its call went out must not skip the
+    /// "sync caught up" gate, and one whose job runs must not be sent twice.
+    async fn dispatched(
+        &self,
+        _op: &OperationStatus,
+        _step: usize,
+        action: &ManateeAction,
+    ) -> Result<bool, String> {
+        match action {
+            ManateeAction::Reprovision { zone, image, .. } => {
+                let obs = self.world.observe(&self.shard).await?;
+                if obs.peer(zone).is_some_and(|p| &p.image == image) {
+                    return Ok(true);
+                }
+                self.world.reprovision_in_flight(zone).await
+            }
+            _ => Ok(true),
+        }
+    }
+
+    /// A step that timed out stops the operation; only an operator's
+    /// `tritonctl approve` (recorded per attempt) lets it run again.
+    async fn may_retry(
+        &self,
+        op: &OperationStatus,
+        step: usize,
+        _action: &ManateeAction,
+    ) -> Result<bool, String> {
+        let s = &op.steps[step];
+        self.world
+            .approved(&op.id, &retry_key(&s.name, s.attempts))
+            .await
+    }
+
     fn timeout(&self, action: &ManateeAction) -> Duration {
         match action {
             ManateeAction::Reprovision { .. } => self.instance_up_timeout + self.catch_up_timeout,
@@ -843,6 +884,11 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
             _ => Duration::from_secs(60),
         }
     }
+}
+
+/// The approval key that lets attempt `attempts + 1` of a failed step run.
+pub fn retry_key(step: &str, attempts: u32) -> String {
+    format!("{step}-retry-{attempts}")
 }
 
 /// The preflight rules that depend on the shard alone (the image was checked when planning).

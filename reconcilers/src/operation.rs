@@ -133,6 +133,31 @@ pub trait StepRunner<A>: Send + Sync {
     ) -> Result<Progress, Self::Error>;
     /// How long the completion check may take before the operation stops.
     fn timeout(&self, action: &A) -> Duration;
+    /// A step found `Running` when an operation is resumed (after a restart,
+    /// or after its action returned an error): whether its action may
+    /// already be under way in the world. `false` sends the step through its
+    /// gate again before acting, so a resumed step never bypasses its health
+    /// gate or window. The default trusts the idempotent action alone.
+    async fn dispatched(
+        &self,
+        _op: &OperationStatus,
+        _step: usize,
+        _action: &A,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+    /// A step that failed (its completion check timed out) and whose effect
+    /// is still not complete: whether it may be gated and acted on again.
+    /// `false` keeps the operation stopped until an operator says so. The
+    /// default retries.
+    async fn may_retry(
+        &self,
+        _op: &OperationStatus,
+        _step: usize,
+        _action: &A,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
 }
 
 /// Where the journal lives (the store, under a fence).
@@ -211,10 +236,50 @@ where
             message: e.to_string(),
         };
 
-        if matches!(
-            op.status.steps[i].state,
-            StepState::Pending | StepState::Waiting | StepState::Failed
-        ) {
+        // A failed step is looked at before anything is redone: the world
+        // may have completed it since; otherwise it is retried only if the
+        // runner allows it (an operator's approval, for manatee).
+        if op.status.steps[i].state == StepState::Failed {
+            if runner
+                .check(&op.status, i, &action)
+                .await
+                .map_err(|e| step_err(e, op))?
+                == Progress::Done
+            {
+                let s = &mut op.status.steps[i];
+                s.state = StepState::Succeeded;
+                s.finished_at = Some(rfc3339(clock.now()));
+                s.message = None;
+                save(journal, op).await?;
+                continue;
+            }
+            if !runner
+                .may_retry(&op.status, i, &action)
+                .await
+                .map_err(|e| step_err(e, op))?
+            {
+                let s = &op.status.steps[i];
+                return Ok(Advance::Blocked {
+                    step: i,
+                    reason: "StepFailed".into(),
+                    message: s
+                        .message
+                        .clone()
+                        .unwrap_or_else(|| format!("step `{}` failed", s.name)),
+                });
+            }
+        }
+        let resumed_undispatched = op.status.steps[i].state == StepState::Running
+            && !runner
+                .dispatched(&op.status, i, &action)
+                .await
+                .map_err(|e| step_err(e, op))?;
+        if resumed_undispatched
+            || matches!(
+                op.status.steps[i].state,
+                StepState::Pending | StepState::Waiting | StepState::Failed
+            )
+        {
             match runner
                 .precondition(&op.status, i, &action)
                 .await
@@ -516,5 +581,176 @@ mod tests {
         }
         assert_eq!(op.status.steps[0].state, StepState::Failed);
         assert_eq!(op.status.steps[1].state, StepState::Pending);
+    }
+
+    /// A runner whose gate, dispatch knowledge and retry permission are set
+    /// by the test; it counts every `act`.
+    struct Gated {
+        gate_open: bool,
+        dispatched: bool,
+        may_retry: bool,
+        done: bool,
+        acts: Mutex<u32>,
+    }
+
+    #[async_trait]
+    impl StepRunner<u32> for Gated {
+        type Error = String;
+        async fn precondition(
+            &self,
+            _: &OperationStatus,
+            _: usize,
+            _: &u32,
+        ) -> Result<Gate, String> {
+            Ok(if self.gate_open {
+                Gate::Open
+            } else {
+                Gate::Wait("sync not caught up".into())
+            })
+        }
+        async fn act(&self, _: &OperationStatus, _: usize, _: &u32) -> Result<(), String> {
+            *self.acts.lock().unwrap() += 1;
+            Ok(())
+        }
+        async fn check(&self, _: &OperationStatus, _: usize, _: &u32) -> Result<Progress, String> {
+            Ok(if self.done {
+                Progress::Done
+            } else {
+                Progress::NotYet("not yet".into())
+            })
+        }
+        fn timeout(&self, _: &u32) -> Duration {
+            Duration::from_secs(3600)
+        }
+        async fn dispatched(&self, _: &OperationStatus, _: usize, _: &u32) -> Result<bool, String> {
+            Ok(self.dispatched)
+        }
+        async fn may_retry(&self, _: &OperationStatus, _: usize, _: &u32) -> Result<bool, String> {
+            Ok(self.may_retry)
+        }
+    }
+
+    fn gated(gate_open: bool, dispatched: bool, may_retry: bool, done: bool) -> Gated {
+        Gated {
+            gate_open,
+            dispatched,
+            may_retry,
+            done,
+            acts: Mutex::new(0),
+        }
+    }
+
+    fn with_first_step(state: StepState) -> Operation<u32> {
+        let mut op = plan(1);
+        op.status.steps[0].state = state;
+        op.status.steps[0].attempts = 1;
+        op.status.steps[0].started_at = Some(rfc3339(SystemClock.now()));
+        op
+    }
+
+    #[tokio::test]
+    async fn a_resumed_step_whose_action_never_went_out_passes_its_gate_again() {
+        // Journaled Running, then the controller died before the call went
+        // out; meanwhile the gate closed. Nothing may be sent.
+        let w = gated(false, false, true, false);
+        let mut op = with_first_step(StepState::Running);
+        let r = tokio::time::timeout(
+            Duration::from_secs(5),
+            advance(
+                &mut op,
+                &w,
+                &Saved(Mutex::new(vec![])),
+                &SystemClock,
+                Duration::from_millis(1),
+            ),
+        )
+        .await;
+        assert_eq!(*w.acts.lock().unwrap(), 0, "acted past a closed gate");
+        let r = r.expect("returns at the closed gate").unwrap();
+        assert!(matches!(r, Advance::Waiting { .. }), "{r:?}");
+        assert_eq!(*w.acts.lock().unwrap(), 0, "acted past a closed gate");
+        // Once the gate opens it runs, once.
+        let w = gated(true, false, true, true);
+        let r = advance(
+            &mut op,
+            &w,
+            &Saved(Mutex::new(vec![])),
+            &SystemClock,
+            Duration::from_millis(1),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r, Advance::Completed);
+        assert_eq!(*w.acts.lock().unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_resumed_step_already_under_way_is_not_gated_again() {
+        // Its job runs: the gate (which its own disruption closes) must not
+        // hold it; the idempotent action and the check carry on.
+        let w = gated(false, true, true, true);
+        let mut op = with_first_step(StepState::Running);
+        let r = advance(
+            &mut op,
+            &w,
+            &Saved(Mutex::new(vec![])),
+            &SystemClock,
+            Duration::from_millis(1),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r, Advance::Completed);
+    }
+
+    #[tokio::test]
+    async fn a_failed_step_is_not_retried_without_permission_but_completes_if_the_world_did() {
+        let w = gated(true, true, false, false);
+        let mut op = with_first_step(StepState::Failed);
+        let r = advance(
+            &mut op,
+            &w,
+            &Saved(Mutex::new(vec![])),
+            &SystemClock,
+            Duration::from_millis(1),
+        )
+        .await
+        .unwrap();
+        assert!(
+            matches!(&r, Advance::Blocked { reason, .. } if reason == "StepFailed"),
+            "{r:?}"
+        );
+        assert_eq!(
+            *w.acts.lock().unwrap(),
+            0,
+            "retried a failed step on its own"
+        );
+        // The world finished it meanwhile: done, without acting.
+        let w = gated(true, true, false, true);
+        let r = advance(
+            &mut op,
+            &w,
+            &Saved(Mutex::new(vec![])),
+            &SystemClock,
+            Duration::from_millis(1),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r, Advance::Completed);
+        assert_eq!(*w.acts.lock().unwrap(), 0);
+        // With permission, a failed step is gated and acted on again.
+        let w = gated(true, true, true, false);
+        let mut op = with_first_step(StepState::Failed);
+        let _ = tokio::time::timeout(
+            Duration::from_millis(200),
+            advance(
+                &mut op,
+                &w,
+                &Saved(Mutex::new(vec![])),
+                &SystemClock,
+                Duration::from_millis(1),
+            ),
+        )
+        .await;
+        assert_eq!(*w.acts.lock().unwrap(), 1);
     }
 }

@@ -134,8 +134,12 @@ installed; nothing leaves the machine.\n\nExample:\n  tritonctl demo"
         #[arg(long, default_value = "120s", value_parser = parse_duration)]
         timeout: std::time::Duration,
     },
-    /// Approve the operation step that waits for approval (e.g. a shard's primary step).
-    #[command(after_help = "Example:\n  tritonctl approve manateeversion/manta-us-east")]
+    /// Approve the step that waits for approval (e.g. a shard's primary step), or one more attempt of a step that timed out.
+    #[command(
+        after_help = "A step that times out stops its operation (Blocked, reason StepFailed): nothing is\n\
+retried on its own. Fix the cause, then approve to let the step run once more.\n\n\
+Example:\n  tritonctl approve manateeversion/manta-us-east"
+    )]
     Approve {
         /// KIND/NAME, e.g. manateeversion/sdc.
         object: String,

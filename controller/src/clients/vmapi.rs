@@ -1,6 +1,6 @@
 //! VMAPI: VMs and jobs.
 
-use wire::apis::Vm;
+use wire::apis::{Job, JobExecution, Vm};
 
 use super::{ApiError, HttpApi};
 
@@ -19,5 +19,19 @@ impl Vmapi {
 
     pub async fn job(&self, uuid: &str) -> Result<serde_json::Value, ApiError> {
         self.0.get(&format!("/jobs/{uuid}"), &[]).await
+    }
+
+    /// The VM's jobs, newest first (VMAPI ListVmJobs).
+    pub async fn vm_jobs(&self, vm: &str) -> Result<Vec<Job>, ApiError> {
+        self.0.get(&format!("/vms/{vm}/jobs"), &[]).await
+    }
+
+    /// Whether a job of `task` (e.g. `reprovision`) is queued or running on
+    /// the VM: a mutation already dispatched, whose outcome is not known yet.
+    pub async fn job_in_flight(&self, vm: &str, task: &str) -> Result<bool, ApiError> {
+        Ok(self.vm_jobs(vm).await?.iter().any(|j| {
+            j.task() == Some(task)
+                && matches!(j.execution, JobExecution::Queued | JobExecution::Running)
+        }))
     }
 }

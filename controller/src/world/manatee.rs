@@ -229,11 +229,31 @@ impl ManateeWorld for TritonManatee {
     }
 
     async fn reprovision(&self, zone: &str, image: &str, _op_id: &str) -> Result<(), String> {
+        // A reprovision already under way (sent by us before a restart, or a
+        // call that timed out while its job kept running) is not sent again.
+        if self.reprovision_in_flight(zone).await? {
+            return Ok(());
+        }
+        match self.triton.sapi.upgrade_instance(zone, image).await {
+            Ok(_) => Ok(()),
+            // The outcome of a call that failed in transit is unknown: if the
+            // job exists, it was dispatched; never send a second one blindly.
+            Err(err @ crate::clients::ApiError::Transport { .. }) => {
+                if self.reprovision_in_flight(zone).await? {
+                    Ok(())
+                } else {
+                    Err(e(err))
+                }
+            }
+            Err(err) => Err(e(err)),
+        }
+    }
+
+    async fn reprovision_in_flight(&self, zone: &str) -> Result<bool, String> {
         self.triton
-            .sapi
-            .upgrade_instance(zone, image)
+            .vmapi
+            .job_in_flight(zone, "reprovision")
             .await
-            .map(|_| ())
             .map_err(e)
     }
 
