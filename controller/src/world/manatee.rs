@@ -19,6 +19,7 @@ use wire::manatee::{
 use crate::clients::Triton;
 use crate::store::Fence;
 
+#[derive(Clone)]
 pub struct TritonManatee {
     pub triton: Triton,
     pub coord: Arc<dyn Coordination>,
