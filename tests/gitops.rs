@@ -1252,3 +1252,188 @@ async fn a_takeover_under_a_running_operation_shows_it_replanned() {
     assert!(d.why.contains("planned as"), "{}", d.why);
     env.scenario.shutdown().await;
 }
+
+/// Store a transplant journal for `ManateeVersion/sdc` on shard `sdc`:
+/// the coal transplant as `plan_transplant` plans it, with every step up
+/// to (not including) `upto` succeeded and step `upto` in `state`.
+async fn write_transplant(store: &Store, upto: &str, state: crds::StepState) {
+    use reconcilers::transplant::{
+        MorayObs, TransplantJournal, TransplantObs, ZoneObs, plan_transplant,
+    };
+    let Document::ManateeVersion(mv) = &read_dir_docs("examples/scenarios/transplant")[0] else {
+        panic!()
+    };
+    let obs = TransplantObs {
+        shard: "sdc".into(),
+        state: None,
+        zones: vec![ZoneObs {
+            zone: "z0".into(),
+            alias: "manatee0".into(),
+            server: "s0".into(),
+            image: images::MANATEE_V1.into(),
+            vm_state: "running".into(),
+            sitter_enabled: true,
+            config_agent_enabled: true,
+            election_seq: Some(1),
+            writable: true,
+            dataset_bytes: Some(1 << 30),
+            ..Default::default()
+        }],
+        morays: vec![MorayObs {
+            zone: "m0".into(),
+            server: "s0".into(),
+            image_version: "20240327T001755Z".into(),
+            enabled: true,
+        }],
+    };
+    let majors = [
+        (images::MANATEE_V1.to_string(), 1),
+        (mv.spec.image.uuid.clone(), 2),
+    ]
+    .into_iter()
+    .collect();
+    let mut forward =
+        plan_transplant(&mv.spec, &obs, &majors, "mv-sdc-sdc-transplant-test").unwrap();
+    forward.status.phase = crds::status::OperationPhase::Running;
+    let at = forward
+        .status
+        .steps
+        .iter()
+        .position(|s| s.name == upto)
+        .unwrap();
+    for s in &mut forward.status.steps[..at] {
+        s.state = crds::StepState::Succeeded;
+    }
+    forward.status.steps[at].state = state;
+    let j = TransplantJournal {
+        forward,
+        rollback: None,
+    };
+    let path = tritonctl::transplant::transplant_journal_path("sdc", "sdc");
+    let parent = path.rsplit_once('/').unwrap().0;
+    store.coord().mkdirp(parent).await.unwrap();
+    let data = serde_json::to_vec(&j).unwrap();
+    match store.coord().exists(&path).await.unwrap() {
+        Some(_) => {
+            store
+                .coord()
+                .set(&path, &data, coord::Expect::Any)
+                .await
+                .unwrap();
+        }
+        None => {
+            store
+                .coord()
+                .create(&path, &data, coord::CreateMode::Persistent)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// The rules for a change that meets a transplant in flight: before the
+/// point of no return a new image finishes-then-replans and a switch to
+/// `rolling` or dropping the shard is refused (cancel first); past it, a
+/// new image or a strategy change is refused, and so is a pause while
+/// writes are stopped. The apply is pinned to the journal it checked.
+#[tokio::test]
+async fn changes_meeting_a_transplant_follow_the_rules() {
+    use tritonctl::gitops::running::{Guard, Rule, guard};
+    let ensemble = coord::mem::MemEnsemble::new();
+    let store = Store::new(ensemble.connect());
+    store.init().await.unwrap();
+    let base = read_dir_docs("examples/scenarios/transplant");
+    store.apply(&base).await.unwrap();
+    let edit = |f: &dyn Fn(&mut crds::manatee::ManateeVersionSpec)| {
+        let mut d = base.clone();
+        let Document::ManateeVersion(mv) = &mut d[0] else {
+            panic!()
+        };
+        f(&mut mv.spec);
+        d
+    };
+    let new_image = edit(&|s| s.image.uuid = images::MANATEE_V2_NEXT.into());
+    let rolling = edit(&|s| s.strategy = crds::manatee::Strategy::Rolling);
+    let explicit = edit(&|s| s.strategy = crds::manatee::Strategy::Transplant);
+    let dropped = edit(&|s| s.shards = vec!["other".into()]);
+    let paused = edit(&|s| s.rollout.paused = true);
+    let rule = |docs: Vec<Document>| {
+        let store = &store;
+        async move {
+            let r = review(&docs, &StoredView::load(store).await.unwrap(), None)
+                .await
+                .unwrap();
+            let d = r.documents[0]
+                .running
+                .iter()
+                .find(|d| d.operation == "mv-sdc-sdc-transplant-test")
+                .cloned()
+                .expect("the transplant is shown");
+            (d.rule, d.why)
+        }
+    };
+    let refused = |docs: Vec<Document>| {
+        let store = &store;
+        async move {
+            match guard(store, &docs).await {
+                Err(Guard::Refused(m)) => m,
+                other => panic!("expected a refusal, got {other:?}"),
+            }
+        }
+    };
+
+    // Before the point of no return (at the backup snapshot).
+    write_transplant(&store, "backup-snapshot", crds::StepState::Running).await;
+    assert_eq!(rule(base.clone()).await.0, Rule::Continues);
+    let (r, why) = rule(new_image.clone()).await;
+    assert_eq!(r, Rule::FinishesThenReplanned, "{why}");
+    assert!(why.contains("tritonctl cancel manateeversion/sdc"), "{why}");
+    guard(&store, &new_image)
+        .await
+        .expect("allowed before the PNR");
+    assert_eq!(rule(rolling.clone()).await.0, Rule::Refused);
+    assert!(refused(rolling.clone()).await.contains("Cancel it first"));
+    assert_eq!(rule(explicit.clone()).await.0, Rule::FinishesThenReplanned);
+    assert_eq!(rule(dropped.clone()).await.0, Rule::Refused);
+    assert!(
+        refused(dropped.clone())
+            .await
+            .contains("nothing driving it")
+    );
+    assert_eq!(rule(paused.clone()).await.0, Rule::Pauses);
+
+    // Writes stopped, the point of no return running.
+    write_transplant(
+        &store,
+        reconcilers::transplant::PNR_STEP,
+        crds::StepState::Running,
+    )
+    .await;
+    assert_eq!(rule(base.clone()).await.0, Rule::Continues);
+    guard(&store, &base).await.expect("same spec continues");
+    for docs in [new_image.clone(), rolling.clone(), explicit.clone()] {
+        assert_eq!(rule(docs.clone()).await.0, Rule::Refused);
+        assert!(refused(docs).await.contains("point of no return"));
+    }
+    assert!(refused(paused.clone()).await.contains("write outage open"));
+    assert!(
+        refused(dropped.clone())
+            .await
+            .contains("wait until it finishes")
+    );
+
+    // Writes back on: a pause is taken again.
+    write_transplant(&store, "release-backup", crds::StepState::Pending).await;
+    assert_eq!(rule(paused.clone()).await.0, Rule::Pauses);
+    guard(&store, &paused)
+        .await
+        .expect("a pause after start-writes");
+
+    // The apply is pinned to the transplant journal it checked.
+    let pins = guard(&store, &base).await.unwrap();
+    write_transplant(&store, "release-backup", crds::StepState::Running).await;
+    assert!(matches!(
+        store.apply_with(&base, pins).await,
+        Err(tritonctl::store::StoreError::Conflict { .. })
+    ));
+}
