@@ -1429,6 +1429,13 @@ async fn changes_meeting_a_transplant_follow_the_rules() {
         .await
         .expect("a pause after start-writes");
 
+    // Deleting the document would abandon the transplant: refused.
+    match tritonctl::gitops::running::guard_delete(&store, crds::Kind::ManateeVersion, "sdc").await
+    {
+        Err(Guard::Refused(m)) => assert!(m.contains("transplant in flight"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+
     // The apply is pinned to the transplant journal it checked.
     let pins = guard(&store, &base).await.unwrap();
     write_transplant(&store, "release-backup", crds::StepState::Running).await;

@@ -30,6 +30,7 @@
 //! | `rollout.paused: true` | stops before its next step | stops before its next step; **refused** while writes are stopped (steps stop-writes .. start-writes) |
 //! | the shard dropped from `spec.shards` | **apply refused** (nothing would drive it: cancel first) | **apply refused** |
 //! | a rollback in progress | runs to its end | - |
+//! | `tritonctl delete` of the document ([`guard_delete`]) | **refused** (cancel first) | **refused** |
 
 use crds::manatee::{ManateeVersionSpec, Strategy};
 use crds::status::{OperationPhase, StepState};
@@ -449,6 +450,49 @@ pub async fn guard(
     }
     check(docs, &view).map_err(Guard::Refused)?;
     Ok(ops)
+}
+
+/// Refuse deleting a ManateeVersion while one of its transplants is open:
+/// the controller drives a transplant journal only while its document
+/// exists, so the shard would be left mid-transplant (sitters disabled,
+/// one-node-write mode, possibly writes stopped) with nothing driving it.
+pub async fn guard_delete(
+    store: &crate::store::Store,
+    kind: Kind,
+    name: &str,
+) -> Result<(), Guard> {
+    if kind != Kind::ManateeVersion {
+        return Ok(());
+    }
+    let ts = super::observed::load_transplants(store.coord(), name)
+        .await
+        .map_err(Guard::Error)?;
+    let open: Vec<String> = ts
+        .iter()
+        .filter(|t| !t.journal.forward.is_finished())
+        .map(|t| {
+            let f = &t.journal.forward;
+            format!(
+                "{}: transplant {} at {} ({})",
+                t.target,
+                f.status.id,
+                transplant_position(&t.journal),
+                if f.status.can_roll_back() {
+                    format!("before its point of no return: `tritonctl cancel manateeversion/{name}` rolls it back; delete once the rollback is done")
+                } else {
+                    "past its point of no return: delete once it has finished".to_string()
+                }
+            )
+        })
+        .collect();
+    if open.is_empty() {
+        Ok(())
+    } else {
+        Err(Guard::Refused(format!(
+            "refused: ManateeVersion/{name} has a transplant in flight, and the controller drives it only while the document exists:\n  {}",
+            open.join("\n  ")
+        )))
+    }
 }
 
 /// Why [`guard`] stopped an apply.
