@@ -306,6 +306,46 @@ async fn diff_lab() {
             .risks
             .contains(&tritonctl::gitops::diff::Risk::WriteOutage)
     );
+
+    // A maintenance window: the runner gates the freeze and the
+    // reprovisions on it, and the review says so (no "not enforced" warning).
+    let mut docs = read_dir_docs("examples/lab");
+    for d in &mut docs {
+        if let Document::ManateeVersion(mv) = d {
+            mv.spec.rollout.maintenance_window = Some(crds::manatee::MaintenanceWindow {
+                days: vec!["Sat".into()],
+                start: "02:00".into(),
+                duration: "2h".into(),
+            });
+        }
+    }
+    let r = env.online(&docs).await;
+    let m = manatee_plan(&r, "ManateeVersion/sdc");
+    assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+    let op = m.shards[0].operation.as_ref().unwrap();
+    let gate = |p: &str| {
+        op.steps
+            .iter()
+            .find(|s| s.name.starts_with(p))
+            .unwrap()
+            .gate
+            .clone()
+    };
+    for p in ["reprovision-async", "reprovision-sync", "freeze"] {
+        assert!(
+            gate(p).contains("inside the maintenance window (Sat 02:00 UTC for 2h)"),
+            "{p}: {}",
+            gate(p)
+        );
+    }
+    assert!(!gate("preflight").contains("maintenance"));
+    assert!(
+        op.waits
+            .iter()
+            .any(|w| w.starts_with("maintenance window Sat 02:00 UTC for 2h")),
+        "{:?}",
+        op.waits
+    );
     env.scenario.shutdown().await;
 }
 
