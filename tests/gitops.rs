@@ -71,7 +71,11 @@ impl Env {
             },
             "the simulated datacenter".into(),
         );
-        wait_observed_healthy(&world.manatee.0, &scenario).await;
+        if manatee_image == images::MANATEE_V1 {
+            wait_observed_v1(&world, &scenario).await;
+        } else {
+            wait_observed_healthy(&world.manatee.0, &scenario).await;
+        }
         Env {
             scenario,
             store,
@@ -129,6 +133,29 @@ async fn wait_observed_healthy(world: &TritonManatee, scenario: &SimScenario) {
     }
 }
 
+/// Manatee v1 keeps no cluster state: until the transplant's observation
+/// shows every zone's sitter in the election and the first one writable.
+async fn wait_observed_v1(world: &Live, scenario: &SimScenario) {
+    use tritonctl::gitops::observed::World;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    for shard in scenario.shards.keys() {
+        loop {
+            let o = world.transplant(shard).await;
+            if o.as_ref().is_ok_and(|o| {
+                let t = o.legacy_topology();
+                !o.zones.is_empty() && t.len() == o.zones.len() && t[0].writable
+            }) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "v1 shard {shard} is not observed whole: {o:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 /// Compare with the expected file, or write it under TRITONCTL_BLESS=1.
 fn expect_file(name: &str, actual: &str) {
     let path = repo().join("tests/snapshots/gitops").join(name);
@@ -158,7 +185,12 @@ fn expect_file(name: &str, actual: &str) {
 /// Diff `dir` online, snapshot-test text and Markdown, and check the
 /// offline diff from a snapshot of the same state is identical.
 async fn check_example(env: &Env, name: &str, dir: &str) -> Review {
-    let docs = read_dir_docs(dir);
+    check_docs(env, name, &read_dir_docs(dir)).await
+}
+
+/// [`check_example`] for documents at hand.
+async fn check_docs(env: &Env, name: &str, docs: &[Document]) -> Review {
+    let docs = docs.to_vec();
     let online = env.online(&docs).await;
     let observed = env.snapshot(&docs).await;
     // Through the file format, as CI would.
@@ -195,6 +227,9 @@ fn normalize(text: &str, observed: &Observed) -> String {
     let mut subs: Vec<(String, String)> = Vec::new();
     for rec in observed.shards.values() {
         let Some(o) = &rec.observation else { continue };
+        if o.state.is_none() {
+            continue; // manatee v1: named by election order below
+        }
         for p in &o.peers {
             let role = format!("{:?}", o.role_of(&p.zone)).to_lowercase();
             let prefix = p.alias.trim_end_matches(|c: char| c.is_ascii_digit());
@@ -203,6 +238,31 @@ fn normalize(text: &str, observed: &Observed) -> String {
             subs.push((short, "ZONE".into()));
         }
     }
+    // Manatee v1 keeps no roles in ZooKeeper: name its zones by election
+    // order, and the moray zones and servers the transplant touches.
+    for rec in observed.transplants.values() {
+        let Some(t) = &rec.observation else { continue };
+        for (i, z) in t.legacy_topology().iter().enumerate() {
+            let role = match i {
+                0 => "v1-primary",
+                1 => "v1-sync",
+                _ => "v1-async",
+            };
+            let prefix = z.alias.trim_end_matches(|c: char| c.is_ascii_digit());
+            subs.push((z.alias.clone(), format!("{prefix}[{role}]")));
+            let short = z.zone.split('-').next().unwrap_or(&z.zone).to_string();
+            subs.push((z.zone.clone(), "ZONE".into()));
+            subs.push((short, "ZONE".into()));
+            subs.push((z.server.clone(), "SERVER".into()));
+        }
+        for m in &t.morays {
+            let short = m.zone.split('-').next().unwrap_or(&m.zone).to_string();
+            subs.push((m.zone.clone(), "MORAY".into()));
+            subs.push((short, "MORAY".into()));
+        }
+    }
+    subs.sort();
+    subs.dedup();
     // Longest first, through unique tokens, so no replacement feeds another.
     subs.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
     let mut out = text.to_string();
@@ -245,6 +305,46 @@ async fn diff_lab() {
         primary
             .risks
             .contains(&tritonctl::gitops::diff::Risk::WriteOutage)
+    );
+
+    // A maintenance window: the runner gates the freeze and the
+    // reprovisions on it, and the review says so (no "not enforced" warning).
+    let mut docs = read_dir_docs("examples/lab");
+    for d in &mut docs {
+        if let Document::ManateeVersion(mv) = d {
+            mv.spec.rollout.maintenance_window = Some(crds::manatee::MaintenanceWindow {
+                days: vec!["Sat".into()],
+                start: "02:00".into(),
+                duration: "2h".into(),
+            });
+        }
+    }
+    let r = env.online(&docs).await;
+    let m = manatee_plan(&r, "ManateeVersion/sdc");
+    assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+    let op = m.shards[0].operation.as_ref().unwrap();
+    let gate = |p: &str| {
+        op.steps
+            .iter()
+            .find(|s| s.name.starts_with(p))
+            .unwrap()
+            .gate
+            .clone()
+    };
+    for p in ["reprovision-async", "reprovision-sync", "freeze"] {
+        assert!(
+            gate(p).contains("inside the maintenance window (Sat 02:00 UTC for 2h)"),
+            "{p}: {}",
+            gate(p)
+        );
+    }
+    assert!(!gate("preflight").contains("maintenance"));
+    assert!(
+        op.waits
+            .iter()
+            .any(|w| w.starts_with("maintenance window Sat 02:00 UTC for 2h")),
+        "{:?}",
+        op.waits
     );
     env.scenario.shutdown().await;
 }
@@ -342,7 +442,16 @@ async fn diff_scenario_decommission_headnode() {
         h.changes.contains(&"manatee: + headnode3".to_string()),
         "{h:#?}"
     );
-    assert!(!h.executed);
+    assert!(h.executed);
+    // The manatee part is planned by plan_ha: it only adds the peer on
+    // headnode3 (if CNAPI knows it) and says the peer on headnode2 stays.
+    assert!(h.manatee.is_some(), "{h:#?}");
+    assert!(
+        h.notes
+            .iter()
+            .any(|n| n.contains("headnode2") && n.contains("not removed")),
+        "{h:#?}"
+    );
     env.scenario.shutdown().await;
 }
 
@@ -353,9 +462,173 @@ async fn diff_scenario_transplant() {
     env.apply_dir("examples/coal").await;
     let r = check_example(&env, "scenario-transplant", "examples/scenarios/transplant").await;
     let m = manatee_plan(&r, "ManateeVersion/sdc");
+    // No "not planned" warning any more: the transplant itself is planned.
+    assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+    let s = &m.shards[0];
+    assert_eq!(s.outcome, tritonctl::gitops::diff::ShardOutcome::Upgrade);
     assert!(
-        m.warnings.iter().any(|w| w.contains("transplant")),
-        "crossing manatee majors must be called out: {m:#?}"
+        s.strategy
+            .as_deref()
+            .unwrap()
+            .starts_with("transplant, manatee v1 -> v2"),
+        "{s:#?}"
+    );
+    let op = s.operation.as_ref().expect("the transplant is planned");
+    assert_eq!(op.kind, "manatee-transplant");
+    // The full step list from plan_transplant, the point of no return marked.
+    let names: Vec<&str> = op.steps.iter().map(|s| s.name.as_str()).collect();
+    let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
+    assert_eq!(
+        op.point_of_no_return.as_deref(),
+        Some(reconcilers::transplant::PNR_STEP)
+    );
+    let pnr = &op.steps[pos(reconcilers::transplant::PNR_STEP)];
+    assert!(pnr.irreversible);
+    assert_eq!(
+        pnr.risks.first(),
+        Some(&tritonctl::gitops::diff::Risk::PointOfNoReturn)
+    );
+    // The write outage spans stop-writes .. start-writes, around the PNR.
+    for n in [
+        "stop-writes",
+        "send-to-v2",
+        "enable-v2-sitter",
+        "start-writes",
+    ] {
+        assert!(
+            op.steps[pos(n)]
+                .risks
+                .contains(&tritonctl::gitops::diff::Risk::WriteOutage),
+            "{n}"
+        );
+    }
+    assert!(
+        !op.steps[pos("backup-snapshot")]
+            .risks
+            .contains(&tritonctl::gitops::diff::Risk::WriteOutage)
+    );
+    assert!(pos("approve-write-outage") < pos("stop-writes"));
+    assert!(pos("stop-writes") < pos("enable-v2-sitter"));
+    assert!(op.expected_write_outage.contains("stop-writes"), "{op:#?}");
+    let rb = op.rollback.as_deref().unwrap();
+    assert!(
+        rb.contains("tritonctl cancel") && rb.contains("enable-v2-sitter"),
+        "{rb}"
+    );
+    env.scenario.shutdown().await;
+}
+
+/// A rolling upgrade across manatee majors is refused in the review, before
+/// anything runs, and blocks the whole document as the controller does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_refuses_a_rolling_upgrade_across_majors() {
+    let env = Env::start("examples/coal", images::MANATEE_V1).await;
+    let mut docs = read_dir_docs("examples/scenarios/transplant");
+    let Document::ManateeVersion(mv) = &mut docs[0] else {
+        panic!()
+    };
+    mv.spec.strategy = crds::manatee::Strategy::Rolling;
+    let r = env.online(&docs).await;
+    let m = manatee_plan(&r, "ManateeVersion/sdc");
+    assert_eq!(
+        m.shards[0].outcome,
+        tritonctl::gitops::diff::ShardOutcome::Refused
+    );
+    assert!(
+        m.shards[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .starts_with("MajorVersionChange"),
+        "{m:#?}"
+    );
+    assert!(m.shards[0].operation.is_none());
+    assert!(m.warnings.iter().any(|w| w.contains("starts no operation")));
+    env.scenario.shutdown().await;
+}
+
+/// A HeadnodeSet that adds manatee peers to a one-peer shard shows the HA
+/// setup the HeadnodeSet reconciler runs (plan_ha), offline as online.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_headnodeset_growing_manatee_shows_the_ha_setup() {
+    let text = std::fs::read_to_string(repo().join("examples/lab/headnodeset.yaml"))
+        .unwrap()
+        .replace(
+            "manatee: [headnode0, headnode1, headnode2]",
+            "manatee: [headnode0]",
+        );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("headnodeset.yaml"), &text).unwrap();
+    let one = tritonctl::cli::input::read(&[dir.path().to_path_buf()]).unwrap();
+    let one: Vec<Document> = one.documents.into_iter().map(|d| d.document).collect();
+    let ensemble = coord::mem::MemEnsemble::new();
+    let scenario = SimScenario::start(&one, Arc::new(ensemble.clone()), ScenarioOptions::default())
+        .await
+        .unwrap();
+    let session: Arc<dyn Coordination> = ensemble.connect();
+    let store = Store::new(session.clone());
+    store.init().await.unwrap();
+    store.apply(&one).await.unwrap();
+    let urls = scenario.servers.urls().clone();
+    let world = Live::new(
+        TritonManatee {
+            triton: Triton::new(
+                &Endpoints {
+                    sapi: urls.sapi.clone(),
+                    vmapi: urls.vmapi.clone(),
+                    cnapi: urls.cnapi.clone(),
+                    imgapi: urls.imgapi.clone(),
+                },
+                Arc::new(Unguarded),
+            ),
+            coord: session,
+            fence: None,
+        },
+        "the simulated datacenter".into(),
+    );
+    wait_observed_healthy(&world.manatee.0, &scenario).await;
+    let env = Env {
+        scenario,
+        store,
+        world,
+    };
+    let full = read_dir_docs("examples/lab");
+    let hs: Vec<Document> = full
+        .into_iter()
+        .filter(|d| d.kind() == crds::Kind::HeadnodeSet)
+        .collect();
+    let r = check_docs(&env, "headnodeset-grow-manatee", &hs).await;
+    let tritonctl::gitops::diff::KindPlan::Headnodes(h) = &r.documents[0].plan else {
+        panic!()
+    };
+    assert!(h.executed);
+    let m = h.manatee.as_ref().expect("the HA setup is reviewed");
+    assert_eq!(
+        m.outcome,
+        tritonctl::gitops::diff::ShardOutcome::Upgrade,
+        "{m:#?}"
+    );
+    let op = m.operation.as_ref().unwrap();
+    assert_eq!(op.kind, "manatee-ha-setup");
+    let names: Vec<&str> = op.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "preflight",
+            "create-manatee1",
+            "leave-one-node-write-mode",
+            "unfreeze-setup",
+            "restart-primary-sitter",
+            "wait-sync",
+            "create-manatee2",
+            "wait-healthy"
+        ],
+        "{op:#?}"
+    );
+    assert!(
+        h.notes
+            .iter()
+            .all(|n| !n.contains("No reconciler executes HeadnodeSet"))
     );
     env.scenario.shutdown().await;
 }
@@ -1018,4 +1291,196 @@ async fn a_takeover_under_a_running_operation_shows_it_replanned() {
     assert_eq!(d.rule, Rule::ReplannedAtNextStep, "{d:?}");
     assert!(d.why.contains("planned as"), "{}", d.why);
     env.scenario.shutdown().await;
+}
+
+/// Store a transplant journal for `ManateeVersion/sdc` on shard `sdc`:
+/// the coal transplant as `plan_transplant` plans it, with every step up
+/// to (not including) `upto` succeeded and step `upto` in `state`.
+async fn write_transplant(store: &Store, upto: &str, state: crds::StepState) {
+    use reconcilers::transplant::{
+        MorayObs, TransplantJournal, TransplantObs, ZoneObs, plan_transplant,
+    };
+    let Document::ManateeVersion(mv) = &read_dir_docs("examples/scenarios/transplant")[0] else {
+        panic!()
+    };
+    let obs = TransplantObs {
+        shard: "sdc".into(),
+        state: None,
+        zones: vec![ZoneObs {
+            zone: "z0".into(),
+            alias: "manatee0".into(),
+            server: "s0".into(),
+            image: images::MANATEE_V1.into(),
+            vm_state: "running".into(),
+            sitter_enabled: true,
+            config_agent_enabled: true,
+            election_seq: Some(1),
+            writable: true,
+            dataset_bytes: Some(1 << 30),
+            ..Default::default()
+        }],
+        morays: vec![MorayObs {
+            zone: "m0".into(),
+            server: "s0".into(),
+            image_version: "20240327T001755Z".into(),
+            enabled: true,
+        }],
+    };
+    let majors = [
+        (images::MANATEE_V1.to_string(), 1),
+        (mv.spec.image.uuid.clone(), 2),
+    ]
+    .into_iter()
+    .collect();
+    let mut forward =
+        plan_transplant(&mv.spec, &obs, &majors, "mv-sdc-sdc-transplant-test").unwrap();
+    forward.status.phase = crds::status::OperationPhase::Running;
+    let at = forward
+        .status
+        .steps
+        .iter()
+        .position(|s| s.name == upto)
+        .unwrap();
+    for s in &mut forward.status.steps[..at] {
+        s.state = crds::StepState::Succeeded;
+    }
+    forward.status.steps[at].state = state;
+    let j = TransplantJournal {
+        forward,
+        rollback: None,
+    };
+    let path = tritonctl::transplant::transplant_journal_path("sdc", "sdc");
+    let parent = path.rsplit_once('/').unwrap().0;
+    store.coord().mkdirp(parent).await.unwrap();
+    let data = serde_json::to_vec(&j).unwrap();
+    match store.coord().exists(&path).await.unwrap() {
+        Some(_) => {
+            store
+                .coord()
+                .set(&path, &data, coord::Expect::Any)
+                .await
+                .unwrap();
+        }
+        None => {
+            store
+                .coord()
+                .create(&path, &data, coord::CreateMode::Persistent)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// The rules for a change that meets a transplant in flight: before the
+/// point of no return a new image finishes-then-replans and a switch to
+/// `rolling` or dropping the shard is refused (cancel first); past it, a
+/// new image or a strategy change is refused, and so is a pause while
+/// writes are stopped. The apply is pinned to the journal it checked.
+#[tokio::test]
+async fn changes_meeting_a_transplant_follow_the_rules() {
+    use tritonctl::gitops::running::{Guard, Rule, guard};
+    let ensemble = coord::mem::MemEnsemble::new();
+    let store = Store::new(ensemble.connect());
+    store.init().await.unwrap();
+    let base = read_dir_docs("examples/scenarios/transplant");
+    store.apply(&base).await.unwrap();
+    let edit = |f: &dyn Fn(&mut crds::manatee::ManateeVersionSpec)| {
+        let mut d = base.clone();
+        let Document::ManateeVersion(mv) = &mut d[0] else {
+            panic!()
+        };
+        f(&mut mv.spec);
+        d
+    };
+    let new_image = edit(&|s| s.image.uuid = images::MANATEE_V2_NEXT.into());
+    let rolling = edit(&|s| s.strategy = crds::manatee::Strategy::Rolling);
+    let explicit = edit(&|s| s.strategy = crds::manatee::Strategy::Transplant);
+    let dropped = edit(&|s| s.shards = vec!["other".into()]);
+    let paused = edit(&|s| s.rollout.paused = true);
+    let rule = |docs: Vec<Document>| {
+        let store = &store;
+        async move {
+            let r = review(&docs, &StoredView::load(store).await.unwrap(), None)
+                .await
+                .unwrap();
+            let d = r.documents[0]
+                .running
+                .iter()
+                .find(|d| d.operation == "mv-sdc-sdc-transplant-test")
+                .cloned()
+                .expect("the transplant is shown");
+            (d.rule, d.why)
+        }
+    };
+    let refused = |docs: Vec<Document>| {
+        let store = &store;
+        async move {
+            match guard(store, &docs).await {
+                Err(Guard::Refused(m)) => m,
+                other => panic!("expected a refusal, got {other:?}"),
+            }
+        }
+    };
+
+    // Before the point of no return (at the backup snapshot).
+    write_transplant(&store, "backup-snapshot", crds::StepState::Running).await;
+    assert_eq!(rule(base.clone()).await.0, Rule::Continues);
+    let (r, why) = rule(new_image.clone()).await;
+    assert_eq!(r, Rule::FinishesThenReplanned, "{why}");
+    assert!(why.contains("tritonctl cancel manateeversion/sdc"), "{why}");
+    guard(&store, &new_image)
+        .await
+        .expect("allowed before the PNR");
+    assert_eq!(rule(rolling.clone()).await.0, Rule::Refused);
+    assert!(refused(rolling.clone()).await.contains("Cancel it first"));
+    assert_eq!(rule(explicit.clone()).await.0, Rule::FinishesThenReplanned);
+    assert_eq!(rule(dropped.clone()).await.0, Rule::Refused);
+    assert!(
+        refused(dropped.clone())
+            .await
+            .contains("nothing driving it")
+    );
+    assert_eq!(rule(paused.clone()).await.0, Rule::Pauses);
+
+    // Writes stopped, the point of no return running.
+    write_transplant(
+        &store,
+        reconcilers::transplant::PNR_STEP,
+        crds::StepState::Running,
+    )
+    .await;
+    assert_eq!(rule(base.clone()).await.0, Rule::Continues);
+    guard(&store, &base).await.expect("same spec continues");
+    for docs in [new_image.clone(), rolling.clone(), explicit.clone()] {
+        assert_eq!(rule(docs.clone()).await.0, Rule::Refused);
+        assert!(refused(docs).await.contains("point of no return"));
+    }
+    assert!(refused(paused.clone()).await.contains("write outage open"));
+    assert!(
+        refused(dropped.clone())
+            .await
+            .contains("wait until it finishes")
+    );
+
+    // Writes back on: a pause is taken again.
+    write_transplant(&store, "release-backup", crds::StepState::Pending).await;
+    assert_eq!(rule(paused.clone()).await.0, Rule::Pauses);
+    guard(&store, &paused)
+        .await
+        .expect("a pause after start-writes");
+
+    // Deleting the document would abandon the transplant: refused.
+    match tritonctl::gitops::running::guard_delete(&store, crds::Kind::ManateeVersion, "sdc").await
+    {
+        Err(Guard::Refused(m)) => assert!(m.contains("transplant in flight"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+
+    // The apply is pinned to the transplant journal it checked.
+    let pins = guard(&store, &base).await.unwrap();
+    write_transplant(&store, "release-backup", crds::StepState::Running).await;
+    assert!(matches!(
+        store.apply_with(&base, pins).await,
+        Err(tritonctl::store::StoreError::Conflict { .. })
+    ));
 }

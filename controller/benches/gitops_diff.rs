@@ -199,6 +199,17 @@ fn observed(docs: &[Document], stored: StoredView, image: &str) -> Observed {
         .into_iter()
         .collect(),
         ring_image: None,
+        transplants: Default::default(),
+        // Every server a HeadnodeSet names is known to CNAPI.
+        servers: docs
+            .iter()
+            .filter_map(|d| match d {
+                Document::HeadnodeSet(h) => Some(h.spec.ha_services.manatee.clone()),
+                _ => None,
+            })
+            .flatten()
+            .map(|n| (n.clone(), Some(format!("uuid-{n}"))))
+            .collect(),
     }
 }
 

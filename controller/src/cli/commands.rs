@@ -113,6 +113,13 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Delete(n) => {
             let kind = parse_kind(&n.kind)?;
             let open = store_open::open(&cli.store).await?;
+            // A transplant in flight is only driven while its document exists.
+            crate::gitops::running::guard_delete(&open.store, kind, &n.name)
+                .await
+                .map_err(|g| match g {
+                    crate::gitops::running::Guard::Refused(m) => Failure::invalid(m),
+                    crate::gitops::running::Guard::Error(m) => Failure::error(m),
+                })?;
             if open.store.delete(kind, &n.name).await? {
                 println!("{}/{} deleted", kind.short(), n.name);
                 Ok(())

@@ -1,14 +1,21 @@
 //! `tritonctl diff`: per document, the spec change against what is stored
 //! and the operation each reconciler would run against the observed world.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crds::headnode::HeadnodeSetSpec;
 use crds::manatee::{Approval, ManateeVersionSpec, Strategy};
 use crds::shards::{ShardTopologySpec, parse_fraction};
+use crds::status::OperationPhase;
 use crds::{Document, Kind};
 use reconcilers::manatee::{
     ImageInfo, ManateeAction, Role, ShardObservation, ShardPlan, plan_shard,
+};
+use reconcilers::manatee_ha::{HaAction, HaPlan, plan_ha};
+use reconcilers::operation::Operation;
+use reconcilers::transplant::{
+    MORAY_COMPATIBLE_MIN_VERSION, PNR_STEP, Resolved, TransplantAction, TransplantJournal,
+    TransplantObs, manatee_major, plan_transplant, resolve_strategy,
 };
 use serde::{Deserialize, Serialize};
 use wire::fash::Ring;
@@ -20,8 +27,10 @@ use super::running::{self, RunningDecision};
 pub const REVIEW_FORMAT: &str = "tritonctl.review/v1";
 
 /// Whether a reconciler in this build executes the kind's operations.
+/// HeadnodeSet: its reconciler runs the manatee HA setup of the `sdc` shard
+/// (controller::reconcile_ha); its other fields are stored, not executed.
 pub fn executed(kind: Kind) -> bool {
-    matches!(kind, Kind::ManateeVersion)
+    matches!(kind, Kind::ManateeVersion | Kind::HeadnodeSet)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -101,7 +110,12 @@ impl KindPlan {
                 )
             }),
             KindPlan::Topology(t) => !t.moves.is_empty(),
-            KindPlan::Headnodes(h) => !h.changes.is_empty(),
+            KindPlan::Headnodes(h) => {
+                !h.changes.is_empty()
+                    || h.manatee.as_ref().is_some_and(|m| {
+                        matches!(m.outcome, ShardOutcome::Upgrade | ShardOutcome::Refused)
+                    })
+            }
         }
     }
 }
@@ -145,6 +159,9 @@ pub struct ShardReview {
     /// `primary manatee0 (img), sync ..., async ...` as observed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<String>,
+    /// The strategy the shard resolves to (`rolling`, `transplant (manatee v1 -> v2)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
     /// When it starts: at once, after the canary, when a slot frees.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub starts: Option<String>,
@@ -163,6 +180,9 @@ pub struct OpReview {
     pub expected_write_outage: String,
     /// Approvals and windows it will wait on.
     pub waits: Vec<String>,
+    /// Whether and until when it can be rolled back, and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,6 +264,9 @@ pub struct HeadnodePlan {
     /// Membership changes in words: `+ headnode3`, `binder: - headnode2`, ...
     pub changes: Vec<String>,
     pub notes: Vec<String>,
+    /// The HA setup of the `sdc` shard (`plan_ha`), when observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manatee: Option<ShardReview>,
 }
 
 // ---------------------------------------------------------------------------
@@ -330,7 +353,7 @@ async fn review_one(
         }
     };
     let journals = stored.journals(kind, name);
-    let mut running = running::decide(doc, journals);
+    let mut running = running::decide_all(doc, stored);
     if let Some(w) = world {
         running::refine_with_observation(&mut running, journals, w.manatee()).await;
     }
@@ -355,7 +378,7 @@ async fn review_one(
                 Document::HeadnodeSet(o) => Some(&o.spec),
                 _ => None,
             });
-            KindPlan::Headnodes(plan_headnodes(old_spec, &hs.spec))
+            KindPlan::Headnodes(plan_headnodes(name, old_spec, &hs.spec, stored, world).await?)
         }
     };
     Ok(DocReview {
@@ -506,6 +529,20 @@ fn describe_step(
     }
 }
 
+/// The maintenance window in words.
+fn window_words(w: &crds::manatee::MaintenanceWindow) -> String {
+    format!(
+        "{} {} UTC for {}",
+        if w.days.is_empty() {
+            "every day".to_string()
+        } else {
+            w.days.join(",")
+        },
+        w.start,
+        w.duration
+    )
+}
+
 fn op_review(
     spec: &ManateeVersionSpec,
     name: &str,
@@ -516,13 +553,42 @@ fn op_review(
         .state
         .as_ref()
         .is_some_and(|s| s.is_one_node_write_mode());
+    let window = spec.rollout.maintenance_window.as_ref();
     let mut steps = Vec::new();
     let mut waits = Vec::new();
     let mut outage = "none expected: the primary is not touched".to_string();
     for (i, s) in op.status.steps.iter().enumerate() {
         let action = &op.actions[i];
         let (gate, done_when, mut risks) = describe_step(spec, &s.name, action, one_node);
-        let gate = gate.replace("<name>", name);
+        let mut gate = gate.replace("<name>", name);
+        // The runner's window gate (reconcilers::manatee, precondition):
+        // the freeze and every reprovision start only inside the window,
+        // except a primary whose shard our own freeze already holds.
+        if let Some(w) = window {
+            match action {
+                ManateeAction::Freeze { .. } => {
+                    gate = format!(
+                        "inside the maintenance window ({}); {gate}",
+                        window_words(w)
+                    )
+                }
+                ManateeAction::Reprovision {
+                    role: Role::Primary,
+                    ..
+                } if !one_node => {
+                    gate = format!(
+                        "{gate}; goes on under our freeze (taken inside the maintenance window), else waits for the window"
+                    )
+                }
+                ManateeAction::Reprovision { .. } => {
+                    gate = format!(
+                        "inside the maintenance window ({}); {gate}",
+                        window_words(w)
+                    )
+                }
+                _ => {}
+            }
+        }
         if s.irreversible {
             risks.insert(0, Risk::PointOfNoReturn);
         }
@@ -559,16 +625,10 @@ fn op_review(
             risks,
         });
     }
-    if let Some(w) = &spec.rollout.maintenance_window {
+    if let Some(w) = window {
         waits.push(format!(
-            "maintenance window {} {} UTC for {} (declared; see warnings)",
-            if w.days.is_empty() {
-                "every day".to_string()
-            } else {
-                w.days.join(",")
-            },
-            w.start,
-            w.duration
+            "maintenance window {}: the freeze and each reprovision start only inside it; outside, the step waits for the next opening (status says until when)",
+            window_words(w)
         ));
     }
     OpReview {
@@ -582,6 +642,324 @@ fn op_review(
         steps,
         expected_write_outage: outage,
         waits,
+        rollback: None,
+    }
+}
+
+/// The strategy a shard resolves to, exactly as the controller resolves it
+/// (`controller::transplant::reconcile`): the majors of the images the
+/// shard's peers run against the target's. `images` maps uuid -> record.
+pub fn resolve_shard(
+    spec: &ManateeVersionSpec,
+    obs: &ShardObservation,
+    target: Option<&ImageInfo>,
+    images: &BTreeMap<String, Option<ImageInfo>>,
+) -> Result<Resolved, (String, String)> {
+    let running: Vec<u32> = obs
+        .peers
+        .iter()
+        .filter_map(|p| images.get(&p.image).and_then(Option::as_ref))
+        .filter_map(manatee_major)
+        .collect();
+    resolve_strategy(
+        spec.strategy,
+        &running,
+        target.and_then(manatee_major),
+        &spec.image.uuid,
+    )
+}
+
+/// The IMGAPI records of the images `uuids` through the world.
+async fn image_records(
+    m: &dyn reconcilers::manatee::ManateeWorld,
+    uuids: impl Iterator<Item = &String>,
+) -> Result<BTreeMap<String, Option<ImageInfo>>, String> {
+    let mut out = BTreeMap::new();
+    for u in uuids {
+        if !u.is_empty() && !out.contains_key(u) {
+            out.insert(u.clone(), m.image(u).await?);
+        }
+    }
+    Ok(out)
+}
+
+/// The v1 shard as the transplant sees it: the election order.
+fn transplant_peers(obs: &TransplantObs) -> Vec<String> {
+    let topo = obs.legacy_topology();
+    let mut out: Vec<String> = topo
+        .iter()
+        .enumerate()
+        .map(|(i, z)| {
+            let role = match i {
+                0 => "v1 primary",
+                1 => "v1 sync",
+                _ => "v1 async",
+            };
+            format!(
+                "{role} {} on image {}{}",
+                z.alias,
+                short(&z.image),
+                if z.sitter_onwm {
+                    ", one-node-write mode"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect();
+    for z in obs.zones.iter().filter(|z| z.election_seq.is_none()) {
+        out.push(format!(
+            "{} on image {}, not in the election",
+            z.alias,
+            short(&z.image)
+        ));
+    }
+    out.push(match &obs.state {
+        Some(st) => format!("cluster state generation {}", st.generation),
+        None => "no cluster state (manatee v1 keeps none)".into(),
+    });
+    if !obs.morays.is_empty() {
+        out.push(format!(
+            "morays: {}",
+            obs.morays
+                .iter()
+                .map(|m| format!(
+                    "{} ({}{})",
+                    short(&m.zone),
+                    m.image_version,
+                    if m.enabled { "" } else { ", disabled" }
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    out
+}
+
+fn bytes_words(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// A transplant step's gate, when it is done, and its risks.
+fn describe_transplant_step(
+    name: &str,
+    doc: &str,
+    action: &TransplantAction,
+    in_outage: bool,
+) -> (String, String, Vec<Risk>) {
+    use TransplantAction as T;
+    let mut risks = Vec::new();
+    if in_outage {
+        risks.push(Risk::WriteOutage);
+    }
+    let (gate, done) = match action {
+        T::Approval { .. } => (
+            format!("`tritonctl approve manateeversion/{doc}` for step {name}"),
+            "approved".to_string(),
+        ),
+        T::CheckMoray => (
+            "none".into(),
+            format!(
+                "every moray runs an image from {MORAY_COMPATIBLE_MIN_VERSION} on; else blocked (set spec.transplant.morayImage to upgrade them first)"
+            ),
+        ),
+        T::UpgradeMoray { .. } => (
+            "another moray online (never zero morays)".into(),
+            "the moray runs the new image and is online".into(),
+        ),
+        T::RecordInitialState { .. } => (
+            "the v1 topology (primary, sync) unchanged since planning; else the transplant is planned again".into(),
+            "recorded in the journal".into(),
+        ),
+        T::DisableSitter { .. } => ("none".into(), "the sitter is disabled and out of the election".into()),
+        T::EnableSitter { .. } => ("none".into(), "the sitter is online".into()),
+        T::PrimaryOnwm { .. } => {
+            risks.push(Risk::PrimaryDisruption);
+            (
+                "none".into(),
+                "the v1 primary takes writes alone in one-node-write mode (its sitter restarted)".into(),
+            )
+        }
+        T::Snapshot { .. } => ("none".into(), "the snapshot exists".into()),
+        T::SetServiceImage { .. } => ("none".into(), "SAPI's manatee service names the image".into()),
+        T::CreateV2Instance { .. } | T::ReprovisionV2 { .. } => (
+            "none".into(),
+            "the v2 zone runs with its sitter disabled (DISABLE_SITTER, ONE_NODE_WRITE_MODE)".into(),
+        ),
+        T::PrepareReceive { .. } => (
+            "none".into(),
+            "the v2 node's sitter is off and its dataset empty".into(),
+        ),
+        T::StopWrites => ("none".into(), "every moray is disabled".into()),
+        T::Send { .. } => (
+            "none".into(),
+            "the v2 node holds the migrate snapshot (progress in bytes and an ETA in status); timeout 6h".into(),
+        ),
+        T::WriteOnwmState { .. } => (
+            "none".into(),
+            "the one-node-write cluster state naming the v2 node is in ZooKeeper, frozen with our reason".into(),
+        ),
+        T::EnableV2 { .. } => (
+            "none".into(),
+            "the v2 node is a writable primary".into(),
+        ),
+        T::StartWrites => ("none".into(), "every moray is online; writes go to the v2 primary".into()),
+        T::ReprovisionPeer { .. } => (
+            "none".into(),
+            "the zone runs the v2 image".into(),
+        ),
+        T::LeaveOnwm { .. } => {
+            risks.push(Risk::PrimaryDisruption);
+            (
+                "none".into(),
+                "ONE_NODE_WRITE_MODE and DISABLE_SITTER cleared in SAPI, the v2 primary's sitter restarted, our freeze lifted".into(),
+            )
+        }
+        T::WaitPeers { count, .. } => (
+            "none".into(),
+            format!("{count} healthy v2 peers: the primary writable, the others placed, nothing deposed"),
+        ),
+        T::ReleaseSnapshot { .. } => ("none".into(), "the backup snapshot is destroyed".into()),
+        T::RetireZone { .. } => ("none".into(), "the old v1 primary zone is deleted".into()),
+        T::PrimaryLeaveOnwm { .. } | T::RevertAsync { .. } | T::DeleteState { .. } => {
+            ("none".into(), "rolled back".into())
+        }
+    };
+    (gate, done, risks)
+}
+
+fn transplant_review(
+    spec: &ManateeVersionSpec,
+    doc: &str,
+    tobs: &TransplantObs,
+    op: &Operation<TransplantAction>,
+) -> OpReview {
+    let pos = |n: &str| op.status.steps.iter().position(|s| s.name == n);
+    let (stop, start) = (pos("stop-writes"), pos("start-writes"));
+    let pnr = op.status.point_of_no_return;
+    let mut steps = Vec::new();
+    let mut waits = Vec::new();
+    for (i, s) in op.status.steps.iter().enumerate() {
+        let action = &op.actions[i];
+        let in_outage = matches!((stop, start), (Some(a), Some(b)) if a <= i && i <= b);
+        let (gate, done_when, mut risks) =
+            describe_transplant_step(&s.name, doc, action, in_outage);
+        if s.irreversible || pnr == Some(i) {
+            risks.insert(0, Risk::PointOfNoReturn);
+        }
+        if let TransplantAction::Approval { what } = action {
+            waits.push(format!(
+                "approval of {what}: `tritonctl approve manateeversion/{doc}`"
+            ));
+        }
+        steps.push(StepReview {
+            name: s.name.clone(),
+            description: s.description.clone(),
+            touches: s.touches.clone(),
+            gate,
+            done_when,
+            irreversible: s.irreversible,
+            risks,
+        });
+    }
+    if let Some(w) = &spec.rollout.maintenance_window {
+        waits.push(format!(
+            "maintenance window {}: NOT applied to the transplant (its runner does not gate on spec.rollout.maintenanceWindow); hold it with approval or spec.rollout.paused",
+            window_words(w)
+        ));
+    }
+    let primary = tobs.legacy_topology().first().map(|z| (*z).clone());
+    let size = primary
+        .as_ref()
+        .and_then(|p| p.dataset_bytes)
+        .map(|b| format!(" ({} observed on the v1 primary)", bytes_words(b)))
+        .unwrap_or_default();
+    let n = |i: Option<usize>| i.map_or("?".to_string(), |i| (i + 1).to_string());
+    let restarts: Vec<&str> = ["primary-one-node-write-mode", "leave-one-node-write-mode"]
+        .into_iter()
+        .filter(|x| pos(x).is_some())
+        .collect();
+    let outage = format!(
+        "writes stop from step {} stop-writes to step {} start-writes (the runbook's steps 6-7): the v1 primary's sitter stops, its migrate snapshot is sent to the v2 node{size}, and the v2 sitter comes up as primary; bounded by the send timeout (6h) plus {} + {}.{}",
+        n(stop),
+        n(start),
+        spec.health.instance_up_timeout,
+        spec.health.catch_up_timeout,
+        if restarts.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " The sitter restart of {} pauses writes briefly",
+                restarts.join(" and ")
+            )
+        }
+    );
+    let pnr_name = pnr
+        .and_then(|i| op.status.steps.get(i))
+        .map(|s| s.name.clone());
+    let rollback = Some(format!(
+        "before step {} {}: `tritonctl cancel manateeversion/{doc}` (or a step that fails or times out) rolls back as the runbook says: the cluster state tritonctl wrote deleted, the v1 primary out of one-node-write mode with config-agent back, the sitters re-enabled sync first, the async back on its old image or the new zone deleted. From step {} on: forward only; a failure stops Blocked, and the reverse transplant or the backup restore is a person's decision (`tritonctl approve`)",
+        n(pnr),
+        pnr_name.as_deref().unwrap_or(PNR_STEP),
+        n(pnr)
+    ));
+    OpReview {
+        id: op.status.id.clone(),
+        kind: op.status.kind.clone(),
+        point_of_no_return: pnr_name,
+        steps,
+        expected_write_outage: outage,
+        waits,
+        rollback,
+    }
+}
+
+fn not_observed(shard: &str, message: String) -> ShardReview {
+    ShardReview {
+        shard: shard.to_string(),
+        outcome: ShardOutcome::NotObserved,
+        message: Some(message),
+        peers: vec![],
+        strategy: None,
+        starts: None,
+        operation: None,
+    }
+}
+
+/// Where a transplant journal is, in words.
+fn transplant_position(j: &TransplantJournal) -> String {
+    let op = match &j.rollback {
+        Some(rb) if j.forward.status.phase == OperationPhase::RollingBack => rb,
+        _ => &j.forward,
+    };
+    let n = op.status.steps.len();
+    let at = match op.current() {
+        Some(i) => {
+            let s = &op.status.steps[i];
+            format!(
+                "step {}/{n} {} ({})",
+                i + 1,
+                s.name,
+                format!("{:?}", s.state).to_lowercase()
+            )
+        }
+        None => format!("all {n} steps done"),
+    };
+    if j.rollback.is_some() {
+        format!("rolling back, {at}")
+    } else {
+        at
     }
 }
 
@@ -606,37 +984,27 @@ async fn plan_manatee(
         "approval: {}",
         match spec.rollout.approval {
             Approval::Never => "never",
-            Approval::BeforePrimary => "before each shard's primary step",
-            Approval::BeforeEachShard => "before each shard",
+            Approval::BeforePrimary =>
+                "before each shard's primary step (a transplant: before its write outage)",
+            Approval::BeforeEachShard =>
+                "before each shard (a rolling upgrade: before its primary step; a transplant: before it starts and before its write outage)",
         }
     ));
+    if let Some(w) = &spec.rollout.maintenance_window {
+        rollout.push(format!(
+            "maintenance window: {} (rolling upgrades start their freeze and reprovisions only inside it)",
+            window_words(w)
+        ));
+    }
     if spec.rollout.paused {
         rollout.push("paused: no step will start until spec.rollout.paused is cleared".into());
     }
     let mut warnings = Vec::new();
-    if let Some(w) = &spec.rollout.maintenance_window {
-        warnings.push(format!(
-            "spec.rollout.maintenanceWindow ({} {} +{}) is not enforced by this build's controller: steps start whenever their gates open. Use spec.rollout.paused or approval to hold them.",
-            if w.days.is_empty() { "every day".to_string() } else { w.days.join(",") },
-            w.start,
-            w.duration
-        ));
-    }
-    if spec.rollout.approval == Approval::BeforeEachShard {
-        warnings.push(
-            "approval beforeEachShard: this build's planner asks for approval before the primary step only".into(),
-        );
-    }
     let strategy = match spec.strategy {
         Strategy::Auto => "auto",
         Strategy::Rolling => "rolling",
         Strategy::Transplant => "transplant",
     };
-    if spec.strategy == Strategy::Transplant {
-        warnings.push(
-            "strategy transplant: this build's planner (plan_shard) plans rolling upgrades only; the steps below are the rolling upgrade the controller would run, not a transplant. Do not apply until the transplant planner exists.".into(),
-        );
-    }
     let Some(world) = world else {
         return Ok(ManateePlan {
             image: spec.image.uuid.clone(),
@@ -646,16 +1014,8 @@ async fn plan_manatee(
             shards: spec
                 .shards
                 .iter()
-                .map(|s| ShardReview {
-                    shard: s.clone(),
-                    outcome: ShardOutcome::NotObserved,
-                    message: Some(
-                        "not observed: give the datacenter (--sapi/--vmapi/--cnapi/--imgapi and --zk) or --observed SNAPSHOT to see the operation".into(),
-                    ),
-                    peers: vec![],
-                    starts: None,
-                    operation: None,
-                })
+                .map(|s| not_observed(s,
+                    "not observed: give the datacenter (--sapi/--vmapi/--cnapi/--imgapi and --zk) or --observed SNAPSHOT to see the operation".into()))
                 .collect(),
             warnings,
         });
@@ -671,6 +1031,48 @@ async fn plan_manatee(
         ));
     }
     let journals = stored.journals(Kind::ManateeVersion, name);
+    let transplants = stored.transplants(name);
+    let open_transplant = |s: &str| {
+        transplants
+            .iter()
+            .find(|t| t.target == s && !t.journal.forward.is_finished())
+    };
+
+    // What the controller does first (controller::transplant::reconcile),
+    // in spec.shards order: an open transplant journal is driven on; every
+    // other shard's strategy is resolved, and one refusal blocks the whole
+    // document; then transplants run one shard at a time, before any
+    // rolling upgrade of the document.
+    let mut observations: BTreeMap<String, Result<ShardObservation, String>> = BTreeMap::new();
+    let mut resolved: BTreeMap<String, Result<Resolved, (String, String)>> = BTreeMap::new();
+    let mut transplant_queue: Vec<String> = Vec::new();
+    let mut blocked_by: Option<(String, String)> = None;
+    for shard in &spec.shards {
+        if open_transplant(shard).is_some() {
+            transplant_queue.push(shard.clone());
+            continue;
+        }
+        let obs = m.observe(shard).await;
+        if let Ok(o) = &obs {
+            let imgs = image_records(m, o.peers.iter().map(|p| &p.image)).await?;
+            let r = resolve_shard(spec, o, image.as_ref(), &imgs);
+            match &r {
+                Ok(Resolved::Transplant) => transplant_queue.push(shard.clone()),
+                Ok(Resolved::Rolling) => {}
+                Err((reason, _)) => {
+                    blocked_by.get_or_insert((shard.clone(), reason.clone()));
+                }
+            }
+            resolved.insert(shard.clone(), r);
+        }
+        observations.insert(shard.clone(), obs);
+    }
+    if let Some((s, reason)) = &blocked_by {
+        warnings.push(format!(
+            "shard {s} is refused ({reason}) before anything runs: the controller starts no operation of this document, on any shard, until the document is fixed"
+        ));
+    }
+
     let mut active = journals
         .iter()
         .filter(|j| !j.operation.is_finished())
@@ -678,8 +1080,41 @@ async fn plan_manatee(
     let parallelism = spec.rollout.parallelism.max(1) as usize;
     let mut up_to_date: Vec<String> = Vec::new();
     let mut shards = Vec::new();
-    let mut majors_warned = false;
+    let mut rolling_planned = false;
+    let blocked_start = |b: &(String, String)| {
+        format!(
+            "not while shard {} is refused ({}): the controller runs nothing of this document",
+            b.0, b.1
+        )
+    };
     for shard in rollout_order(spec) {
+        if let Some(t) = open_transplant(&shard) {
+            let f = &t.journal.forward;
+            let rb = if f.status.can_roll_back() {
+                format!(
+                    "rollback still possible (`tritonctl cancel manateeversion/{name}`), until step {}",
+                    f.status
+                        .point_of_no_return
+                        .map_or("?".into(), |p| (p + 1).to_string())
+                )
+            } else {
+                "past its point of no return: forward only".into()
+            };
+            shards.push(ShardReview {
+                shard: shard.clone(),
+                outcome: ShardOutcome::InFlight,
+                message: Some(format!(
+                    "transplant {} is at {}; {rb}. The controller drives it to its end before planning anything else for this document (see running operations)",
+                    f.status.id,
+                    transplant_position(&t.journal)
+                )),
+                peers: vec![],
+                strategy: Some("transplant (in flight)".into()),
+                starts: None,
+                operation: None,
+            });
+            continue;
+        }
         if let Some(j) = journals
             .iter()
             .find(|j| j.target == shard && !j.operation.is_finished())
@@ -692,51 +1127,125 @@ async fn plan_manatee(
                     j.operation.status.id
                 )),
                 peers: vec![],
+                strategy: None,
                 starts: None,
                 operation: None,
             });
             continue;
         }
-        let obs = match m.observe(&shard).await {
+        let obs = match observations.remove(&shard) {
+            Some(o) => o,
+            None => m.observe(&shard).await,
+        };
+        let obs = match obs {
             Ok(o) => o,
             Err(e) => {
+                shards.push(not_observed(&shard, format!("could not observe: {e}")));
+                continue;
+            }
+        };
+        let peers = peers_summary(&obs);
+        let resolution = match resolved.remove(&shard) {
+            Some(r) => r,
+            None => {
+                let imgs = image_records(m, obs.peers.iter().map(|p| &p.image)).await?;
+                resolve_shard(spec, &obs, image.as_ref(), &imgs)
+            }
+        };
+        match resolution {
+            Err((reason, message)) => {
                 shards.push(ShardReview {
-                    shard: shard.clone(),
-                    outcome: ShardOutcome::NotObserved,
-                    message: Some(format!("could not observe: {e}")),
-                    peers: vec![],
+                    shard,
+                    outcome: ShardOutcome::Refused,
+                    message: Some(format!("{reason}: {message}")),
+                    peers,
+                    strategy: Some(format!("{strategy}: refused")),
                     starts: None,
                     operation: None,
                 });
                 continue;
             }
-        };
-        // The major versions the shard crosses (auto picks the transplant then).
-        if spec.strategy == Strategy::Auto && !majors_warned {
-            let target = image.as_ref().and_then(|i| i.manatee_major);
-            let mut running_majors = BTreeSet::new();
-            for p in &obs.peers {
-                if let Ok(Some(i)) = m.image(&p.image).await
-                    && let Some(mj) = i.manatee_major
-                {
-                    running_majors.insert(mj);
+            Ok(Resolved::Transplant) => {
+                let tobs = match world.transplant(&shard).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        shards.push(not_observed(
+                            &shard,
+                            format!("could not observe the shard for the transplant: {e}"),
+                        ));
+                        continue;
+                    }
+                };
+                let zone_images = image_records(m, tobs.zones.iter().map(|z| &z.image)).await?;
+                let mut majors: BTreeMap<String, u32> = zone_images
+                    .iter()
+                    .filter_map(|(u, i)| Some((u.clone(), manatee_major(i.as_ref()?)?)))
+                    .collect();
+                if let Some(t) = image.as_ref().and_then(manatee_major) {
+                    majors.insert(spec.image.uuid.clone(), t);
                 }
+                let from = tobs
+                    .zones
+                    .iter()
+                    .filter_map(|z| majors.get(&z.image))
+                    .min()
+                    .copied()
+                    .unwrap_or(1);
+                let to = image.as_ref().and_then(manatee_major).unwrap_or(2);
+                let why = format!(
+                    "transplant, manatee v{from} -> v{to}{}",
+                    if spec.strategy == Strategy::Auto {
+                        ", strategy auto across majors"
+                    } else {
+                        ""
+                    }
+                );
+                let op_id = format!("mv-{name}-{shard}-transplant-planned");
+                let peers = transplant_peers(&tobs);
+                match plan_transplant(spec, &tobs, &majors, &op_id) {
+                    Ok(op) => {
+                        let starts = if let Some(b) = &blocked_by {
+                            blocked_start(b)
+                        } else if spec.rollout.paused {
+                            "paused (spec.rollout.paused)".to_string()
+                        } else {
+                            match transplant_queue.iter().position(|s| s == &shard) {
+                                Some(0) | None => "at once (one transplant at a time, before any rolling upgrade of this document)".to_string(),
+                                Some(i) => format!(
+                                    "after the transplant of {} ends (one transplant at a time)",
+                                    transplant_queue[i - 1]
+                                ),
+                            }
+                        };
+                        shards.push(ShardReview {
+                            operation: Some(transplant_review(spec, name, &tobs, &op)),
+                            shard,
+                            outcome: ShardOutcome::Upgrade,
+                            message: op.status.message.clone(),
+                            peers,
+                            strategy: Some(why),
+                            starts: Some(starts),
+                        });
+                    }
+                    Err((reason, message)) => shards.push(ShardReview {
+                        shard,
+                        outcome: ShardOutcome::Refused,
+                        message: Some(format!("{reason}: {message}")),
+                        peers,
+                        strategy: Some(why),
+                        starts: None,
+                        operation: None,
+                    }),
+                }
+                continue;
             }
-            if let Some(t) = target
-                && running_majors.iter().any(|r| *r != t)
-            {
-                majors_warned = true;
-                warnings.push(format!(
-                    "strategy auto: shard {shard} runs manatee major {} and the image is major {t}; that needs the transplant, which this build's planner does not plan. The steps below are the rolling upgrade the controller would run. Do not apply until the transplant planner exists.",
-                    running_majors.iter().map(u32::to_string).collect::<Vec<_>>().join("/")
-                ));
-            }
+            Ok(Resolved::Rolling) => {}
         }
         let op_id = format!(
             "mv-{name}-{}-g{generation}-planned",
             shard.split('.').next().unwrap_or(&shard)
         );
-        let peers = peers_summary(&obs);
+        let rolling = Some("rolling".to_string());
         match plan_shard(spec, &obs, image.as_ref(), &op_id) {
             ShardPlan::UpToDate => {
                 up_to_date.push(shard.clone());
@@ -745,6 +1254,7 @@ async fn plan_manatee(
                     outcome: ShardOutcome::UpToDate,
                     message: None,
                     peers,
+                    strategy: None,
                     starts: None,
                     operation: None,
                 });
@@ -754,17 +1264,26 @@ async fn plan_manatee(
                 outcome: ShardOutcome::Refused,
                 message: Some(format!("{reason}: {message}")),
                 peers,
+                strategy: rolling,
                 starts: None,
                 operation: None,
             }),
             ShardPlan::Upgrade(op) => {
+                rolling_planned = true;
                 let canary_pending = spec
                     .rollout
                     .canary
                     .as_ref()
                     .is_some_and(|c| c != &shard && !up_to_date.contains(c));
-                let starts = if spec.rollout.paused {
+                let starts = if let Some(b) = &blocked_by {
+                    blocked_start(b)
+                } else if spec.rollout.paused {
                     "paused (spec.rollout.paused)".to_string()
+                } else if !transplant_queue.is_empty() {
+                    format!(
+                        "after the transplant of {} ends (the controller runs transplants first)",
+                        transplant_queue.join(", ")
+                    )
                 } else if canary_pending {
                     format!(
                         "after the canary {} is up to date",
@@ -782,10 +1301,16 @@ async fn plan_manatee(
                     outcome: ShardOutcome::Upgrade,
                     message: None,
                     peers,
+                    strategy: rolling,
                     starts: Some(starts),
                 });
             }
         }
+    }
+    if rolling_planned && spec.rollout.approval == Approval::BeforeEachShard {
+        warnings.push(
+            "approval beforeEachShard: the rolling planner (plan_shard) asks once per shard, before its primary step, as beforePrimary does; the steps before it (asyncs, sync) run without approval".into(),
+        );
     }
     Ok(ManateePlan {
         image: spec.image.uuid.clone(),
@@ -1008,10 +1533,95 @@ fn set_changes(what: &str, old: &[String], new: &[String], out: &mut Vec<String>
     }
 }
 
-fn plan_headnodes(old: Option<&HeadnodeSetSpec>, new: &HeadnodeSetSpec) -> HeadnodePlan {
+fn describe_ha_step(action: &HaAction) -> (String, String, Vec<Risk>) {
+    match action {
+        HaAction::Preflight => (
+            "none".into(),
+            "the shard is set up: primary up, nothing deposed, no foreign freeze".into(),
+            vec![],
+        ),
+        HaAction::CreatePeer { .. } => (
+            "every placed peer up (else waits)".into(),
+            "the zone runs and its sitter is in the election; timeout 5m".into(),
+            vec![],
+        ),
+        HaAction::LeaveOneNodeWriteMode => (
+            "the shard still in one-node-write mode with a second peer".into(),
+            "ONE_NODE_WRITE_MODE gone from the SAPI metadata".into(),
+            vec![],
+        ),
+        HaAction::UnfreezeSetup => (
+            "only manatee's own setup freeze is lifted".into(),
+            "the setup freeze is gone".into(),
+            vec![],
+        ),
+        HaAction::RestartPrimarySitter => (
+            "the new peer is up, the primary found in the cluster state when the step runs".into(),
+            "the primary left one-node-write mode and names the new peer as sync".into(),
+            vec![Risk::PrimaryDisruption, Risk::WriteOutage],
+        ),
+        HaAction::WaitSync => (
+            "none".into(),
+            "the primary replicates synchronously to a caught-up sync; timeout 15m".into(),
+            vec![],
+        ),
+        HaAction::WaitHealthy => (
+            "none".into(),
+            "every peer placed and caught up; timeout 15m".into(),
+            vec![],
+        ),
+    }
+}
+
+fn ha_review(op: &Operation<HaAction>, one_node: bool) -> OpReview {
+    let steps: Vec<StepReview> = op
+        .status
+        .steps
+        .iter()
+        .zip(&op.actions)
+        .map(|(s, a)| {
+            let (gate, done_when, risks) = describe_ha_step(a);
+            StepReview {
+                name: s.name.clone(),
+                description: s.description.clone(),
+                touches: s.touches.clone(),
+                gate,
+                done_when,
+                irreversible: s.irreversible,
+                risks,
+            }
+        })
+        .collect();
+    OpReview {
+        id: op.status.id.clone(),
+        kind: op.status.kind.clone(),
+        point_of_no_return: None,
+        steps,
+        expected_write_outage: if one_node {
+            "writes pause from restart-primary-sitter until the new sync has caught up (wait-sync): the primary leaves one-node-write mode and replicates synchronously from then on; bounded by 15m".into()
+        } else {
+            "none expected: new peers join as asyncs".into()
+        },
+        waits: vec![
+            "no approval and no maintenance window: the HA setup's runner does not gate on them".into(),
+            "the shard lock: it starts when no rolling upgrade of a ManateeVersion holds shard sdc (a transplant does not take the lock)".into(),
+        ],
+        rollback: Some(
+            "no automatic rollback; every step is reversible by hand (delete the new zones, set ONE_NODE_WRITE_MODE again)".into(),
+        ),
+    }
+}
+
+async fn plan_headnodes(
+    name: &str,
+    old: Option<&HeadnodeSetSpec>,
+    new: &HeadnodeSetSpec,
+    stored: &StoredView,
+    world: Option<&dyn World>,
+) -> Result<HeadnodePlan, String> {
     let mut changes = Vec::new();
     let mut notes = vec![
-        "No reconciler executes HeadnodeSet in this build: apply stores the document and nothing in the datacenter changes. The membership change below is what the document asks for; no migration steps are planned or run.".to_string(),
+        "The HeadnodeSet reconciler executes the manatee placement of shard sdc only (`sdcadm post-setup ha-manatee` as journaled steps: it adds the peers haServices.manatee names, never removes one). Headnode membership, binder, moray and decommission changes are stored; no steps are planned or run for them.".to_string(),
     ];
     let empty = Vec::new();
     match old {
@@ -1044,6 +1654,18 @@ fn plan_headnodes(old: Option<&HeadnodeSetSpec>, new: &HeadnodeSetSpec) -> Headn
                 &new.decommission,
                 &mut changes,
             );
+            let removed: Vec<&String> = o
+                .ha_services
+                .manatee
+                .iter()
+                .filter(|s| !new.ha_services.manatee.contains(s))
+                .collect();
+            if !removed.is_empty() {
+                notes.push(format!(
+                    "manatee peers on {} are not removed: the HA setup only adds peers; the shard keeps them (remove them by hand, one at a time, after the new peer is caught up)",
+                    removed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                ));
+            }
         }
         None => {
             notes.push(format!(
@@ -1064,12 +1686,109 @@ fn plan_headnodes(old: Option<&HeadnodeSetSpec>, new: &HeadnodeSetSpec) -> Headn
             new.decommission.join(", ")
         ));
     }
-    HeadnodePlan {
+    let manatee = match world {
+        None => None,
+        Some(w) => Some(plan_sdc_ha(name, new, w).await?),
+    };
+    if let Some(m) = &manatee
+        && m.message
+            .as_deref()
+            .is_some_and(|x| x.starts_with("UnknownServer"))
+        && let Some(w) = world
+        && w.resolve_servers(&new.ha_services.manatee)
+            .await
+            .is_ok_and(|d| d.iter().all(|x| x.uuid.is_none()))
+    {
+        notes.push(format!(
+            "none of the servers haServices.manatee names is in the reviewed datacenter's CNAPI: this HeadnodeSet (datacenter {}) may belong to another datacenter; review it against that one",
+            new.datacenter
+        ));
+    }
+    // The transplant does not take the shard lock (controller::transplant):
+    // an HA setup could start on shard sdc while one is in flight.
+    for (key, ts) in &stored.transplants {
+        for t in ts
+            .iter()
+            .filter(|t| t.target == "sdc" && !t.journal.forward.is_finished())
+        {
+            notes.push(format!(
+                "{key}: transplant {} is in flight on shard sdc and does not take the shard lock; hold this HeadnodeSet change until it has finished, or the HA setup may start during it",
+                t.journal.forward.status.id
+            ));
+        }
+    }
+    Ok(HeadnodePlan {
         executed: executed(Kind::HeadnodeSet),
         datacenter: new.datacenter.clone(),
         changes,
         notes,
-    }
+        manatee,
+    })
+}
+
+/// The HA setup the HeadnodeSet reconciler would run on shard sdc
+/// (controller::reconcile_ha), from the same pure `plan_ha`.
+async fn plan_sdc_ha(
+    name: &str,
+    spec: &HeadnodeSetSpec,
+    world: &dyn World,
+) -> Result<ShardReview, String> {
+    const SHARD: &str = "sdc";
+    let obs = match world.manatee().observe(SHARD).await {
+        Ok(o) => o,
+        Err(e) => return Ok(not_observed(SHARD, format!("could not observe: {e}"))),
+    };
+    let desired = match world.resolve_servers(&spec.ha_services.manatee).await {
+        Ok(d) => d,
+        Err(e) => {
+            return Ok(not_observed(
+                SHARD,
+                format!("could not resolve servers: {e}"),
+            ));
+        }
+    };
+    let peers = peers_summary(&obs);
+    let one_node = obs
+        .state
+        .as_ref()
+        .is_some_and(|s| s.is_one_node_write_mode());
+    let op_id = format!("ha-{name}-sdc-planned");
+    let strategy = Some("HA setup, sdcadm post-setup ha-manatee".to_string());
+    Ok(match plan_ha(&obs, &desired, "manatee", &op_id) {
+        HaPlan::UpToDate => ShardReview {
+            shard: SHARD.into(),
+            outcome: ShardOutcome::UpToDate,
+            message: Some(format!(
+                "a peer on each of {}",
+                spec.ha_services.manatee.join(", ")
+            )),
+            peers,
+            strategy,
+            starts: None,
+            operation: None,
+        },
+        HaPlan::Refused(reason, message) => ShardReview {
+            shard: SHARD.into(),
+            outcome: ShardOutcome::Refused,
+            message: Some(format!("{reason}: {message}")),
+            peers,
+            strategy,
+            starts: None,
+            operation: None,
+        },
+        HaPlan::Grow(op) => ShardReview {
+            shard: SHARD.into(),
+            outcome: ShardOutcome::Upgrade,
+            message: Some(format!(
+                "grow shard sdc to a peer on each of {}",
+                spec.ha_services.manatee.join(", ")
+            )),
+            peers,
+            strategy,
+            starts: Some("once shard sdc's lock is free".into()),
+            operation: Some(ha_review(&op, one_node)),
+        },
+    })
 }
 
 #[cfg(test)]

@@ -16,11 +16,14 @@ use async_trait::async_trait;
 use coord::Coordination;
 use crds::{Document, Kind};
 use reconcilers::manatee::{ImageInfo, ManateeAction, ManateeWorld, ShardObservation};
+use reconcilers::manatee_ha::{DesiredServer, ManateeHaWorld};
 use reconcilers::operation::Operation;
+use reconcilers::transplant::{TransplantJournal, TransplantObs, TransplantWorld};
 use serde::{Deserialize, Serialize};
 
 use crate::store::Store;
 use crate::world::manatee::TritonManatee;
+use crate::world::transplant::TritonTransplant;
 
 /// Format tag of snapshot files. Readers refuse any other.
 pub const SNAPSHOT_FORMAT: &str = "tritonctl.observed/v1";
@@ -44,6 +47,16 @@ pub struct JournalRecord {
     pub operation: Operation<ManateeAction>,
 }
 
+/// One transplant journal of a stored ManateeVersion (under
+/// `/tritonctl/v1/transplants/`, apart from the rolling journals).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransplantRecord {
+    /// The shard.
+    pub target: String,
+    pub journal: TransplantJournal,
+}
+
 /// The store as a review sees it: documents by `Kind/name`, and journals.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -51,6 +64,9 @@ pub struct StoredView {
     pub documents: BTreeMap<String, StoredDoc>,
     #[serde(default)]
     pub journals: BTreeMap<String, Vec<JournalRecord>>,
+    /// Transplant journals by `Kind/name`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub transplants: BTreeMap<String, Vec<TransplantRecord>>,
 }
 
 impl StoredView {
@@ -68,6 +84,10 @@ impl StoredView {
                     let js = load_journals(store.coord(), kind, doc.name()).await?;
                     if !js.is_empty() {
                         view.journals.insert(key.clone(), js);
+                    }
+                    let ts = load_transplants(store.coord(), doc.name()).await?;
+                    if !ts.is_empty() {
+                        view.transplants.insert(key.clone(), ts);
                     }
                 }
                 view.documents.insert(
@@ -117,6 +137,44 @@ impl StoredView {
             .get(&format!("{kind}/{name}"))
             .map_or(&[], Vec::as_slice)
     }
+
+    /// The transplant journals of a ManateeVersion.
+    pub fn transplants(&self, name: &str) -> &[TransplantRecord] {
+        self.transplants
+            .get(&format!("{}/{name}", Kind::ManateeVersion))
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The transplant journals of ManateeVersion `name`, by shard.
+pub async fn load_transplants(
+    coord: &Arc<dyn Coordination>,
+    name: &str,
+) -> Result<Vec<TransplantRecord>, String> {
+    let probe = crate::transplant::transplant_journal_path(name, "x");
+    let dir = probe.rsplit_once('/').map_or(probe.as_str(), |(d, _)| d);
+    let children = match coord.children(dir).await {
+        Ok(c) => c,
+        Err(coord::CoordError::NoNode(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut out = Vec::new();
+    for shard in children {
+        let path = format!("{dir}/{shard}");
+        let data = match coord.get(&path).await {
+            Ok((d, _)) => d,
+            Err(coord::CoordError::NoNode(_)) => continue,
+            Err(e) => return Err(e.to_string()),
+        };
+        let journal: TransplantJournal =
+            serde_json::from_slice(&data).map_err(|e| format!("transplant journal {path}: {e}"))?;
+        out.push(TransplantRecord {
+            target: shard,
+            journal,
+        });
+    }
+    out.sort_by(|a, b| a.target.cmp(&b.target));
+    Ok(out)
 }
 
 async fn load_journals(
@@ -143,6 +201,18 @@ pub struct ShardRecord {
     pub error: Option<String>,
 }
 
+/// One shard as the transplant observes it (sitters, election order, ONWM,
+/// datasets, morays), recorded for the shards whose strategy resolves to the
+/// transplant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransplantShardRecord {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observation: Option<TransplantObs>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// A snapshot: everything a plan needs, recorded.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -159,6 +229,12 @@ pub struct Observed {
     pub images: BTreeMap<String, Option<ImageInfo>>,
     /// The Manta application's `HASH_RING_IMAGE` in SAPI (null without Manta or ring).
     pub ring_image: Option<String>,
+    /// The transplant's view of the shards that resolve to the transplant.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub transplants: BTreeMap<String, TransplantShardRecord>,
+    /// Servers a HeadnodeSet names -> CNAPI uuid (null: CNAPI does not know it).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub servers: BTreeMap<String, Option<String>>,
 }
 
 impl Observed {
@@ -187,6 +263,10 @@ pub trait World: Send + Sync {
     async fn ring_image(&self) -> Result<Option<String>, String>;
     /// For the review header: endpoints, or the snapshot file and its time.
     fn source(&self) -> String;
+    /// The shard as the transplant planner observes it.
+    async fn transplant(&self, shard: &str) -> Result<TransplantObs, String>;
+    /// Servers a HeadnodeSet names, resolved through CNAPI (the HA planner's input).
+    async fn resolve_servers(&self, names: &[String]) -> Result<Vec<DesiredServer>, String>;
 }
 
 /// A [`ManateeWorld`] that observes through `W` and refuses every change:
@@ -261,6 +341,21 @@ impl World for Live {
 
     fn source(&self) -> String {
         self.description.clone()
+    }
+
+    async fn transplant(&self, shard: &str) -> Result<TransplantObs, String> {
+        // Observing only: `observe` reads ZooKeeper, SAPI, VMAPI, IMGAPI and
+        // runs read-only commands in the zones (svcs, zfs list, json).
+        let t = TritonTransplant {
+            triton: self.manatee.0.triton.clone(),
+            coord: self.manatee.0.coord.clone(),
+            fence: None,
+        };
+        t.observe(shard).await
+    }
+
+    async fn resolve_servers(&self, names: &[String]) -> Result<Vec<DesiredServer>, String> {
+        self.manatee.0.resolve_servers(names).await
     }
 }
 
@@ -340,6 +435,30 @@ impl World for Recorded {
             self.origin, self.observed.source, self.observed.captured_at
         )
     }
+
+    async fn transplant(&self, shard: &str) -> Result<TransplantObs, String> {
+        match self.observed.transplants.get(shard) {
+            Some(TransplantShardRecord {
+                observation: Some(o),
+                ..
+            }) => Ok(o.clone()),
+            Some(TransplantShardRecord { error: Some(e), .. }) => Err(e.clone()),
+            _ => Err(self.missing(&format!("the transplant view of shard {shard}"))),
+        }
+    }
+
+    async fn resolve_servers(&self, names: &[String]) -> Result<Vec<DesiredServer>, String> {
+        names
+            .iter()
+            .map(|n| match self.observed.servers.get(n) {
+                Some(uuid) => Ok(DesiredServer {
+                    name: n.clone(),
+                    uuid: uuid.clone(),
+                }),
+                None => Err(self.missing(&format!("server {n}"))),
+            })
+            .collect()
+    }
 }
 
 /// The manatee shards a document involves.
@@ -401,6 +520,55 @@ pub async fn capture(
     for i in images.into_iter().filter(|i| !i.is_empty()) {
         out_images.insert(i.clone(), m.image(&i).await?);
     }
+    // What the transplant planner needs, for the shards that resolve to it
+    // (as diff resolves them), and the servers the HA planner places on.
+    let mut transplants = BTreeMap::new();
+    let mut servers = BTreeMap::new();
+    for d in &all {
+        match d {
+            Document::ManateeVersion(mv) => {
+                let target = out_images.get(&mv.spec.image.uuid).cloned().flatten();
+                for s in &mv.spec.shards {
+                    let Some(Some(obs)) = out_shards.get(s).map(|r| r.observation.as_ref()) else {
+                        continue;
+                    };
+                    let resolved =
+                        super::diff::resolve_shard(&mv.spec, obs, target.as_ref(), &out_images);
+                    if resolved == Ok(reconcilers::transplant::Resolved::Transplant)
+                        && !transplants.contains_key(s)
+                    {
+                        let rec = match world.transplant(s).await {
+                            Ok(o) => TransplantShardRecord {
+                                observation: Some(o),
+                                error: None,
+                            },
+                            Err(e) => TransplantShardRecord {
+                                observation: None,
+                                error: Some(e),
+                            },
+                        };
+                        transplants.insert(s.clone(), rec);
+                    }
+                }
+            }
+            Document::HeadnodeSet(hs) => {
+                let names: Vec<String> = hs
+                    .spec
+                    .ha_services
+                    .manatee
+                    .iter()
+                    .filter(|n| !servers.contains_key(*n))
+                    .cloned()
+                    .collect();
+                if !names.is_empty() {
+                    for r in world.resolve_servers(&names).await? {
+                        servers.insert(r.name, r.uuid);
+                    }
+                }
+            }
+            Document::ShardTopology(_) => {}
+        }
+    }
     let has_topology = all.iter().any(|d| d.kind() == Kind::ShardTopology);
     let ring_image = if has_topology {
         world.ring_image().await.unwrap_or(None)
@@ -415,5 +583,7 @@ pub async fn capture(
         shards: out_shards,
         images: out_images,
         ring_image,
+        transplants,
+        servers,
     })
 }

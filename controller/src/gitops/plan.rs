@@ -94,6 +94,16 @@ impl Fingerprint {
                         .insert(format!("{key} {}", j.target), j.operation.status.id.clone());
                 }
             }
+            if d.kind() == crds::Kind::ManateeVersion {
+                for t in observed.stored.transplants(d.name()) {
+                    if !t.journal.forward.is_finished() {
+                        f.in_flight.insert(
+                            format!("{key} {} (transplant)", t.target),
+                            t.journal.forward.status.id.clone(),
+                        );
+                    }
+                }
+            }
         }
         for (name, rec) in &observed.shards {
             let mut p = ShardPrint {
@@ -121,6 +131,19 @@ impl Fingerprint {
                         },
                     );
                 }
+            }
+            // A manatee v1 shard keeps no cluster state: its roles are the
+            // election order the transplant planned from.
+            if p.generation.is_none()
+                && let Some(t) = observed
+                    .transplants
+                    .get(name)
+                    .and_then(|t| t.observation.as_ref())
+            {
+                let topo = t.legacy_topology();
+                p.primary = topo.first().map(|z| z.alias.clone());
+                p.sync = topo.get(1).map(|z| z.alias.clone());
+                p.asyncs = topo.iter().skip(2).map(|z| z.alias.clone()).collect();
             }
             f.shards.insert(name.clone(), p);
         }

@@ -7,7 +7,7 @@ use console::Style;
 
 use super::diff::{
     Change, DocReview, HeadnodePlan, KindPlan, ManateePlan, OpReview, Review, Risk, ShardOutcome,
-    TopologyPlan,
+    ShardReview, TopologyPlan,
 };
 use super::running::Rule;
 
@@ -50,6 +50,12 @@ pub fn summary(r: &Review) -> String {
                 .iter()
                 .filter(|s| s.outcome == ShardOutcome::Refused)
                 .count();
+        }
+        if let KindPlan::Headnodes(h) = &d.plan
+            && let Some(s) = &h.manatee
+        {
+            ops += usize::from(s.outcome == ShardOutcome::Upgrade);
+            refused += usize::from(s.outcome == ShardOutcome::Refused);
         }
         refused += usize::from(d.refused());
     }
@@ -132,7 +138,7 @@ pub fn text(r: &Review, color: bool) -> String {
         match &d.plan {
             KindPlan::Manatee(m) => text_manatee(&mut o, m, &st),
             KindPlan::Topology(t) => text_topology(&mut o, t),
-            KindPlan::Headnodes(h) => text_headnodes(&mut o, h),
+            KindPlan::Headnodes(h) => text_headnodes(&mut o, h, &st),
         }
         for run in &d.running {
             let line = format!(
@@ -175,21 +181,36 @@ fn text_manatee(o: &mut String, m: &ManateePlan, st: &Styles) {
         writeln!(o, "  {}", st.warn.apply_to(format!("warning: {w}"))).unwrap();
     }
     for s in &m.shards {
-        let starts = s
-            .starts
-            .as_ref()
-            .map(|x| format!(", starts {x}"))
-            .unwrap_or_default();
-        writeln!(o, "  shard {}: {}{starts}", s.shard, outcome_str(s.outcome)).unwrap();
-        if let Some(msg) = &s.message {
-            writeln!(o, "    {msg}").unwrap();
-        }
-        for p in &s.peers {
-            writeln!(o, "    observed: {p}").unwrap();
-        }
-        if let Some(op) = &s.operation {
-            text_op(o, op, st);
-        }
+        text_shard(o, s, st);
+    }
+}
+
+fn text_shard(o: &mut String, s: &ShardReview, st: &Styles) {
+    let starts = s
+        .starts
+        .as_ref()
+        .map(|x| format!(", starts {x}"))
+        .unwrap_or_default();
+    let strategy = s
+        .strategy
+        .as_ref()
+        .map(|x| format!(" ({x})"))
+        .unwrap_or_default();
+    writeln!(
+        o,
+        "  shard {}: {}{strategy}{starts}",
+        s.shard,
+        outcome_str(s.outcome)
+    )
+    .unwrap();
+    if let Some(msg) = &s.message {
+        writeln!(o, "    {msg}").unwrap();
+    }
+    for p in &s.peers {
+        writeln!(o, "    observed: {p}").unwrap();
+    }
+    if let Some(op) = &s.operation {
+        text_op(o, op, st);
     }
 }
 
@@ -227,6 +248,9 @@ fn text_op(o: &mut String, op: &OpReview, st: &Styles) {
             .unwrap_or("none (no step is irreversible)")
     )
     .unwrap();
+    if let Some(r) = &op.rollback {
+        writeln!(o, "    rollback: {r}").unwrap();
+    }
 }
 
 fn text_topology(o: &mut String, t: &TopologyPlan) {
@@ -290,12 +314,15 @@ fn shown(ranges: &[String]) -> String {
     s
 }
 
-fn text_headnodes(o: &mut String, h: &HeadnodePlan) {
+fn text_headnodes(o: &mut String, h: &HeadnodePlan, st: &Styles) {
     for n in &h.notes {
         writeln!(o, "  note: {n}").unwrap();
     }
     for c in &h.changes {
         writeln!(o, "  {c}").unwrap();
+    }
+    if let Some(s) = &h.manatee {
+        text_shard(o, s, st);
     }
 }
 
@@ -377,14 +404,25 @@ fn md_manatee(o: &mut String, m: &ManateePlan) {
         writeln!(o, "> [!WARNING]\n> {w}\n").unwrap();
     }
     for s in &m.shards {
+        md_shard(o, s);
+    }
+}
+
+fn md_shard(o: &mut String, s: &ShardReview) {
+    {
         let starts = s
             .starts
             .as_ref()
             .map(|x| format!(", starts {x}"))
             .unwrap_or_default();
+        let strategy = s
+            .strategy
+            .as_ref()
+            .map(|x| format!(" ({x})"))
+            .unwrap_or_default();
         writeln!(
             o,
-            "#### Shard `{}`: {}{starts}\n",
+            "#### Shard `{}`: {}{strategy}{starts}\n",
             s.shard,
             outcome_str(s.outcome)
         )
@@ -422,6 +460,9 @@ fn md_manatee(o: &mut String, m: &ManateePlan) {
             .unwrap();
             for w in &op.waits {
                 writeln!(o, "- waits on: {w}").unwrap();
+            }
+            if let Some(r) = &op.rollback {
+                writeln!(o, "- rollback: {r}").unwrap();
             }
             writeln!(
                 o,
@@ -523,5 +564,8 @@ fn md_headnodes(o: &mut String, h: &HeadnodePlan) {
             writeln!(o, "- {c}").unwrap();
         }
         writeln!(o).unwrap();
+    }
+    if let Some(s) = &h.manatee {
+        md_shard(o, s);
     }
 }

@@ -16,14 +16,32 @@
 //! the operation can only go forward, and a second image queued behind an
 //! irreversible step (a transplant) is refused: wait for it to finish, then
 //! apply.
+//!
+//! For a transplant journal (`/tritonctl/v1/transplants/`), the controller
+//! (`controller::transplant::reconcile`) drives an open journal to its end
+//! on the image and options it was planned with; it never re-reads the spec
+//! mid-transplant, and it only looks at the shards `spec.shards` names:
+//!
+//! | the change | before the point of no return | past it |
+//! |---|---|---|
+//! | same image and strategy (rollout, health edits) | continues | continues |
+//! | a different image | finishes on its image (past its point of no return), then planned again; `tritonctl cancel` first to stop it | **apply refused** |
+//! | `strategy` or `transplant` options changed | **apply refused** when it asks for `rolling` (cancel first); otherwise finishes, then planned again | **apply refused** |
+//! | `rollout.paused: true` | stops before its next step | stops before its next step; **refused** while writes are stopped (steps stop-writes .. start-writes) |
+//! | the shard dropped from `spec.shards` | **apply refused** (nothing would drive it: cancel first) | **apply refused** |
+//! | a rollback in progress | runs to its end | - |
+//! | `tritonctl delete` of the document ([`guard_delete`]) | **refused** (cancel first) | **refused** |
 
+use crds::manatee::{ManateeVersionSpec, Strategy};
 use crds::status::{OperationPhase, StepState};
 use crds::{Document, Kind};
 use reconcilers::manatee::ManateeAction;
 use reconcilers::operation::Operation;
 use serde::{Deserialize, Serialize};
 
-use super::observed::{JournalRecord, StoredView};
+use reconcilers::transplant::{PNR_STEP, TransplantAction, TransplantJournal};
+
+use super::observed::{JournalRecord, StoredView, TransplantRecord};
 
 /// What happens to a running operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +183,183 @@ pub fn decide(doc: &Document, journals: &[JournalRecord]) -> Vec<RunningDecision
         .collect()
 }
 
+/// The image a transplant installs.
+pub fn transplant_image(j: &TransplantJournal) -> Option<String> {
+    j.forward.actions.iter().find_map(|a| match a {
+        TransplantAction::SetServiceImage { image, .. } => Some(image.clone()),
+        _ => None,
+    })
+}
+
+fn transplant_position(j: &TransplantJournal) -> String {
+    let op = match &j.rollback {
+        Some(rb) if j.forward.status.phase == OperationPhase::RollingBack => rb,
+        _ => &j.forward,
+    };
+    let n = op.status.steps.len();
+    let at = match op.current() {
+        Some(i) => {
+            let s = &op.status.steps[i];
+            let state = format!("{:?}", s.state).to_lowercase();
+            format!("step {}/{n} {} ({state})", i + 1, s.name)
+        }
+        None => format!("all {n} steps done"),
+    };
+    if j.rollback.is_some() {
+        format!("rollback {at}")
+    } else {
+        at
+    }
+}
+
+/// Writes are stopped: `stop-writes` has started and `start-writes` is not done.
+pub fn writes_stopped(j: &TransplantJournal) -> bool {
+    let st = &j.forward.status.steps;
+    let started = |n: &str| {
+        st.iter()
+            .find(|s| s.name == n)
+            .is_some_and(|s| s.state != StepState::Pending)
+    };
+    let done = |n: &str| {
+        st.iter()
+            .find(|s| s.name == n)
+            .is_some_and(|s| s.state == StepState::Succeeded)
+    };
+    j.rollback.is_none() && started("stop-writes") && !done("start-writes")
+}
+
+/// The rules for open transplant journals meeting a new spec. `old` is the
+/// stored spec (None when the document is new to the store).
+pub fn decide_transplants(
+    name: &str,
+    new: &ManateeVersionSpec,
+    old: Option<&ManateeVersionSpec>,
+    transplants: &[TransplantRecord],
+) -> Vec<RunningDecision> {
+    let wanted = &new.image.uuid;
+    transplants
+        .iter()
+        .filter(|t| !t.journal.forward.is_finished())
+        .map(|t| {
+            let j = &t.journal;
+            let f = &j.forward;
+            let id = &f.status.id;
+            let image = transplant_image(j);
+            let past = !f.status.can_roll_back();
+            let pnr_n = f
+                .status
+                .point_of_no_return
+                .map_or("?".to_string(), |p| (p + 1).to_string());
+            let cancel = format!(
+                "`tritonctl cancel manateeversion/{name}` rolls it back (possible until step {pnr_n} {PNR_STEP})"
+            );
+            let new_image = image.as_ref().is_some_and(|i| i != wanted);
+            let strategy_changed = old.is_some_and(|o| {
+                o.strategy != new.strategy || o.transplant != new.transplant
+            });
+            let dropped = !new.shards.contains(&t.target);
+            let (rule, why) = if dropped {
+                (
+                    Rule::Refused,
+                    format!(
+                        "transplant {id} of shard {} is open and the new spec drops the shard: the controller only drives shards the document names, so the shard would stay mid-transplant (sitters disabled, one-node-write mode, possibly writes stopped) with nothing driving it. {}",
+                        t.target,
+                        if past {
+                            "It is past its point of no return: wait until it finishes, then apply".to_string()
+                        } else {
+                            format!("Cancel it first ({cancel}), wait for the rollback, then apply")
+                        }
+                    ),
+                )
+            } else if j.rollback.is_some() {
+                (
+                    if new_image {
+                        Rule::FinishesThenReplanned
+                    } else {
+                        Rule::Continues
+                    },
+                    format!(
+                        "transplant {id} is rolling back; the rollback runs to its end, then the shard (on its v1 image) is planned again for this spec"
+                    ),
+                )
+            } else if past && (new_image || strategy_changed) {
+                (
+                    Rule::Refused,
+                    format!(
+                        "transplant {id} installs {} and is past its point of no return ({PNR_STEP}, step {pnr_n}); {} cannot be taken by an operation that can only go forward. Wait until it finishes (`tritonctl describe manateeversion {name}`), then apply again",
+                        image.as_deref().unwrap_or("?"),
+                        if new_image {
+                            format!("a new image ({wanted})")
+                        } else {
+                            "a strategy or transplant-option change".to_string()
+                        }
+                    ),
+                )
+            } else if past && new.rollout.paused && writes_stopped(j) {
+                (
+                    Rule::Refused,
+                    format!(
+                        "transplant {id} has stopped writes (between stop-writes and start-writes): pausing now would hold the write outage open. Apply the pause once start-writes is done"
+                    ),
+                )
+            } else if new.rollout.paused {
+                (
+                    Rule::Pauses,
+                    "spec.rollout.paused is set: the controller does not drive the transplant until it is cleared".to_string(),
+                )
+            } else if strategy_changed && new.strategy == Strategy::Rolling {
+                (
+                    Rule::Refused,
+                    format!(
+                        "the spec now asks for `strategy: rolling`, but the controller would carry the open transplant {id} on past its point of no return (step {pnr_n}) regardless. Cancel it first ({cancel}), then apply"
+                    ),
+                )
+            } else if new_image || strategy_changed {
+                (
+                    Rule::FinishesThenReplanned,
+                    format!(
+                        "transplant {id} runs to its end on {} and the options it was planned with (the controller does not re-read the spec mid-transplant), through its point of no return at step {pnr_n}; then {} is planned again for {wanted}. To stop it instead: {cancel}",
+                        image.as_deref().unwrap_or("?"),
+                        t.target
+                    ),
+                )
+            } else {
+                (
+                    Rule::Continues,
+                    "the change does not alter what the transplant installs".to_string(),
+                )
+            };
+            RunningDecision {
+                target: t.target.clone(),
+                operation: id.clone(),
+                at: transplant_position(j),
+                image,
+                past_point_of_no_return: past,
+                rule,
+                why,
+            }
+        })
+        .collect()
+}
+
+/// Every rule for `doc`: its rolling journals and its transplant journals.
+pub fn decide_all(doc: &Document, stored: &StoredView) -> Vec<RunningDecision> {
+    let mut out = decide(doc, stored.journals(doc.kind(), doc.name()));
+    if let Document::ManateeVersion(mv) = doc {
+        let old = match stored.get(Kind::ManateeVersion, doc.name()) {
+            Some((Document::ManateeVersion(o), _)) => Some(o.spec),
+            _ => None,
+        };
+        out.extend(decide_transplants(
+            doc.name(),
+            &mv.spec,
+            old.as_ref(),
+            stored.transplants(doc.name()),
+        ));
+    }
+    out
+}
+
 /// Refuse applying `docs` when a rule says so. The message names the
 /// document, the operation and what to do.
 pub fn check(docs: &[Document], stored: &StoredView) -> Result<(), String> {
@@ -173,7 +368,7 @@ pub fn check(docs: &[Document], stored: &StoredView) -> Result<(), String> {
         if d.kind() != Kind::ManateeVersion {
             continue;
         }
-        for r in decide(d, stored.journals(d.kind(), d.name())) {
+        for r in decide_all(d, stored) {
             if r.rule == Rule::Refused {
                 refusals.push(format!("{} ({}): {}", d.key(), r.target, r.why));
             }
@@ -215,9 +410,89 @@ pub async fn guard(
             records.push(JournalRecord { target, operation });
         }
         view.journals.insert(d.key(), records);
+        let probe = crate::transplant::transplant_journal_path(d.name(), "x");
+        let tdir = probe.rsplit_once('/').map_or(probe.as_str(), |(p, _)| p);
+        let ts = super::observed::load_transplants(store.coord(), d.name())
+            .await
+            .map_err(Guard::Error)?;
+        for t in &ts {
+            if !t.journal.forward.is_finished() {
+                let path = format!("{tdir}/{}", t.target);
+                let version = match store.coord().exists(&path).await {
+                    Ok(Some(stat)) => stat.version,
+                    Ok(None) => continue,
+                    Err(e) => return Err(Guard::Error(e.to_string())),
+                };
+                ops.push(coord::Op::check(path, coord::Expect::Version(version)));
+            }
+        }
+        view.transplants.insert(d.key(), ts);
+        // The stored document, for the strategy comparison.
+        if let Some(doc) = store
+            .get(d.kind(), d.name())
+            .await
+            .map_err(|e| Guard::Error(e.to_string()))?
+        {
+            let mut doc = doc;
+            let rv = doc.metadata().resource_version.clone().unwrap_or_default();
+            let generation = doc.metadata().generation.unwrap_or(1);
+            doc.set_status(None);
+            doc.metadata_mut().resource_version = None;
+            view.documents.insert(
+                d.key(),
+                super::observed::StoredDoc {
+                    document: super::canonical(&doc.to_value()),
+                    resource_version: rv,
+                    generation,
+                },
+            );
+        }
     }
     check(docs, &view).map_err(Guard::Refused)?;
     Ok(ops)
+}
+
+/// Refuse deleting a ManateeVersion while one of its transplants is open:
+/// the controller drives a transplant journal only while its document
+/// exists, so the shard would be left mid-transplant (sitters disabled,
+/// one-node-write mode, possibly writes stopped) with nothing driving it.
+pub async fn guard_delete(
+    store: &crate::store::Store,
+    kind: Kind,
+    name: &str,
+) -> Result<(), Guard> {
+    if kind != Kind::ManateeVersion {
+        return Ok(());
+    }
+    let ts = super::observed::load_transplants(store.coord(), name)
+        .await
+        .map_err(Guard::Error)?;
+    let open: Vec<String> = ts
+        .iter()
+        .filter(|t| !t.journal.forward.is_finished())
+        .map(|t| {
+            let f = &t.journal.forward;
+            format!(
+                "{}: transplant {} at {} ({})",
+                t.target,
+                f.status.id,
+                transplant_position(&t.journal),
+                if f.status.can_roll_back() {
+                    format!("before its point of no return: `tritonctl cancel manateeversion/{name}` rolls it back; delete once the rollback is done")
+                } else {
+                    "past its point of no return: delete once it has finished".to_string()
+                }
+            )
+        })
+        .collect();
+    if open.is_empty() {
+        Ok(())
+    } else {
+        Err(Guard::Refused(format!(
+            "refused: ManateeVersion/{name} has a transplant in flight, and the controller drives it only while the document exists:\n  {}",
+            open.join("\n  ")
+        )))
+    }
 }
 
 /// Why [`guard`] stopped an apply.
