@@ -5,8 +5,8 @@
 //! `pg_promote()` on takeover).
 //!
 //! Needs the PostgreSQL 15 server programs (`postgresql-15`, or
-//! `TRITONCTL_PG_BIN`); without them each test says so and passes. CI
-//! installs them (`.ci/run`).
+//! `TRITONCTL_PG_BIN`); without them each test says so and passes, unless
+//! `TRITONCTL_REQUIRE_PG` is set, as `.ci/run` does after installing them.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -36,6 +36,9 @@ struct Fx {
 fn binaries(test: &str) -> Option<PgBinaries> {
     match PgBinaries::find() {
         Ok(b) => Some(b),
+        Err(e) if std::env::var_os("TRITONCTL_REQUIRE_PG").is_some() => {
+            panic!("{test}: TRITONCTL_REQUIRE_PG is set and {e}")
+        }
         Err(e) => {
             eprintln!("SKIPPED {test}: {e}");
             None

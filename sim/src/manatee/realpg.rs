@@ -71,25 +71,49 @@ impl PgBinaries {
     pub const DEFAULT_DIR: &'static str = "/usr/lib/postgresql/15/bin";
     const NEEDED: [&'static str; 3] = ["postgres", "initdb", "pg_basebackup"];
 
-    /// `$TRITONCTL_PG_BIN` or [`PgBinaries::DEFAULT_DIR`], if it holds
+    /// `$TRITONCTL_PG_BIN`, else [`PgBinaries::DEFAULT_DIR`], else the
+    /// newest `/usr/lib/postgresql/<major>/bin`: the first that holds
     /// `postgres`, `initdb` and `pg_basebackup`.
     pub fn find() -> Result<PgBinaries, String> {
-        let dir = std::env::var_os("TRITONCTL_PG_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(Self::DEFAULT_DIR));
-        let missing: Vec<_> = Self::NEEDED
-            .iter()
-            .filter(|p| !dir.join(p).is_file())
-            .collect();
-        if missing.is_empty() {
-            Ok(PgBinaries { bin_dir: dir })
-        } else {
-            Err(format!(
-                "PostgreSQL server programs {missing:?} not found in {} (install the \
-                 postgresql-15 package, or set TRITONCTL_PG_BIN to the directory holding them)",
-                dir.display()
-            ))
+        let complete = |dir: &Path| Self::NEEDED.iter().all(|p| dir.join(p).is_file());
+        if let Some(dir) = std::env::var_os("TRITONCTL_PG_BIN").map(PathBuf::from) {
+            return if complete(&dir) {
+                Ok(PgBinaries { bin_dir: dir })
+            } else {
+                Err(format!(
+                    "TRITONCTL_PG_BIN={}: {:?} not all found there",
+                    dir.display(),
+                    Self::NEEDED
+                ))
+            };
         }
+        let default = PathBuf::from(Self::DEFAULT_DIR);
+        if complete(&default) {
+            return Ok(PgBinaries { bin_dir: default });
+        }
+        let mut majors: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let major = e.file_name().to_str()?.parse().ok()?;
+                Some((major, e.path().join("bin")))
+            })
+            .filter(|(m, dir)| *m >= 13 && complete(dir))
+            .collect();
+        majors.sort();
+        majors
+            .pop()
+            .map(|(_, bin_dir)| PgBinaries { bin_dir })
+            .ok_or_else(|| {
+                format!(
+                    "PostgreSQL server programs {:?} not found in {} nor any \
+                     /usr/lib/postgresql/<13 or later>/bin (install the postgresql-15 package, \
+                     or set TRITONCTL_PG_BIN to the directory holding them)",
+                    Self::NEEDED,
+                    Self::DEFAULT_DIR
+                )
+            })
     }
 
     fn path(&self, program: &str) -> PathBuf {
