@@ -19,7 +19,7 @@ use sim::manatee::{
     BootOptions, ManateeSim, ManateeSimConfig, PeerRole, PgBinaries, PgRole, RealPostgres,
     SessionProvider, Shard, WriteError, ZkProvider, Zone, ZoneSpec,
 };
-use wire::manatee::{AdmRole, ClusterState};
+use wire::manatee::{AdmRole, ClusterState, Severity};
 
 const SHARD: &str = "1.moray.test";
 /// Real-time patience: real servers start, back up and promote.
@@ -394,5 +394,28 @@ async fn pg_takeover_on_real_postgres_loses_no_acknowledged_write() {
     f.zone(1).start().await.unwrap();
     f.role(1, PeerRole::Deposed).await;
     assert!(!f.zone(1).pg_online());
+
+    // `manatee-adm rebuild`: its diverged data goes, pg_basebackup from the
+    // primary restores it, and it follows the sync as the new async.
+    f.shard.rebuild(&f.zone(1)).await.unwrap();
+    f.wait("the rebuilt peer rejoins as an async", |s| {
+        s.asyncs.iter().any(|p| p.id == Fx::id(1)) && s.deposed.is_empty()
+    })
+    .await;
+    f.until_pg(1, "streaming from node3 with every acknowledged row", |z| {
+        z.pg_role() == PgRole::Async
+            && z.replication_error().is_none()
+            && lost(&acked, &z.writes()).is_empty()
+    })
+    .await;
+    let report = f.shard.pg_status().await.unwrap();
+    assert!(
+        report
+            .verify()
+            .iter()
+            .all(|i| i.severity == Severity::Warning),
+        "{:?}",
+        report.verify()
+    );
     f.done().await;
 }

@@ -518,10 +518,6 @@ impl RealPg {
             }
             tokio::time::sleep(POLL).await;
         }
-        // The status poller lives as long as this postmaster.
-        let weak = Arc::downgrade(self);
-        let h = tokio::spawn(monitor(weak));
-        self.state.lock().unwrap().helpers.push(h.abort_handle());
         Ok(())
     }
 
@@ -710,11 +706,32 @@ impl RealPg {
         restore_from: Option<&PeerIdent>,
     ) -> Result<(), String> {
         self.stop_helpers();
+        let r = self.apply_role(config, restore_from).await;
+        // The status poller lives as long as the postmaster, whatever the
+        // outcome of the reconfigure.
+        if self.running() {
+            let h = tokio::spawn(monitor(Arc::downgrade(self)));
+            self.state.lock().unwrap().helpers.push(h.abort_handle());
+        }
+        self.poll_once().await;
+        r
+    }
+
+    async fn reload(&self) -> Result<(), String> {
+        let c = self.connect().await.map_err(|e| e.to_string())?;
+        c.execute("SELECT pg_reload_conf()", &[])
+            .await
+            .map_err(|e| format!("pg_reload_conf on {}: {e}", self.ident.id))?;
+        Ok(())
+    }
+
+    async fn apply_role(
+        self: &Arc<Self>,
+        config: &PgConfig,
+        restore_from: Option<&PeerIdent>,
+    ) -> Result<(), String> {
         let running = self.running();
-        let (was_role, was_upstream) = {
-            let st = self.state.lock().unwrap();
-            (st.role, st.upstream.clone())
-        };
+        let was_role = self.state.lock().unwrap().role;
         match config.role {
             PgRole::None => {
                 self.stop_postmaster(false).await;
@@ -723,27 +740,37 @@ impl RealPg {
                 if !self.is_setup() {
                     self.initdb().await?;
                 }
+                // Read-only until the sync has caught up. Naming the new
+                // sync at once (not clearing the name) keeps a commit that
+                // was waiting for a previous sync unacknowledged until the
+                // new one has it.
                 let sync = config.downstream.as_ref().map(|d| d.id.clone());
-                self.write_conf(PgRole::Primary, None, sync.is_some(), None)?;
-                if running && matches!(was_role, Some(PgRole::Sync | PgRole::Async)) {
-                    let c = self.connect().await.map_err(|e| e.to_string())?;
-                    c.execute("SELECT pg_reload_conf()", &[])
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let ok: bool = c
-                        .query_one("SELECT pg_promote(true, 60)", &[])
-                        .await
-                        .map_err(|e| format!("pg_promote: {e}"))?
-                        .get(0);
-                    if !ok {
-                        return Err(format!("pg_promote on {} did not finish", self.ident.id));
+                self.write_conf(PgRole::Primary, None, sync.is_some(), sync.as_deref())?;
+                match (running, was_role) {
+                    (true, Some(PgRole::Sync | PgRole::Async)) => {
+                        self.reload().await?;
+                        let c = self.connect().await.map_err(|e| e.to_string())?;
+                        let ok: bool = c
+                            .query_one("SELECT pg_promote(true, 60)", &[])
+                            .await
+                            .map_err(|e| format!("pg_promote on {}: {e}", self.ident.id))?
+                            .get(0);
+                        if !ok {
+                            return Err(format!(
+                                "pg_promote on {} did not finish in 60 s",
+                                self.ident.id
+                            ));
+                        }
                     }
-                } else {
-                    if running {
-                        self.stop_postmaster(false).await;
+                    // A new sync (or none): a reload, as manatee does.
+                    (true, Some(PgRole::Primary)) => self.reload().await?,
+                    _ => {
+                        if running {
+                            self.stop_postmaster(false).await;
+                        }
+                        let _ = fs::remove_file(self.data.join("standby.signal"));
+                        self.start_postmaster().await?;
                     }
-                    let _ = fs::remove_file(self.data.join("standby.signal"));
-                    self.start_postmaster().await?;
                 }
                 {
                     let mut st = self.state.lock().unwrap();
@@ -752,25 +779,22 @@ impl RealPg {
                     st.standby_error = None;
                 }
                 let c = self.connect().await.map_err(|e| e.to_string())?;
-                c.batch_execute(
-                    "SET default_transaction_read_only = off; SET synchronous_commit = local",
-                )
-                .await
-                .map_err(|e| format!("creating manatee_writes on {}: {e}", self.ident.id))?;
-                c.batch_execute(
-                    "CREATE TABLE IF NOT EXISTS manatee_writes \
-                     (id bigserial PRIMARY KEY, payload bytea NOT NULL)",
-                )
-                .await
-                .map_err(|e| format!("creating manatee_writes on {}: {e}", self.ident.id))?;
+                let create = async {
+                    c.batch_execute(
+                        "SET default_transaction_read_only = off; SET synchronous_commit = local",
+                    )
+                    .await?;
+                    c.batch_execute(
+                        "CREATE TABLE IF NOT EXISTS manatee_writes \
+                         (id bigserial PRIMARY KEY, payload bytea NOT NULL)",
+                    )
+                    .await
+                };
+                create
+                    .await
+                    .map_err(|e| format!("creating manatee_writes on {}: {e}", self.ident.id))?;
                 if let Some(sync) = sync {
                     let h = tokio::spawn(self.clone().wait_for_sync(sync));
-                    self.state.lock().unwrap().helpers.push(h.abort_handle());
-                }
-                if running {
-                    // The poller went with the helpers.
-                    let weak = Arc::downgrade(self);
-                    let h = tokio::spawn(monitor(weak));
                     self.state.lock().unwrap().helpers.push(h.abort_handle());
                 }
             }
@@ -787,14 +811,9 @@ impl RealPg {
                     self.basebackup(restore_from).await?;
                 }
                 self.write_conf(config.role, Some(up_port), true, None)?;
-                let standby_running =
-                    running && matches!(was_role, Some(PgRole::Sync | PgRole::Async));
-                if standby_running {
+                if running && matches!(was_role, Some(PgRole::Sync | PgRole::Async)) {
                     // primary_conninfo and the rest reload without a restart.
-                    let c = self.connect().await.map_err(|e| e.to_string())?;
-                    c.execute("SELECT pg_reload_conf()", &[])
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    self.reload().await?;
                 } else {
                     if running {
                         self.stop_postmaster(false).await;
@@ -807,16 +826,8 @@ impl RealPg {
                 st.role = Some(config.role);
                 st.upstream = Some(upstream.id.clone());
                 st.standby_error = None;
-                drop(st);
-                if standby_running {
-                    let weak = Arc::downgrade(self);
-                    let h = tokio::spawn(monitor(weak));
-                    self.state.lock().unwrap().helpers.push(h.abort_handle());
-                }
-                let _ = was_upstream;
             }
         }
-        self.poll_once().await;
         Ok(())
     }
 
