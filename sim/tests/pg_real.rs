@@ -225,7 +225,10 @@ async fn pg_sync_replication_acknowledges_only_what_the_sync_has() {
     // The real servers are in their roles, and pg-status reads them.
     assert_eq!(f.zone(1).pg_role(), PgRole::Primary);
     assert_eq!(f.zone(2).pg_role(), PgRole::Sync);
-    assert_eq!(f.zone(3).pg_role(), PgRole::Async);
+    f.until_pg(3, "an async streaming from the sync", |z| {
+        z.pg_role() == PgRole::Async && z.replication_error().is_none()
+    })
+    .await;
     let report = f.shard.pg_status().await.unwrap();
     let primary_row = &report.peers[0];
     assert_eq!(primary_row.role, AdmRole::Primary);
@@ -328,19 +331,27 @@ async fn pg_takeover_on_real_postgres_loses_no_acknowledged_write() {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let writer = tokio::spawn(async move {
         let (mut acked, mut failed) = (Vec::new(), 0u64);
+        let (mut last_ack, mut longest_gap) = (None::<std::time::Instant>, Duration::ZERO);
         let mut i = 0u64;
         while !*stop_rx.borrow() {
             let payload = format!("row-{i}").into_bytes();
             i += 1;
             match shard.write(&payload).await {
-                Ok(_) => acked.push(payload),
+                Ok(_) => {
+                    let now = std::time::Instant::now();
+                    if let Some(t) = last_ack {
+                        longest_gap = longest_gap.max(now - t);
+                    }
+                    last_ack = Some(now);
+                    acked.push(payload);
+                }
                 Err(_) => {
                     failed += 1;
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
         }
-        (acked, failed)
+        (acked, failed, longest_gap)
     });
     // Some writes before the fault.
     let before = tokio::time::timeout(T, async {
@@ -379,9 +390,10 @@ async fn pg_takeover_on_real_postgres_loses_no_acknowledged_write() {
     .await;
     assert!(resumed.is_ok(), "writes never resumed\n{}", f.peers());
     stop_tx.send(true).unwrap();
-    let (acked, failed) = writer.await.unwrap();
+    let (acked, failed, gap) = writer.await.unwrap();
     eprintln!(
-        "takeover on real postgres: {} writes acknowledged, {failed} failed",
+        "takeover on real postgres: {} writes acknowledged, {failed} failed, \
+         longest gap between acknowledgements {gap:?}",
         acked.len()
     );
     assert!(acked.len() > 20, "too few acknowledged: {}", acked.len());
