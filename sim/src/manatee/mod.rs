@@ -195,12 +195,20 @@ impl std::fmt::Debug for ManateeSim {
 
 impl ManateeSim {
     pub fn new(provider: Arc<dyn SessionProvider>, cfg: ManateeSimConfig) -> ManateeSim {
+        ManateeSim::build(provider, cfg, None)
+    }
+
+    fn build(
+        provider: Arc<dyn SessionProvider>,
+        cfg: ManateeSimConfig,
+        real_pg: Option<Arc<RealPostgres>>,
+    ) -> ManateeSim {
         ManateeSim {
             inner: Arc::new(SimInner {
                 provider,
                 cfg: Arc::new(cfg),
                 net: Arc::new(PgNetwork::default()),
-                real_pg: None,
+                real_pg,
                 zones: Mutex::new(BTreeMap::new()),
                 admin: tokio::sync::Mutex::new(None),
                 transfers: Arc::default(),
@@ -217,12 +225,7 @@ impl ManateeSim {
         cfg: ManateeSimConfig,
         pg: Arc<RealPostgres>,
     ) -> ManateeSim {
-        let sim = ManateeSim::new(provider, cfg);
-        let mut inner = Arc::try_unwrap(sim.inner).unwrap_or_else(|_| unreachable!());
-        inner.real_pg = Some(pg);
-        ManateeSim {
-            inner: Arc::new(inner),
-        }
+        ManateeSim::build(provider, cfg, Some(pg))
     }
 
     /// Whether zones run real PostgreSQL.
