@@ -134,7 +134,7 @@ pub(crate) async fn run(p: SitterParams) -> String {
                 let (cfg, role) = config(&order, index, p.one_node_write_mode);
                 if applied.as_ref() != Some(&cfg) {
                     let restore = cfg.upstream.clone();
-                    match p.node.apply(&cfg, restore.as_ref(), &p.net, &p.cfg).await {
+                    match p.pg.apply(&cfg, restore.as_ref(), &p.cfg).await {
                         Ok(()) => applied = Some(cfg.clone()),
                         Err(e) => {
                             tracing::warn!(peer = %p.ident.id, "v1 sitter: applying pg config: {e}");
@@ -147,7 +147,7 @@ pub(crate) async fn run(p: SitterParams) -> String {
                     id: p.ident.id.clone(),
                     role,
                     zkpeers: Some(order.iter().map(|(_, x)| x.id.clone()).collect()),
-                    pg_online: Some(p.node.is_online()),
+                    pg_online: Some(p.pg.is_online()),
                     pg_config: applied.clone(),
                     ..Default::default()
                 });

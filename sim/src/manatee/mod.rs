@@ -36,6 +36,7 @@ mod config;
 mod legacy;
 mod peer;
 mod pg;
+mod realpg;
 mod sitter;
 mod zk;
 
@@ -45,7 +46,8 @@ pub use peer::{PeerDebug, PeerRole, PgConfig, PgRole};
 pub use pg::{CHECKPOINT_BYTES, PgBackup, RecordKind, WRITE_HEADER_BYTES, WalRecord, WriteError};
 pub use zk::{Expirer, Session, SessionProvider, ZkProvider};
 
-use pg::{PgNetwork, PgNode};
+use pg::{ModelPg, PgNetwork, PgNode, PgServer};
+pub use realpg::{PgBinaries, RealPostgres};
 use zk::SessionSlot;
 
 /// Errors of the simulation's control surface.
@@ -150,6 +152,9 @@ struct SimInner {
     provider: Arc<dyn SessionProvider>,
     cfg: Arc<ManateeSimConfig>,
     net: Arc<PgNetwork>,
+    /// Set: every zone's postgres is a real server ([`RealPostgres`]);
+    /// unset: the model ([`PgNode`]).
+    real_pg: Option<Arc<RealPostgres>>,
     zones: Mutex<BTreeMap<String, Zone>>,
     admin: tokio::sync::Mutex<Option<Session>>,
     transfers: Arc<Mutex<Vec<Transfer>>>,
@@ -190,17 +195,42 @@ impl std::fmt::Debug for ManateeSim {
 
 impl ManateeSim {
     pub fn new(provider: Arc<dyn SessionProvider>, cfg: ManateeSimConfig) -> ManateeSim {
+        ManateeSim::build(provider, cfg, None)
+    }
+
+    fn build(
+        provider: Arc<dyn SessionProvider>,
+        cfg: ManateeSimConfig,
+        real_pg: Option<Arc<RealPostgres>>,
+    ) -> ManateeSim {
         ManateeSim {
             inner: Arc::new(SimInner {
                 provider,
                 cfg: Arc::new(cfg),
                 net: Arc::new(PgNetwork::default()),
+                real_pg,
                 zones: Mutex::new(BTreeMap::new()),
                 admin: tokio::sync::Mutex::new(None),
                 transfers: Arc::default(),
                 send_fault: Mutex::new(None),
             }),
         }
+    }
+
+    /// Every zone's postgres a real PostgreSQL server run by `pg` (instead
+    /// of the model). Zones must then be provisioned empty or with a fresh
+    /// database ([`ZoneSpec::with_database`]).
+    pub fn with_real_pg(
+        provider: Arc<dyn SessionProvider>,
+        cfg: ManateeSimConfig,
+        pg: Arc<RealPostgres>,
+    ) -> ManateeSim {
+        ManateeSim::build(provider, cfg, Some(pg))
+    }
+
+    /// Whether zones run real PostgreSQL.
+    pub fn real_pg(&self) -> Option<&Arc<RealPostgres>> {
+        self.inner.real_pg.as_ref()
     }
 
     /// On the in-process ensemble.
@@ -215,21 +245,39 @@ impl ManateeSim {
     /// Provision a zone and boot it (its sitter starts unless disabled).
     pub async fn add_zone(&self, spec: ZoneSpec, boot: BootOptions) -> Result<Zone, SimError> {
         let ident = spec.ident();
+        let exists = |zones: &BTreeMap<String, Zone>| {
+            zones.contains_key(&spec.zone_id) || zones.values().any(|z| z.id() == ident.id)
+        };
+        if exists(&self.inner.zones.lock().unwrap()) {
+            return Err(SimError::ZoneExists(spec.zone_id));
+        }
+        let pg: Arc<dyn PgServer> = match &self.inner.real_pg {
+            Some(real) => real
+                .server(&spec.zone_id, ident.clone(), spec.dataset.as_ref())
+                .await
+                .map_err(SimError::Refused)?,
+            None => {
+                let node = PgNode::new(ident.clone());
+                if let Some(d) = &spec.dataset {
+                    node.load_backup(d);
+                }
+                self.inner.net.register(node.clone());
+                Arc::new(ModelPg {
+                    node,
+                    net: self.inner.net.clone(),
+                })
+            }
+        };
         let zone = {
             let mut zones = self.inner.zones.lock().unwrap();
-            if zones.contains_key(&spec.zone_id) || zones.values().any(|z| z.id() == ident.id) {
+            if exists(&zones) {
                 return Err(SimError::ZoneExists(spec.zone_id));
             }
-            let node = PgNode::new(ident.clone());
-            if let Some(d) = &spec.dataset {
-                node.load_backup(d);
-            }
-            self.inner.net.register(node.clone());
             let zone = Zone {
                 inner: Arc::new(ZoneInner {
                     zone_id: spec.zone_id.clone(),
                     ident,
-                    node,
+                    pg,
                     boot: Mutex::new(boot),
                     running: tokio::sync::Mutex::new(None),
                     slot: Arc::new(Mutex::new(None)),
@@ -307,7 +355,7 @@ struct Running {
 struct ZoneInner {
     zone_id: String,
     ident: PeerIdent,
-    node: Arc<PgNode>,
+    pg: Arc<dyn PgServer>,
     boot: Mutex<BootOptions>,
     /// Serialises start/stop/kill.
     running: tokio::sync::Mutex<Option<Running>>,
@@ -392,16 +440,14 @@ impl Zone {
             ident: self.inner.ident.clone(),
             one_node_write_mode: boot.one_node_write_mode,
             provider: sim.provider.clone(),
-            node: self.inner.node.clone(),
-            net: sim.net.clone(),
+            pg: self.inner.pg.clone(),
             cfg: sim.cfg.clone(),
             slot: self.inner.slot.clone(),
             outage: self.inner.outage.clone(),
             status: self.inner.status.clone(),
         };
-        let (node, net, slot, fatal, alive) = (
-            self.inner.node.clone(),
-            sim.net.clone(),
+        let (pg, slot, fatal, alive) = (
+            self.inner.pg.clone(),
             self.inner.slot.clone(),
             self.inner.fatal.clone(),
             self.inner.alive.clone(),
@@ -419,7 +465,7 @@ impl Zone {
             // the connection closes. SMF would restart it; we leave it dead
             // so the failure stays visible.
             tracing::error!(zone = %zone_id, "sitter exited: {why}");
-            node.shutdown(&net);
+            pg.shutdown().await;
             let session = slot.lock().unwrap().take();
             if let Some(s) = session {
                 s.coord.close().await;
@@ -446,9 +492,7 @@ impl Zone {
     /// node goes at once) and postgres stops.
     pub async fn stop(&self) {
         let session = self.halt().await;
-        if let Some(sim) = self.sim() {
-            self.inner.node.shutdown(&sim.net);
-        }
+        self.inner.pg.shutdown().await;
         if let Some(s) = session {
             s.coord.close().await;
         }
@@ -468,9 +512,7 @@ impl Zone {
     /// node stays until the returned handle is expired.
     pub async fn kill_keep_session(&self) -> Option<DanglingSession> {
         let session = self.halt().await;
-        if let Some(sim) = self.sim() {
-            self.inner.node.crash(&sim.net);
-        }
+        self.inner.pg.crash().await;
         session.map(DanglingSession)
     }
 
@@ -561,46 +603,46 @@ impl Zone {
     }
 
     pub fn pg_online(&self) -> bool {
-        self.inner.node.is_online()
+        self.inner.pg.is_online()
     }
 
     /// Whether the primary refuses writes (waiting for its sync).
     pub fn pg_read_only(&self) -> bool {
-        self.inner.node.status().read_only
+        self.inner.pg.status().read_only
     }
 
     /// The role postgres is running in (`None` when it is down).
     pub fn pg_role(&self) -> PgRole {
-        self.inner.node.status().role
+        self.inner.pg.status().role
     }
 
     /// Why this standby is not replicating (diverged WAL, upstream down).
     pub fn replication_error(&self) -> Option<String> {
-        self.inner.node.status().standby_error
+        self.inner.pg.status().standby_error
     }
 
     /// How far this zone's WAL is durable.
     pub fn flushed_lsn(&self) -> Lsn {
-        self.inner.node.status().flushed
+        self.inner.pg.status().flushed
     }
 
     /// `getXLogLocation` (current LSN on a primary, replay LSN on a standby).
     pub fn lsn(&self) -> Option<Lsn> {
-        self.inner.node.xlog_location()
+        self.inner.pg.xlog_location()
     }
 
     /// The durable client writes in this zone's dataset.
     pub fn writes(&self) -> Vec<Vec<u8>> {
-        self.inner.node.writes()
+        self.inner.pg.writes()
     }
 
     pub fn has_database(&self) -> bool {
-        self.inner.node.is_setup()
+        self.inner.pg.is_setup()
     }
 
     /// A snapshot copy of the dataset (durable data only).
     pub fn backup(&self) -> PgBackup {
-        self.inner.node.backup(&self.inner.zone_id)
+        self.inner.pg.backup(&self.inner.zone_id)
     }
 
     async fn require_stopped(&self, what: &str) -> Result<(), SimError> {
@@ -617,15 +659,14 @@ impl Zone {
     /// Replace the dataset with a backup (the sitter must be stopped).
     pub async fn load_backup(&self, backup: &PgBackup) -> Result<(), SimError> {
         self.require_stopped("load backup").await?;
-        self.inner.node.load_backup(backup);
-        Ok(())
+        self.inner.pg.load_backup(backup).map_err(SimError::Refused)
     }
 
     /// Destroy the dataset (the sitter must be stopped); the next start
     /// restores from the primary.
     pub async fn destroy_data(&self) -> Result<(), SimError> {
         self.require_stopped("destroy data").await?;
-        self.inner.node.destroy_data();
+        self.inner.pg.destroy_data();
         self.inner.snapshots.lock().unwrap().clear();
         Ok(())
     }
@@ -639,7 +680,7 @@ impl Zone {
                 self.dataset()
             )));
         }
-        self.inner.node.destroy_data();
+        self.inner.pg.destroy_data();
         self.inner.snapshots.lock().unwrap().clear();
         Ok(())
     }
@@ -660,7 +701,7 @@ impl Zone {
                 self.dataset()
             )));
         }
-        if self.inner.node.wal_bytes().is_none() {
+        if self.inner.pg.wal_bytes().is_none() {
             return Err(SimError::Refused(format!(
                 "cannot open '{}': dataset does not exist",
                 self.dataset()
@@ -702,7 +743,7 @@ impl Zone {
     /// `zfs list -o used` of the dataset: None when it holds no database.
     pub fn dataset_bytes(&self) -> Option<u64> {
         let base = self.sim().map_or(0, |s| s.cfg.dataset_base_bytes);
-        self.inner.node.wal_bytes().map(|w| base + w)
+        self.inner.pg.wal_bytes().map(|w| base + w)
     }
 
     /// The delegated dataset's name.
@@ -749,7 +790,7 @@ impl ManateeSim {
                 dst.dataset()
             )));
         }
-        if dst.inner.node.wal_bytes().is_some() {
+        if dst.inner.pg.wal_bytes().is_some() {
             return Err(SimError::Refused(format!(
                 "cannot receive new filesystem stream: destination '{}' exists",
                 dst.dataset()
@@ -795,7 +836,10 @@ impl ManateeSim {
                 }
                 transfers.lock().unwrap()[idx].sent_bytes = sent;
             }
-            dst.inner.node.load_backup(&data);
+            if let Err(e) = dst.inner.pg.load_backup(&data) {
+                transfers.lock().unwrap()[idx].error = Some(e);
+                return;
+            }
             dst.inner.snapshots.lock().unwrap().insert(name, data);
             transfers.lock().unwrap()[idx].done = true;
         });
@@ -905,6 +949,10 @@ impl Shard {
             .await?
             .ok_or_else(|| SimError::NoState(self.name.clone()))?;
         let sim = self.sim.inner.clone();
+        // A real server answers now, not from its last poll.
+        for z in self.zones() {
+            z.inner.pg.refresh().await;
+        }
         let now = Instant::now();
         let mut chain: Vec<(AdmRole, PeerIdent, Option<&PeerIdent>)> = Vec::new();
         chain.push((AdmRole::Primary, state.primary.clone(), state.sync.as_ref()));
@@ -945,10 +993,10 @@ impl Shard {
         if role == AdmRole::Deposed {
             return row("not probed (deposed)");
         }
-        let Some(node) = sim.net.get(&peer.id) else {
+        let Some(zone) = self.sim.zone_by_peer_id(&peer.id) else {
             return row("ENOTFOUND");
         };
-        let st = node.status();
+        let st = zone.inner.pg.status();
         if !st.online {
             return row("ECONNREFUSED");
         }
@@ -977,8 +1025,8 @@ impl Shard {
             let up_end = st
                 .upstream
                 .as_ref()
-                .and_then(|u| sim.net.get(u))
-                .map(|u| u.status().end);
+                .and_then(|u| self.sim.zone_by_peer_id(u))
+                .map(|u| u.inner.pg.status().end);
             match (up_end, st.last_replay_at) {
                 // Caught up: no lag (see the module docs on LAG).
                 (Some(end), _) if st.replayed >= end => Some(Duration::ZERO),
@@ -1010,11 +1058,13 @@ impl Shard {
             .map_err(|e| WriteError::Coord(e.to_string()))?
             .ok_or(WriteError::NoState)?;
         let sim = &self.sim.inner;
-        let node = sim
-            .net
-            .get(&primary)
+        let node = self
+            .sim
+            .zone_by_peer_id(&primary)
             .ok_or_else(|| WriteError::UnknownPrimary(primary.clone()))?;
-        node.write(payload, sim.cfg.time_scale.real(sim.cfg.write_timeout))
+        node.inner
+            .pg
+            .write(payload, sim.cfg.time_scale.real(sim.cfg.write_timeout))
             .await
     }
 
@@ -1057,7 +1107,11 @@ impl Shard {
             .sim
             .zone_by_peer_id(&id)
             .ok_or_else(|| SimError::NoZone(id.clone()))?;
-        Ok(zone.writes())
+        zone.inner
+            .pg
+            .read_writes()
+            .await
+            .map_err(|e| SimError::Refused(format!("reading the writes on {id}: {e}")))
     }
 
     /// Create the state (state-backfill, or a direct write as manta-reshard does).

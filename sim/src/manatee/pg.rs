@@ -76,6 +76,36 @@ impl PgBackup {
         }
     }
 
+    /// A dataset holding these writes (a copy of a real server's rows):
+    /// one checkpoint, then one record per write; its history is shared
+    /// with no other dataset.
+    pub fn from_writes(source: &str, writes: Vec<Vec<u8>>) -> PgBackup {
+        let mut b = PgBackup::initdb();
+        b.source = source.to_string();
+        let mut records = b.records.as_ref().clone();
+        for w in writes {
+            let end = b_end(&records).advance(WRITE_HEADER_BYTES + w.len() as u64);
+            records.push(WalRecord {
+                id: NEXT_RECORD_ID.fetch_add(1, Ordering::Relaxed),
+                end,
+                kind: RecordKind::Write(w),
+                committed_at: Instant::now(),
+            });
+        }
+        b.records = Arc::new(records);
+        b
+    }
+
+    /// No database at all.
+    pub fn empty(source: &str) -> PgBackup {
+        PgBackup {
+            source: source.to_string(),
+            taken_at: Instant::now(),
+            records: Arc::new(Vec::new()),
+            setup: false,
+        }
+    }
+
     /// The LSN the backup ends at.
     pub fn lsn(&self) -> Lsn {
         self.records.last().map(|r| r.end).unwrap_or(Lsn::ZERO)
@@ -91,6 +121,10 @@ impl PgBackup {
     pub fn records(&self) -> &[WalRecord] {
         &self.records
     }
+}
+
+fn b_end(records: &[WalRecord]) -> Lsn {
+    records.last().map(|r| r.end).unwrap_or(Lsn::ZERO)
 }
 
 fn writes_of(records: &[WalRecord]) -> Vec<Vec<u8>> {
@@ -797,6 +831,104 @@ enum Probe {
     Stopped,
     Idle,
     Work,
+}
+
+/// The seam between a zone's sitter and its postgres: the modelled server
+/// ([`ModelPg`], the default) or a real PostgreSQL
+/// ([`super::realpg::RealPg`]). The sitters' state machines only ever see
+/// this.
+#[async_trait::async_trait]
+pub(crate) trait PgServer: Send + Sync {
+    /// `postgresql.conf` exists in the data directory (§3.2 step 2).
+    fn is_setup(&self) -> bool;
+    fn is_online(&self) -> bool;
+    /// `getXLogLocation`: current LSN on a primary, replay LSN on a standby.
+    fn xlog_location(&self) -> Option<Lsn>;
+    /// The last known status (a real server's is refreshed by polling and
+    /// by [`PgServer::refresh`]).
+    fn status(&self) -> NodeStatus;
+    /// Query the server now so that [`PgServer::status`] is current.
+    async fn refresh(&self) {}
+    /// The durable client writes, in commit order.
+    fn writes(&self) -> Vec<Vec<u8>>;
+    /// The same, read without blocking the runtime.
+    async fn read_writes(&self) -> Result<Vec<Vec<u8>>, String> {
+        Ok(self.writes())
+    }
+    fn wal_bytes(&self) -> Option<u64>;
+    fn backup(&self, zone: &str) -> PgBackup;
+    /// Replace the dataset (postgres must be down).
+    fn load_backup(&self, b: &PgBackup) -> Result<(), String>;
+    /// `zfs destroy` of the dataset (postgres must be down).
+    fn destroy_data(&self);
+    /// Stop postgres cleanly.
+    async fn shutdown(&self);
+    /// The zone dies under postgres.
+    async fn crash(&self);
+    /// Apply a sitter's configuration (reconfigure, then start or stop).
+    async fn apply(
+        &self,
+        config: &PgConfig,
+        restore_from: Option<&PeerIdent>,
+        cfg: &Arc<ManateeSimConfig>,
+    ) -> Result<(), String>;
+    /// A client write; returns once it is acknowledged.
+    async fn write(&self, payload: &[u8], timeout: Duration) -> Result<Lsn, WriteError>;
+}
+
+/// The modelled server: a [`PgNode`] on its [`PgNetwork`].
+pub(crate) struct ModelPg {
+    pub node: Arc<PgNode>,
+    pub net: Arc<PgNetwork>,
+}
+
+#[async_trait::async_trait]
+impl PgServer for ModelPg {
+    fn is_setup(&self) -> bool {
+        self.node.is_setup()
+    }
+    fn is_online(&self) -> bool {
+        self.node.is_online()
+    }
+    fn xlog_location(&self) -> Option<Lsn> {
+        self.node.xlog_location()
+    }
+    fn status(&self) -> NodeStatus {
+        self.node.status()
+    }
+    fn writes(&self) -> Vec<Vec<u8>> {
+        self.node.writes()
+    }
+    fn wal_bytes(&self) -> Option<u64> {
+        self.node.wal_bytes()
+    }
+    fn backup(&self, zone: &str) -> PgBackup {
+        self.node.backup(zone)
+    }
+    fn load_backup(&self, b: &PgBackup) -> Result<(), String> {
+        self.node.load_backup(b);
+        Ok(())
+    }
+    fn destroy_data(&self) {
+        self.node.destroy_data()
+    }
+    async fn shutdown(&self) {
+        self.node.shutdown(&self.net)
+    }
+    async fn crash(&self) {
+        self.node.crash(&self.net)
+    }
+    async fn apply(
+        &self,
+        config: &PgConfig,
+        restore_from: Option<&PeerIdent>,
+        cfg: &Arc<ManateeSimConfig>,
+    ) -> Result<(), String> {
+        self.node.apply(config, restore_from, &self.net, cfg).await
+    }
+    async fn write(&self, payload: &[u8], timeout: Duration) -> Result<Lsn, WriteError> {
+        self.node.write(payload, timeout).await
+    }
 }
 
 #[cfg(test)]

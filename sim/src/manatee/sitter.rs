@@ -9,7 +9,7 @@ use wire::manatee::{HistoryWriter, PeerIdent};
 
 use super::config::ManateeSimConfig;
 use super::peer::{Action, Peer, PeerDebug, Snapshot};
-use super::pg::{PgNetwork, PgNode};
+use super::pg::PgServer;
 use super::zk::{self, SessionProvider, SessionSlot, ZkCtx};
 
 #[derive(Debug)]
@@ -31,8 +31,7 @@ pub(crate) struct SitterParams {
     pub ident: PeerIdent,
     pub one_node_write_mode: bool,
     pub provider: Arc<dyn SessionProvider>,
-    pub node: Arc<PgNode>,
-    pub net: Arc<PgNetwork>,
+    pub pg: Arc<dyn PgServer>,
     pub cfg: Arc<ManateeSimConfig>,
     pub slot: SessionSlot,
     pub outage: zk::Outage,
@@ -57,7 +56,7 @@ pub(crate) async fn run(p: SitterParams) -> String {
         tx.clone(),
     ));
 
-    let xlog_node = p.node.clone();
+    let xlog_node = p.pg.clone();
     let mut peer = Peer::new(
         p.ident.clone(),
         p.one_node_write_mode,
@@ -65,7 +64,7 @@ pub(crate) async fn run(p: SitterParams) -> String {
     );
     // Postgres is the sitter's child: it is never running when the sitter
     // starts; `setup` is whether the dataset already holds a database.
-    let mut actions = peer.on_pg_init(false, p.node.is_setup());
+    let mut actions = peer.on_pg_init(false, p.pg.is_setup());
     loop {
         for action in actions.drain(..) {
             if let Some(why) = perform(&p, action, &tx, &mut tasks) {
@@ -125,9 +124,12 @@ fn perform(
             config,
             restore_from,
         } => {
-            let (node, net, cfg) = (p.node.clone(), p.net.clone(), p.cfg.clone());
+            let (pg, cfg) = (p.pg.clone(), p.cfg.clone());
             tasks.spawn(async move {
-                let r = node.apply(&config, restore_from.as_ref(), &net, &cfg).await;
+                let r = pg.apply(&config, restore_from.as_ref(), &cfg).await;
+                if let Err(e) = &r {
+                    tracing::warn!(role = ?config.role, "applying the postgres configuration: {e}");
+                }
                 let _ = tx.send(Event::PgApplied(r));
             });
         }
