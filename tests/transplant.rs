@@ -154,10 +154,7 @@ impl Harness {
         .into();
         let forward = plan_transplant(&spec(first), &obs, &majors, op_id)
             .unwrap_or_else(|e| panic!("plan refused: {e:?}"));
-        TransplantJournal {
-            forward,
-            rollback: None,
-        }
+        TransplantJournal::new(forward)
     }
 
     /// Stop the writer; every acknowledged write must be on the primary.
@@ -665,6 +662,15 @@ async fn lab_failure_at_every_step_rolls_back_before_the_point_of_no_return_and_
                     assert!(
                         message.contains("injected failure") && message.contains("restore-backup")
                     );
+                    // Stopped: driving again neither retries nor rolls back.
+                    let stop = j.stopped.clone().expect("a recorded stop");
+                    let attempts = j.forward.status.steps[stop.step].attempts;
+                    let again = drive(&mut j, &runner, &store, false, Duration::from_millis(20))
+                        .await
+                        .unwrap();
+                    assert!(matches!(again, Outcome::Blocked { .. }), "{again:?}");
+                    assert_eq!(j.forward.status.steps[stop.step].attempts, attempts);
+                    assert!(j.rollback.is_none());
                 }
                 o => panic!("fault at {name} past the point of no return: {o:?}"),
             },
@@ -830,5 +836,171 @@ async fn coal_reconcile_picks_transplant_and_refuses_rolling_across_majors() {
     }
     let (_, lost, _) = h.finish().await;
     assert_eq!(lost, 0);
+    assert_all_v2(&h, 1).await;
+}
+
+/// Store the journal where `tritonctl approve` finds it (as the controller
+/// would), so the CLI's decision path reads the real stop.
+async fn publish(coord: &Arc<dyn Coordination>, j: &TransplantJournal) {
+    let path = tritonctl::transplant::transplant_journal_path("sdc", "sdc");
+    coord
+        .mkdirp(path.rsplit_once('/').unwrap().0)
+        .await
+        .unwrap();
+    let op = tritonctl::store::upsert_op(coord.as_ref(), &path, serde_json::to_vec(j).unwrap())
+        .await
+        .unwrap();
+    coord.multi(vec![op]).await.unwrap();
+}
+
+/// Past the point of no return a failure stops the transplant Blocked and
+/// then nothing happens (no retry, no rollback) until a person approves an
+/// option for that very stop. `restore-backup` and `reverse-transplant` are
+/// refused with what they would run (nothing recorded); `resume` retries
+/// the failed step once; a second failure is a new stop that the first
+/// approval does not answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coal_failure_past_the_point_of_no_return_waits_for_an_explicit_decision() {
+    use reconcilers::transplant::{PNR_STEP, decision_key};
+    let mut h = Harness::start(COAL).await;
+    let mut j = h.plan("newInstanceOnPrimaryServer", "op-decide").await;
+    let store = Saves {
+        stop_at: Some((PNR_STEP.to_string(), StepState::Succeeded)),
+        ..Default::default()
+    };
+    drive_until_stopped(&h, &mut j, &store).await;
+    let faulty = Faulty {
+        inner: &h.world,
+        armed: std::sync::atomic::AtomicBool::new(true),
+        fired: Mutex::new(None),
+    };
+    let runner = TransplantRunner {
+        world: &faulty as &dyn TransplantWorld,
+        shard: "sdc".into(),
+        step_timeout: Duration::from_secs(20),
+        send_timeout: Duration::from_secs(20),
+        clock: &SystemClock,
+    };
+    let store = Saves::default();
+    macro_rules! drive_once {
+        ($j:expr) => {
+            drive($j, &runner, &store, false, Duration::from_millis(20))
+        };
+    }
+    // The next mutation (start-writes enabling a moray) fails: stop 1.
+    let out = loop {
+        match drive_once!(&mut j).await.unwrap() {
+            Outcome::Waiting { .. } => tokio::time::sleep(Duration::from_millis(20)).await,
+            o => break o,
+        }
+    };
+    let Outcome::Blocked { reason, message } = &out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(reason, "PastPointOfNoReturn");
+    assert!(message.contains("injected failure"), "{message}");
+    assert!(message.contains("--option"), "{message}");
+    let stop = j.stopped.clone().expect("the stop is in the journal");
+    assert_eq!((stop.seq, stop.name.as_str()), (1, "start-writes"));
+    assert!(faulty.fired.lock().unwrap().is_some());
+    let attempts = j.forward.status.steps[stop.step].attempts;
+
+    // Nothing happens without an approval, however often it is driven
+    // (the fault is disarmed: a retry would now succeed, and must not run).
+    for _ in 0..5 {
+        let again = drive_once!(&mut j).await.unwrap();
+        assert!(
+            matches!(&again, Outcome::Blocked { reason, .. } if reason == "PastPointOfNoReturn"),
+            "{again:?}"
+        );
+        assert_eq!(j.forward.status.steps[stop.step].attempts, attempts);
+        assert!(!h.scenario.moray_online(), "a retry ran without approval");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        j.rollback.is_none(),
+        "no rollback past the point of no return"
+    );
+    // A plain approve does not answer it.
+    let coord = h.world.coord.clone();
+    publish(&coord, &j).await;
+    let plain = tritonctl::reconcile::approve(&coord, crds::Kind::ManateeVersion, "sdc")
+        .await
+        .unwrap();
+    assert!(plain.is_empty(), "{plain:?}");
+    let hint = tritonctl::transplant::stopped(&coord, "sdc").await.unwrap();
+    assert!(hint[0].contains("--option resume"), "{hint:?}");
+
+    // restore-backup and reverse-transplant: refused, nothing recorded.
+    let id = j.forward.status.id.clone();
+    for option in ["restore-backup", "reverse-transplant"] {
+        let e = tritonctl::transplant::decide(&coord, "sdc", option)
+            .await
+            .unwrap_err();
+        assert!(e.contains("not automated"), "{e}");
+        assert!(
+            !h.world
+                .approved(&id, &decision_key(stop.seq, option))
+                .await
+                .unwrap()
+        );
+    }
+    let e = tritonctl::transplant::decide(&coord, "sdc", "restore-backup")
+        .await
+        .unwrap_err();
+    assert!(
+        e.contains("zfs rollback -r") && e.contains("DISCARDS every write"),
+        "{e}"
+    );
+    assert!(matches!(
+        drive_once!(&mut j).await.unwrap(),
+        Outcome::Blocked { .. }
+    ));
+    assert!(!h.scenario.moray_online());
+
+    // resume, with a second fault armed: the retry fails again -> stop 2,
+    // which the first approval does not answer.
+    let done = tritonctl::transplant::decide(&coord, "sdc", "resume")
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 1, "{done:?}");
+    faulty
+        .armed
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let out = drive_once!(&mut j).await.unwrap();
+    assert!(matches!(&out, Outcome::Blocked { .. }), "{out:?}");
+    let stop2 = j.stopped.clone().expect("a second stop");
+    assert_eq!(stop2.seq, 2);
+    assert_eq!(j.decisions.len(), 1, "{:?}", j.decisions);
+    assert_eq!(
+        j.forward.status.steps[stop.step].attempts,
+        attempts + 1,
+        "resume retried the step exactly once"
+    );
+    let attempts = j.forward.status.steps[stop.step].attempts;
+    for _ in 0..3 {
+        assert!(matches!(
+            drive_once!(&mut j).await.unwrap(),
+            Outcome::Blocked { .. }
+        ));
+        assert_eq!(j.forward.status.steps[stop.step].attempts, attempts);
+    }
+    publish(&coord, &j).await;
+    tritonctl::transplant::decide(&coord, "sdc", "resume")
+        .await
+        .unwrap();
+    let out = loop {
+        match drive_once!(&mut j).await.unwrap() {
+            Outcome::Waiting { .. } => tokio::time::sleep(Duration::from_millis(20)).await,
+            o => break o,
+        }
+    };
+    assert_eq!(out, Outcome::Completed, "{:#?}", j.forward.status);
+    assert_eq!(j.decisions.len(), 2, "{:?}", j.decisions);
+    assert!(j.stopped.is_none());
+    let (acked, lost, outage) = h.finish().await;
+    assert_eq!(lost, 0);
+    assert!(acked > 10);
+    println!("outage while stopped past the point of no return: {outage:?}");
     assert_all_v2(&h, 1).await;
 }

@@ -135,10 +135,19 @@ installed; nothing leaves the machine.\n\nExample:\n  tritonctl demo"
         timeout: std::time::Duration,
     },
     /// Approve the operation step that waits for approval (e.g. a shard's primary step).
-    #[command(after_help = "Example:\n  tritonctl approve manateeversion/manta-us-east")]
+    #[command(
+        after_help = "Examples:\n  tritonctl approve manateeversion/manta-us-east\n  tritonctl approve manateeversion/sdc --option resume\n\n\
+A transplant stopped past its point of no return is never approved by a plain\n\
+`approve`: name the option. resume retries the failed step once (that stop only);\n\
+reverse-transplant and restore-backup are not automated: tritonctl refuses them\n\
+and prints what they would run."
+    )]
     Approve {
         /// KIND/NAME, e.g. manateeversion/sdc.
         object: String,
+        /// Past a transplant's point of no return: resume, reverse-transplant or restore-backup.
+        #[arg(long, value_parser = ["resume", "reverse-transplant", "restore-backup"])]
+        option: Option<String>,
     },
     /// Roll back a manatee transplant that has not reached its point of no return.
     #[command(
