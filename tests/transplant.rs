@@ -1004,3 +1004,106 @@ async fn coal_failure_past_the_point_of_no_return_waits_for_an_explicit_decision
     println!("outage while stopped past the point of no return: {outage:?}");
     assert_all_v2(&h, 1).await;
 }
+
+/// `tritonctl controller`'s path, not only the library driver: the daemon
+/// (elected, leader-guarded clients, triggers, `Dispatch`) picks the
+/// transplant for `strategy: auto` and runs the coal shard to Ready with the
+/// writer running; no acknowledged write is lost and the write outage is
+/// reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coal_controller_daemon_runs_the_transplant_to_ready_with_the_writer_running() {
+    use tritonctl::daemon::{Daemon, DaemonConfig, Phase};
+    use tritonctl::store::Store;
+
+    let mut h = Harness::start(COAL).await;
+    let session = h.world.coord.clone();
+    let urls = h.scenario.servers.urls().clone();
+    let mut cfg = DaemonConfig::new(Endpoints {
+        sapi: urls.sapi.clone(),
+        vmapi: urls.vmapi.clone(),
+        cnapi: urls.cnapi.clone(),
+        imgapi: urls.imgapi.clone(),
+    });
+    cfg.identity = "transplant-test-controller".into();
+    cfg.step_poll = Some(Duration::from_millis(20));
+    cfg.poll_interval = Duration::from_secs(1);
+    cfg.shutdown_grace = Duration::from_secs(5);
+    let daemon = Daemon::new(session.clone(), cfg);
+    let mut phase = daemon.phase();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(daemon.run(async move {
+        let _ = stop_rx.await;
+    }));
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        phase.wait_for(|p| matches!(p, Phase::Leading(_))),
+    )
+    .await
+    .expect("the controller is elected")
+    .unwrap();
+
+    let store = Store::new(session.clone());
+    store.init().await.unwrap();
+    let mut mv = doc("examples/scenarios/transplant/manatee.yaml", SCENARIO);
+    if let Document::ManateeVersion(m) = &mut mv {
+        m.spec.rollout.approval = crds::manatee::Approval::Never;
+    }
+    let t0 = Instant::now();
+    store.apply(&[mv]).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        if let Some(st) = store
+            .status(crds::Kind::ManateeVersion, "sdc")
+            .await
+            .unwrap()
+        {
+            if st.is_true(crds::ConditionType::Ready) {
+                let op = st.operation.expect("the transplant is in status");
+                assert_eq!(op.kind, "manatee-transplant");
+                assert_eq!(op.phase, OperationPhase::Succeeded, "{op:#?}");
+                break;
+            }
+            if let Some(b) = st.condition(crds::ConditionType::Blocked)
+                && b.status == crds::ConditionStatus::True
+            {
+                panic!("the controller stopped Blocked: {b:?}");
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not Ready in time: {:#?}",
+            store.status(crds::Kind::ManateeVersion, "sdc").await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let total = t0.elapsed();
+    let (acked, lost, outage) = h.finish().await;
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(30), runner)
+        .await
+        .expect("the controller stops")
+        .unwrap()
+        .expect("a clean stop");
+    println!(
+        "controller path, coal transplant: total {:.2}s, write outage {:.2}s, acked {acked}, lost {lost}",
+        total.as_secs_f64(),
+        outage.as_secs_f64()
+    );
+    assert_eq!(lost, 0, "an acknowledged write was lost");
+    assert!(acked > 10, "the writer barely ran");
+    assert!(
+        outage > Duration::ZERO && outage < total,
+        "writes stop for steps 6-7 only: {outage:?} of {total:?}"
+    );
+    assert_all_v2(&h, 1).await;
+    let events = tritonctl::runtime::events::Events::new(session.clone())
+        .list(Some("ManateeVersion/sdc"))
+        .await
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event.reason == "OperationPlanned" && e.event.message.contains("transplant")),
+        "{events:#?}"
+    );
+}
