@@ -218,6 +218,18 @@ impl TransplantStore for Saves {
 /// Drive forward until the store stops it at its `stop_at` point; returns
 /// the journal as saved there.
 async fn drive_until_stopped(h: &Harness, j: &mut TransplantJournal, store: &Saves) {
+    if let Some((name, _)) = &store.stop_at {
+        assert!(
+            j.forward.status.steps.iter().any(|s| &s.name == name),
+            "stop point {name} is not a step of this plan: {:?}",
+            j.forward
+                .status
+                .steps
+                .iter()
+                .map(|s| &s.name)
+                .collect::<Vec<_>>()
+        );
+    }
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
         match drive(j, &h.runner(), store, false, Duration::from_millis(20)).await {
@@ -588,18 +600,26 @@ async fn lab_failure_at_every_step_rolls_back_before_the_point_of_no_return_and_
     let probe = Harness::start(LAB).await;
     let plan = probe.plan("newInstanceOnPrimaryServer", "op-f").await;
     let pnr = plan.forward.status.point_of_no_return.unwrap();
-    let names: Vec<String> = plan
-        .forward
-        .status
-        .steps
-        .iter()
-        .map(|s| s.name.clone())
-        .collect();
+    let steps = plan.forward.status.steps.len();
     drop(probe);
     let mut fired_in = Vec::new();
-    for (k, name) in names.iter().enumerate().take(pnr + 2) {
+    for k in 0..pnr + 2 {
         let mut h = Harness::start(LAB).await;
         let mut j = h.plan("newInstanceOnPrimaryServer", "op-f").await;
+        // Step names carry zone ids, and which v1 zone is primary, sync or
+        // async depends on the order the sitters joined the election, which
+        // varies between datacenters (on a loaded machine especially): name
+        // the steps of this datacenter's own plan, by position.
+        assert_eq!(j.forward.status.steps.len(), steps);
+        assert_eq!(j.forward.status.point_of_no_return, Some(pnr));
+        let names: Vec<String> = j
+            .forward
+            .status
+            .steps
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
+        let name = &names[k];
         if k > 0 {
             let store = Saves {
                 stop_at: Some((names[k - 1].clone(), StepState::Succeeded)),
