@@ -496,10 +496,15 @@ struct Faulty<'a> {
     inner: &'a TritonTransplant,
     armed: std::sync::atomic::AtomicBool,
     fired: Mutex<Option<String>>,
+    /// Only this kind of call trips (None: any mutation).
+    only: Option<&'static str>,
 }
 
 impl Faulty<'_> {
     fn trip(&self, what: &str) -> Result<(), String> {
+        if self.only.is_some_and(|o| o != what) {
+            return Ok(());
+        }
         if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
             *self.fired.lock().unwrap() = Some(what.to_string());
             return Err(format!("injected failure in {what}"));
@@ -573,7 +578,11 @@ impl TransplantWorld for Faulty<'_> {
         self.inner.send(from, snapshot, to).await
     }
     async fn set_moray(&self, zone: &str, enable: bool) -> Result<(), String> {
-        self.trip("set_moray")?;
+        self.trip(if enable {
+            "set_moray_on"
+        } else {
+            "set_moray_off"
+        })?;
         self.inner.set_moray(zone, enable).await
     }
     async fn create_onwm_state(&self, shard: &str, zone: &str, reason: &str) -> Result<(), String> {
@@ -631,6 +640,7 @@ async fn lab_failure_at_every_step_rolls_back_before_the_point_of_no_return_and_
             inner: &h.world,
             armed: std::sync::atomic::AtomicBool::new(true),
             fired: Mutex::new(None),
+            only: None,
         };
         let runner = TransplantRunner {
             world: &faulty as &dyn TransplantWorld,
@@ -893,6 +903,7 @@ async fn coal_failure_past_the_point_of_no_return_waits_for_an_explicit_decision
         inner: &h.world,
         armed: std::sync::atomic::AtomicBool::new(true),
         fired: Mutex::new(None),
+        only: None,
     };
     let runner = TransplantRunner {
         world: &faulty as &dyn TransplantWorld,
@@ -1126,4 +1137,123 @@ async fn coal_controller_daemon_runs_the_transplant_to_ready_with_the_writer_run
             .any(|e| e.event.reason == "OperationPlanned" && e.event.message.contains("transplant")),
         "{events:#?}"
     );
+}
+
+/// Through the controller's reconcile: a failure past the point of no
+/// return stops the document Blocked; `describe` and the events say so with
+/// the exact command; reconciling again changes nothing; `approve --option
+/// resume` (the CLI's path) lets it finish Ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coal_reconcile_stops_past_the_point_of_no_return_until_resume_is_approved() {
+    use tritonctl::reconcile::{context, reconcile_manatee};
+    use tritonctl::store::Store;
+    use tritonctl::world::manatee::TritonManatee;
+
+    let mut h = Harness::start(COAL).await;
+    let session = h.world.coord.clone();
+    let store = Store::new(session.clone());
+    store.init().await.unwrap();
+    let mut mv = doc("examples/scenarios/transplant/manatee.yaml", SCENARIO);
+    if let Document::ManateeVersion(m) = &mut mv {
+        m.spec.rollout.approval = crds::manatee::Approval::Never;
+    }
+    store.apply(&[mv]).await.unwrap();
+    // start-writes (the first moray enable, right after the point of no
+    // return) fails once.
+    let inner: &'static TritonTransplant = Box::leak(Box::new(TritonTransplant {
+        triton: h.world.triton.clone(),
+        coord: session.clone(),
+        fence: None,
+    }));
+    let faulty = Arc::new(Faulty {
+        inner,
+        armed: std::sync::atomic::AtomicBool::new(true),
+        fired: Mutex::new(None),
+        only: Some("set_moray_on"),
+    });
+    let mut cx = context(
+        store.clone(),
+        TritonManatee {
+            triton: h.world.triton.clone(),
+            coord: session.clone(),
+            fence: None,
+        },
+        None,
+        Some(Duration::from_millis(20)),
+    );
+    cx.transplant = Some(faulty.clone());
+    let status = || async {
+        store
+            .status(crds::Kind::ManateeVersion, "sdc")
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        reconcile_manatee(&cx, "sdc").await.unwrap();
+        let st = status().await;
+        if st
+            .condition(crds::ConditionType::Blocked)
+            .is_some_and(|b| b.status == crds::ConditionStatus::True)
+        {
+            break;
+        }
+        assert!(
+            !st.is_true(crds::ConditionType::Ready),
+            "the fault never fired"
+        );
+        assert!(Instant::now() < deadline, "{st:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let st = status().await;
+    let b = st.condition(crds::ConditionType::Blocked).unwrap();
+    assert_eq!(b.reason, "PastPointOfNoReturn", "{b:?}");
+    assert!(
+        b.message
+            .contains("tritonctl approve manateeversion/sdc --option"),
+        "{}",
+        b.message
+    );
+    let text = tritonctl::cli::output::describe_operation(st.operation.as_ref().unwrap());
+    assert!(
+        text.contains("manateeversion/sdc --option") && text.contains("Stop 1"),
+        "{text}"
+    );
+    let events = tritonctl::runtime::events::Events::new(session.clone());
+    let reasons = |l: Vec<tritonctl::runtime::events::EventRecord>| {
+        l.into_iter().map(|e| e.event.reason).collect::<Vec<_>>()
+    };
+    let r = reasons(events.list(Some("ManateeVersion/sdc")).await.unwrap());
+    assert_eq!(
+        r.iter().filter(|x| *x == "PastPointOfNoReturn").count(),
+        1,
+        "{r:?}"
+    );
+    // Reconciling again does nothing (no retry, no second stop).
+    for _ in 0..3 {
+        reconcile_manatee(&cx, "sdc").await.unwrap();
+        assert!(!h.scenario.moray_online(), "a retry ran without approval");
+    }
+    let r = reasons(events.list(Some("ManateeVersion/sdc")).await.unwrap());
+    assert_eq!(r.iter().filter(|x| *x == "PastPointOfNoReturn").count(), 1);
+
+    tritonctl::transplant::approve(&session, "sdc", Some("resume"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        reconcile_manatee(&cx, "sdc").await.unwrap();
+        if status().await.is_true(crds::ConditionType::Ready) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{:#?}", status().await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = reasons(events.list(Some("ManateeVersion/sdc")).await.unwrap());
+    assert!(r.iter().any(|x| x == "DecisionApproved"), "{r:?}");
+    let (_, lost, outage) = h.finish().await;
+    assert_eq!(lost, 0);
+    println!("write outage including the stop: {outage:?}");
+    assert_all_v2(&h, 1).await;
 }

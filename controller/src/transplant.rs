@@ -49,10 +49,18 @@ impl<W: Send + Sync> TransplantStore for StatusStore<'_, W> {
     async fn save(&self, j: &TransplantJournal) -> Result<(), String> {
         let coord = self.cx.store.coord();
         let mut status = self.status.lock().unwrap().clone();
-        status.operation = Some(match &j.rollback {
+        let mut op = match &j.rollback {
             Some(rb) if j.forward.status.phase == OperationPhase::RollingBack => rb.status.clone(),
             _ => j.forward.status.clone(),
+        };
+        // `describe` shows the exact command of a stop past the point of no return.
+        op.message = op.message.map(|m| {
+            m.replace(
+                "manateeversion/<name>",
+                &format!("manateeversion/{}", self.name),
+            )
         });
+        status.operation = Some(op);
         let mut ops: Vec<Op> = self.cx.fence.iter().map(Fence::op).collect();
         ops.push(
             upsert_op(
