@@ -213,3 +213,24 @@ fn every_command_has_help_with_an_example() {
         );
     }
 }
+
+#[test]
+fn approve_option_answers_only_a_transplant_stopped_past_its_point_of_no_return() {
+    let d = tempfile::tempdir().unwrap();
+    let o = run(d.path(), &["apply", "-f", "examples/scenarios/transplant/"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // Nothing is stopped: --option is refused and says what it is for.
+    let o = run(d.path(), &["approve", "mv/sdc", "--option", "resume"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no transplant is stopped past its point of no return"),
+        "{}",
+        stderr(&o)
+    );
+    // Only the three options exist.
+    let o = run(d.path(), &["approve", "mv/sdc", "--option", "rollback"]);
+    assert_ne!(code(&o), 0);
+    assert!(stderr(&o).contains("restore-backup"), "{}", stderr(&o));
+    let o = run(d.path(), &["approve", "--help"]);
+    assert!(stdout(&o).contains("--option resume"), "{}", stdout(&o));
+}

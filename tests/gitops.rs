@@ -1345,10 +1345,7 @@ async fn write_transplant(store: &Store, upto: &str, state: crds::StepState) {
         s.state = crds::StepState::Succeeded;
     }
     forward.status.steps[at].state = state;
-    let j = TransplantJournal {
-        forward,
-        rollback: None,
-    };
+    let j = TransplantJournal::new(forward);
     let path = tritonctl::transplant::transplant_journal_path("sdc", "sdc");
     let parent = path.rsplit_once('/').unwrap().0;
     store.coord().mkdirp(parent).await.unwrap();

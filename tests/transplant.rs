@@ -154,10 +154,7 @@ impl Harness {
         .into();
         let forward = plan_transplant(&spec(first), &obs, &majors, op_id)
             .unwrap_or_else(|e| panic!("plan refused: {e:?}"));
-        TransplantJournal {
-            forward,
-            rollback: None,
-        }
+        TransplantJournal::new(forward)
     }
 
     /// Stop the writer; every acknowledged write must be on the primary.
@@ -221,6 +218,18 @@ impl TransplantStore for Saves {
 /// Drive forward until the store stops it at its `stop_at` point; returns
 /// the journal as saved there.
 async fn drive_until_stopped(h: &Harness, j: &mut TransplantJournal, store: &Saves) {
+    if let Some((name, _)) = &store.stop_at {
+        assert!(
+            j.forward.status.steps.iter().any(|s| &s.name == name),
+            "stop point {name} is not a step of this plan: {:?}",
+            j.forward
+                .status
+                .steps
+                .iter()
+                .map(|s| &s.name)
+                .collect::<Vec<_>>()
+        );
+    }
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
         match drive(j, &h.runner(), store, false, Duration::from_millis(20)).await {
@@ -487,10 +496,15 @@ struct Faulty<'a> {
     inner: &'a TritonTransplant,
     armed: std::sync::atomic::AtomicBool,
     fired: Mutex<Option<String>>,
+    /// Only this kind of call trips (None: any mutation).
+    only: Option<&'static str>,
 }
 
 impl Faulty<'_> {
     fn trip(&self, what: &str) -> Result<(), String> {
+        if self.only.is_some_and(|o| o != what) {
+            return Ok(());
+        }
         if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
             *self.fired.lock().unwrap() = Some(what.to_string());
             return Err(format!("injected failure in {what}"));
@@ -564,7 +578,11 @@ impl TransplantWorld for Faulty<'_> {
         self.inner.send(from, snapshot, to).await
     }
     async fn set_moray(&self, zone: &str, enable: bool) -> Result<(), String> {
-        self.trip("set_moray")?;
+        self.trip(if enable {
+            "set_moray_on"
+        } else {
+            "set_moray_off"
+        })?;
         self.inner.set_moray(zone, enable).await
     }
     async fn create_onwm_state(&self, shard: &str, zone: &str, reason: &str) -> Result<(), String> {
@@ -591,18 +609,26 @@ async fn lab_failure_at_every_step_rolls_back_before_the_point_of_no_return_and_
     let probe = Harness::start(LAB).await;
     let plan = probe.plan("newInstanceOnPrimaryServer", "op-f").await;
     let pnr = plan.forward.status.point_of_no_return.unwrap();
-    let names: Vec<String> = plan
-        .forward
-        .status
-        .steps
-        .iter()
-        .map(|s| s.name.clone())
-        .collect();
+    let steps = plan.forward.status.steps.len();
     drop(probe);
     let mut fired_in = Vec::new();
-    for (k, name) in names.iter().enumerate().take(pnr + 2) {
+    for k in 0..pnr + 2 {
         let mut h = Harness::start(LAB).await;
         let mut j = h.plan("newInstanceOnPrimaryServer", "op-f").await;
+        // Step names carry zone ids, and which v1 zone is primary, sync or
+        // async depends on the order the sitters joined the election, which
+        // varies between datacenters (on a loaded machine especially): name
+        // the steps of this datacenter's own plan, by position.
+        assert_eq!(j.forward.status.steps.len(), steps);
+        assert_eq!(j.forward.status.point_of_no_return, Some(pnr));
+        let names: Vec<String> = j
+            .forward
+            .status
+            .steps
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
+        let name = &names[k];
         if k > 0 {
             let store = Saves {
                 stop_at: Some((names[k - 1].clone(), StepState::Succeeded)),
@@ -614,6 +640,7 @@ async fn lab_failure_at_every_step_rolls_back_before_the_point_of_no_return_and_
             inner: &h.world,
             armed: std::sync::atomic::AtomicBool::new(true),
             fired: Mutex::new(None),
+            only: None,
         };
         let runner = TransplantRunner {
             world: &faulty as &dyn TransplantWorld,
@@ -665,6 +692,15 @@ async fn lab_failure_at_every_step_rolls_back_before_the_point_of_no_return_and_
                     assert!(
                         message.contains("injected failure") && message.contains("restore-backup")
                     );
+                    // Stopped: driving again neither retries nor rolls back.
+                    let stop = j.stopped.clone().expect("a recorded stop");
+                    let attempts = j.forward.status.steps[stop.step].attempts;
+                    let again = drive(&mut j, &runner, &store, false, Duration::from_millis(20))
+                        .await
+                        .unwrap();
+                    assert!(matches!(again, Outcome::Blocked { .. }), "{again:?}");
+                    assert_eq!(j.forward.status.steps[stop.step].attempts, attempts);
+                    assert!(j.rollback.is_none());
                 }
                 o => panic!("fault at {name} past the point of no return: {o:?}"),
             },
@@ -830,5 +866,394 @@ async fn coal_reconcile_picks_transplant_and_refuses_rolling_across_majors() {
     }
     let (_, lost, _) = h.finish().await;
     assert_eq!(lost, 0);
+    assert_all_v2(&h, 1).await;
+}
+
+/// Store the journal where `tritonctl approve` finds it (as the controller
+/// would), so the CLI's decision path reads the real stop.
+async fn publish(coord: &Arc<dyn Coordination>, j: &TransplantJournal) {
+    let path = tritonctl::transplant::transplant_journal_path("sdc", "sdc");
+    coord
+        .mkdirp(path.rsplit_once('/').unwrap().0)
+        .await
+        .unwrap();
+    let op = tritonctl::store::upsert_op(coord.as_ref(), &path, serde_json::to_vec(j).unwrap())
+        .await
+        .unwrap();
+    coord.multi(vec![op]).await.unwrap();
+}
+
+/// Past the point of no return a failure stops the transplant Blocked and
+/// then nothing happens (no retry, no rollback) until a person approves an
+/// option for that very stop. `restore-backup` and `reverse-transplant` are
+/// refused with what they would run (nothing recorded); `resume` retries
+/// the failed step once; a second failure is a new stop that the first
+/// approval does not answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coal_failure_past_the_point_of_no_return_waits_for_an_explicit_decision() {
+    use reconcilers::transplant::{PNR_STEP, decision_key};
+    let mut h = Harness::start(COAL).await;
+    let mut j = h.plan("newInstanceOnPrimaryServer", "op-decide").await;
+    let store = Saves {
+        stop_at: Some((PNR_STEP.to_string(), StepState::Succeeded)),
+        ..Default::default()
+    };
+    drive_until_stopped(&h, &mut j, &store).await;
+    let faulty = Faulty {
+        inner: &h.world,
+        armed: std::sync::atomic::AtomicBool::new(true),
+        fired: Mutex::new(None),
+        only: None,
+    };
+    let runner = TransplantRunner {
+        world: &faulty as &dyn TransplantWorld,
+        shard: "sdc".into(),
+        step_timeout: Duration::from_secs(20),
+        send_timeout: Duration::from_secs(20),
+        clock: &SystemClock,
+    };
+    let store = Saves::default();
+    macro_rules! drive_once {
+        ($j:expr) => {
+            drive($j, &runner, &store, false, Duration::from_millis(20))
+        };
+    }
+    // The next mutation (start-writes enabling a moray) fails: stop 1.
+    let out = loop {
+        match drive_once!(&mut j).await.unwrap() {
+            Outcome::Waiting { .. } => tokio::time::sleep(Duration::from_millis(20)).await,
+            o => break o,
+        }
+    };
+    let Outcome::Blocked { reason, message } = &out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(reason, "PastPointOfNoReturn");
+    assert!(message.contains("injected failure"), "{message}");
+    assert!(message.contains("--option"), "{message}");
+    let stop = j.stopped.clone().expect("the stop is in the journal");
+    assert_eq!((stop.seq, stop.name.as_str()), (1, "start-writes"));
+    assert!(faulty.fired.lock().unwrap().is_some());
+    let attempts = j.forward.status.steps[stop.step].attempts;
+
+    // Nothing happens without an approval, however often it is driven
+    // (the fault is disarmed: a retry would now succeed, and must not run).
+    for _ in 0..5 {
+        let again = drive_once!(&mut j).await.unwrap();
+        assert!(
+            matches!(&again, Outcome::Blocked { reason, .. } if reason == "PastPointOfNoReturn"),
+            "{again:?}"
+        );
+        assert_eq!(j.forward.status.steps[stop.step].attempts, attempts);
+        assert!(!h.scenario.moray_online(), "a retry ran without approval");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        j.rollback.is_none(),
+        "no rollback past the point of no return"
+    );
+    // A plain approve does not answer it.
+    let coord = h.world.coord.clone();
+    publish(&coord, &j).await;
+    let plain = tritonctl::reconcile::approve(&coord, crds::Kind::ManateeVersion, "sdc")
+        .await
+        .unwrap();
+    assert!(plain.is_empty(), "{plain:?}");
+    let hint = tritonctl::transplant::stopped(&coord, "sdc").await.unwrap();
+    assert!(hint[0].contains("--option resume"), "{hint:?}");
+
+    // restore-backup and reverse-transplant: refused, nothing recorded.
+    let id = j.forward.status.id.clone();
+    for option in ["restore-backup", "reverse-transplant"] {
+        let e = tritonctl::transplant::decide(&coord, "sdc", option)
+            .await
+            .unwrap_err();
+        assert!(e.contains("not automated"), "{e}");
+        assert!(
+            !h.world
+                .approved(&id, &decision_key(stop.seq, option))
+                .await
+                .unwrap()
+        );
+    }
+    let e = tritonctl::transplant::decide(&coord, "sdc", "restore-backup")
+        .await
+        .unwrap_err();
+    assert!(
+        e.contains("zfs rollback -r") && e.contains("DISCARDS every write"),
+        "{e}"
+    );
+    assert!(matches!(
+        drive_once!(&mut j).await.unwrap(),
+        Outcome::Blocked { .. }
+    ));
+    assert!(!h.scenario.moray_online());
+
+    // resume, with a second fault armed: the retry fails again -> stop 2,
+    // which the first approval does not answer.
+    let done = tritonctl::transplant::decide(&coord, "sdc", "resume")
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 1, "{done:?}");
+    faulty
+        .armed
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let out = drive_once!(&mut j).await.unwrap();
+    assert!(matches!(&out, Outcome::Blocked { .. }), "{out:?}");
+    let stop2 = j.stopped.clone().expect("a second stop");
+    assert_eq!(stop2.seq, 2);
+    assert_eq!(j.decisions.len(), 1, "{:?}", j.decisions);
+    assert_eq!(
+        j.forward.status.steps[stop.step].attempts,
+        attempts + 1,
+        "resume retried the step exactly once"
+    );
+    let attempts = j.forward.status.steps[stop.step].attempts;
+    for _ in 0..3 {
+        assert!(matches!(
+            drive_once!(&mut j).await.unwrap(),
+            Outcome::Blocked { .. }
+        ));
+        assert_eq!(j.forward.status.steps[stop.step].attempts, attempts);
+    }
+    publish(&coord, &j).await;
+    tritonctl::transplant::decide(&coord, "sdc", "resume")
+        .await
+        .unwrap();
+    let out = loop {
+        match drive_once!(&mut j).await.unwrap() {
+            Outcome::Waiting { .. } => tokio::time::sleep(Duration::from_millis(20)).await,
+            o => break o,
+        }
+    };
+    assert_eq!(out, Outcome::Completed, "{:#?}", j.forward.status);
+    assert_eq!(j.decisions.len(), 2, "{:?}", j.decisions);
+    assert!(j.stopped.is_none());
+    let (acked, lost, outage) = h.finish().await;
+    assert_eq!(lost, 0);
+    assert!(acked > 10);
+    println!("outage while stopped past the point of no return: {outage:?}");
+    assert_all_v2(&h, 1).await;
+}
+
+/// `tritonctl controller`'s path, not only the library driver: the daemon
+/// (elected, leader-guarded clients, triggers, `Dispatch`) picks the
+/// transplant for `strategy: auto` and runs the coal shard to Ready with the
+/// writer running; no acknowledged write is lost and the write outage is
+/// reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coal_controller_daemon_runs_the_transplant_to_ready_with_the_writer_running() {
+    use tritonctl::daemon::{Daemon, DaemonConfig, Phase};
+    use tritonctl::store::Store;
+
+    let mut h = Harness::start(COAL).await;
+    let session = h.world.coord.clone();
+    let urls = h.scenario.servers.urls().clone();
+    let mut cfg = DaemonConfig::new(Endpoints {
+        sapi: urls.sapi.clone(),
+        vmapi: urls.vmapi.clone(),
+        cnapi: urls.cnapi.clone(),
+        imgapi: urls.imgapi.clone(),
+    });
+    cfg.identity = "transplant-test-controller".into();
+    cfg.step_poll = Some(Duration::from_millis(20));
+    cfg.poll_interval = Duration::from_secs(1);
+    cfg.shutdown_grace = Duration::from_secs(5);
+    let daemon = Daemon::new(session.clone(), cfg);
+    let mut phase = daemon.phase();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(daemon.run(async move {
+        let _ = stop_rx.await;
+    }));
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        phase.wait_for(|p| matches!(p, Phase::Leading(_))),
+    )
+    .await
+    .expect("the controller is elected")
+    .unwrap();
+
+    let store = Store::new(session.clone());
+    store.init().await.unwrap();
+    let mut mv = doc("examples/scenarios/transplant/manatee.yaml", SCENARIO);
+    if let Document::ManateeVersion(m) = &mut mv {
+        m.spec.rollout.approval = crds::manatee::Approval::Never;
+    }
+    let t0 = Instant::now();
+    store.apply(&[mv]).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        if let Some(st) = store
+            .status(crds::Kind::ManateeVersion, "sdc")
+            .await
+            .unwrap()
+        {
+            if st.is_true(crds::ConditionType::Ready) {
+                let op = st.operation.expect("the transplant is in status");
+                assert_eq!(op.kind, "manatee-transplant");
+                assert_eq!(op.phase, OperationPhase::Succeeded, "{op:#?}");
+                break;
+            }
+            if let Some(b) = st.condition(crds::ConditionType::Blocked)
+                && b.status == crds::ConditionStatus::True
+            {
+                panic!("the controller stopped Blocked: {b:?}");
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not Ready in time: {:#?}",
+            store.status(crds::Kind::ManateeVersion, "sdc").await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let total = t0.elapsed();
+    let (acked, lost, outage) = h.finish().await;
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(30), runner)
+        .await
+        .expect("the controller stops")
+        .unwrap()
+        .expect("a clean stop");
+    println!(
+        "controller path, coal transplant: total {:.2}s, write outage {:.2}s, acked {acked}, lost {lost}",
+        total.as_secs_f64(),
+        outage.as_secs_f64()
+    );
+    assert_eq!(lost, 0, "an acknowledged write was lost");
+    assert!(acked > 10, "the writer barely ran");
+    assert!(
+        outage > Duration::ZERO && outage < total,
+        "writes stop for steps 6-7 only: {outage:?} of {total:?}"
+    );
+    assert_all_v2(&h, 1).await;
+    let events = tritonctl::runtime::events::Events::new(session.clone())
+        .list(Some("ManateeVersion/sdc"))
+        .await
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event.reason == "OperationPlanned" && e.event.message.contains("transplant")),
+        "{events:#?}"
+    );
+}
+
+/// Through the controller's reconcile: a failure past the point of no
+/// return stops the document Blocked; `describe` and the events say so with
+/// the exact command; reconciling again changes nothing; `approve --option
+/// resume` (the CLI's path) lets it finish Ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coal_reconcile_stops_past_the_point_of_no_return_until_resume_is_approved() {
+    use tritonctl::reconcile::{context, reconcile_manatee};
+    use tritonctl::store::Store;
+    use tritonctl::world::manatee::TritonManatee;
+
+    let mut h = Harness::start(COAL).await;
+    let session = h.world.coord.clone();
+    let store = Store::new(session.clone());
+    store.init().await.unwrap();
+    let mut mv = doc("examples/scenarios/transplant/manatee.yaml", SCENARIO);
+    if let Document::ManateeVersion(m) = &mut mv {
+        m.spec.rollout.approval = crds::manatee::Approval::Never;
+    }
+    store.apply(&[mv]).await.unwrap();
+    // start-writes (the first moray enable, right after the point of no
+    // return) fails once.
+    let inner: &'static TritonTransplant = Box::leak(Box::new(TritonTransplant {
+        triton: h.world.triton.clone(),
+        coord: session.clone(),
+        fence: None,
+    }));
+    let faulty = Arc::new(Faulty {
+        inner,
+        armed: std::sync::atomic::AtomicBool::new(true),
+        fired: Mutex::new(None),
+        only: Some("set_moray_on"),
+    });
+    let mut cx = context(
+        store.clone(),
+        TritonManatee {
+            triton: h.world.triton.clone(),
+            coord: session.clone(),
+            fence: None,
+        },
+        None,
+        Some(Duration::from_millis(20)),
+    );
+    cx.transplant = Some(faulty.clone());
+    let status = || async {
+        store
+            .status(crds::Kind::ManateeVersion, "sdc")
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        reconcile_manatee(&cx, "sdc").await.unwrap();
+        let st = status().await;
+        if st
+            .condition(crds::ConditionType::Blocked)
+            .is_some_and(|b| b.status == crds::ConditionStatus::True)
+        {
+            break;
+        }
+        assert!(
+            !st.is_true(crds::ConditionType::Ready),
+            "the fault never fired"
+        );
+        assert!(Instant::now() < deadline, "{st:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let st = status().await;
+    let b = st.condition(crds::ConditionType::Blocked).unwrap();
+    assert_eq!(b.reason, "PastPointOfNoReturn", "{b:?}");
+    assert!(
+        b.message
+            .contains("tritonctl approve manateeversion/sdc --option"),
+        "{}",
+        b.message
+    );
+    let text = tritonctl::cli::output::describe_operation(st.operation.as_ref().unwrap());
+    assert!(
+        text.contains("manateeversion/sdc --option") && text.contains("Stop 1"),
+        "{text}"
+    );
+    let events = tritonctl::runtime::events::Events::new(session.clone());
+    let reasons = |l: Vec<tritonctl::runtime::events::EventRecord>| {
+        l.into_iter().map(|e| e.event.reason).collect::<Vec<_>>()
+    };
+    let r = reasons(events.list(Some("ManateeVersion/sdc")).await.unwrap());
+    assert_eq!(
+        r.iter().filter(|x| *x == "PastPointOfNoReturn").count(),
+        1,
+        "{r:?}"
+    );
+    // Reconciling again does nothing (no retry, no second stop).
+    for _ in 0..3 {
+        reconcile_manatee(&cx, "sdc").await.unwrap();
+        assert!(!h.scenario.moray_online(), "a retry ran without approval");
+    }
+    let r = reasons(events.list(Some("ManateeVersion/sdc")).await.unwrap());
+    assert_eq!(r.iter().filter(|x| *x == "PastPointOfNoReturn").count(), 1);
+
+    tritonctl::transplant::approve(&session, "sdc", Some("resume"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        reconcile_manatee(&cx, "sdc").await.unwrap();
+        if status().await.is_true(crds::ConditionType::Ready) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{:#?}", status().await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = reasons(events.list(Some("ManateeVersion/sdc")).await.unwrap());
+    assert!(r.iter().any(|x| x == "DecisionApproved"), "{r:?}");
+    let (_, lost, outage) = h.finish().await;
+    assert_eq!(lost, 0);
+    println!("write outage including the stop: {outage:?}");
     assert_all_v2(&h, 1).await;
 }

@@ -49,10 +49,18 @@ impl<W: Send + Sync> TransplantStore for StatusStore<'_, W> {
     async fn save(&self, j: &TransplantJournal) -> Result<(), String> {
         let coord = self.cx.store.coord();
         let mut status = self.status.lock().unwrap().clone();
-        status.operation = Some(match &j.rollback {
+        let mut op = match &j.rollback {
             Some(rb) if j.forward.status.phase == OperationPhase::RollingBack => rb.status.clone(),
             _ => j.forward.status.clone(),
+        };
+        // `describe` shows the exact command of a stop past the point of no return.
+        op.message = op.message.map(|m| {
+            m.replace(
+                "manateeversion/<name>",
+                &format!("manateeversion/{}", self.name),
+            )
         });
+        status.operation = Some(op);
         let mut ops: Vec<Op> = self.cx.fence.iter().map(Fence::op).collect();
         ops.push(
             upsert_op(
@@ -218,10 +226,7 @@ pub async fn reconcile<W: ManateeWorld>(
                         .with_operation(op_id.clone()),
                     )
                     .await;
-                    TransplantJournal {
-                        forward,
-                        rollback: None,
-                    }
+                    TransplantJournal::new(forward)
                 }
                 Err((reason, message)) => {
                     status.set_condition(
@@ -258,7 +263,35 @@ pub async fn reconcile<W: ManateeWorld>(
         send_timeout: Duration::from_secs(6 * 3600),
         clock: cx.clock.as_ref(),
     };
+    let (stops_before, decisions_before) = (j.stops, j.decisions.len());
     let outcome = drive(&mut j, &runner, &store, cancel, cx.poll).await?;
+    // Decisions past the point of no return are events, both ways.
+    for d in &j.decisions[decisions_before.min(j.decisions.len())..] {
+        cx.event_pub(
+            Event::normal(&object, "DecisionApproved", format!("{shard}: {d}"))
+                .with_operation(j.forward.status.id.clone()),
+        )
+        .await;
+    }
+    if j.stops > stops_before
+        && let Some(stop) = &j.stopped
+    {
+        cx.event_pub(
+            Event::warning(
+                &object,
+                "PastPointOfNoReturn",
+                format!(
+                    "{shard}: stop {} at step {} ({}): {}; nothing runs until `tritonctl approve {object} --option resume|reverse-transplant|restore-backup`",
+                    stop.seq,
+                    stop.step + 1,
+                    stop.name,
+                    stop.cause
+                ),
+            )
+            .with_operation(j.forward.status.id.clone()),
+        )
+        .await;
+    }
     let mut status = store.status.lock().unwrap().clone();
     let t = now();
     let (ready, blocked, requeue) = match &outcome {
@@ -283,7 +316,11 @@ pub async fn reconcile<W: ManateeWorld>(
         Outcome::Waiting { after, .. } => (false, None, *after),
         Outcome::Blocked { reason, message } => (
             false,
-            Some((reason.clone(), format!("{shard}: {message}"))),
+            Some((
+                reason.clone(),
+                format!("{shard}: {message}")
+                    .replace("manateeversion/<name>", &format!("manateeversion/{name}")),
+            )),
             Duration::from_secs(5),
         ),
     };
@@ -355,23 +392,26 @@ async fn journals(
 }
 
 /// `tritonctl approve`: the transplant's pending approval step (the write
-/// outage), or the option a person chose past the point of no return.
+/// outage). A transplant stopped past its point of no return is not
+/// approved this way: `option` goes to [`decide`], and a plain approve
+/// leaves it alone.
 pub async fn approve(
     coord: &Arc<dyn coord::Coordination>,
     name: &str,
     option: Option<&str>,
 ) -> Result<Vec<String>, String> {
     use reconcilers::transplant::TransplantAction;
+    if let Some(o) = option {
+        return decide(coord, name, o).await;
+    }
     let mut done = Vec::new();
     for (shard, j) in journals(coord, name).await? {
         if j.forward.is_finished() {
             continue;
         }
         let id = &j.forward.status.id;
-        if let Some(o) = option {
-            let path = crate::world::approval_path(id, o);
-            coord.mkdirp(&path).await.map_err(|e| e.to_string())?;
-            done.push(format!("{shard}: {o} ({id})"));
+        if j.stopped.is_some() {
+            // Past the point of no return: only an explicit --option answers.
             continue;
         }
         for (i, s) in j.forward.status.steps.iter().enumerate() {
@@ -403,13 +443,97 @@ pub async fn cancel(
             return Err(reconcilers::transplant::after_pnr_message(
                 &j.forward,
                 &format!("{shard}: cancel refused"),
-            ));
+            )
+            .replace("manateeversion/<name>", &format!("manateeversion/{name}")));
         }
         let path = crate::world::approval_path(&j.forward.status.id, CANCEL_STEP);
         coord.mkdirp(&path).await.map_err(|e| e.to_string())?;
         done.push(format!(
             "{shard}: rollback requested ({})",
             j.forward.status.id
+        ));
+    }
+    Ok(done)
+}
+
+/// The transplants of `name` stopped past their point of no return, with
+/// the options (for `tritonctl approve` without `--option`).
+pub async fn stopped(
+    coord: &Arc<dyn coord::Coordination>,
+    name: &str,
+) -> Result<Vec<String>, String> {
+    Ok(journals(coord, name)
+        .await?
+        .into_iter()
+        .filter(|(_, j)| !j.forward.is_finished())
+        .filter_map(|(shard, j)| {
+            let s = j.stopped.as_ref()?;
+            Some(format!(
+                "{shard}: the transplant {} is stopped past its point of no return (stop {} at step {}: {}); choose explicitly: tritonctl approve manateeversion/{name} --option resume|reverse-transplant|restore-backup",
+                j.forward.status.id,
+                s.seq,
+                s.step + 1,
+                s.name
+            ))
+        })
+        .collect())
+}
+
+/// `tritonctl approve manateeversion/NAME --option OPTION`: a person's
+/// decision for a transplant stopped past its point of no return. The
+/// approval names the stop it answers, so it never carries over to a later
+/// one. `resume` is recorded (the controller retries the failed step once);
+/// `reverse-transplant` and `restore-backup` are refused with what they
+/// would run: tritonctl does not automate them, and says so.
+pub async fn decide(
+    coord: &Arc<dyn coord::Coordination>,
+    name: &str,
+    option: &str,
+) -> Result<Vec<String>, String> {
+    use reconcilers::transplant::{
+        DECISIONS, decision_key, restore_backup_plan, reverse_transplant_plan,
+    };
+    if !DECISIONS.contains(&option) {
+        return Err(format!(
+            "--option {option}: not an option; choose one of {}",
+            DECISIONS.join(", ")
+        ));
+    }
+    let mut done = Vec::new();
+    for (shard, j) in journals(coord, name).await? {
+        if j.forward.is_finished() {
+            continue;
+        }
+        let Some(stop) = &j.stopped else {
+            continue;
+        };
+        let id = &j.forward.status.id;
+        match option {
+            "resume" => {
+                let path = crate::world::approval_path(id, &decision_key(stop.seq, option));
+                coord.mkdirp(&path).await.map_err(|e| e.to_string())?;
+                done.push(format!(
+                    "{shard}: resume ({id}, stop {}): step {} ({}) will be retried once",
+                    stop.seq,
+                    stop.step + 1,
+                    stop.name
+                ));
+            }
+            other => {
+                let plan = if other == "restore-backup" {
+                    restore_backup_plan(&j.forward)
+                } else {
+                    reverse_transplant_plan(&j.forward)
+                };
+                return Err(format!(
+                    "manateeversion/{name} {shard}: `{other}` is not automated; tritonctl refuses to approve it and recorded nothing (the transplant stays stopped). What it takes, by hand: {plan}"
+                ));
+            }
+        }
+    }
+    if done.is_empty() {
+        return Err(format!(
+            "manateeversion/{name}: no transplant is stopped past its point of no return; --option answers only such a stop (see `tritonctl describe manateeversion/{name}`)"
         ));
     }
     Ok(done)

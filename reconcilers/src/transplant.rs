@@ -32,6 +32,16 @@
 //!
 //! [`plan_transplant`] is pure. [`rollback_plan`] derives the runbook's
 //! rollback from the forward journal; [`TransplantRunner`] executes either.
+//!
+//! Past the point of no return a rollback would discard writes, so nothing
+//! happens silently there: a failure, a timeout or a blocked gate records a
+//! [`PastPnrStop`] in the journal and [`drive`] does nothing more until a
+//! person approves an option for that stop (`tritonctl approve
+//! manateeversion/NAME --option resume`, an approval bound to the stop's
+//! number). `resume` retries the failed step once. `reverse-transplant` and
+//! `restore-backup` are described command by command
+//! ([`reverse_transplant_plan`], [`restore_backup_plan`]) but not automated:
+//! tritonctl refuses to approve them rather than pretend.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -883,21 +893,161 @@ pub fn rollback_plan(forward: &Operation<TransplantAction>) -> Option<Operation<
     ))
 }
 
-/// What a person must decide once the point of no return has passed and
-/// something stops the transplant: the situation and both ways back.
-pub fn after_pnr_message(forward: &Operation<TransplantAction>, what: &str) -> String {
-    let topo = forward.actions.iter().find_map(|a| match a {
+/// The options a person chooses from once the transplant stops past its
+/// point of no return (`tritonctl approve ... --option <one>`).
+pub const DECISIONS: [&str; 3] = ["resume", "reverse-transplant", "restore-backup"];
+
+/// The approval a person gives to answer stop number `seq` with `option`:
+/// bound to that stop, so an approval never carries over to a later one.
+pub fn decision_key(seq: u32, option: &str) -> String {
+    format!("after-pnr-{seq}-{option}")
+}
+
+/// A stop past the point of no return, waiting for a person's decision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PastPnrStop {
+    /// 1 for the operation's first such stop, 2 for the next, ...
+    pub seq: u32,
+    /// The forward step that failed, timed out or was blocked.
+    pub step: usize,
+    pub name: String,
+    /// What went wrong.
+    pub cause: String,
+    pub at: String,
+}
+
+fn topology_of(forward: &Operation<TransplantAction>) -> Option<Topology> {
+    forward.actions.iter().find_map(|a| match a {
         TransplantAction::RecordInitialState { topology } => Some(topology.clone()),
         _ => None,
-    });
+    })
+}
+
+fn step_started(
+    forward: &Operation<TransplantAction>,
+    pred: &dyn Fn(&TransplantAction) -> bool,
+) -> bool {
+    forward
+        .status
+        .steps
+        .iter()
+        .zip(&forward.actions)
+        .any(|(s, a)| s.state != StepState::Pending && pred(a))
+}
+
+/// The v2 node's key (`alias:<alias>` for a new instance, else the zone).
+fn v2_node(forward: &Operation<TransplantAction>) -> String {
+    forward
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            TransplantAction::EnableV2 { zone } => Some(zone.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Why the backup can no longer be restored, if it cannot.
+fn backup_gone(forward: &Operation<TransplantAction>, topo: &Topology) -> Option<String> {
+    let p = topo.primary.clone();
+    if step_started(
+        forward,
+        &|a| matches!(a, TransplantAction::ReleaseSnapshot { name, .. } if name.ends_with("-backup")),
+    ) {
+        return Some("the backup snapshot was already released (step 9)".into());
+    }
+    if step_started(
+        forward,
+        &|a| matches!(a, TransplantAction::ReprovisionPeer { zone, .. } if *zone == p),
+    ) {
+        return Some(format!(
+            "the v1 primary {p} holding the backup was already reprovisioned onto v2 (step 9)"
+        ));
+    }
+    None
+}
+
+/// What `restore-backup` would run, command by command. tritonctl does not
+/// run it (not automated yet): a person does, knowing it discards writes.
+pub fn restore_backup_plan(forward: &Operation<TransplantAction>) -> String {
     let id = &forward.status.id;
-    let p = topo.as_ref().map_or("?".to_string(), |t| t.primary.clone());
+    let Some(t) = topology_of(forward) else {
+        return "restore-backup: impossible, the starting topology was never recorded".into();
+    };
+    if let Some(why) = backup_gone(forward, &t) {
+        return format!("restore-backup: impossible, {why}");
+    }
+    let p = &t.primary;
+    let taken = forward
+        .status
+        .steps
+        .iter()
+        .zip(&forward.actions)
+        .find(|(_, a)| matches!(a, TransplantAction::Snapshot { name, .. } if name.ends_with("-backup")))
+        .and_then(|(s, _)| s.finished_at.clone())
+        .unwrap_or_else(|| "?".into());
+    let others: Vec<&str> = t.sync.iter().chain(&t.asyncs).map(String::as_str).collect();
     format!(
-        "{what}. The transplant {id} is past its point of no return: the v2 primary may have accepted writes the v1 peers do not have, so tritonctl will not roll back by itself. Options: \
-(1) resume: fix the cause; the controller retries this step on its next reconcile and goes forward; \
-(2) reverse-transplant (a person's decision; tritonctl does not automate it yet): stop writes, snapshot the v2 primary and send it back to the v1 primary {p} (still on its v1 image unless step 9 ran), put it in one-node-write mode, re-enable the v1 sync and async (keeps every write); \
-(3) restore-backup (a person's decision; not automated): roll the v1 primary {p} back to @{} and rebuild the v1 peers from it (loses every write since step 4)",
-        backup_name(id)
+        "restore-backup (DISCARDS every write acknowledged since the backup snapshot @{b} taken at {taken}; \
+count them before deciding: rows on the v2 primary {v2} that are not in @{b}): \
+1. svcadm disable '*moray-202*' in every moray zone (writes stop); \
+2. svcadm disable manatee-sitter in the v2 node {v2} and in every peer already on v2; \
+3. delete /manatee/{shard}/state in ZooKeeper (v1 keeps no state); \
+4. on {p}'s server: zfs rollback -r zones/{p}/data/manatee@{b}; \
+5. in {p}: svcadm enable config-agent (sitter.json oneNodeWriteMode back to false), svcadm enable manatee-sitter; \
+6. sapiadm update the manatee service params.image_uuid={img}; reprovision {others} onto {img} with their datasets destroyed so they rebuild from {p}; delete the v2 instance if tritonctl created it; \
+7. svcadm enable '*moray-202*'",
+        b = backup_name(id),
+        v2 = v2_node(forward),
+        shard = forward.status.target,
+        img = t.service_image,
+        others = if others.is_empty() {
+            "-".to_string()
+        } else {
+            others.join(", ")
+        },
+    )
+}
+
+/// What `reverse-transplant` would run. Not automated yet either.
+pub fn reverse_transplant_plan(forward: &Operation<TransplantAction>) -> String {
+    let id = &forward.status.id;
+    let Some(t) = topology_of(forward) else {
+        return "reverse-transplant: impossible, the starting topology was never recorded".into();
+    };
+    let p = &t.primary;
+    let v2 = v2_node(forward);
+    if step_started(
+        forward,
+        &|a| matches!(a, TransplantAction::ReprovisionPeer { zone, .. } if zone == p),
+    ) {
+        return format!(
+            "reverse-transplant: every v1 peer is gone ({p} was reprovisioned onto v2); a v1 zone must be provisioned first"
+        );
+    }
+    format!(
+        "reverse-transplant (keeps every write): 1. svcadm disable '*moray-202*' (writes stop); \
+2. svcadm disable manatee-sitter in {v2}; zfs snapshot zones/{v2}/data/manatee@tritonctl-{s}-reverse; \
+3. zfs destroy -r zones/{p}/data/manatee; zfs send ...{v2}@tritonctl-{s}-reverse | zfs recv zones/{p}/data/manatee; \
+4. in {p}: config-agent disabled, oneNodeWriteMode true in sitter.json; delete /manatee/{shard}/state; svcadm enable manatee-sitter; \
+5. svcadm enable '*moray-202*'; 6. the runbook's rollback from one-node-write mode: re-enable the v1 sync and asyncs with emptied datasets so they rebuild from {p}, then leave one-node-write mode",
+        s = short(id),
+        shard = forward.status.target,
+    )
+}
+
+/// What a person must decide once the point of no return has passed and
+/// something stops the transplant: the situation and every way on or back.
+pub fn after_pnr_message(forward: &Operation<TransplantAction>, what: &str) -> String {
+    let id = &forward.status.id;
+    format!(
+        "{what}. The transplant {id} is past its point of no return: the v2 primary may have accepted writes the v1 peers do not have, so tritonctl neither retries nor rolls back by itself; it waits for a person to choose one option, explicitly, with `tritonctl approve manateeversion/<name> --option <option>`. Options: \
+(1) resume: fix the cause first; the failed step is retried once and the transplant goes forward (keeps every write); \
+(2) {}. Not automated: tritonctl refuses to approve it; a person runs it by hand; \
+(3) {}. Not automated: tritonctl refuses to approve it; a person runs it by hand",
+        reverse_transplant_plan(forward),
+        restore_backup_plan(forward),
     )
 }
 
@@ -1357,10 +1507,14 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
             T::CreateV2Instance { alias, .. } => {
                 match self.zone(&format!("alias:{alias}")).await? {
                     Some(z) => match obs.zone(&z) {
+                        // Right after boot the sitter's SMF state is not
+                        // settled yet (the zone's setup applies
+                        // DISABLE_SITTER after the VM reports running): wait;
+                        // the step's timeout stops a sitter that stays online.
                         Some(o) if o.vm_state == "running" => {
                             if o.sitter_enabled {
-                                Err(format!(
-                                    "the new v2 instance {alias} came up with its sitter online: DISABLE_SITTER was not honoured"
+                                nf(format!(
+                                    "the new v2 instance {alias} is running with its sitter online: DISABLE_SITTER not applied (yet)"
                                 ))
                             } else {
                                 Ok(Progress::Done)
@@ -1377,8 +1531,9 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
                     Some(z) if &z.image == image && z.vm_state == "running" => {
                         if matches!(action, T::ReprovisionV2 { .. }) {
                             if z.sitter_enabled {
-                                Err(format!(
-                                    "{} came back with its sitter online: DISABLE_SITTER was not honoured",
+                                // As above: SMF settles after the VM runs.
+                                nf(format!(
+                                    "{} came back with its sitter online: DISABLE_SITTER not applied (yet)",
                                     z.alias
                                 ))
                             } else {
@@ -1549,6 +1704,62 @@ pub struct TransplantJournal {
     pub forward: Operation<TransplantAction>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<Operation<TransplantAction>>,
+    /// Set while the transplant is stopped past its point of no return:
+    /// nothing runs until a person approves one of [`DECISIONS`] for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<PastPnrStop>,
+    /// How many such stops there were (numbers the next one).
+    #[serde(default)]
+    pub stops: u32,
+    /// Every decision taken on such a stop, oldest first (the audit trail).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decisions: Vec<String>,
+}
+
+impl TransplantJournal {
+    pub fn new(forward: Operation<TransplantAction>) -> TransplantJournal {
+        TransplantJournal {
+            forward,
+            rollback: None,
+            stopped: None,
+            stops: 0,
+            decisions: Vec::new(),
+        }
+    }
+
+    /// Record a stop past the point of no return; returns its outcome.
+    fn stop_past_pnr(&mut self, step: usize, cause: String, now: String) -> Outcome {
+        self.stops += 1;
+        let stop = PastPnrStop {
+            seq: self.stops,
+            step,
+            name: self.forward.status.steps[step].name.clone(),
+            cause,
+            at: now,
+        };
+        let message = stop_message(&self.forward, &stop);
+        self.forward.status.phase = OperationPhase::Waiting;
+        self.forward.status.message = Some(message.clone());
+        self.stopped = Some(stop);
+        Outcome::Blocked {
+            reason: "PastPointOfNoReturn".into(),
+            message,
+        }
+    }
+}
+
+/// The Blocked message of a stop past the point of no return.
+pub fn stop_message(forward: &Operation<TransplantAction>, stop: &PastPnrStop) -> String {
+    after_pnr_message(
+        forward,
+        &format!(
+            "Stop {} at step {} ({}): {}",
+            stop.seq,
+            stop.step + 1,
+            stop.name,
+            stop.cause
+        ),
+    )
 }
 
 /// Where [`TransplantJournal`]s are saved.
@@ -1590,7 +1801,12 @@ pub enum Outcome {
 }
 
 /// Drive a transplant: forward until done; before the point of no return a
-/// failure or a cancel rolls back; after it, stop Blocked with the options.
+/// failure or a cancel rolls back; after it, a failure, a timeout or a
+/// blocked gate records a [`PastPnrStop`] and nothing more runs, not even a
+/// retry, until a person approves an option for that stop
+/// ([`decision_key`]): `resume` retries the step once. The other options
+/// are described ([`reverse_transplant_plan`], [`restore_backup_plan`]) and
+/// refused by tritonctl: they are not automated.
 pub async fn drive<W: TransplantWorld + ?Sized, S: TransplantStore>(
     j: &mut TransplantJournal,
     runner: &TransplantRunner<'_, W>,
@@ -1599,6 +1815,35 @@ pub async fn drive<W: TransplantWorld + ?Sized, S: TransplantStore>(
     poll: Duration,
 ) -> Result<Outcome, String> {
     if j.rollback.is_none() {
+        // Stopped past the point of no return: nothing runs, not even a
+        // retry, until a person approves an option for this very stop.
+        if let Some(stop) = j.stopped.clone()
+            && !j.forward.is_finished()
+        {
+            let id = j.forward.status.id.clone();
+            let key = decision_key(stop.seq, "resume");
+            if !runner.world.approved(&id, &key).await? {
+                return Ok(Outcome::Blocked {
+                    reason: "PastPointOfNoReturn".into(),
+                    message: stop_message(&j.forward, &stop),
+                });
+            }
+            let now = crate::clock::rfc3339(runner.clock.now());
+            j.decisions.push(format!(
+                "{now}: stop {} at step {} ({}): resume approved ({key}); retrying the step",
+                stop.seq,
+                stop.step + 1,
+                stop.name
+            ));
+            j.stopped = None;
+            j.forward.status.message = Some(format!(
+                "resume approved for stop {}: retrying step {} ({})",
+                stop.seq,
+                stop.step + 1,
+                stop.name
+            ));
+            store.save(j).await?;
+        }
         let mut why: Option<String> = None;
         if cancel {
             if j.forward.status.can_roll_back() {
@@ -1634,10 +1879,10 @@ pub async fn drive<W: TransplantWorld + ?Sized, S: TransplantStore>(
                     } else if before_pnr {
                         return Ok(Outcome::Blocked { reason, message });
                     } else {
-                        return Ok(Outcome::Blocked {
-                            reason: "PastPointOfNoReturn".into(),
-                            message: after_pnr_message(&j.forward, &message),
-                        });
+                        let now = crate::clock::rfc3339(runner.clock.now());
+                        let out = j.stop_past_pnr(step, format!("{reason}: {message}"), now);
+                        store.save(j).await?;
+                        return Ok(out);
                     }
                 }
                 Err(EngineError::Journal(e)) => return Err(e),
@@ -1653,17 +1898,10 @@ pub async fn drive<W: TransplantWorld + ?Sized, S: TransplantStore>(
                     if before_pnr {
                         why = Some(format!("step {name} failed: {message}"));
                     } else {
-                        j.forward.status.phase = OperationPhase::Waiting;
-                        let m = after_pnr_message(
-                            &j.forward,
-                            &format!("step {name} failed: {message}"),
-                        );
-                        j.forward.status.message = Some(m.clone());
+                        let now = crate::clock::rfc3339(runner.clock.now());
+                        let out = j.stop_past_pnr(step, format!("step failed: {message}"), now);
                         store.save(j).await?;
-                        return Ok(Outcome::Blocked {
-                            reason: "PastPointOfNoReturn".into(),
-                            message: m,
-                        });
+                        return Ok(out);
                     }
                 }
             }
@@ -1975,7 +2213,26 @@ mod tests {
         assert!(
             m.contains("reverse-transplant")
                 && m.contains("restore-backup")
-                && m.contains("will not roll back by itself")
+                && m.contains("neither retries nor rolls back by itself")
+                && m.contains("--option"),
+            "{m}"
         );
+        assert!(m.contains("zfs rollback -r zones/z0-uuid/data/manatee@tritonctl-op1-backup"));
+    }
+
+    #[test]
+    fn restore_backup_is_impossible_once_the_backup_is_gone() {
+        let mut op = plan_transplant(&spec("reprovisionAsync"), &obs(3), &majors(), "op1").unwrap();
+        mark(&mut op, "enable-v2-sitter");
+        assert!(restore_backup_plan(&op).contains("zfs rollback"));
+        assert!(reverse_transplant_plan(&op).contains("keeps every write"));
+        mark(&mut op, "reprovision-last-z0");
+        assert!(
+            restore_backup_plan(&op).contains("impossible"),
+            "{}",
+            restore_backup_plan(&op)
+        );
+        assert!(reverse_transplant_plan(&op).contains("every v1 peer is gone"));
+        assert_ne!(decision_key(1, "resume"), decision_key(2, "resume"));
     }
 }

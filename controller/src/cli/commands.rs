@@ -156,16 +156,35 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Approve { object } => {
+        Command::Approve { object, option } => {
             let (kind, name) = parse_object(&object)?;
             let open = store_open::open(&cli.store).await?;
-            let done = crate::reconcile::approve(open.store.coord(), kind, &name)
-                .await
-                .map_err(Failure::error)?;
+            let done = match &option {
+                Some(o) if kind == crds::Kind::ManateeVersion => {
+                    crate::transplant::decide(open.store.coord(), &name, o)
+                        .await
+                        .map_err(Failure::invalid)?
+                }
+                Some(_) => {
+                    return Err(Failure::invalid(format!(
+                        "{object}: --option answers a ManateeVersion transplant stopped past its point of no return"
+                    )));
+                }
+                None => crate::reconcile::approve(open.store.coord(), kind, &name)
+                    .await
+                    .map_err(Failure::error)?,
+            };
             if done.is_empty() {
-                return Err(Failure::invalid(format!(
-                    "{object}: no operation step is waiting for approval"
-                )));
+                let mut msg = format!("{object}: no operation step is waiting for approval");
+                if kind == crds::Kind::ManateeVersion {
+                    for s in crate::transplant::stopped(open.store.coord(), &name)
+                        .await
+                        .map_err(Failure::error)?
+                    {
+                        msg.push_str(&format!("\n{s}"));
+                    }
+                }
+                return Err(Failure::invalid(msg));
             }
             for d in done {
                 println!("approved {d}");

@@ -136,13 +136,20 @@ installed; nothing leaves the machine.\n\nExample:\n  tritonctl demo"
     },
     /// Approve the step that waits for approval (e.g. a shard's primary step), or one more attempt of a step that timed out.
     #[command(
-        after_help = "A step that times out stops its operation (Blocked, reason StepFailed): nothing is\n\
+        after_help = "Examples:\n  tritonctl approve manateeversion/manta-us-east\n  tritonctl approve manateeversion/sdc --option resume\n\n\
+A step that times out stops its operation (Blocked, reason StepFailed): nothing is\n\
 retried on its own. Fix the cause, then approve to let the step run once more.\n\n\
-Example:\n  tritonctl approve manateeversion/manta-us-east"
+A transplant stopped past its point of no return is never approved by a plain\n\
+`approve`: name the option. resume retries the failed step once (that stop only);\n\
+reverse-transplant and restore-backup are not automated: tritonctl refuses them\n\
+and prints what they would run."
     )]
     Approve {
         /// KIND/NAME, e.g. manateeversion/sdc.
         object: String,
+        /// Past a transplant's point of no return: resume, reverse-transplant or restore-backup.
+        #[arg(long, value_parser = ["resume", "reverse-transplant", "restore-backup"])]
+        option: Option<String>,
     },
     /// Roll back a manatee transplant that has not reached its point of no return.
     #[command(
