@@ -825,11 +825,42 @@ async fn coal_reconcile_picks_transplant_and_refuses_rolling_across_majors() {
         "nothing ran"
     );
 
-    // auto (the example as written): plan shown, then waits for approval.
+    // auto (the example as written), while another operation (an HA setup
+    // of the same shard) holds the shard's lock: the transplant waits,
+    // Blocked ShardLocked, and plans nothing.
     store
         .apply(&[doc("examples/scenarios/transplant/manatee.yaml", SCENARIO)])
         .await
         .unwrap();
+    assert_eq!(
+        tritonctl::shard_lock::acquire(&session, None, "sdc", "HeadnodeSet/coal")
+            .await
+            .unwrap(),
+        None
+    );
+    reconcile_manatee(&cx, "sdc").await.unwrap();
+    let st = store
+        .status(crds::Kind::ManateeVersion, "sdc")
+        .await
+        .unwrap()
+        .unwrap();
+    let b = st.condition(crds::ConditionType::Blocked).unwrap();
+    assert_eq!(b.reason, "ShardLocked", "{b:?}");
+    assert!(
+        session
+            .exists(&tritonctl::transplant::transplant_journal_path(
+                "sdc", "sdc"
+            ))
+            .await
+            .unwrap()
+            .is_none(),
+        "no transplant was planned while the shard was locked"
+    );
+    tritonctl::shard_lock::release(&session, None, "sdc", "HeadnodeSet/coal")
+        .await
+        .unwrap();
+
+    // Then: plan shown, then waits for approval.
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut approved = false;
     loop {
@@ -864,6 +895,13 @@ async fn coal_reconcile_picks_transplant_and_refuses_rolling_across_majors() {
         assert!(Instant::now() < deadline, "{:#?}", st);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert_eq!(
+        tritonctl::shard_lock::acquire(&session, None, "sdc", "HeadnodeSet/coal")
+            .await
+            .unwrap(),
+        None,
+        "the finished transplant released the shard's lock"
+    );
     let (_, lost, _) = h.finish().await;
     assert_eq!(lost, 0);
     assert_all_v2(&h, 1).await;

@@ -186,6 +186,31 @@ pub async fn reconcile<W: ManateeWorld>(
         return Ok(None);
     };
 
+    // One disruptive operation per shard, across documents and strategies:
+    // an HA setup must not grow the shard while it is in one-node-write mode.
+    let holder = object.clone();
+    if let Some(other) =
+        crate::shard_lock::acquire(cx.coord(), cx.fence.as_ref(), &shard, &holder).await?
+    {
+        let message = format!("{shard}: {other} is working on this shard; waiting for it");
+        if !status.is_true(ConditionType::Blocked) {
+            cx.event_pub(Event::normal(&object, "ShardLocked", message.clone()))
+                .await;
+        }
+        status.set_condition(
+            ConditionType::Blocked,
+            ConditionStatus::True,
+            "ShardLocked",
+            &message,
+            &t,
+        );
+        cx.store
+            .write_status(Kind::ManateeVersion, name, &status, cx.fence.as_ref())
+            .await
+            .map_err(|e| e.to_string())?;
+        return Ok(Some(Action::RequeueAfter(Duration::from_secs(5))));
+    }
+
     // One shard at a time: a transplant is a long write outage per shard.
     let path = transplant_journal_path(name, &shard);
     let parent = path.rsplit_once('/').map_or(path.as_str(), |(p, _)| p);
@@ -294,6 +319,9 @@ pub async fn reconcile<W: ManateeWorld>(
     }
     let mut status = store.status.lock().unwrap().clone();
     let t = now();
+    if matches!(outcome, Outcome::Completed | Outcome::RolledBack { .. }) {
+        crate::shard_lock::release(cx.coord(), cx.fence.as_ref(), &shard, &holder).await?;
+    }
     let (ready, blocked, requeue) = match &outcome {
         Outcome::Completed => (true, None, Duration::ZERO),
         Outcome::RolledBack { why } => {
