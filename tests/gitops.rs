@@ -1481,3 +1481,70 @@ async fn changes_meeting_a_transplant_follow_the_rules() {
         Err(tritonctl::store::StoreError::Conflict { .. })
     ));
 }
+
+/// Deleting a ManateeVersion whose rolling upgrade is in flight would
+/// strand its freeze and the shard's lock: refused until it has finished.
+#[tokio::test]
+async fn delete_is_refused_while_a_rolling_upgrade_is_in_flight() {
+    use reconcilers::manatee::ManateeAction;
+    use reconcilers::operation::{Operation, PlannedStep};
+
+    let ens = coord::mem::MemEnsemble::new();
+    let store = tritonctl::store::Store::new(ens.connect());
+    store.init().await.unwrap();
+    let step = |name: &str, action| PlannedStep {
+        name: name.into(),
+        description: name.into(),
+        touches: vec![],
+        irreversible: false,
+        action,
+    };
+    let mut op: Operation<ManateeAction> = Operation::new(
+        "mv-sdc-sdc-g1-test",
+        "manatee-rolling",
+        "sdc",
+        vec![
+            step(
+                "freeze",
+                ManateeAction::Freeze {
+                    reason: "tritonctl test".into(),
+                },
+            ),
+            step("wait-healthy", ManateeAction::WaitHealthy),
+        ],
+    );
+    op.status.steps[0].state = crds::StepState::Succeeded;
+    let dir = tritonctl::reconcile::journal_dir(crds::Kind::ManateeVersion, "sdc");
+    store.coord().mkdirp(&dir).await.unwrap();
+    store
+        .coord()
+        .create(
+            &format!("{dir}/sdc"),
+            &serde_json::to_vec(&op).unwrap(),
+            coord::CreateMode::Persistent,
+        )
+        .await
+        .unwrap();
+    match tritonctl::gitops::running::guard_delete(&store, crds::Kind::ManateeVersion, "sdc").await
+    {
+        Err(tritonctl::gitops::running::Guard::Refused(m)) => {
+            assert!(m.contains("mv-sdc-sdc-g1-test"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Finished: the delete goes ahead.
+    op.status.steps[1].state = crds::StepState::Succeeded;
+    op.status.phase = crds::status::OperationPhase::Succeeded;
+    store
+        .coord()
+        .set(
+            &format!("{dir}/sdc"),
+            &serde_json::to_vec(&op).unwrap(),
+            coord::Expect::Any,
+        )
+        .await
+        .unwrap();
+    tritonctl::gitops::running::guard_delete(&store, crds::Kind::ManateeVersion, "sdc")
+        .await
+        .expect("a finished operation does not hold the delete");
+}

@@ -461,6 +461,37 @@ pub async fn guard_delete(
     kind: Kind,
     name: &str,
 ) -> Result<(), Guard> {
+    // A rolling upgrade or an HA setup in flight: deleting the document
+    // would strand it (our freeze, the shard's lock) mid-way.
+    let rolling: Vec<String> =
+        match kind {
+            Kind::ManateeVersion => crate::reconcile::load_journals_of::<
+                reconcilers::manatee::ManateeAction,
+            >(store.coord(), kind, name)
+            .await
+            .map_err(Guard::Error)?
+            .into_iter()
+            .filter(|(_, op, _)| !op.is_finished())
+            .map(|(target, op, _)| format!("{target}: {} ({})", op.status.id, op.status.kind))
+            .collect(),
+            Kind::HeadnodeSet => crate::reconcile::load_journals_of::<
+                reconcilers::manatee_ha::HaAction,
+            >(store.coord(), kind, name)
+            .await
+            .map_err(Guard::Error)?
+            .into_iter()
+            .filter(|(_, op, _)| !op.is_finished())
+            .map(|(target, op, _)| format!("{target}: {} ({})", op.status.id, op.status.kind))
+            .collect(),
+            Kind::ShardTopology => Vec::new(),
+        };
+    if !rolling.is_empty() {
+        return Err(Guard::Refused(format!(
+            "refused: {kind}/{name} has an operation in flight, and the controller drives it only while the document exists (it may hold the shard's lock or a freeze it made):\n  {}\n`tritonctl pause {}/{name}` stops it at the next step; delete once it has finished",
+            rolling.join("\n  "),
+            kind.short()
+        )));
+    }
     if kind != Kind::ManateeVersion {
         return Ok(());
     }
