@@ -874,31 +874,28 @@ async fn write_journal(store: &Store, image: &str, state: crds::StepState) {
     write_op(store, &op).await;
 }
 
+/// Create or overwrite the node at `path` (its parent made first).
+async fn put(store: &Store, path: &str, data: Vec<u8>) {
+    let parent = path.rsplit_once('/').unwrap().0;
+    store.coord().mkdirp(parent).await.unwrap();
+    let op = tritonctl::store::upsert_op(store.coord().as_ref(), path, data)
+        .await
+        .unwrap();
+    store.coord().multi(vec![op]).await.unwrap();
+}
+
 /// Store `op` as the journal of `ManateeVersion/sdc` on shard `sdc`.
 async fn write_op(
     store: &Store,
     op: &reconcilers::operation::Operation<reconcilers::manatee::ManateeAction>,
 ) {
     let dir = tritonctl::reconcile::journal_dir(crds::Kind::ManateeVersion, "sdc");
-    store.coord().mkdirp(&dir).await.unwrap();
-    let path = format!("{dir}/sdc");
-    let data = serde_json::to_vec(&op).unwrap();
-    match store.coord().exists(&path).await.unwrap() {
-        Some(_) => {
-            store
-                .coord()
-                .set(&path, &data, coord::Expect::Any)
-                .await
-                .unwrap();
-        }
-        None => {
-            store
-                .coord()
-                .create(&path, &data, coord::CreateMode::Persistent)
-                .await
-                .unwrap();
-        }
-    }
+    put(
+        store,
+        &format!("{dir}/sdc"),
+        serde_json::to_vec(&op).unwrap(),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -1347,25 +1344,7 @@ async fn write_transplant(store: &Store, upto: &str, state: crds::StepState) {
     forward.status.steps[at].state = state;
     let j = TransplantJournal::new(forward);
     let path = tritonctl::transplant::transplant_journal_path("sdc", "sdc");
-    let parent = path.rsplit_once('/').unwrap().0;
-    store.coord().mkdirp(parent).await.unwrap();
-    let data = serde_json::to_vec(&j).unwrap();
-    match store.coord().exists(&path).await.unwrap() {
-        Some(_) => {
-            store
-                .coord()
-                .set(&path, &data, coord::Expect::Any)
-                .await
-                .unwrap();
-        }
-        None => {
-            store
-                .coord()
-                .create(&path, &data, coord::CreateMode::Persistent)
-                .await
-                .unwrap();
-        }
-    }
+    put(store, &path, serde_json::to_vec(&j).unwrap()).await;
 }
 
 /// The rules for a change that meets a transplant in flight: before the
@@ -1514,17 +1493,7 @@ async fn delete_is_refused_while_a_rolling_upgrade_is_in_flight() {
         ],
     );
     op.status.steps[0].state = crds::StepState::Succeeded;
-    let dir = tritonctl::reconcile::journal_dir(crds::Kind::ManateeVersion, "sdc");
-    store.coord().mkdirp(&dir).await.unwrap();
-    store
-        .coord()
-        .create(
-            &format!("{dir}/sdc"),
-            &serde_json::to_vec(&op).unwrap(),
-            coord::CreateMode::Persistent,
-        )
-        .await
-        .unwrap();
+    write_op(&store, &op).await;
     match tritonctl::gitops::running::guard_delete(&store, crds::Kind::ManateeVersion, "sdc").await
     {
         Err(tritonctl::gitops::running::Guard::Refused(m)) => {
@@ -1535,15 +1504,7 @@ async fn delete_is_refused_while_a_rolling_upgrade_is_in_flight() {
     // Finished: the delete goes ahead.
     op.status.steps[1].state = crds::StepState::Succeeded;
     op.status.phase = crds::status::OperationPhase::Succeeded;
-    store
-        .coord()
-        .set(
-            &format!("{dir}/sdc"),
-            &serde_json::to_vec(&op).unwrap(),
-            coord::Expect::Any,
-        )
-        .await
-        .unwrap();
+    write_op(&store, &op).await;
     tritonctl::gitops::running::guard_delete(&store, crds::Kind::ManateeVersion, "sdc")
         .await
         .expect("a finished operation does not hold the delete");

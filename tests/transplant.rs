@@ -860,6 +860,36 @@ async fn coal_reconcile_picks_transplant_and_refuses_rolling_across_majors() {
         .await
         .unwrap();
 
+    // `tritonctl pause` holds the transplant as it holds a rolling upgrade.
+    tritonctl::pause::pause(
+        &session,
+        crds::Kind::ManateeVersion,
+        "sdc",
+        tritonctl::pause::PauseMarker::new("alice@hn0", None),
+    )
+    .await
+    .unwrap();
+    reconcile_manatee(&cx, "sdc").await.unwrap();
+    let st = store
+        .status(crds::Kind::ManateeVersion, "sdc")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(st.is_true(crds::ConditionType::Paused), "{st:#?}");
+    assert!(
+        session
+            .exists(&tritonctl::transplant::transplant_journal_path(
+                "sdc", "sdc"
+            ))
+            .await
+            .unwrap()
+            .is_none(),
+        "no transplant was planned while paused"
+    );
+    tritonctl::pause::resume(&session, crds::Kind::ManateeVersion, "sdc")
+        .await
+        .unwrap();
+
     // Then: plan shown, then waits for approval.
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut approved = false;

@@ -217,6 +217,18 @@ impl<W: Send + Sync, A: serde::Serialize + serde::de::DeserializeOwned + Clone +
     }
 }
 
+/// A step stopped by a timeout is never retried on its own; say how to.
+pub(crate) fn with_retry_hint(kind: Kind, name: &str, reason: &str, message: String) -> String {
+    if reason == "StepFailed" || reason == "StepTimedOut" {
+        format!(
+            "{message}; nothing is retried on its own: fix the cause, then `tritonctl approve {}/{name}` to try the step again",
+            kind.as_str().to_lowercase()
+        )
+    } else {
+        message
+    }
+}
+
 /// Shards in rollout order: the canary, then `order`, then the rest.
 fn rollout_order(spec: &ManateeVersionSpec) -> Vec<String> {
     let mut out: Vec<String> = spec.rollout.canary.iter().cloned().collect();
@@ -459,16 +471,10 @@ pub async fn reconcile_manatee<W: ManateeWorld>(
             }
             Advance::Blocked {
                 reason, message, ..
-            } if reason == "StepFailed" || reason == "StepTimedOut" => blocked.push((
-                shard,
-                reason,
-                format!(
-                    "{message}; nothing is retried on its own: fix the cause, then `tritonctl approve manateeversion/{name}` to try the step again"
-                ),
-            )),
-            Advance::Blocked {
-                reason, message, ..
-            } => blocked.push((shard, reason, message)),
+            } => {
+                let message = with_retry_hint(Kind::ManateeVersion, name, &reason, message);
+                blocked.push((shard, reason, message))
+            }
         }
     }
     blocked.extend(refused);
@@ -595,24 +601,39 @@ pub async fn approve(
     name: &str,
 ) -> Result<Vec<String>, String> {
     let mut approved = Vec::new();
-    for (shard, op, _) in load_journals(coord, kind, name).await? {
+    // A step stopped by a timeout, in an operation of any kind: approve one
+    // more attempt (the actions are not needed, so read them untyped).
+    let mut retried = std::collections::HashSet::new();
+    for (target, op, _) in load_journals_of::<serde_json::Value>(coord, kind, name).await? {
         if op.is_finished() {
             continue;
         }
+        if let Some(s) = op
+            .status
+            .steps
+            .iter()
+            .find(|s| s.state == StepState::Failed)
+        {
+            let key = reconcilers::operation::retry_key(&s.name, s.attempts);
+            let path = crate::world::approval_path(&op.status.id, &key);
+            coord.mkdirp(&path).await.map_err(|e| e.to_string())?;
+            approved.push(format!(
+                "{target}: retry of {} (attempt {}) ({})",
+                s.name,
+                s.attempts + 1,
+                op.status.id
+            ));
+            retried.insert(op.status.id.clone());
+        }
+    }
+    if kind != Kind::ManateeVersion {
+        return Ok(approved);
+    }
+    for (shard, op, _) in load_journals(coord, kind, name).await? {
+        if op.is_finished() || retried.contains(&op.status.id) {
+            continue;
+        }
         for (i, s) in op.status.steps.iter().enumerate() {
-            // A step stopped by a timeout: approve one more attempt.
-            if s.state == StepState::Failed {
-                let key = reconcilers::manatee::retry_key(&s.name, s.attempts);
-                let path = crate::world::approval_path(&op.status.id, &key);
-                coord.mkdirp(&path).await.map_err(|e| e.to_string())?;
-                approved.push(format!(
-                    "{shard}: retry of {} (attempt {}) ({})",
-                    s.name,
-                    s.attempts + 1,
-                    op.status.id
-                ));
-                break;
-            }
             if matches!(op.actions[i], ManateeAction::Approval { .. })
                 && !matches!(s.state, StepState::Succeeded)
             {
@@ -623,15 +644,57 @@ pub async fn approve(
             }
         }
     }
-    if kind == Kind::ManateeVersion {
-        approved.extend(crate::transplant::approve(coord, name, None).await?);
-    }
+    approved.extend(crate::transplant::approve(coord, name, None).await?);
     Ok(approved)
 }
 
 #[cfg(test)]
 mod tests {
     use super::step_kind;
+
+    /// `tritonctl approve` on a HeadnodeSet whose HA step timed out records
+    /// the approval of exactly the next attempt (not only ManateeVersions).
+    #[tokio::test]
+    async fn approve_allows_one_more_attempt_of_a_timed_out_step_of_any_kind() {
+        use reconcilers::manatee_ha::HaAction;
+        use reconcilers::operation::{Operation, PlannedStep, retry_key};
+        let ens = coord::MemEnsemble::new();
+        let c: std::sync::Arc<dyn coord::Coordination> = ens.connect();
+        let mut op: Operation<HaAction> = Operation::new(
+            "ha-lab-sdc-g1-test",
+            "manatee-ha",
+            "sdc",
+            vec![PlannedStep {
+                name: "wait-healthy".into(),
+                description: "wait".into(),
+                touches: vec![],
+                irreversible: false,
+                action: HaAction::WaitHealthy,
+            }],
+        );
+        op.status.steps[0].state = crds::StepState::Failed;
+        op.status.steps[0].attempts = 1;
+        let dir = super::journal_dir(crds::Kind::HeadnodeSet, "lab");
+        c.mkdirp(&dir).await.unwrap();
+        c.create(
+            &format!("{dir}/sdc"),
+            &serde_json::to_vec(&op).unwrap(),
+            coord::CreateMode::Persistent,
+        )
+        .await
+        .unwrap();
+        let done = super::approve(&c, crds::Kind::HeadnodeSet, "lab")
+            .await
+            .unwrap();
+        assert_eq!(done.len(), 1, "{done:?}");
+        let key = retry_key("wait-healthy", 1);
+        assert!(
+            c.exists(&crate::world::approval_path("ha-lab-sdc-g1-test", &key))
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
 
     #[test]
     fn step_kind_drops_only_the_zone_suffix() {

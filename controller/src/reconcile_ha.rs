@@ -207,6 +207,8 @@ pub async fn reconcile_headnodes<W: ManateeHaWorld>(
         Advance::Blocked {
             reason, message, ..
         } => {
+            let message =
+                crate::reconcile::with_retry_hint(Kind::HeadnodeSet, name, &reason, message);
             block(cx, &object, &mut status, &reason, &message).await;
             Action::RequeueAfter(Duration::from_secs(5))
         }

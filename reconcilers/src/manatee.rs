@@ -872,7 +872,7 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
     ) -> Result<bool, String> {
         let s = &op.steps[step];
         self.world
-            .approved(&op.id, &retry_key(&s.name, s.attempts))
+            .approved(&op.id, &crate::operation::retry_key(&s.name, s.attempts))
             .await
     }
 
@@ -884,11 +884,6 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
             _ => Duration::from_secs(60),
         }
     }
-}
-
-/// The approval key that lets attempt `attempts + 1` of a failed step run.
-pub fn retry_key(step: &str, attempts: u32) -> String {
-    format!("{step}-retry-{attempts}")
 }
 
 /// The preflight rules that depend on the shard alone (the image was checked when planning).
@@ -1062,6 +1057,8 @@ mod tests {
     struct FakeWorld {
         obs: std::sync::Mutex<ShardObservation>,
         calls: std::sync::Mutex<Vec<String>>,
+        /// A reprovision job VMAPI reports queued or running.
+        in_flight: std::sync::Mutex<bool>,
     }
 
     #[async_trait]
@@ -1093,13 +1090,36 @@ mod tests {
         async fn approved(&self, _: &str, _: &str) -> Result<bool, String> {
             Ok(false)
         }
+        async fn reprovision_in_flight(&self, _: &str) -> Result<bool, String> {
+            Ok(*self.in_flight.lock().unwrap())
+        }
     }
 
     fn world(obs: ShardObservation) -> FakeWorld {
         FakeWorld {
             obs: std::sync::Mutex::new(obs),
             calls: std::sync::Mutex::new(vec![]),
+            in_flight: std::sync::Mutex::new(false),
         }
+    }
+
+    #[tokio::test]
+    async fn a_resumed_reprovision_counts_as_dispatched_only_if_the_world_shows_it() {
+        let w = world(three_peers(OLD));
+        let zone = w.obs.lock().unwrap().peers[0].zone.clone();
+        let a = reprovision(&zone, Role::Primary);
+        let st = op_status("op1");
+        // Never went out: back through the gate.
+        assert!(!runner(&w).dispatched(&st, 0, &a).await.unwrap());
+        // Its job runs: not gated again (its own disruption would close the gate).
+        *w.in_flight.lock().unwrap() = true;
+        assert!(runner(&w).dispatched(&st, 0, &a).await.unwrap());
+        // Done already.
+        *w.in_flight.lock().unwrap() = false;
+        w.obs.lock().unwrap().peers[0].image = NEW.into();
+        assert!(runner(&w).dispatched(&st, 0, &a).await.unwrap());
+        // A timed-out step needs an operator's approval (none here).
+        assert!(!runner(&w).may_retry(&st, 0, &a).await.unwrap());
     }
 
     fn runner(w: &FakeWorld) -> ManateeRunner<'_, FakeWorld> {

@@ -523,6 +523,20 @@ impl<W: ManateeHaWorld> StepRunner<HaAction> for HaRunner<'_, W> {
         })
     }
 
+    /// As for upgrades: a step that timed out runs again only once an
+    /// operator approves that attempt.
+    async fn may_retry(
+        &self,
+        op: &OperationStatus,
+        step: usize,
+        _action: &HaAction,
+    ) -> Result<bool, String> {
+        let s = &op.steps[step];
+        self.world
+            .approved(&op.id, &crate::operation::retry_key(&s.name, s.attempts))
+            .await
+    }
+
     fn timeout(&self, action: &HaAction) -> Duration {
         match action {
             HaAction::CreatePeer { .. } => self.instance_up_timeout + self.catch_up_timeout,
@@ -671,6 +685,8 @@ mod tests {
         obs: Mutex<Option<ShardObservation>>,
         created: Mutex<Vec<(String, String)>>, // (alias, zone)
         calls: Mutex<Vec<String>>,
+        /// `op/step` keys an operator approved.
+        approvals: Mutex<Vec<String>>,
     }
 
     #[async_trait]
@@ -694,8 +710,12 @@ mod tests {
                 .push(format!("unfreeze {reason}"));
             Ok(())
         }
-        async fn approved(&self, _: &str, _: &str) -> Result<bool, String> {
-            Ok(true)
+        async fn approved(&self, op: &str, step: &str) -> Result<bool, String> {
+            Ok(self
+                .approvals
+                .lock()
+                .unwrap()
+                .contains(&format!("{op}/{step}")))
         }
     }
 
@@ -776,6 +796,25 @@ mod tests {
         let f = Fake::default();
         *f.obs.lock().unwrap() = Some(obs);
         f
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_step_runs_again_only_after_its_attempt_is_approved() {
+        let w = fake(coal());
+        let mut status = op();
+        status.steps[0].state = crds::StepState::Failed;
+        status.steps[0].attempts = 1;
+        let create = HaAction::CreatePeer {
+            server: "h1".into(),
+            server_name: "headnode1".into(),
+            alias: "manatee1".into(),
+        };
+        assert!(!runner(&w).may_retry(&status, 0, &create).await.unwrap());
+        w.approvals.lock().unwrap().push("op1/s-retry-1".into());
+        assert!(runner(&w).may_retry(&status, 0, &create).await.unwrap());
+        // That approval answers attempt 1 only.
+        status.steps[0].attempts = 2;
+        assert!(!runner(&w).may_retry(&status, 0, &create).await.unwrap());
     }
 
     #[tokio::test]

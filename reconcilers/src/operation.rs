@@ -194,6 +194,13 @@ pub enum EngineError {
     },
 }
 
+/// The approval (`tritonctl approve`) that lets attempt `attempts + 1` of a
+/// failed step run; runners that stop on a timeout look for it in
+/// [`StepRunner::may_retry`].
+pub fn retry_key(step: &str, attempts: u32) -> String {
+    format!("{step}-retry-{attempts}")
+}
+
 /// How often a completion check is polled while it says "not yet".
 pub const POLL: Duration = Duration::from_millis(200);
 
@@ -640,6 +647,18 @@ mod tests {
         }
     }
 
+    /// One `advance` with a throwaway journal and a 1 ms poll.
+    async fn run(op: &mut Operation<u32>, w: &Gated) -> Result<Advance, EngineError> {
+        advance(
+            op,
+            w,
+            &Saved(Mutex::new(vec![])),
+            &SystemClock,
+            Duration::from_millis(1),
+        )
+        .await
+    }
+
     fn with_first_step(state: StepState) -> Operation<u32> {
         let mut op = plan(1);
         op.status.steps[0].state = state;
@@ -654,32 +673,14 @@ mod tests {
         // out; meanwhile the gate closed. Nothing may be sent.
         let w = gated(false, false, true, false);
         let mut op = with_first_step(StepState::Running);
-        let r = tokio::time::timeout(
-            Duration::from_secs(5),
-            advance(
-                &mut op,
-                &w,
-                &Saved(Mutex::new(vec![])),
-                &SystemClock,
-                Duration::from_millis(1),
-            ),
-        )
-        .await;
+        let r = tokio::time::timeout(Duration::from_secs(5), run(&mut op, &w)).await;
         assert_eq!(*w.acts.lock().unwrap(), 0, "acted past a closed gate");
         let r = r.expect("returns at the closed gate").unwrap();
         assert!(matches!(r, Advance::Waiting { .. }), "{r:?}");
         assert_eq!(*w.acts.lock().unwrap(), 0, "acted past a closed gate");
         // Once the gate opens it runs, once.
         let w = gated(true, false, true, true);
-        let r = advance(
-            &mut op,
-            &w,
-            &Saved(Mutex::new(vec![])),
-            &SystemClock,
-            Duration::from_millis(1),
-        )
-        .await
-        .unwrap();
+        let r = run(&mut op, &w).await.unwrap();
         assert_eq!(r, Advance::Completed);
         assert_eq!(*w.acts.lock().unwrap(), 1);
     }
@@ -690,15 +691,7 @@ mod tests {
         // hold it; the idempotent action and the check carry on.
         let w = gated(false, true, true, true);
         let mut op = with_first_step(StepState::Running);
-        let r = advance(
-            &mut op,
-            &w,
-            &Saved(Mutex::new(vec![])),
-            &SystemClock,
-            Duration::from_millis(1),
-        )
-        .await
-        .unwrap();
+        let r = run(&mut op, &w).await.unwrap();
         assert_eq!(r, Advance::Completed);
     }
 
@@ -706,15 +699,7 @@ mod tests {
     async fn a_failed_step_is_not_retried_without_permission_but_completes_if_the_world_did() {
         let w = gated(true, true, false, false);
         let mut op = with_first_step(StepState::Failed);
-        let r = advance(
-            &mut op,
-            &w,
-            &Saved(Mutex::new(vec![])),
-            &SystemClock,
-            Duration::from_millis(1),
-        )
-        .await
-        .unwrap();
+        let r = run(&mut op, &w).await.unwrap();
         assert!(
             matches!(&r, Advance::Blocked { reason, .. } if reason == "StepFailed"),
             "{r:?}"
@@ -726,31 +711,13 @@ mod tests {
         );
         // The world finished it meanwhile: done, without acting.
         let w = gated(true, true, false, true);
-        let r = advance(
-            &mut op,
-            &w,
-            &Saved(Mutex::new(vec![])),
-            &SystemClock,
-            Duration::from_millis(1),
-        )
-        .await
-        .unwrap();
+        let r = run(&mut op, &w).await.unwrap();
         assert_eq!(r, Advance::Completed);
         assert_eq!(*w.acts.lock().unwrap(), 0);
         // With permission, a failed step is gated and acted on again.
         let w = gated(true, true, true, false);
         let mut op = with_first_step(StepState::Failed);
-        let _ = tokio::time::timeout(
-            Duration::from_millis(200),
-            advance(
-                &mut op,
-                &w,
-                &Saved(Mutex::new(vec![])),
-                &SystemClock,
-                Duration::from_millis(1),
-            ),
-        )
-        .await;
+        let _ = tokio::time::timeout(Duration::from_millis(200), run(&mut op, &w)).await;
         assert_eq!(*w.acts.lock().unwrap(), 1);
     }
 }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use coord::{CoordError, Coordination, CreateMode, Expect, Op};
-use reconcilers::manatee::ImageInfo;
 use reconcilers::transplant::{MorayObs, TransplantObs, TransplantWorld, ZoneObs};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
@@ -590,25 +589,4 @@ impl TransplantWorld for TritonTransplant {
             .map_err(e)?
             .is_some())
     }
-}
-
-/// IMGAPI's word on an image, for strategy resolution.
-pub async fn image_info(triton: &Triton, uuid: &str) -> Result<Option<ImageInfo>, String> {
-    Ok(triton
-        .imgapi
-        .image(uuid)
-        .await
-        .map_err(e)?
-        .map(|m| ImageInfo {
-            uuid: m.uuid.clone(),
-            name: m.name.clone(),
-            version: m.version.clone(),
-            state: m.state.as_str().to_string(),
-            manatee_major: m
-                .tags
-                .as_ref()
-                .and_then(|t| t.get("manatee_major"))
-                .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
-                .map(|v| v as u32),
-        }))
 }
