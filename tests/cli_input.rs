@@ -15,7 +15,7 @@ fn code(o: &Output) -> i32 {
 /// the inputs here used to hang it, and a hang must fail the test rather than
 /// the whole run. Not a speed assertion: a healthy run takes well under a second.
 fn run_guarded(data_dir: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(tritonctl_bin())
+    let child = Command::new(tritonctl_bin())
         .arg("--data-dir")
         .arg(data_dir)
         .args(args)
@@ -209,7 +209,10 @@ fn unknown_fields_and_type_errors_are_reported_together() {
     let f = d.path().join("mv.yaml");
     let text = lab_manatee()
         .replace("  image:\n", "  imagee: x\n  image:\n")
-        .replace("    approval: never", "    parallelism: lots\n    approval: [yes]");
+        .replace(
+            "    approval: never",
+            "    parallelism: lots\n    approval: [yes]",
+        );
     assert_ne!(text, lab_manatee());
     std::fs::write(&f, &text).unwrap();
     let o = run(d.path(), &["validate", "-f", f.to_str().unwrap()]);
@@ -237,11 +240,7 @@ fn an_empty_input_is_an_error() {
         for cmd in ["validate", "apply"] {
             let o = run(d.path(), &[cmd, "-f", target.to_str().unwrap()]);
             assert_eq!(code(&o), 1, "{cmd} {}: {}", target.display(), stderr(&o));
-            assert!(
-                stderr(&o).contains("no documents"),
-                "{cmd}: {}",
-                stderr(&o)
-            );
+            assert!(stderr(&o).contains("no documents"), "{cmd}: {}", stderr(&o));
         }
     }
     let mut child = Command::new(tritonctl_bin())
