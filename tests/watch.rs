@@ -680,3 +680,49 @@ fn listings_take_no_header_columns_json_name_and_jsonpath() {
     let o = run(dir, &["events", "-o", "reason,TYPE"]);
     assert_eq!(stdout(&o), "REASON  TYPE\nPaused  Normal\n");
 }
+
+#[test]
+fn cancel_records_who_cancelled_as_an_event() {
+    use reconcilers::operation::{Operation, PlannedStep};
+    use reconcilers::transplant::{TransplantAction, TransplantJournal};
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    assert_eq!(code(&run(dir, &["apply", "-f", "examples/lab/"])), 0);
+    // A transplant that has not reached its point of no return.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let ens = MemEnsemble::open(dir).unwrap();
+        let c = ens.connect();
+        let forward: Operation<TransplantAction> = Operation::new(
+            "transplant-sdc-g1-test",
+            "transplant",
+            "sdc",
+            vec![PlannedStep {
+                name: "check-moray".into(),
+                description: "check".into(),
+                touches: vec![],
+                irreversible: false,
+                action: TransplantAction::CheckMoray,
+            }],
+        );
+        let jdir = "/tritonctl/v1/transplants/manateeversion/sdc";
+        c.mkdirp(jdir).await.unwrap();
+        c.create(
+            &format!("{jdir}/sdc"),
+            &serde_json::to_vec(&TransplantJournal::new(forward)).unwrap(),
+            coord::CreateMode::Persistent,
+        )
+        .await
+        .unwrap();
+    });
+    let o = run(dir, &["cancel", "manateeversion", "sdc"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run(dir, &["events", "mv/sdc", "-H", "-o", "reason,message"]);
+    let out = stdout(&o);
+    let me = tritonctl::pause::current_user();
+    assert!(out.starts_with("Cancelled"), "{out}");
+    assert!(
+        out.contains(&format!("cancelled by {me}: sdc: rollback requested")),
+        "{out}"
+    );
+}
