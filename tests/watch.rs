@@ -544,6 +544,7 @@ async fn zk_get_leader_shows_the_leading_controller_and_since_when() {
         "{}",
         stderr(&none)
     );
+    assert_eq!(stdout(&none), "", "no header without a leader");
     let election =
         tritonctl::runtime::leader::LeaderElection::new(store.coord().clone(), "hn0 pid 4242");
     let _leading = election.campaign().await.unwrap();

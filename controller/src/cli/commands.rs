@@ -275,6 +275,7 @@ async fn get(store: &super::StoreArgs, g: super::GetArgs) -> Result<(), Failure>
         let leader = super::leader_cmd::current(&open.store).await?;
         if leader.is_none() && format.is_rows() {
             eprintln!("No controller leads in {}.", open.description);
+            return Ok(());
         }
         let l = super::leader_cmd::listing(leader.as_ref());
         print!("{}", listing::render(&l, &format, g.listing.no_headers)?);
