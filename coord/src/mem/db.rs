@@ -306,10 +306,16 @@ impl Db {
     pub(super) fn load(&mut self, ephemerals: bool) -> Result<HashMap<String, Node>> {
         let file = self.dir.join(DB_FILE);
         let (seq, rows) = self.retry_busy(|conn| {
-            let txn = conn.unchecked_transaction()?;
+            // One snapshot: a transaction of its own, unless this runs
+            // inside the writer's (a reload under the write lock).
+            let txn = if conn.is_autocommit() {
+                Some(conn.unchecked_transaction()?)
+            } else {
+                None
+            };
             let seq: i64 =
-                txn.query_row("SELECT value FROM meta WHERE key = 'seq'", [], |r| r.get(0))?;
-            let mut stmt = txn.prepare_cached(
+                conn.query_row("SELECT value FROM meta WHERE key = 'seq'", [], |r| r.get(0))?;
+            let mut stmt = conn.prepare_cached(
                 "SELECT path, data, version, child_creates, ctime_ms, mtime_ms, owner FROM znode",
             )?;
             let rows = stmt
@@ -331,7 +337,9 @@ impl Db {
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             drop(stmt);
-            txn.finish()?;
+            if let Some(txn) = txn {
+                txn.finish()?;
+            }
             Ok((seq, rows))
         })?;
         let mut nodes: HashMap<String, Node> = rows
