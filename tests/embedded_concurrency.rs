@@ -270,6 +270,9 @@ fn forty_concurrent_applies_of_different_documents_all_succeed() {
         assert!(stdout(o).contains("created"), "{f}: {}", stdout(o));
         assert_not_locked_out(&stderr(o));
     }
+    // Every process cleaned up after itself.
+    let holders = std::fs::read_dir(data.join(coord::mem::shared::HOLDERS_DIR)).unwrap();
+    assert_eq!(holders.count(), 0);
     let o = run(data, &["get", "mv"]);
     for i in 0..40 {
         assert!(

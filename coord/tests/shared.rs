@@ -25,6 +25,12 @@ fn options(write_timeout: Duration, waits: &Arc<AtomicUsize>) -> SharedOptions {
     }
 }
 
+fn holders(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join(coord::mem::shared::HOLDERS_DIR))
+        .unwrap()
+        .count()
+}
+
 fn raw(dir: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(dir.join(coord::mem::DB_FILE)).unwrap()
 }
@@ -150,6 +156,8 @@ async fn ephemeral_nodes_of_a_dead_process_are_removed() {
             .unwrap(),
         "/e/lock-0000000002"
     );
+    // Only this ensemble's lock file is left: the dead one's went with its node.
+    assert_eq!(holders(dir.path()), 1);
 }
 
 /// Sharing and exclusive ensembles never have one directory at once.
@@ -169,6 +177,8 @@ async fn shared_and_exclusive_ensembles_exclude_each_other() {
         .await
         .unwrap();
     drop((a, b));
+    // Closed ensembles leave no lock file behind.
+    assert_eq!(holders(dir.path()), 0);
 
     let ex = MemEnsemble::open(dir.path()).unwrap();
     let err = MemEnsemble::open_shared(dir.path(), SharedOptions::default()).unwrap_err();

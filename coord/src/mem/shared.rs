@@ -79,28 +79,75 @@ pub(super) struct Holder {
 
 impl Holder {
     /// Lock `holders/<token>` for the ensemble whose first session is `first`.
+    ///
+    /// A sweeper (`sweep`) may remove a file between our create and our
+    /// lock; the lock is ours only if the path still names the file we
+    /// locked, so check and start over otherwise.
     pub(super) fn take(dir: &Path, first: i64) -> Result<Holder> {
+        use std::os::unix::fs::MetadataExt;
         let token = token_of(first);
         let path = holder_file(dir, token);
         let io = |e: std::io::Error| CoordError::Backend(format!("{}: {e}", path.display()));
         std::fs::create_dir_all(dir.join(HOLDERS_DIR)).map_err(io)?;
-        let file = std::fs::File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io)?;
-        if !try_lock(&file) {
-            return Err(CoordError::Backend(format!(
-                "{} is locked by another ensemble",
-                path.display()
-            )));
+        for _ in 0..100 {
+            let file = std::fs::File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(io)?;
+            if !try_lock(&file) {
+                return Err(CoordError::Backend(format!(
+                    "{} is locked by another ensemble",
+                    path.display()
+                )));
+            }
+            let locked = file.metadata().map_err(io)?;
+            match std::fs::metadata(&path) {
+                Ok(named) if named.ino() == locked.ino() && named.dev() == locked.dev() => {
+                    let holder = Holder {
+                        dir: dir.to_path_buf(),
+                        token,
+                        _lock: file,
+                    };
+                    holder.sweep();
+                    return Ok(holder);
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(e)),
+            }
         }
-        Ok(Holder {
-            dir: dir.to_path_buf(),
-            token,
-            _lock: file,
-        })
+        Err(CoordError::Backend(format!(
+            "{}: could not keep a lock file",
+            path.display()
+        )))
+    }
+
+    /// Remove the lock files of ensembles that are gone (a missing file
+    /// means a dead holder too, so their nodes are still reaped).
+    fn sweep(&self) {
+        let Ok(entries) = std::fs::read_dir(self.dir.join(HOLDERS_DIR)) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Some(token) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| i64::from_str_radix(n, 16).ok())
+            else {
+                continue;
+            };
+            if token == self.token {
+                continue;
+            }
+            // Holding its lock, nobody else can be using it.
+            if let Ok(f) = std::fs::File::open(entry.path())
+                && try_lock(&f)
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// Whether the ensemble behind `token` is gone (its lock is free or its
@@ -123,6 +170,14 @@ impl Holder {
         {
             tracing::warn!(path = %path.display(), error = %e, "could not remove a dead holder's lock file");
         }
+    }
+}
+
+impl Drop for Holder {
+    /// Our sessions are closed (they keep the ensemble alive): remove the
+    /// file while its lock is still ours.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(holder_file(&self.dir, self.token));
     }
 }
 
