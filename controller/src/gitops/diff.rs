@@ -654,7 +654,7 @@ pub fn resolve_shard(
     obs: &ShardObservation,
     target: Option<&ImageInfo>,
     images: &BTreeMap<String, Option<ImageInfo>>,
-) -> Result<Resolved, (String, String)> {
+) -> Result<Resolved, reconcilers::error::Refusal> {
     let running: Vec<u32> = obs
         .peers
         .iter()
@@ -671,7 +671,7 @@ pub fn resolve_shard(
 
 /// The IMGAPI records of the images `uuids` through the world.
 async fn image_records(
-    m: &dyn reconcilers::manatee::ManateeWorld,
+    m: &dyn reconcilers::manatee::ManateeObserve,
     uuids: impl Iterator<Item = &String>,
 ) -> Result<BTreeMap<String, Option<ImageInfo>>, String> {
     let mut out = BTreeMap::new();
@@ -1044,7 +1044,8 @@ async fn plan_manatee(
     // document; then transplants run one shard at a time, before any
     // rolling upgrade of the document.
     let mut observations: BTreeMap<String, Result<ShardObservation, String>> = BTreeMap::new();
-    let mut resolved: BTreeMap<String, Result<Resolved, (String, String)>> = BTreeMap::new();
+    let mut resolved: BTreeMap<String, Result<Resolved, reconcilers::error::Refusal>> =
+        BTreeMap::new();
     let mut transplant_queue: Vec<String> = Vec::new();
     let mut blocked_by: Option<(String, String)> = None;
     for shard in &spec.shards {
@@ -1059,13 +1060,13 @@ async fn plan_manatee(
             match &r {
                 Ok(Resolved::Transplant) => transplant_queue.push(shard.clone()),
                 Ok(Resolved::Rolling) => {}
-                Err((reason, _)) => {
-                    blocked_by.get_or_insert((shard.clone(), reason.clone()));
+                Err(refusal) => {
+                    blocked_by.get_or_insert((shard.clone(), refusal.reason.to_string()));
                 }
             }
             resolved.insert(shard.clone(), r);
         }
-        observations.insert(shard.clone(), obs);
+        observations.insert(shard.clone(), obs.map_err(String::from));
     }
     if let Some((s, reason)) = &blocked_by {
         warnings.push(format!(
@@ -1135,7 +1136,7 @@ async fn plan_manatee(
         }
         let obs = match observations.remove(&shard) {
             Some(o) => o,
-            None => m.observe(&shard).await,
+            None => m.observe(&shard).await.map_err(String::from),
         };
         let obs = match obs {
             Ok(o) => o,
@@ -1153,7 +1154,7 @@ async fn plan_manatee(
             }
         };
         match resolution {
-            Err((reason, message)) => {
+            Err(reconcilers::error::Refusal { reason, message }) => {
                 shards.push(ShardReview {
                     shard,
                     outcome: ShardOutcome::Refused,
@@ -1227,15 +1228,17 @@ async fn plan_manatee(
                             starts: Some(starts),
                         });
                     }
-                    Err((reason, message)) => shards.push(ShardReview {
-                        shard,
-                        outcome: ShardOutcome::Refused,
-                        message: Some(format!("{reason}: {message}")),
-                        peers,
-                        strategy: Some(why),
-                        starts: None,
-                        operation: None,
-                    }),
+                    Err(reconcilers::error::Refusal { reason, message }) => {
+                        shards.push(ShardReview {
+                            shard,
+                            outcome: ShardOutcome::Refused,
+                            message: Some(format!("{reason}: {message}")),
+                            peers,
+                            strategy: Some(why),
+                            starts: None,
+                            operation: None,
+                        })
+                    }
                 }
                 continue;
             }
@@ -1259,15 +1262,17 @@ async fn plan_manatee(
                     operation: None,
                 });
             }
-            ShardPlan::Refused(reason, message) => shards.push(ShardReview {
-                shard,
-                outcome: ShardOutcome::Refused,
-                message: Some(format!("{reason}: {message}")),
-                peers,
-                strategy: rolling,
-                starts: None,
-                operation: None,
-            }),
+            ShardPlan::Refused(reconcilers::error::Refusal { reason, message }) => {
+                shards.push(ShardReview {
+                    shard,
+                    outcome: ShardOutcome::Refused,
+                    message: Some(format!("{reason}: {message}")),
+                    peers,
+                    strategy: rolling,
+                    starts: None,
+                    operation: None,
+                })
+            }
             ShardPlan::Upgrade(op) => {
                 rolling_planned = true;
                 let canary_pending = spec
@@ -1767,7 +1772,7 @@ async fn plan_sdc_ha(
             starts: None,
             operation: None,
         },
-        HaPlan::Refused(reason, message) => ShardReview {
+        HaPlan::Refused(reconcilers::error::Refusal { reason, message }) => ShardReview {
             shard: SHARD.into(),
             outcome: ShardOutcome::Refused,
             message: Some(format!("{reason}: {message}")),
