@@ -11,7 +11,7 @@ use super::plan::preflight_shard_only;
 use super::{ManateeAct, ManateeAction, PeerObservation, Role, ShardObservation, freeze_reason};
 use crate::clock::Clock;
 use crate::error::{BlockReason, RefusalReason, Unhealthy, WaitReason, WorldError};
-use crate::gates::window_gate;
+use crate::gates::{Approvals, approval_gate, retry_approved, window_gate};
 use crate::operation::{Gate, Progress, StepRunner};
 
 /// Runs [`ManateeAction`]s for one shard.
@@ -85,6 +85,13 @@ impl<W: ManateeAct> ManateeRunner<'_, W> {
 
     fn health(&self, obs: &ShardObservation) -> Result<(), Unhealthy> {
         shard_health(obs, self.max_lag_seconds)
+    }
+}
+
+#[async_trait]
+impl<W: ManateeAct> Approvals for ManateeRunner<'_, W> {
+    async fn approved(&self, op_id: &str, key: &str) -> Result<bool, WorldError> {
+        self.world.approved(op_id, key).await
     }
 }
 
@@ -182,20 +189,7 @@ impl<W: ManateeAct> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
                 }
                 Ok(Gate::Open)
             }
-            ManateeAction::Approval { .. } => {
-                let name = &op.steps[step].name;
-                Ok(if self.world.approved(&op.id, name).await? {
-                    Gate::Open
-                } else {
-                    Gate::wait(
-                        WaitReason::Approval,
-                        format!(
-                            "awaiting approval: run `tritonctl approve` for operation {} step {name}",
-                            op.id
-                        ),
-                    )
-                })
-            }
+            ManateeAction::Approval { .. } => approval_gate(self, op, step).await,
             ManateeAction::Freeze { reason } => match obs.freeze_reason() {
                 Some(r)
                     if &r != reason
@@ -429,10 +423,7 @@ impl<W: ManateeAct> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
         step: usize,
         _action: &ManateeAction,
     ) -> Result<bool, WorldError> {
-        let s = &op.steps[step];
-        self.world
-            .approved(&op.id, &crate::operation::retry_key(&s.name, s.attempts))
-            .await
+        retry_approved(self, op, step).await
     }
 
     fn timeout(&self, action: &ManateeAction) -> Duration {

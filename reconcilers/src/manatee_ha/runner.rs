@@ -9,7 +9,7 @@ use crds::status::OperationStatus;
 use super::{HaAct, HaAction, ONWM_SETUP_FREEZE};
 use crate::clock::Clock;
 use crate::error::{BlockReason, RefusalReason, Unhealthy, WaitReason, WorldError};
-use crate::gates::window_gate;
+use crate::gates::{Approvals, retry_approved, window_gate};
 use crate::manatee::{Role, ShardObservation, shard_health, standby_ok};
 use crate::operation::{Gate, Progress, StepRunner};
 
@@ -37,6 +37,13 @@ impl<W: HaAct> HaRunner<'_, W> {
             }
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl<W: HaAct> Approvals for HaRunner<'_, W> {
+    async fn approved(&self, op_id: &str, key: &str) -> Result<bool, WorldError> {
+        self.world.approved(op_id, key).await
     }
 }
 
@@ -295,10 +302,7 @@ impl<W: HaAct> StepRunner<HaAction> for HaRunner<'_, W> {
         step: usize,
         _action: &HaAction,
     ) -> Result<bool, WorldError> {
-        let s = &op.steps[step];
-        self.world
-            .approved(&op.id, &crate::operation::retry_key(&s.name, s.attempts))
-            .await
+        retry_approved(self, op, step).await
     }
 
     fn timeout(&self, action: &HaAction) -> Duration {
