@@ -294,6 +294,34 @@ impl<W: HaAct> StepRunner<HaAction> for HaRunner<'_, W> {
         })
     }
 
+    /// As for upgrades, a resumed step passes its gate again unless the
+    /// world shows its call went out: a created peer is found by its tag,
+    /// the primary's restart shows as the state leaving one-node-write
+    /// mode. So a restart interrupted before it was sent never skips the
+    /// maintenance window or the freeze gate.
+    async fn dispatched(
+        &self,
+        op: &OperationStatus,
+        _step: usize,
+        action: &HaAction,
+    ) -> Result<bool, WorldError> {
+        match action {
+            HaAction::CreatePeer { alias, .. } => Ok(self
+                .world
+                .find_created_peer(&self.shard, &op.id, alias)
+                .await?
+                .is_some()),
+            HaAction::RestartPrimarySitter => {
+                let obs = self.world.observe(&self.shard).await?;
+                Ok(obs
+                    .state
+                    .as_ref()
+                    .is_some_and(|st| !st.is_one_node_write_mode()))
+            }
+            _ => Ok(true),
+        }
+    }
+
     /// As for upgrades: a step that timed out runs again only once an
     /// operator approves that attempt.
     async fn may_retry(

@@ -425,3 +425,101 @@ async fn the_third_peer_counts_only_once_placed_and_replicating() {
         Progress::Done
     );
 }
+
+/// A journal that keeps nothing (the test looks at the operation itself).
+struct Discard;
+
+#[async_trait]
+impl crate::operation::Journal<HaAction> for Discard {
+    async fn save(&self, _: &Operation<HaAction>) -> Result<(), WorldError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_resumed_restart_whose_call_never_went_out_passes_its_window_gate_again() {
+    use crate::clock::{Clock, ManualClock, rfc3339};
+    use crate::error::WaitReason;
+    use crate::operation::{Advance, advance};
+    use time::macros::datetime;
+    // Ready for the restart (SAPI flag gone, setup freeze lifted, a new
+    // peer up), but outside the maintenance window.
+    let mut obs = coal();
+    obs.peers[0].one_node_write_mode = false;
+    obs.state.as_mut().unwrap().unfreeze().unwrap();
+    obs.peers.push(peer("z1", "h1", "manatee1"));
+    let w = fake(obs);
+    // Tuesdays 14:00 for 4h; 2026-01-06 is a Tuesday.
+    let clock = ManualClock::new(datetime!(2026-01-06 09:00 UTC));
+    let mut r = runner(&w);
+    r.window = Some(crds::manatee::MaintenanceWindow {
+        days: vec!["Tue".into()],
+        start: "14:00".into(),
+        duration: "4h".into(),
+    });
+    r.clock = &clock;
+    let mut op = Operation::new(
+        "op1",
+        "manatee-ha-setup",
+        "sdc",
+        vec![PlannedStep {
+            name: "restart-primary-sitter".into(),
+            description: "restart the primary's sitter".into(),
+            touches: vec![],
+            irreversible: false,
+            action: HaAction::RestartPrimarySitter,
+        }],
+    );
+    // A controller killed after journaling the step Running, before its
+    // restart went out (the state is still in one-node-write mode).
+    let s = &mut op.status.steps[0];
+    s.state = crds::StepState::Running;
+    s.attempts = 1;
+    s.started_at = Some(rfc3339(clock.now()));
+    let out = advance(&mut op, &r, &Discard, &clock, Duration::from_millis(1))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            &out,
+            Advance::Waiting {
+                reason: WaitReason::Window,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert!(
+        w.calls.lock().unwrap().is_empty(),
+        "restarted outside the window"
+    );
+    // A restart that went out shows as the state leaving one-node-write
+    // mode: resumed then, the step is not gated again.
+    w.obs
+        .lock()
+        .unwrap()
+        .as_mut()
+        .unwrap()
+        .state
+        .as_mut()
+        .unwrap()
+        .one_node_write_mode = None;
+    assert!(
+        r.dispatched(&op.status, 0, &HaAction::RestartPrimarySitter)
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_resumed_create_whose_call_never_went_out_passes_its_gate_again() {
+    let w = fake(coal());
+    let create = HaAction::CreatePeer {
+        server: "h1".into(),
+        server_name: "headnode1".into(),
+        alias: "manatee1".into(),
+    };
+    assert!(!runner(&w).dispatched(&op(), 0, &create).await.unwrap());
+    runner(&w).act(&op(), 0, &create).await.unwrap();
+    assert!(runner(&w).dispatched(&op(), 0, &create).await.unwrap());
+}
