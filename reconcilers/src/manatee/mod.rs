@@ -11,6 +11,8 @@
 //! [`plan_shard`] is pure: the same plan is shown by `diff` and run by the
 //! controller. [`ManateeRunner`] executes its steps against a [`ManateeAct`].
 
+mod check;
+mod gate;
 mod plan;
 mod runner;
 #[cfg(test)]
