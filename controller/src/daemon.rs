@@ -45,7 +45,9 @@ use crds::{Document, Kind};
 use tokio_util::sync::CancellationToken;
 
 use crate::clients::{Endpoints, MutationGuard, Triton};
-use crate::reconcile::{Context, context, reconcile_manatee};
+use crate::reconcile::headnodes::HeadnodesKind;
+use crate::reconcile::manatee_version::ManateeVersionKind;
+use crate::reconcile::{Context, KindReconcile, context, run};
 use crate::runtime::leader::{LeaderElection, LeaderError, Leadership, LossReason};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::queue::{Action, Config, Controller};
@@ -176,6 +178,15 @@ impl Dispatch {
         self
     }
 
+    /// Register a [`KindReconcile`] for its kind, on `cx`.
+    pub fn add<W, K>(&mut self, cx: Arc<Context<W>>, kind: K) -> &mut Self
+    where
+        W: Send + Sync + 'static,
+        K: KindReconcile<W> + 'static,
+    {
+        self.register(K::KIND, Arc::new(Registered { cx, kind }))
+    }
+
     pub fn kinds(&self) -> Vec<Kind> {
         let mut v: Vec<Kind> = self.by_kind.keys().copied().collect();
         v.sort_by_key(|k| k.as_str());
@@ -204,7 +215,7 @@ impl Dispatch {
 }
 
 /// `ManateeVersion`: registers the shards' ZooKeeper nodes and a SAPI/VMAPI
-/// poller as triggers of its key, then runs [`reconcile_manatee`].
+/// poller as triggers of its key, then runs [`ManateeVersionKind`].
 pub struct ManateeReconciler {
     pub cx: Arc<Context<TritonManatee>>,
     pub triggers: Triggers,
@@ -323,20 +334,24 @@ impl KindReconciler for ManateeReconciler {
         {
             self.register_triggers(name, &doc.spec.shards);
         }
-        reconcile_manatee(&self.cx, name).await
+        run(&self.cx, &ManateeVersionKind, name)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
-/// `HeadnodeSet`: grows the `sdc` manatee shard to the peers the set
-/// places (`sdcadm post-setup ha-manatee`), see [`crate::reconcile_ha`].
-pub struct HeadnodeReconciler {
-    pub cx: Arc<Context<TritonManatee>>,
+/// Any [`KindReconcile`] on a context, as the daemon dispatches it.
+pub struct Registered<W, K> {
+    pub cx: Arc<Context<W>>,
+    pub kind: K,
 }
 
 #[async_trait]
-impl KindReconciler for HeadnodeReconciler {
+impl<W: Send + Sync + 'static, K: KindReconcile<W> + 'static> KindReconciler for Registered<W, K> {
     async fn reconcile(&self, name: &str) -> Result<Action, String> {
-        crate::reconcile_ha::reconcile_headnodes(&self.cx, name).await
+        run(&self.cx, &self.kind, name)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -434,10 +449,8 @@ impl Daemon {
         let cx = Arc::new(cx);
         let (triggers, stream) = Triggers::new(session.clone());
         let mut dispatch = Dispatch::default();
-        dispatch.register(
-            Kind::HeadnodeSet,
-            Arc::new(HeadnodeReconciler { cx: cx.clone() }),
-        );
+        // One line per kind (ManateeVersion also registers its triggers).
+        dispatch.add(cx.clone(), HeadnodesKind);
         dispatch.register(
             Kind::ManateeVersion,
             Arc::new(ManateeReconciler::new(
