@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use coord::{CoordError, Coordination, Op};
-use crds::status::StepState;
-use crds::{Kind, Status};
+use crds::status::{OperationPhase, OperationStatus, StepState};
+use crds::{ConditionStatus, ConditionType, Kind, Status};
 use reconcilers::manatee::ManateeAction;
 use reconcilers::operation::{Journal, Operation};
 use reconcilers::transplant::TransplantJournal;
@@ -122,6 +122,65 @@ pub async fn transplant_journals(
     Ok(out)
 }
 
+/// Ready and Progressing as an operation stands, written with its journal
+/// at every step boundary (issue #12, item 1): from the moment an
+/// operation is planned until it succeeds, Ready is False and Progressing
+/// True naming the step. A stopped operation leaves Ready False (finish
+/// says why); a succeeded one leaves the conditions to finish.
+pub(crate) fn operation_conditions(status: &mut Status, op: &OperationStatus, now: &str) {
+    let n = op.steps.len();
+    let at = op
+        .steps
+        .iter()
+        .position(|s| !matches!(s.state, StepState::Succeeded | StepState::Skipped));
+    let step = at.map_or_else(
+        || format!("{}: all {n} steps done", op.target),
+        |i| {
+            let s = &op.steps[i];
+            format!(
+                "{}: step {}/{n} {} ({:?})",
+                op.target,
+                i + 1,
+                s.name,
+                s.state
+            )
+        },
+    );
+    match op.phase {
+        OperationPhase::Pending
+        | OperationPhase::Running
+        | OperationPhase::Waiting
+        | OperationPhase::RollingBack => {
+            let ready = format!("{}: operation {} in progress", op.target, op.id);
+            status.set_condition(
+                ConditionType::Ready,
+                ConditionStatus::False,
+                "Converging",
+                &ready,
+                now,
+            );
+            status.set_condition(
+                ConditionType::Progressing,
+                ConditionStatus::True,
+                "OperationRunning",
+                &step,
+                now,
+            );
+        }
+        OperationPhase::Failed | OperationPhase::RolledBack | OperationPhase::Cancelled => {
+            let ready = format!("{}: operation {} stopped at {step}", op.target, op.id);
+            status.set_condition(
+                ConditionType::Ready,
+                ConditionStatus::False,
+                "OperationStopped",
+                &ready,
+                now,
+            );
+        }
+        OperationPhase::Succeeded => {}
+    }
+}
+
 /// Saves one operation's journal together with the document's status, and
 /// records an event for every step that changed state.
 pub(crate) struct StoreJournal<'a, W, A = ManateeAction> {
@@ -168,6 +227,7 @@ impl<W: Send + Sync, A: serde::Serialize + serde::de::DeserializeOwned + Clone +
         let coord = self.cx.coord();
         let mut status = self.status.lock().unwrap().clone();
         status.operation = Some(op.status.clone());
+        operation_conditions(&mut status, &op.status, &self.cx.now());
         let spath = status_path(self.kind, &self.name);
         let mut ops: Vec<Op> = self.cx.fence.iter().map(Fence::op).collect();
         let jdata = serde_json::to_vec(op).expect("journal serializes");

@@ -310,8 +310,33 @@ pub async fn finish<W>(
     };
     let mut events = Vec::new();
     let (action, error) = match outcome {
-        Err(error) => return Err(error),
+        Err(error) => {
+            // One Warning event per change of the condition, not per retry.
+            let note = Note::new(error.reason(), error.to_string());
+            let same = status.condition(ConditionType::Degraded).is_some_and(|c| {
+                c.status == ConditionStatus::True
+                    && c.reason == note.reason
+                    && c.message == note.message
+            });
+            if !same {
+                events.push(Event::warning(&object, &note.reason, &note.message));
+            }
+            set(&mut status, &t, ConditionType::Degraded, true, &note);
+            let unknown = Note::new("ReconcileFailed", "the last reconcile failed; see Degraded");
+            status.set_condition(
+                ConditionType::Ready,
+                ConditionStatus::Unknown,
+                &unknown.reason,
+                &unknown.message,
+                &t,
+            );
+            (Action::AwaitChange, Some(error))
+        }
         Ok(outcome) => {
+            if status.condition(ConditionType::Degraded).is_some() {
+                let ok = Note::new("Reconciled", "");
+                set(&mut status, &t, ConditionType::Degraded, false, &ok);
+            }
             let action = match outcome {
                 Outcome::Paused { why } => {
                     let note = Note::new("Paused", why);
@@ -396,5 +421,102 @@ pub async fn finish<W>(
     match error {
         Some(e) => Err(e),
         None => Ok(action),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::runtime::events::EventType;
+
+    /// A ManateeVersion "kind" whose reconcile answers from a script.
+    struct Scripted(Mutex<Vec<Result<Outcome, ReconcileError>>>);
+
+    #[async_trait]
+    impl KindReconcile<()> for Scripted {
+        type Spec = crds::manatee::ManateeVersionSpec;
+        const KIND: Kind = Kind::ManateeVersion;
+        fn typed(doc: Document) -> Option<Resource<Self::Spec>> {
+            match doc {
+                Document::ManateeVersion(d) => Some(d),
+                _ => None,
+            }
+        }
+        async fn reconcile(
+            &self,
+            _cx: &Context<()>,
+            _name: &str,
+            _doc: &Resource<Self::Spec>,
+            _status: &mut Status,
+        ) -> Result<Outcome, ReconcileError> {
+            self.0.lock().unwrap().remove(0)
+        }
+    }
+
+    async fn lab() -> Context<()> {
+        let c: Arc<dyn Coordination> = coord::MemEnsemble::new().connect();
+        let store = Store::new(c);
+        store.init().await.unwrap();
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/lab/manatee.yaml"),
+        )
+        .unwrap();
+        let (mut docs, _) = crds::parse_documents("manatee.yaml", &text);
+        store.apply(&[docs.remove(0).document]).await.unwrap();
+        context(store, (), None, None)
+    }
+
+    async fn warnings(cx: &Context<()>) -> Vec<String> {
+        cx.events
+            .list(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.event.event_type == EventType::Warning)
+            .map(|r| format!("{}: {}", r.event.reason, r.event.message))
+            .collect()
+    }
+
+    /// Issue #12, item 2: an error a reconcile meets is the Degraded
+    /// condition (reason and message) in status and one Warning event, not
+    /// one per retry; the next good reconcile clears it.
+    #[tokio::test]
+    async fn a_reconcile_error_is_a_degraded_condition_and_one_warning_event() {
+        let cx = lab().await;
+        let err = || Err(ReconcileError::World("no SAPI application `manta`".into()));
+        let kind = Scripted(Mutex::new(vec![
+            err(),
+            err(),
+            Ok(Outcome::Ready {
+                message: "1/1".into(),
+                after: Duration::from_secs(60),
+            }),
+        ]));
+        let name = "sdc";
+        assert!(run(&cx, &kind, name).await.is_err(), "the queue retries");
+        let st = cx.store.status(Kind::ManateeVersion, name).await.unwrap();
+        let st = st.expect("status written although the reconcile failed");
+        let d = st.condition(ConditionType::Degraded).unwrap();
+        assert_eq!(d.status, ConditionStatus::True);
+        assert_eq!(d.reason, "ReconcileError");
+        assert!(d.message.contains("no SAPI application `manta`"), "{d:?}");
+        assert_eq!(
+            st.condition(ConditionType::Ready).unwrap().status,
+            ConditionStatus::Unknown
+        );
+        assert_eq!(st.observed_generation, Some(1));
+        assert!(run(&cx, &kind, name).await.is_err());
+        assert_eq!(
+            warnings(&cx).await,
+            ["ReconcileError: no SAPI application `manta`"],
+            "one Warning event, not one per retry"
+        );
+        run(&cx, &kind, name).await.unwrap();
+        let st = cx.store.status(Kind::ManateeVersion, name).await.unwrap();
+        let st = st.unwrap();
+        assert!(!st.is_true(ConditionType::Degraded), "{st:#?}");
+        assert!(st.is_true(ConditionType::Ready), "{st:#?}");
     }
 }

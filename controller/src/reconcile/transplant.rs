@@ -50,6 +50,7 @@ impl<W: Send + Sync> TransplantStore for StatusStore<'_, W> {
                 &format!("manateeversion/{}", self.name),
             )
         });
+        super::journal::operation_conditions(&mut status, &op, &self.cx.now());
         status.operation = Some(op);
         let mut ops: Vec<Op> = self.cx.fence.iter().map(Fence::op).collect();
         ops.push(
