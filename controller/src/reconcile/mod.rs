@@ -311,6 +311,10 @@ pub async fn finish<W>(
     let mut events = Vec::new();
     let (action, error) = match outcome {
         Err(error) => {
+            // A journal saved before the error holds the latest operation.
+            if let Ok(Some(stored)) = cx.store.status(kind, name).await {
+                status.operation = stored.operation;
+            }
             // One Warning event per change of the condition, not per retry.
             let note = Note::new(error.reason(), error.to_string());
             let same = status.condition(ConditionType::Degraded).is_some_and(|c| {
