@@ -625,3 +625,69 @@ mod tests {
         assert_eq!(*st.1.lock().unwrap(), ["us-east"]);
     }
 }
+
+#[cfg(test)]
+mod adding_a_kind {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::reconcile::{Outcome, ReconcileError};
+    use crds::meta::Resource;
+
+    /// A kind as ARCHITECTURE.md's "Adding a kind" describes it.
+    struct Topology(Arc<AtomicUsize>);
+
+    #[async_trait]
+    impl KindReconcile<()> for Topology {
+        type Spec = crds::shards::ShardTopologySpec;
+        const KIND: Kind = Kind::ShardTopology;
+        fn typed(doc: Document) -> Option<Resource<Self::Spec>> {
+            match doc {
+                Document::ShardTopology(d) => Some(d),
+                _ => None,
+            }
+        }
+        async fn reconcile(
+            &self,
+            _cx: &Context<()>,
+            _name: &str,
+            _doc: &Resource<Self::Spec>,
+            _status: &mut crds::Status,
+        ) -> Result<Outcome, ReconcileError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(Outcome::Ready {
+                message: "ring as declared".into(),
+                after: Duration::from_secs(60),
+            })
+        }
+    }
+
+    /// One trait impl and one registration line: the key reaches the kind
+    /// through the shared opening, and finish writes its status.
+    #[tokio::test]
+    async fn one_impl_and_one_line_register_a_kind() {
+        let store = Store::new(coord::MemEnsemble::new().connect());
+        store.init().await.unwrap();
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../examples/us-east/shardtopology.yaml"),
+        )
+        .unwrap();
+        let (mut docs, _) = crds::parse_documents("shardtopology.yaml", &text);
+        let doc = docs.remove(0).document;
+        let name = doc.name().to_string();
+        store.apply(&[doc]).await.unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let cx = Arc::new(context(store.clone(), (), None, None));
+        let mut d = Dispatch::default();
+        d.add(cx, Topology(calls.clone()));
+        assert_eq!(d.kinds(), [Kind::ShardTopology]);
+        assert_eq!(
+            d.reconcile(&format!("ShardTopology/{name}")).await,
+            Ok(Action::RequeueAfter(Duration::from_secs(60)))
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let st = store.status(Kind::ShardTopology, &name).await.unwrap();
+        assert!(st.unwrap().is_true(crds::ConditionType::Ready));
+    }
+}
