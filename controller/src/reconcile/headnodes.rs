@@ -20,7 +20,8 @@ use async_trait::async_trait;
 use crds::headnode::HeadnodeSetSpec;
 use crds::meta::Resource;
 use crds::{Document, Kind, Status};
-use reconcilers::manatee_ha::{HaAction, HaPlan, HaRunner, ManateeHaWorld, plan_ha};
+use reconcilers::error::RefusalReason;
+use reconcilers::manatee_ha::{HaAct, HaAction, HaPlan, HaRunner, plan_ha};
 use reconcilers::operation::{Advance, Operation, advance};
 
 use super::journal::{StoreJournal, load_journals_of, with_retry_hint};
@@ -40,7 +41,7 @@ fn new_op_id(name: &str, generation: i64) -> String {
 pub struct HeadnodesKind;
 
 #[async_trait]
-impl<W: ManateeHaWorld> KindReconcile<W> for HeadnodesKind {
+impl<W: HaAct> KindReconcile<W> for HeadnodesKind {
     type Spec = HeadnodeSetSpec;
     const KIND: Kind = Kind::HeadnodeSet;
 
@@ -63,16 +64,13 @@ impl<W: ManateeHaWorld> KindReconcile<W> for HeadnodesKind {
 }
 
 /// Reconcile one HeadnodeSet's manatee placement.
-pub async fn reconcile_headnodes<W: ManateeHaWorld>(
-    cx: &Context<W>,
-    name: &str,
-) -> Result<Action, String> {
+pub async fn reconcile_headnodes<W: HaAct>(cx: &Context<W>, name: &str) -> Result<Action, String> {
     run(cx, &HeadnodesKind, name)
         .await
         .map_err(|e| e.to_string())
 }
 
-async fn reconcile<W: ManateeHaWorld>(
+async fn reconcile<W: HaAct>(
     cx: &Context<W>,
     name: &str,
     doc: &Resource<HeadnodeSetSpec>,
@@ -108,10 +106,10 @@ async fn reconcile<W: ManateeHaWorld>(
                         after: Duration::from_secs(60),
                     });
                 }
-                HaPlan::Refused(reason, message) => {
+                HaPlan::Refused(r) => {
                     return Ok(Outcome::Blocked {
                         ready: converging("refused"),
-                        block: Block::warning(reason, message),
+                        block: Block::warning(r.reason.as_str(), r.message),
                         after: Some(Duration::from_secs(5)),
                     });
                 }
@@ -124,7 +122,7 @@ async fn reconcile<W: ManateeHaWorld>(
                             format!("{other} is working on shard {shard}; waiting for it");
                         return Ok(Outcome::Blocked {
                             ready: converging("waits for the shard's lock"),
-                            block: Block::warning("ShardLocked", message),
+                            block: Block::warning(RefusalReason::ShardLocked.as_str(), message),
                             after: Some(Duration::from_secs(2)),
                         });
                     }
@@ -184,9 +182,9 @@ async fn reconcile<W: ManateeHaWorld>(
                 after: Duration::from_millis(10),
             }
         }
-        Advance::Waiting { after, reason } => Outcome::Progressing {
+        Advance::Waiting { after, message, .. } => Outcome::Progressing {
             ready: converging("in progress"),
-            running: format!("{shard}: {reason}"),
+            running: format!("{shard}: {message}"),
             awaiting_approval: Vec::new(),
             blocked: None,
             after,
@@ -197,7 +195,7 @@ async fn reconcile<W: ManateeHaWorld>(
             let message = with_retry_hint(Kind::HeadnodeSet, name, &reason, message);
             Outcome::Blocked {
                 ready: converging("in progress"),
-                block: Block::warning(reason, message),
+                block: Block::warning(reason.to_string(), message),
                 after: Some(Duration::from_secs(5)),
             }
         }

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use coord::{CoordError, Coordination, Op};
 use crds::status::{OperationPhase, OperationStatus, StepState};
 use crds::{ConditionStatus, ConditionType, Kind, Status};
+use reconcilers::error::{BlockReason, WorldError};
 use reconcilers::manatee::ManateeAction;
 use reconcilers::operation::{Journal, Operation};
 use reconcilers::transplant::TransplantJournal;
@@ -221,9 +222,7 @@ impl<'a, W, A> StoreJournal<'a, W, A> {
 impl<W: Send + Sync, A: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync>
     Journal<A> for StoreJournal<'_, W, A>
 {
-    type Error = String;
-
-    async fn save(&self, op: &Operation<A>) -> Result<(), String> {
+    async fn save(&self, op: &Operation<A>) -> Result<(), WorldError> {
         let coord = self.cx.coord();
         let mut status = self.status.lock().unwrap().clone();
         status.operation = Some(op.status.clone());
@@ -232,18 +231,10 @@ impl<W: Send + Sync, A: serde::Serialize + serde::de::DeserializeOwned + Clone +
         let mut ops: Vec<Op> = self.cx.fence.iter().map(Fence::op).collect();
         let jdata = serde_json::to_vec(op).expect("journal serializes");
         let sdata = serde_json::to_vec(&status).expect("status serializes");
-        ops.push(
-            upsert_op(coord.as_ref(), &self.path, jdata)
-                .await
-                .map_err(|e| e.to_string())?,
-        );
-        ops.push(
-            upsert_op(coord.as_ref(), &spath, sdata)
-                .await
-                .map_err(|e| e.to_string())?,
-        );
+        ops.push(upsert_op(coord.as_ref(), &self.path, jdata).await?);
+        ops.push(upsert_op(coord.as_ref(), &spath, sdata).await?);
         coord.multi(ops).await.map_err(|e| {
-            format!("saving the journal (is this controller still the leader?): {e}")
+            WorldError::from(e).context("saving the journal (is this controller still the leader?)")
         })?;
         *self.status.lock().unwrap() = status;
         // Events for what changed since the last save.
@@ -297,8 +288,13 @@ impl<W: Send + Sync, A: serde::Serialize + serde::de::DeserializeOwned + Clone +
 }
 
 /// A step stopped by a timeout is never retried on its own; say how to.
-pub(crate) fn with_retry_hint(kind: Kind, name: &str, reason: &str, message: String) -> String {
-    if reason == "StepFailed" || reason == "StepTimedOut" {
+pub(crate) fn with_retry_hint(
+    kind: Kind,
+    name: &str,
+    reason: &BlockReason,
+    message: String,
+) -> String {
+    if reason.needs_retry_approval() {
         format!(
             "{message}; nothing is retried on its own: fix the cause, then `tritonctl approve {}/{name}` to try the step again",
             kind.as_str().to_lowercase()

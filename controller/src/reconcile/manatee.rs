@@ -9,9 +9,8 @@ use coord::{Expect, Op};
 use crds::manatee::{ManateeVersion, ManateeVersionSpec};
 use crds::status::OperationPhase;
 use crds::{Kind, Status};
-use reconcilers::manatee::{
-    ManateeAction, ManateeRunner, ManateeWorld, ShardPlan, plan_shard_with,
-};
+use reconcilers::error::{BlockReason, RefusalReason, WaitReason};
+use reconcilers::manatee::{ManateeAct, ManateeAction, ManateeRunner, ShardPlan, plan_shard_with};
 use reconcilers::operation::{Advance, Operation, advance};
 
 use super::journal::{StoreJournal, load_journals, with_retry_hint};
@@ -72,7 +71,7 @@ fn replanned_zones(
 }
 
 /// Reconcile one ManateeVersion's rolling shards.
-pub async fn reconcile<W: ManateeWorld>(
+pub async fn reconcile<W: ManateeAct>(
     cx: &Context<W>,
     name: &str,
     doc: &ManateeVersion,
@@ -89,7 +88,7 @@ pub async fn reconcile<W: ManateeWorld>(
         .map(|(shard, op, _)| (shard.clone(), op.clone()))
         .collect();
     let mut up_to_date = Vec::new();
-    let mut refused: Vec<(String, String, String)> = Vec::new();
+    let mut refused: Vec<(String, BlockReason, String)> = Vec::new();
     let image = cx.world.image(&spec.image.uuid).await?;
     let holder = object.clone();
     for shard in rollout_order(spec) {
@@ -111,7 +110,7 @@ pub async fn reconcile<W: ManateeWorld>(
                 crate::shard_lock::release(cx.coord(), cx.fence.as_ref(), &shard, &holder).await?;
                 up_to_date.push(shard)
             }
-            ShardPlan::Refused(reason, message) => refused.push((shard, reason, message)),
+            ShardPlan::Refused(r) => refused.push((shard, r.reason.into(), r.message)),
             ShardPlan::Upgrade(op) => {
                 if may_start(spec, &shard, active.len(), &up_to_date) {
                     // One disruptive operation per shard, across documents.
@@ -121,7 +120,7 @@ pub async fn reconcile<W: ManateeWorld>(
                     {
                         refused.push((
                             shard.clone(),
-                            "ShardLocked".into(),
+                            RefusalReason::ShardLocked.into(),
                             format!("{other} is working on this shard; waiting for it"),
                         ));
                         continue;
@@ -184,16 +183,22 @@ pub async fn reconcile<W: ManateeWorld>(
                 up_to_date.push(shard);
                 requeue = Some(Duration::ZERO);
             }
-            Advance::Waiting { after, reason } => {
-                if reason.contains("approval") {
-                    waiting_approval.push(format!("{shard}: {reason}"));
+            Advance::Waiting {
+                after,
+                reason,
+                message,
+            } => {
+                if reason == WaitReason::Approval {
+                    waiting_approval.push(format!("{shard}: {message}"));
                 }
                 progressing.push(shard);
                 requeue = Some(requeue.map_or(after, |r| r.min(after)));
             }
             Advance::Blocked {
-                reason, message, ..
-            } if reason == "Replan" => {
+                reason: BlockReason::Replan,
+                message,
+                ..
+            } => {
                 // The shard changed under us (takeover, promotion): drop the
                 // rest of this plan and plan again from what is there now.
                 cx.event(
@@ -246,9 +251,9 @@ pub async fn reconcile<W: ManateeWorld>(
         up_to_date.len(),
         spec.image.version.as_deref().unwrap_or(&spec.image.uuid)
     );
-    let block = blocked
-        .first()
-        .map(|(shard, reason, message)| Block::warning(reason, format!("{shard}: {message}")));
+    let block = blocked.first().map(|(shard, reason, message)| {
+        Block::warning(reason.to_string(), format!("{shard}: {message}"))
+    });
     let converging = Note::new("Converging", ready_message.clone());
     Ok(if up_to_date.len() == all && progressing.is_empty() {
         Outcome::Ready {

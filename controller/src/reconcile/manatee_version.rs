@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use crds::manatee::ManateeVersionSpec;
 use crds::meta::Resource;
 use crds::{Document, Kind, Status};
-use reconcilers::manatee::ManateeWorld;
+use reconcilers::manatee::ManateeAct;
 
 use super::{Context, KindReconcile, Outcome, ReconcileError, run};
 use crate::runtime::queue::Action;
@@ -15,7 +15,7 @@ use crate::runtime::queue::Action;
 pub struct ManateeVersionKind;
 
 #[async_trait]
-impl<W: ManateeWorld> KindReconcile<W> for ManateeVersionKind {
+impl<W: ManateeAct> KindReconcile<W> for ManateeVersionKind {
     type Spec = ManateeVersionSpec;
     const KIND: Kind = Kind::ManateeVersion;
 
@@ -55,7 +55,7 @@ impl<W: ManateeWorld> KindReconcile<W> for ManateeVersionKind {
 }
 
 /// Reconcile one ManateeVersion.
-pub async fn reconcile_manatee<W: ManateeWorld>(
+pub async fn reconcile_manatee<W: ManateeAct>(
     cx: &Context<W>,
     name: &str,
 ) -> Result<Action, String> {

@@ -33,6 +33,7 @@ use coord::{CoordError, Coordination};
 use crds::meta::Resource;
 use crds::{ConditionStatus, ConditionType, Document, Kind, Status};
 use reconcilers::clock::{Clock, SystemClock, rfc3339};
+use reconcilers::error::WorldError;
 use reconcilers::operation::POLL;
 
 use crate::runtime::events::{Event, EventType, Events};
@@ -55,7 +56,7 @@ pub struct Context<W> {
     /// How often completion checks poll (scaled down in the simulator).
     pub poll: Duration,
     /// The transplant strategy's world; without it only rolling upgrades run.
-    pub transplant: Option<Arc<dyn reconcilers::transplant::TransplantWorld>>,
+    pub transplant: Option<Arc<dyn reconcilers::transplant::TransplantAct>>,
     /// Step durations and event counts for `/metrics` (the daemon sets it).
     pub metrics: Option<crate::runtime::metrics::Metrics>,
 }
@@ -113,7 +114,10 @@ pub enum ReconcileError {
     Coordination(#[from] CoordError),
     /// Observing or acting on the datacenter failed.
     #[error("{0}")]
-    World(String),
+    World(#[from] WorldError),
+    /// An operation journal could not be read.
+    #[error("{0}")]
+    Journal(String),
     /// The workflow engine could not journal or run a step.
     #[error("{0}")]
     Engine(#[from] reconcilers::operation::EngineError),
@@ -121,7 +125,7 @@ pub enum ReconcileError {
 
 impl From<String> for ReconcileError {
     fn from(s: String) -> Self {
-        ReconcileError::World(s)
+        ReconcileError::Journal(s)
     }
 }
 
@@ -130,7 +134,9 @@ impl ReconcileError {
     pub fn reason(&self) -> &'static str {
         match self {
             ReconcileError::Store(_) | ReconcileError::Coordination(_) => "StoreError",
-            ReconcileError::World(_) | ReconcileError::Engine(_) => "ReconcileError",
+            ReconcileError::World(_) | ReconcileError::Journal(_) | ReconcileError::Engine(_) => {
+                "ReconcileError"
+            }
         }
     }
 }
@@ -489,7 +495,11 @@ mod tests {
     #[tokio::test]
     async fn a_reconcile_error_is_a_degraded_condition_and_one_warning_event() {
         let cx = lab().await;
-        let err = || Err(ReconcileError::World("no SAPI application `manta`".into()));
+        let err = || {
+            Err(ReconcileError::World(WorldError::Missing(
+                "no SAPI application `manta`".into(),
+            )))
+        };
         let kind = Scripted(Mutex::new(vec![
             err(),
             err(),

@@ -4,7 +4,7 @@
 //! transplant journal with its rollback, writing status and events.
 //!
 //! Called from [`super::manatee_version`] when the
-//! context carries a [`TransplantWorld`]; shards that resolve to rolling
+//! context carries a [`TransplantAct`]; shards that resolve to rolling
 //! stay with the rolling reconciler.
 
 use std::time::Duration;
@@ -14,10 +14,11 @@ use coord::Op;
 use crds::manatee::ManateeVersion;
 use crds::status::OperationPhase;
 use crds::{Kind, Status};
-use reconcilers::manatee::ManateeWorld;
+use reconcilers::error::{RefusalReason, WorldError};
+use reconcilers::manatee::ManateeAct;
 use reconcilers::transplant::{
-    Outcome as Driven, Resolved, TransplantJournal, TransplantRunner, TransplantStore,
-    TransplantWorld, drive, manatee_major, plan_transplant, resolve_strategy,
+    Outcome as Driven, Resolved, TransplantAct, TransplantJournal, TransplantRunner,
+    TransplantStore, drive, manatee_major, plan_transplant, resolve_strategy,
 };
 
 use super::decisions::CANCEL_STEP;
@@ -36,7 +37,7 @@ struct StatusStore<'a, W> {
 
 #[async_trait]
 impl<W: Send + Sync> TransplantStore for StatusStore<'_, W> {
-    async fn save(&self, j: &TransplantJournal) -> Result<(), String> {
+    async fn save(&self, j: &TransplantJournal) -> Result<(), WorldError> {
         let coord = self.cx.store.coord();
         let mut status = self.status.lock().unwrap().clone();
         let mut op = match &j.rollback {
@@ -59,8 +60,7 @@ impl<W: Send + Sync> TransplantStore for StatusStore<'_, W> {
                 &self.path,
                 serde_json::to_vec(j).expect("journal serializes"),
             )
-            .await
-            .map_err(|e| e.to_string())?,
+            .await?,
         );
         ops.push(
             upsert_op(
@@ -68,11 +68,11 @@ impl<W: Send + Sync> TransplantStore for StatusStore<'_, W> {
                 &status_path(Kind::ManateeVersion, &self.name),
                 serde_json::to_vec(&status).expect("status serializes"),
             )
-            .await
-            .map_err(|e| e.to_string())?,
+            .await?,
         );
         coord.multi(ops).await.map_err(|e| {
-            format!("saving the transplant journal (is this controller still the leader?): {e}")
+            WorldError::from(e)
+                .context("saving the transplant journal (is this controller still the leader?)")
         })?;
         *self.status.lock().unwrap() = status;
         Ok(())
@@ -81,9 +81,9 @@ impl<W: Send + Sync> TransplantStore for StatusStore<'_, W> {
 
 /// Handle the transplant part of a ManateeVersion. `None` when every
 /// shard resolves to rolling (the rolling reconcile goes on).
-pub async fn reconcile<W: ManateeWorld>(
+pub async fn reconcile<W: ManateeAct>(
     cx: &Context<W>,
-    tw: &dyn TransplantWorld,
+    tw: &dyn TransplantAct,
     name: &str,
     doc: &ManateeVersion,
     status: &mut Status,
@@ -115,7 +115,7 @@ pub async fn reconcile<W: ManateeWorld>(
         match resolve_strategy(spec.strategy, &running, target, &spec.image.uuid) {
             Ok(Resolved::Rolling) => {}
             Ok(Resolved::Transplant) => transplant_shards.push(shard.clone()),
-            Err((reason, message)) => {
+            Err(reconcilers::error::Refusal { reason, message }) => {
                 refused.get_or_insert((shard.clone(), reason, message));
             }
         }
@@ -123,7 +123,7 @@ pub async fn reconcile<W: ManateeWorld>(
     if let Some((shard, reason, message)) = refused {
         return Ok(Some(Outcome::Blocked {
             ready: Note::new("Refused", format!("{shard}: preflight refused ({reason})")),
-            block: Block::warning(reason, format!("{shard}: {message}")),
+            block: Block::warning(reason.as_str(), format!("{shard}: {message}")),
             after: None,
         }));
     }
@@ -142,7 +142,7 @@ pub async fn reconcile<W: ManateeWorld>(
         return Ok(Some(Outcome::Blocked {
             ready: transplanting(message.clone()),
             block: Block {
-                note: Note::new("ShardLocked", message),
+                note: Note::new(RefusalReason::ShardLocked.as_str(), message),
                 event: Some(EventType::Normal),
             },
             after: Some(Duration::from_secs(5)),
@@ -187,12 +187,12 @@ pub async fn reconcile<W: ManateeWorld>(
                     .await;
                     TransplantJournal::new(forward)
                 }
-                Err((reason, message)) => {
+                Err(reconcilers::error::Refusal { reason, message }) => {
                     let message = format!("{shard}: {message}");
                     return Ok(Some(Outcome::Blocked {
                         ready: transplanting(message.clone()),
                         block: Block {
-                            note: Note::new(reason, message),
+                            note: Note::new(reason.as_str(), message),
                             event: None,
                         },
                         after: Some(Duration::from_secs(30)),
@@ -303,7 +303,7 @@ pub async fn reconcile<W: ManateeWorld>(
             after,
         },
         Driven::Blocked { reason, message } => blocked(
-            reason,
+            reason.to_string(),
             format!("{shard}: {message}")
                 .replace("manateeversion/<name>", &format!("manateeversion/{name}")),
             5,
