@@ -17,6 +17,8 @@
 //! [`plan_ha`] is pure; [`HaRunner`] executes the steps against a
 //! [`ManateeHaWorld`].
 
+mod check;
+mod gate;
 mod runner;
 #[cfg(test)]
 mod tests;
