@@ -1,10 +1,10 @@
 //! Preflight and the pure rolling plan of one shard.
 
 use crds::manatee::{Approval, ManateeVersionSpec};
+use wire::manatee::ClusterState;
 
 use super::{
-    FREEZE_PREFIX, ImageInfo, ManateeAction, PeerObservation, Role, ShardObservation, ShardPlan,
-    freeze_reason,
+    FREEZE_PREFIX, ImageInfo, ManateeAction, Role, ShardObservation, ShardPlan, freeze_reason,
 };
 use crate::error::{Refusal, RefusalReason};
 use crate::operation::{Operation, PlannedStep};
@@ -109,37 +109,18 @@ pub fn plan_shard_with(
     ours: &[String],
 ) -> ShardPlan {
     let wanted = &spec.image.uuid;
-    let stale: Vec<&PeerObservation> = obs.peers.iter().filter(|p| &p.image != wanted).collect();
     let deposed: Vec<String> = obs
         .state
         .as_ref()
         .map(|st| st.deposed.iter().map(|p| p.zone_id.clone()).collect())
         .unwrap_or_default();
-    if stale.is_empty() && !deposed.iter().any(|z| ours.contains(z)) {
+    if obs.peers.iter().all(|p| &p.image == wanted) && !deposed.iter().any(|z| ours.contains(z)) {
         return ShardPlan::UpToDate;
     }
-    let mut rebuild = Vec::new();
-    if !deposed.is_empty() && deposed.iter().all(|z| ours.contains(z)) {
-        for z in &deposed {
-            match obs.peer(z) {
-                Some(p) if p.vm_state == "running" && p.active => rebuild.push(z.clone()),
-                other => {
-                    return ShardPlan::Refused(Refusal::new(
-                        RefusalReason::DeposedPeerDown,
-                        format!(
-                            "{} was deposed by a takeover during our upgrade of {} and is not up ({}); it is rebuilt once its zone runs again",
-                            other.map_or(z.as_str(), |p| p.alias.as_str()),
-                            obs.shard,
-                            other.map_or("no VM".to_string(), |p| format!(
-                                "VM {}, sitter active {}",
-                                p.vm_state, p.active
-                            ))
-                        ),
-                    ));
-                }
-            }
-        }
-    }
+    let rebuild = match rebuilds(obs, &deposed, ours) {
+        Ok(r) => r,
+        Err(r) => return ShardPlan::Refused(r),
+    };
     // Check the rest of the shard as if the rebuilt peers were not there;
     // they are planned as asyncs at the tail, where they rejoin.
     let mut view = obs.clone();
@@ -151,23 +132,10 @@ pub fn plan_shard_with(
         return ShardPlan::Refused(r);
     }
     let st = obs.state.as_ref().expect("preflight checked");
-    let short = |z: &str| z.split('-').next().unwrap_or(z).to_string();
-    let rebuild_steps: Vec<PlannedStep<ManateeAction>> = rebuild
-        .iter()
-        .map(|z| {
-            let alias = obs.peer(z).map_or(z.clone(), |p| p.alias.clone());
-            PlannedStep {
-                name: format!("rebuild-{}", short(z)),
-                description: format!(
-                    "rebuild {alias}, deposed by a takeover during our upgrade (manatee-adm rebuild); it rejoins as an async"
-                ),
-                touches: vec![alias],
-                irreversible: false,
-                action: ManateeAction::Rebuild { zone: z.clone() },
-            }
-        })
-        .collect();
-    let mut steps: Vec<PlannedStep<ManateeAction>> = vec![PlannedStep {
+    // Rebuilds come before the preflight, which then finds nothing deposed.
+    let mut steps: Vec<PlannedStep<ManateeAction>> =
+        rebuild.iter().map(|z| rebuild_step(obs, z)).collect();
+    steps.push(PlannedStep {
         name: "preflight".into(),
         description: format!(
             "check shard {} is healthy: no deposed peer, sync present, image active",
@@ -176,38 +144,7 @@ pub fn plan_shard_with(
         touches: vec![],
         irreversible: false,
         action: ManateeAction::Preflight,
-    }];
-    // Rebuilds come before the preflight, which then finds nothing deposed.
-    steps.splice(0..0, rebuild_steps);
-    let reprovision = |zone: &str, role: Role| {
-        let alias = obs.peer(zone).map_or(zone.to_string(), |p| p.alias.clone());
-        PlannedStep {
-            name: format!(
-                "reprovision-{}-{}",
-                format!("{role:?}").to_lowercase(),
-                short(zone)
-            ),
-            description: match role {
-                Role::Primary if st.is_one_node_write_mode() => format!(
-                    "reprovision the only peer {alias} onto {wanted} (the shard is down meanwhile) and keep one-node-write mode"
-                ),
-                Role::Primary => format!(
-                    "reprovision primary {alias}; the frozen shard keeps it primary, writes pause until its sync catches up"
-                ),
-                Role::Sync => format!(
-                    "reprovision sync {alias}; wait until the primary reports it as synchronous standby again"
-                ),
-                _ => format!("reprovision async {alias}; wait until it is back and replicating"),
-            },
-            touches: vec![alias],
-            irreversible: false,
-            action: ManateeAction::Reprovision {
-                zone: zone.to_string(),
-                role,
-                image: wanted.clone(),
-            },
-        }
-    };
+    });
     // Asyncs from the tail of the chain, then the sync.
     let tail_first = rebuild
         .iter()
@@ -215,58 +152,19 @@ pub fn plan_shard_with(
         .chain(st.asyncs.iter().rev().map(|a| &a.zone_id));
     for z in tail_first {
         if obs.peer(z).is_some_and(|p| &p.image != wanted) {
-            steps.push(reprovision(z, Role::Async));
+            steps.push(reprovision_step(obs, st, z, Role::Async, wanted));
         }
     }
     if let Some(s) = &st.sync
         && obs.peer(&s.zone_id).is_some_and(|p| &p.image != wanted)
     {
-        steps.push(reprovision(&s.zone_id, Role::Sync));
+        steps.push(reprovision_step(obs, st, &s.zone_id, Role::Sync, wanted));
     }
-    let primary_stale = obs
+    if obs
         .peer(&st.primary.zone_id)
-        .is_some_and(|p| &p.image != wanted);
-    if primary_stale {
-        if spec.rollout.approval != Approval::Never {
-            steps.push(PlannedStep {
-                name: "approve-primary".into(),
-                description: format!("wait for `tritonctl approve` before touching the primary of {} (the write outage)", obs.shard),
-                touches: vec![],
-                irreversible: false,
-                action: ManateeAction::Approval { what: format!("the primary step of shard {}", obs.shard) },
-            });
-        }
-        let ha = !st.is_one_node_write_mode();
-        let reason = freeze_reason(op_id);
-        if ha {
-            steps.push(PlannedStep {
-                name: "freeze".into(),
-                description: format!("freeze shard {} (reason \"{reason}\") so no takeover happens while the primary is away", obs.shard),
-                touches: vec![obs.shard.clone()],
-                irreversible: false,
-                action: ManateeAction::Freeze { reason: reason.clone() },
-            });
-        }
-        steps.push(reprovision(&st.primary.zone_id, Role::Primary));
-        steps.push(PlannedStep {
-            name: "wait-healthy".into(),
-            description: format!(
-                "wait until shard {} is whole: primary writable, sync caught up, no deposed peer",
-                obs.shard
-            ),
-            touches: vec![],
-            irreversible: false,
-            action: ManateeAction::WaitHealthy,
-        });
-        if ha {
-            steps.push(PlannedStep {
-                name: "unfreeze".into(),
-                description: format!("lift our freeze of shard {}", obs.shard),
-                touches: vec![obs.shard.clone()],
-                irreversible: false,
-                action: ManateeAction::Unfreeze { reason },
-            });
-        }
+        .is_some_and(|p| &p.image != wanted)
+    {
+        primary_steps(spec, obs, st, op_id, &mut steps);
     }
     ShardPlan::Upgrade(Operation::new(
         op_id,
@@ -274,6 +172,157 @@ pub fn plan_shard_with(
         &obs.shard,
         steps,
     ))
+}
+
+fn short(z: &str) -> String {
+    z.split('-').next().unwrap_or(z).to_string()
+}
+
+/// The deposed peers to rebuild: only when every one was deposed during
+/// our own upgrade (`ours`), and each runs again; otherwise none (the
+/// preflight refuses), or a refusal naming the one still down.
+fn rebuilds(
+    obs: &ShardObservation,
+    deposed: &[String],
+    ours: &[String],
+) -> Result<Vec<String>, Refusal> {
+    if deposed.is_empty() || !deposed.iter().all(|z| ours.contains(z)) {
+        return Ok(Vec::new());
+    }
+    let mut rebuild = Vec::new();
+    for z in deposed {
+        match obs.peer(z) {
+            Some(p) if p.vm_state == "running" && p.active => rebuild.push(z.clone()),
+            other => {
+                return Err(Refusal::new(
+                    RefusalReason::DeposedPeerDown,
+                    format!(
+                        "{} was deposed by a takeover during our upgrade of {} and is not up ({}); it is rebuilt once its zone runs again",
+                        other.map_or(z.as_str(), |p| p.alias.as_str()),
+                        obs.shard,
+                        other.map_or("no VM".to_string(), |p| format!(
+                            "VM {}, sitter active {}",
+                            p.vm_state, p.active
+                        ))
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(rebuild)
+}
+
+fn rebuild_step(obs: &ShardObservation, z: &str) -> PlannedStep<ManateeAction> {
+    let alias = obs.peer(z).map_or(z.to_string(), |p| p.alias.clone());
+    PlannedStep {
+        name: format!("rebuild-{}", short(z)),
+        description: format!(
+            "rebuild {alias}, deposed by a takeover during our upgrade (manatee-adm rebuild); it rejoins as an async"
+        ),
+        touches: vec![alias],
+        irreversible: false,
+        action: ManateeAction::Rebuild {
+            zone: z.to_string(),
+        },
+    }
+}
+
+fn reprovision_step(
+    obs: &ShardObservation,
+    st: &ClusterState,
+    zone: &str,
+    role: Role,
+    wanted: &str,
+) -> PlannedStep<ManateeAction> {
+    let alias = obs.peer(zone).map_or(zone.to_string(), |p| p.alias.clone());
+    PlannedStep {
+        name: format!(
+            "reprovision-{}-{}",
+            format!("{role:?}").to_lowercase(),
+            short(zone)
+        ),
+        description: match role {
+            Role::Primary if st.is_one_node_write_mode() => format!(
+                "reprovision the only peer {alias} onto {wanted} (the shard is down meanwhile) and keep one-node-write mode"
+            ),
+            Role::Primary => format!(
+                "reprovision primary {alias}; the frozen shard keeps it primary, writes pause until its sync catches up"
+            ),
+            Role::Sync => format!(
+                "reprovision sync {alias}; wait until the primary reports it as synchronous standby again"
+            ),
+            _ => format!("reprovision async {alias}; wait until it is back and replicating"),
+        },
+        touches: vec![alias],
+        irreversible: false,
+        action: ManateeAction::Reprovision {
+            zone: zone.to_string(),
+            role,
+            image: wanted.to_string(),
+        },
+    }
+}
+
+/// The primary last: (approval) -> freeze with our reason -> reprovision
+/// -> full health -> lift our freeze; no freeze in one-node-write mode.
+fn primary_steps(
+    spec: &ManateeVersionSpec,
+    obs: &ShardObservation,
+    st: &ClusterState,
+    op_id: &str,
+    steps: &mut Vec<PlannedStep<ManateeAction>>,
+) {
+    if spec.rollout.approval != Approval::Never {
+        steps.push(PlannedStep {
+            name: "approve-primary".into(),
+            description: format!(
+                "wait for `tritonctl approve` before touching the primary of {} (the write outage)",
+                obs.shard
+            ),
+            touches: vec![],
+            irreversible: false,
+            action: ManateeAction::Approval {
+                what: format!("the primary step of shard {}", obs.shard),
+            },
+        });
+    }
+    let ha = !st.is_one_node_write_mode();
+    let reason = freeze_reason(op_id);
+    if ha {
+        steps.push(PlannedStep {
+            name: "freeze".into(),
+            description: format!("freeze shard {} (reason \"{reason}\") so no takeover happens while the primary is away", obs.shard),
+            touches: vec![obs.shard.clone()],
+            irreversible: false,
+            action: ManateeAction::Freeze { reason: reason.clone() },
+        });
+    }
+    steps.push(reprovision_step(
+        obs,
+        st,
+        &st.primary.zone_id,
+        Role::Primary,
+        &spec.image.uuid,
+    ));
+    steps.push(PlannedStep {
+        name: "wait-healthy".into(),
+        description: format!(
+            "wait until shard {} is whole: primary writable, sync caught up, no deposed peer",
+            obs.shard
+        ),
+        touches: vec![],
+        irreversible: false,
+        action: ManateeAction::WaitHealthy,
+    });
+    if ha {
+        steps.push(PlannedStep {
+            name: "unfreeze".into(),
+            description: format!("lift our freeze of shard {}", obs.shard),
+            touches: vec![obs.shard.clone()],
+            irreversible: false,
+            action: ManateeAction::Unfreeze { reason },
+        });
+    }
 }
 
 /// The preflight rules that depend on the shard alone (the image was checked when planning).

@@ -50,57 +50,10 @@ impl<W: TransplantAct + ?Sized> TransplantRunner<'_, W> {
             T::RecordInitialState { .. } | T::Approval { .. } | T::SetServiceImage { .. } => {
                 Ok(Progress::Done)
             }
-            T::DisableSitter { zone } => zone_shows(
-                &obs,
-                zone,
-                |z| !z.sitter_enabled && z.election_seq.is_none(),
-                |z| {
-                    format!(
-                        "{}: sitter enabled {}, in election {}",
-                        z.alias,
-                        z.sitter_enabled,
-                        z.election_seq.is_some()
-                    )
-                },
-            ),
-            T::EnableSitter { zone } => zone_shows(
-                &obs,
-                zone,
-                |z| z.sitter_enabled && z.election_seq.is_some(),
-                |z| {
-                    format!(
-                        "{}: sitter enabled {}, not in the election yet",
-                        z.alias, z.sitter_enabled
-                    )
-                },
-            ),
-            T::PrimaryOnwm { zone } => zone_shows(
-                &obs,
-                zone,
-                |z| z.sitter_onwm && z.sitter_enabled && z.writable,
-                |z| {
-                    format!(
-                        "{}: oneNodeWriteMode {}, sitter {}, writable {}",
-                        z.alias, z.sitter_onwm, z.sitter_enabled, z.writable
-                    )
-                },
-            ),
-            T::PrimaryLeaveOnwm { zone } => zone_shows(
-                &obs,
-                zone,
-                |z| {
-                    !z.sitter_onwm
-                        && z.sitter_enabled
-                        && z.config_agent_enabled
-                        && z.election_seq.is_some()
-                },
-                |z| {
-                    format!(
-                        "{}: oneNodeWriteMode {}, sitter {}",
-                        z.alias, z.sitter_onwm, z.sitter_enabled
-                    )
-                },
-            ),
+            T::DisableSitter { .. }
+            | T::EnableSitter { .. }
+            | T::PrimaryOnwm { .. }
+            | T::PrimaryLeaveOnwm { .. } => sitter_shows(&obs, action),
             T::Snapshot { zone, name } => match obs.zone(zone) {
                 Some(z) if z.snapshots.contains(name) => Ok(Progress::Done),
                 _ => not_yet(format!("snapshot @{name} not listed yet")),
@@ -348,5 +301,65 @@ fn reverted_async(obs: &TransplantObs, zone: &str, image: &str) -> Checked {
         }
         Some(z) => not_yet(format!("{} is {} on {}", z.alias, z.vm_state, z.image)),
         None => vanished(zone),
+    }
+}
+
+/// Steps 3 and 7 and their rollback: a sitter off or on, in or out of
+/// one-node-write mode, as the action wants.
+fn sitter_shows(obs: &TransplantObs, action: &TransplantAction) -> Checked {
+    use TransplantAction as T;
+    match action {
+        T::DisableSitter { zone } => zone_shows(
+            obs,
+            zone,
+            |z| !z.sitter_enabled && z.election_seq.is_none(),
+            |z| {
+                format!(
+                    "{}: sitter enabled {}, in election {}",
+                    z.alias,
+                    z.sitter_enabled,
+                    z.election_seq.is_some()
+                )
+            },
+        ),
+        T::EnableSitter { zone } => zone_shows(
+            obs,
+            zone,
+            |z| z.sitter_enabled && z.election_seq.is_some(),
+            |z| {
+                format!(
+                    "{}: sitter enabled {}, not in the election yet",
+                    z.alias, z.sitter_enabled
+                )
+            },
+        ),
+        T::PrimaryOnwm { zone } => zone_shows(
+            obs,
+            zone,
+            |z| z.sitter_onwm && z.sitter_enabled && z.writable,
+            |z| {
+                format!(
+                    "{}: oneNodeWriteMode {}, sitter {}, writable {}",
+                    z.alias, z.sitter_onwm, z.sitter_enabled, z.writable
+                )
+            },
+        ),
+        T::PrimaryLeaveOnwm { zone } => zone_shows(
+            obs,
+            zone,
+            |z| {
+                !z.sitter_onwm
+                    && z.sitter_enabled
+                    && z.config_agent_enabled
+                    && z.election_seq.is_some()
+            },
+            |z| {
+                format!(
+                    "{}: oneNodeWriteMode {}, sitter {}",
+                    z.alias, z.sitter_onwm, z.sitter_enabled
+                )
+            },
+        ),
+        _ => unreachable!("not a sitter step: {action:?}"),
     }
 }
