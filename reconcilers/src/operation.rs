@@ -256,151 +256,222 @@ where
             return Ok(Advance::Completed);
         };
         let action = op.actions[i].clone();
-        let step_err = |error: WorldError, op: &Operation<A>| EngineError::Step {
-            step: i,
-            name: op.status.steps[i].name.clone(),
-            error,
+        let step = Step {
+            i,
+            action: &action,
+            runner,
+            journal,
+            clock,
         };
-
-        // A failed step is looked at before anything is redone: the world
-        // may have completed it since; otherwise it is retried only if the
-        // runner allows it (an operator's approval, for manatee).
         if op.status.steps[i].state == StepState::Failed {
-            if runner
-                .check(&op.status, i, &action)
-                .await
-                .map_err(|e| step_err(e, op))?
-                == Progress::Done
-            {
-                let s = &mut op.status.steps[i];
-                s.state = StepState::Succeeded;
-                s.finished_at = Some(rfc3339(clock.now()));
-                s.message = None;
-                save(journal, op).await?;
-                continue;
-            }
-            if !runner
-                .may_retry(&op.status, i, &action)
-                .await
-                .map_err(|e| step_err(e, op))?
-            {
-                let s = &op.status.steps[i];
-                return Ok(Advance::Blocked {
-                    step: i,
-                    reason: BlockReason::StepFailed,
-                    message: s
-                        .message
-                        .clone()
-                        .unwrap_or_else(|| format!("step `{}` failed", s.name)),
-                });
+            match step.failed(op).await? {
+                Failed::CompletedMeanwhile => continue,
+                Failed::Retry => {}
+                Failed::Stop(blocked) => return Ok(blocked),
             }
         }
-        let resumed_undispatched = op.status.steps[i].state == StepState::Running
-            && !runner
-                .dispatched(&op.status, i, &action)
-                .await
-                .map_err(|e| step_err(e, op))?;
-        if resumed_undispatched
-            || matches!(
-                op.status.steps[i].state,
-                StepState::Pending | StepState::Waiting | StepState::Failed
-            )
-        {
-            match runner
-                .precondition(&op.status, i, &action)
-                .await
-                .map_err(|e| step_err(e, op))?
-            {
-                Gate::Open => {}
-                Gate::Wait { reason, message } => {
-                    let s = &mut op.status.steps[i];
-                    if s.state != StepState::Waiting || s.message.as_deref() != Some(&message) {
-                        s.state = StepState::Waiting;
-                        s.message = Some(message.clone());
-                        op.status.phase = OperationPhase::Waiting;
-                        op.status.message = Some(message.clone());
-                        save(journal, op).await?;
-                    }
-                    return Ok(Advance::Waiting {
-                        after: poll.max(Duration::from_millis(50)) * 5,
-                        reason,
-                        message,
-                    });
-                }
-                Gate::Block { reason, message } => {
-                    let s = &mut op.status.steps[i];
-                    s.state = StepState::Waiting;
-                    s.message = Some(message.clone());
-                    op.status.phase = OperationPhase::Waiting;
-                    op.status.message = Some(message.clone());
-                    save(journal, op).await?;
-                    return Ok(Advance::Blocked {
-                        step: i,
-                        reason,
-                        message,
-                    });
-                }
+        if step.needs_gate(op).await? {
+            if let Some(stop) = step.pass_gate(op, poll).await? {
+                return Ok(stop);
             }
-            // Journal before acting: a restart sees this step as Running and
-            // re-runs the idempotent action, which then finds its effect.
-            let now = rfc3339(clock.now());
-            let s = &mut op.status.steps[i];
-            s.state = StepState::Running;
-            s.attempts += 1;
-            s.started_at = Some(now);
-            s.finished_at = None;
-            s.message = None;
-            op.status.phase = OperationPhase::Running;
-            op.status.message = Some(format!("step {}: {}", i + 1, s.description));
-            save(journal, op).await?;
+            step.start_attempt(op).await?;
         }
-
         // Running (just now, or resumed after a restart).
-        runner
-            .act(&op.status, i, &action)
-            .await
-            .map_err(|e| step_err(e, op))?;
-        let timeout = runner.timeout(&action);
-        loop {
-            match runner
-                .check(&op.status, i, &action)
-                .await
-                .map_err(|e| step_err(e, op))?
-            {
-                Progress::Done => break,
-                Progress::NotYet(saw) => {
-                    let started = op.status.steps[i].started_at.clone().unwrap_or_default();
-                    let elapsed = since(&started, clock.now());
-                    if elapsed > timeout {
-                        let name = op.status.steps[i].name.clone();
-                        let message = format!(
-                            "step `{name}` did not complete within {}s; last seen: {saw}",
-                            timeout.as_secs()
-                        );
-                        let s = &mut op.status.steps[i];
-                        s.state = StepState::Failed;
-                        s.message = Some(message.clone());
-                        op.status.phase = OperationPhase::Waiting;
-                        op.status.message = Some(message.clone());
-                        save(journal, op).await?;
-                        return Ok(Advance::Blocked {
-                            step: i,
-                            reason: BlockReason::StepTimedOut,
-                            message,
-                        });
-                    }
-                    if op.status.steps[i].message.as_deref() != Some(&saw) {
-                        op.status.steps[i].message = Some(saw);
-                    }
-                    tokio::time::sleep(poll).await;
-                }
-            }
+        step.act(op).await?;
+        if let Some(timed_out) = step.await_completion(op, poll).await? {
+            return Ok(timed_out);
         }
         let s = &mut op.status.steps[i];
         s.state = StepState::Succeeded;
         s.finished_at = Some(rfc3339(clock.now()));
         s.message = None;
         save(journal, op).await?;
+    }
+}
+
+/// What became of a failed step looked at again.
+enum Failed {
+    /// The world completed it since: it is journaled as succeeded.
+    CompletedMeanwhile,
+    /// The runner allows another attempt: gate it and act again.
+    Retry,
+    /// Stopped until a person allows another attempt.
+    Stop(Advance),
+}
+
+/// The step [`advance`] works on, with what it works with.
+struct Step<'s, A, R, J> {
+    i: usize,
+    action: &'s A,
+    runner: &'s R,
+    journal: &'s J,
+    clock: &'s dyn Clock,
+}
+
+impl<A, R, J> Step<'_, A, R, J>
+where
+    A: Clone + Send + Sync,
+    R: StepRunner<A>,
+    J: Journal<A>,
+{
+    fn err(&self, op: &Operation<A>, error: WorldError) -> EngineError {
+        EngineError::Step {
+            step: self.i,
+            name: op.status.steps[self.i].name.clone(),
+            error,
+        }
+    }
+
+    /// A failed step is looked at before anything is redone: the world may
+    /// have completed it since; otherwise it is retried only if the runner
+    /// allows it (an operator's approval: `gates::retry_approved`).
+    async fn failed(&self, op: &mut Operation<A>) -> Result<Failed, EngineError> {
+        let i = self.i;
+        let progress = self.runner.check(&op.status, i, self.action).await;
+        if progress.map_err(|e| self.err(op, e))? == Progress::Done {
+            let s = &mut op.status.steps[i];
+            s.state = StepState::Succeeded;
+            s.finished_at = Some(rfc3339(self.clock.now()));
+            s.message = None;
+            save(self.journal, op).await?;
+            return Ok(Failed::CompletedMeanwhile);
+        }
+        let may = self.runner.may_retry(&op.status, i, self.action).await;
+        if may.map_err(|e| self.err(op, e))? {
+            return Ok(Failed::Retry);
+        }
+        let s = &op.status.steps[i];
+        Ok(Failed::Stop(Advance::Blocked {
+            step: i,
+            reason: BlockReason::StepFailed,
+            message: s
+                .message
+                .clone()
+                .unwrap_or_else(|| format!("step `{}` failed", s.name)),
+        }))
+    }
+
+    /// Whether the step goes through its gate: a new, waiting or retried
+    /// step does, and so does one resumed `Running` whose action the
+    /// runner says never went out ([`StepRunner::dispatched`]).
+    async fn needs_gate(&self, op: &Operation<A>) -> Result<bool, EngineError> {
+        match op.status.steps[self.i].state {
+            StepState::Pending | StepState::Waiting | StepState::Failed => Ok(true),
+            StepState::Running => {
+                let sent = self
+                    .runner
+                    .dispatched(&op.status, self.i, self.action)
+                    .await;
+                Ok(!sent.map_err(|e| self.err(op, e))?)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// The gate: `None` when open; else the step is journaled waiting and
+    /// why is returned.
+    async fn pass_gate(
+        &self,
+        op: &mut Operation<A>,
+        poll: Duration,
+    ) -> Result<Option<Advance>, EngineError> {
+        let gate = self
+            .runner
+            .precondition(&op.status, self.i, self.action)
+            .await;
+        match gate.map_err(|e| self.err(op, e))? {
+            Gate::Open => Ok(None),
+            Gate::Wait { reason, message } => {
+                let s = &mut op.status.steps[self.i];
+                if s.state != StepState::Waiting || s.message.as_deref() != Some(&message) {
+                    s.state = StepState::Waiting;
+                    s.message = Some(message.clone());
+                    op.status.phase = OperationPhase::Waiting;
+                    op.status.message = Some(message.clone());
+                    save(self.journal, op).await?;
+                }
+                Ok(Some(Advance::Waiting {
+                    after: poll.max(Duration::from_millis(50)) * 5,
+                    reason,
+                    message,
+                }))
+            }
+            Gate::Block { reason, message } => {
+                let s = &mut op.status.steps[self.i];
+                s.state = StepState::Waiting;
+                s.message = Some(message.clone());
+                op.status.phase = OperationPhase::Waiting;
+                op.status.message = Some(message.clone());
+                save(self.journal, op).await?;
+                Ok(Some(Advance::Blocked {
+                    step: self.i,
+                    reason,
+                    message,
+                }))
+            }
+        }
+    }
+
+    /// Journal before acting: a restart sees this step as Running and
+    /// re-runs the idempotent action, which then finds its effect.
+    async fn start_attempt(&self, op: &mut Operation<A>) -> Result<(), EngineError> {
+        let now = rfc3339(self.clock.now());
+        let i = self.i;
+        let s = &mut op.status.steps[i];
+        s.state = StepState::Running;
+        s.attempts += 1;
+        s.started_at = Some(now);
+        s.finished_at = None;
+        s.message = None;
+        op.status.phase = OperationPhase::Running;
+        op.status.message = Some(format!("step {}: {}", i + 1, s.description));
+        save(self.journal, op).await
+    }
+
+    async fn act(&self, op: &Operation<A>) -> Result<(), EngineError> {
+        let done = self.runner.act(&op.status, self.i, self.action).await;
+        done.map_err(|e| self.err(op, e))
+    }
+
+    /// Poll the completion check until done (`None`) or the step's
+    /// timeout: then the step is journaled failed and the operation stops.
+    async fn await_completion(
+        &self,
+        op: &mut Operation<A>,
+        poll: Duration,
+    ) -> Result<Option<Advance>, EngineError> {
+        let i = self.i;
+        let timeout = self.runner.timeout(self.action);
+        loop {
+            let progress = self.runner.check(&op.status, i, self.action).await;
+            let saw = match progress.map_err(|e| self.err(op, e))? {
+                Progress::Done => return Ok(None),
+                Progress::NotYet(saw) => saw,
+            };
+            let started = op.status.steps[i].started_at.clone().unwrap_or_default();
+            if since(&started, self.clock.now()) > timeout {
+                let name = op.status.steps[i].name.clone();
+                let message = format!(
+                    "step `{name}` did not complete within {}s; last seen: {saw}",
+                    timeout.as_secs()
+                );
+                let s = &mut op.status.steps[i];
+                s.state = StepState::Failed;
+                s.message = Some(message.clone());
+                op.status.phase = OperationPhase::Waiting;
+                op.status.message = Some(message.clone());
+                save(self.journal, op).await?;
+                return Ok(Some(Advance::Blocked {
+                    step: i,
+                    reason: BlockReason::StepTimedOut,
+                    message,
+                }));
+            }
+            if op.status.steps[i].message.as_deref() != Some(&saw) {
+                op.status.steps[i].message = Some(saw);
+            }
+            tokio::time::sleep(poll).await;
+        }
     }
 }
 
