@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use crds::status::OperationStatus;
 
-use super::{TransplantAction, TransplantObs};
+use super::{TransplantAction, TransplantObs, moray_compatible};
 use crate::clock::Clock;
 use crate::error::{Unhealthy, WorldError};
 use crate::gates::Approvals;
@@ -14,6 +14,8 @@ use crate::operation::{Gate, Progress, StepRunner};
 mod act;
 mod check;
 mod gate;
+#[cfg(test)]
+mod tests;
 
 /// What the transplant (and a review) observes. Nothing here changes the
 /// datacenter.
@@ -137,11 +139,11 @@ impl<W: TransplantAct + ?Sized> Approvals for TransplantRunner<'_, W> {
     }
 }
 
-/// The transplant keeps the engine's default [`StepRunner::may_retry`] and
-/// [`StepRunner::dispatched`]: before the point of no return a failed step
-/// rolls the transplant back rather than retrying it, and past it [`drive`]
-/// runs nothing until a person approves `resume` for that very stop, which
-/// is the approval of the retry (see `super::drive`).
+/// The transplant keeps the engine's default [`StepRunner::may_retry`]:
+/// before the point of no return a failed step rolls the transplant back
+/// rather than retrying it, and past it [`drive`] runs nothing until a
+/// person approves `resume` for that very stop, which is the approval of
+/// the retry.
 ///
 /// [`drive`]: super::drive
 #[async_trait]
@@ -171,6 +173,29 @@ impl<W: TransplantAct + ?Sized> StepRunner<TransplantAction> for TransplantRunne
         action: &TransplantAction,
     ) -> Result<Progress, WorldError> {
         self.check_step(op, step, action).await
+    }
+
+    /// As for the other runners, a resumed step passes its gate again
+    /// unless the world shows its call went out. The one gate that guards
+    /// a disruption is "never zero morays": a moray upgrade counts as sent
+    /// once its moray is compatible or disabled (its first call).
+    async fn dispatched(
+        &self,
+        _op: &OperationStatus,
+        _step: usize,
+        action: &TransplantAction,
+    ) -> Result<bool, WorldError> {
+        match action {
+            TransplantAction::UpgradeMoray { zone, .. } => {
+                let obs = self.world.observe(&self.shard).await?;
+                Ok(obs
+                    .morays
+                    .iter()
+                    .find(|m| &m.zone == zone)
+                    .is_none_or(|m| moray_compatible(&m.image_version) || !m.enabled))
+            }
+            _ => Ok(true),
+        }
     }
 
     fn timeout(&self, action: &TransplantAction) -> Duration {
