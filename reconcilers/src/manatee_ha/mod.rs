@@ -15,7 +15,7 @@
 //! mode only gets the missing peers, each joining as an async.
 //!
 //! [`plan_ha`] is pure; [`HaRunner`] executes the steps against a
-//! [`ManateeHaWorld`].
+//! [`HaAct`].
 
 mod check;
 mod gate;

@@ -20,7 +20,7 @@ pub struct TransplantJournal {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<Operation<TransplantAction>>,
     /// Set while the transplant is stopped past its point of no return:
-    /// nothing runs until a person approves one of [`DECISIONS`] for it.
+    /// nothing runs until a person approves one of [`DECISIONS`](super::DECISIONS) for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<PastPnrStop>,
     /// How many such stops there were (numbers the next one).
@@ -105,7 +105,7 @@ impl<S: TransplantStore> Journal<TransplantAction> for Part<'_, S> {
     }
 }
 
-/// How far [`drive`] got.
+/// How far [`drive`](super::drive) got.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Completed,
