@@ -471,11 +471,12 @@ async fn a_resumed_restart_whose_call_never_went_out_passes_its_window_gate_agai
         }],
     );
     // A controller killed after journaling the step Running, before its
-    // restart went out (the state is still in one-node-write mode).
+    // restart went out (the state is still in one-node-write mode). Started
+    // a minute ago: a step that acts times out at once, so this never hangs.
     let s = &mut op.status.steps[0];
     s.state = crds::StepState::Running;
     s.attempts = 1;
-    s.started_at = Some(rfc3339(clock.now()));
+    s.started_at = Some(rfc3339(clock.now() - Duration::from_secs(60)));
     let out = advance(&mut op, &r, &Discard, &clock, Duration::from_millis(1))
         .await
         .unwrap();
