@@ -14,10 +14,10 @@ use coord::Coordination;
 use crds::Document;
 use sim::scenario::{ScenarioOptions, SimScenario, images};
 use tritonctl::clients::{Endpoints, Triton, Unguarded};
-use tritonctl::gitops::diff::{Review, review};
 use tritonctl::gitops::observed::{Live, Observed, Recorded, StoredView, capture};
 use tritonctl::gitops::plan::{self, ApplyError, PlanFile};
 use tritonctl::gitops::render;
+use tritonctl::gitops::review::{Review, review};
 use tritonctl::store::Store;
 use tritonctl::world::manatee::TritonManatee;
 
@@ -275,10 +275,10 @@ fn normalize(text: &str, observed: &Observed) -> String {
     out
 }
 
-fn manatee_plan(r: &Review, key: &str) -> tritonctl::gitops::diff::ManateePlan {
+fn manatee_plan(r: &Review, key: &str) -> tritonctl::gitops::review::ManateePlan {
     let d = r.documents.iter().find(|d| d.key() == key).unwrap();
     match &d.plan {
-        tritonctl::gitops::diff::KindPlan::Manatee(m) => m.clone(),
+        tritonctl::gitops::review::KindPlan::Manatee(m) => m.clone(),
         other => panic!("{key}: {other:?}"),
     }
 }
@@ -304,7 +304,7 @@ async fn diff_lab() {
     assert!(
         primary
             .risks
-            .contains(&tritonctl::gitops::diff::Risk::WriteOutage)
+            .contains(&tritonctl::gitops::review::Risk::WriteOutage)
     );
 
     // A maintenance window: the runner gates the freeze and the
@@ -360,7 +360,7 @@ async fn diff_us_east() {
     assert!(
         m.shards
             .iter()
-            .all(|s| s.outcome == tritonctl::gitops::diff::ShardOutcome::UpToDate),
+            .all(|s| s.outcome == tritonctl::gitops::review::ShardOutcome::UpToDate),
         "{m:#?}"
     );
     env.scenario.shutdown().await;
@@ -401,7 +401,7 @@ async fn diff_scenario_split_shard() {
         .iter()
         .find(|d| d.key() == "ShardTopology/us-east")
         .unwrap();
-    let tritonctl::gitops::diff::KindPlan::Topology(t) = &d.plan else {
+    let tritonctl::gitops::review::KindPlan::Topology(t) = &d.plan else {
         panic!()
     };
     // Exactly the upper half of shard 2's vnodes (every third vnode from 0,
@@ -431,7 +431,7 @@ async fn diff_scenario_decommission_headnode() {
     )
     .await;
     let d = &r.documents[0];
-    let tritonctl::gitops::diff::KindPlan::Headnodes(h) = &d.plan else {
+    let tritonctl::gitops::review::KindPlan::Headnodes(h) = &d.plan else {
         panic!()
     };
     assert!(
@@ -465,7 +465,7 @@ async fn diff_scenario_transplant() {
     // No "not planned" warning any more: the transplant itself is planned.
     assert!(m.warnings.is_empty(), "{:?}", m.warnings);
     let s = &m.shards[0];
-    assert_eq!(s.outcome, tritonctl::gitops::diff::ShardOutcome::Upgrade);
+    assert_eq!(s.outcome, tritonctl::gitops::review::ShardOutcome::Upgrade);
     assert!(
         s.strategy
             .as_deref()
@@ -486,7 +486,7 @@ async fn diff_scenario_transplant() {
     assert!(pnr.irreversible);
     assert_eq!(
         pnr.risks.first(),
-        Some(&tritonctl::gitops::diff::Risk::PointOfNoReturn)
+        Some(&tritonctl::gitops::review::Risk::PointOfNoReturn)
     );
     // The write outage spans stop-writes .. start-writes, around the PNR.
     for n in [
@@ -498,14 +498,14 @@ async fn diff_scenario_transplant() {
         assert!(
             op.steps[pos(n)]
                 .risks
-                .contains(&tritonctl::gitops::diff::Risk::WriteOutage),
+                .contains(&tritonctl::gitops::review::Risk::WriteOutage),
             "{n}"
         );
     }
     assert!(
         !op.steps[pos("backup-snapshot")]
             .risks
-            .contains(&tritonctl::gitops::diff::Risk::WriteOutage)
+            .contains(&tritonctl::gitops::review::Risk::WriteOutage)
     );
     assert!(pos("approve-write-outage") < pos("stop-writes"));
     assert!(pos("stop-writes") < pos("enable-v2-sitter"));
@@ -532,7 +532,7 @@ async fn diff_refuses_a_rolling_upgrade_across_majors() {
     let m = manatee_plan(&r, "ManateeVersion/sdc");
     assert_eq!(
         m.shards[0].outcome,
-        tritonctl::gitops::diff::ShardOutcome::Refused
+        tritonctl::gitops::review::ShardOutcome::Refused
     );
     assert!(
         m.shards[0]
@@ -598,14 +598,14 @@ async fn diff_headnodeset_growing_manatee_shows_the_ha_setup() {
         .filter(|d| d.kind() == crds::Kind::HeadnodeSet)
         .collect();
     let r = check_docs(&env, "headnodeset-grow-manatee", &hs).await;
-    let tritonctl::gitops::diff::KindPlan::Headnodes(h) = &r.documents[0].plan else {
+    let tritonctl::gitops::review::KindPlan::Headnodes(h) = &r.documents[0].plan else {
         panic!()
     };
     assert!(h.executed);
     let m = h.manatee.as_ref().expect("the HA setup is reviewed");
     assert_eq!(
         m.outcome,
-        tritonctl::gitops::diff::ShardOutcome::Upgrade,
+        tritonctl::gitops::review::ShardOutcome::Upgrade,
         "{m:#?}"
     );
     let op = m.operation.as_ref().unwrap();
@@ -1099,7 +1099,7 @@ async fn zk_cli_diff_snapshot_plan_apply_flow() {
         after
             .documents
             .iter()
-            .all(|d| d.change == tritonctl::gitops::diff::Change::Unchanged)
+            .all(|d| d.change == tritonctl::gitops::review::Change::Unchanged)
     );
     scenario.shutdown().await;
 }

@@ -8,10 +8,10 @@ use crds::Document;
 
 use super::{EXIT_ERROR, EXIT_INVALID, Failure, StoreArgs, input, store_open};
 use crate::clients::{Endpoints, Triton, Unguarded};
-use crate::gitops::diff::review;
 use crate::gitops::observed::{Live, Observed, Recorded, StoredView, World, capture};
 use crate::gitops::plan::{self, ApplyError, PlanFile};
 use crate::gitops::render;
+use crate::gitops::review::review;
 use crate::world::manatee::TritonManatee;
 
 /// The datacenter's APIs. Manatee state is read from the store's ZooKeeper

@@ -533,7 +533,7 @@ pub async fn capture(
                         continue;
                     };
                     let resolved =
-                        super::diff::resolve_shard(&mv.spec, obs, target.as_ref(), &out_images);
+                        super::resolve::resolve_shard(&mv.spec, obs, target.as_ref(), &out_images);
                     if resolved == Ok(reconcilers::transplant::Resolved::Transplant)
                         && !transplants.contains_key(s)
                     {
