@@ -9,5 +9,6 @@ pub mod clock;
 pub mod manatee;
 pub mod manatee_ha;
 pub mod operation;
+pub mod rollout;
 pub mod transplant;
 pub mod window;

@@ -9,25 +9,16 @@ use crds::manatee::{Approval, ManateeVersionSpec, Strategy};
 use reconcilers::manatee::{
     ImageInfo, ManateeAction, Role, ShardObservation, ShardPlan, plan_shard,
 };
-use reconcilers::transplant::{Resolved, manatee_major, plan_transplant};
+use reconcilers::rollout::{self, Decision, Planned};
+use reconcilers::transplant::Resolved;
 
-use super::transplant::{transplant_peers, transplant_position, transplant_review};
+use super::transplant::{plan_transplant_shard, transplant_in_flight};
 use super::{
     ManateePlan, OpReview, Risk, ShardOutcome, ShardReview, StepReview, not_observed, short,
 };
 use crate::gitops::observed::{StoredView, World};
 use crate::gitops::resolve::resolve_shard;
 
-/// Shards in the reconciler's rollout order: the canary, then `order`, then the rest.
-pub fn rollout_order(spec: &ManateeVersionSpec) -> Vec<String> {
-    let mut out: Vec<String> = spec.rollout.canary.iter().cloned().collect();
-    for s in spec.rollout.order.iter().chain(&spec.shards) {
-        if !out.contains(s) {
-            out.push(s.clone());
-        }
-    }
-    out
-}
 pub(super) fn peers_summary(obs: &ShardObservation) -> Vec<String> {
     let mut v: Vec<(u8, String)> = obs
         .peers
@@ -286,7 +277,7 @@ pub(super) async fn plan_manatee(
     stored: &StoredView,
     world: Option<&dyn World>,
 ) -> Result<ManateePlan, String> {
-    let mut rollout = vec![format!("order: {}", rollout_order(spec).join(", "))];
+    let mut rollout = vec![format!("order: {}", rollout::order(spec).join(", "))];
     rollout.push(format!(
         "parallelism: {} shard(s) at once, one peer per shard at a time",
         spec.rollout.parallelism.max(1)
@@ -389,46 +380,25 @@ pub(super) async fn plan_manatee(
         ));
     }
 
-    let mut active = journals
+    // Each shard in rollout order: its review, and what its plan is to the
+    // schedule (reconcilers::rollout, the controller's rules). The schedule
+    // says when a rolling upgrade starts; the review only words it.
+    let in_flight: Vec<String> = journals
         .iter()
         .filter(|j| !j.operation.is_finished())
-        .count();
-    let parallelism = spec.rollout.parallelism.max(1) as usize;
-    let mut up_to_date: Vec<String> = Vec::new();
-    let mut shards = Vec::new();
+        .map(|j| j.target.clone())
+        .collect();
+    let mut planned: BTreeMap<String, Planned> = BTreeMap::new();
+    let mut shards: Vec<ShardReview> = Vec::new();
     let mut rolling_planned = false;
-    let blocked_start = |b: &(String, String)| {
-        format!(
-            "not while shard {} is refused ({}): the controller runs nothing of this document",
-            b.0, b.1
-        )
+    let global = Global {
+        name,
+        blocked_by: blocked_by.as_ref(),
+        transplant_queue: &transplant_queue,
     };
-    for shard in rollout_order(spec) {
+    for shard in rollout::order(spec) {
         if let Some(t) = open_transplant(&shard) {
-            let f = &t.journal.forward;
-            let rb = if f.status.can_roll_back() {
-                format!(
-                    "rollback still possible (`tritonctl cancel manateeversion/{name}`), until step {}",
-                    f.status
-                        .point_of_no_return
-                        .map_or("?".into(), |p| (p + 1).to_string())
-                )
-            } else {
-                "past its point of no return: forward only".into()
-            };
-            shards.push(ShardReview {
-                shard: shard.clone(),
-                outcome: ShardOutcome::InFlight,
-                message: Some(format!(
-                    "transplant {} is at {}; {rb}. The controller drives it to its end before planning anything else for this document (see running operations)",
-                    f.status.id,
-                    transplant_position(&t.journal)
-                )),
-                peers: vec![],
-                strategy: Some("transplant (in flight)".into()),
-                starts: None,
-                operation: None,
-            });
+            shards.push(transplant_in_flight(name, &shard, &t.journal));
             continue;
         }
         if let Some(j) = journals
@@ -470,6 +440,7 @@ pub(super) async fn plan_manatee(
         };
         match resolution {
             Err((reason, message)) => {
+                planned.insert(shard.clone(), Planned::Refused);
                 shards.push(ShardReview {
                     shard,
                     outcome: ShardOutcome::Refused,
@@ -482,77 +453,11 @@ pub(super) async fn plan_manatee(
                 continue;
             }
             Ok(Resolved::Transplant) => {
-                let tobs = match world.transplant(&shard).await {
-                    Ok(t) => t,
-                    Err(e) => {
-                        shards.push(not_observed(
-                            &shard,
-                            format!("could not observe the shard for the transplant: {e}"),
-                        ));
-                        continue;
-                    }
-                };
-                let zone_images = image_records(m, tobs.zones.iter().map(|z| &z.image)).await?;
-                let mut majors: BTreeMap<String, u32> = zone_images
-                    .iter()
-                    .filter_map(|(u, i)| Some((u.clone(), manatee_major(i.as_ref()?)?)))
-                    .collect();
-                if let Some(t) = image.as_ref().and_then(manatee_major) {
-                    majors.insert(spec.image.uuid.clone(), t);
-                }
-                let from = tobs
-                    .zones
-                    .iter()
-                    .filter_map(|z| majors.get(&z.image))
-                    .min()
-                    .copied()
-                    .unwrap_or(1);
-                let to = image.as_ref().and_then(manatee_major).unwrap_or(2);
-                let why = format!(
-                    "transplant, manatee v{from} -> v{to}{}",
-                    if spec.strategy == Strategy::Auto {
-                        ", strategy auto across majors"
-                    } else {
-                        ""
-                    }
+                let starts = global.starts_transplant(spec, &shard);
+                shards.push(
+                    plan_transplant_shard(world, spec, name, &shard, image.as_ref(), starts)
+                        .await?,
                 );
-                let op_id = format!("mv-{name}-{shard}-transplant-planned");
-                let peers = transplant_peers(&tobs);
-                match plan_transplant(spec, &tobs, &majors, &op_id) {
-                    Ok(op) => {
-                        let starts = if let Some(b) = &blocked_by {
-                            blocked_start(b)
-                        } else if spec.rollout.paused {
-                            "paused (spec.rollout.paused)".to_string()
-                        } else {
-                            match transplant_queue.iter().position(|s| s == &shard) {
-                                Some(0) | None => "at once (one transplant at a time, before any rolling upgrade of this document)".to_string(),
-                                Some(i) => format!(
-                                    "after the transplant of {} ends (one transplant at a time)",
-                                    transplant_queue[i - 1]
-                                ),
-                            }
-                        };
-                        shards.push(ShardReview {
-                            operation: Some(transplant_review(spec, name, &tobs, &op)),
-                            shard,
-                            outcome: ShardOutcome::Upgrade,
-                            message: op.status.message.clone(),
-                            peers,
-                            strategy: Some(why),
-                            starts: Some(starts),
-                        });
-                    }
-                    Err((reason, message)) => shards.push(ShardReview {
-                        shard,
-                        outcome: ShardOutcome::Refused,
-                        message: Some(format!("{reason}: {message}")),
-                        peers,
-                        strategy: Some(why),
-                        starts: None,
-                        operation: None,
-                    }),
-                }
                 continue;
             }
             Ok(Resolved::Rolling) => {}
@@ -564,7 +469,7 @@ pub(super) async fn plan_manatee(
         let rolling = Some("rolling".to_string());
         match plan_shard(spec, &obs, image.as_ref(), &op_id) {
             ShardPlan::UpToDate => {
-                up_to_date.push(shard.clone());
+                planned.insert(shard.clone(), Planned::UpToDate);
                 shards.push(ShardReview {
                     shard,
                     outcome: ShardOutcome::UpToDate,
@@ -575,42 +480,21 @@ pub(super) async fn plan_manatee(
                     operation: None,
                 });
             }
-            ShardPlan::Refused(reason, message) => shards.push(ShardReview {
-                shard,
-                outcome: ShardOutcome::Refused,
-                message: Some(format!("{reason}: {message}")),
-                peers,
-                strategy: rolling,
-                starts: None,
-                operation: None,
-            }),
+            ShardPlan::Refused(reason, message) => {
+                planned.insert(shard.clone(), Planned::Refused);
+                shards.push(ShardReview {
+                    shard,
+                    outcome: ShardOutcome::Refused,
+                    message: Some(format!("{reason}: {message}")),
+                    peers,
+                    strategy: rolling,
+                    starts: None,
+                    operation: None,
+                })
+            }
             ShardPlan::Upgrade(op) => {
                 rolling_planned = true;
-                let canary_pending = spec
-                    .rollout
-                    .canary
-                    .as_ref()
-                    .is_some_and(|c| c != &shard && !up_to_date.contains(c));
-                let starts = if let Some(b) = &blocked_by {
-                    blocked_start(b)
-                } else if spec.rollout.paused {
-                    "paused (spec.rollout.paused)".to_string()
-                } else if !transplant_queue.is_empty() {
-                    format!(
-                        "after the transplant of {} ends (the controller runs transplants first)",
-                        transplant_queue.join(", ")
-                    )
-                } else if canary_pending {
-                    format!(
-                        "after the canary {} is up to date",
-                        spec.rollout.canary.as_deref().unwrap_or("")
-                    )
-                } else if active < parallelism {
-                    active += 1;
-                    "at once".to_string()
-                } else {
-                    format!("when one of the {parallelism} running shard operation(s) ends")
-                };
+                planned.insert(shard.clone(), Planned::Upgrade);
                 shards.push(ShardReview {
                     operation: Some(op_review(spec, name, &obs, &op)),
                     shard,
@@ -618,10 +502,21 @@ pub(super) async fn plan_manatee(
                     message: None,
                     peers,
                     strategy: rolling,
-                    starts: Some(starts),
+                    starts: None,
                 });
             }
         }
+    }
+    let schedule = rollout::schedule(spec, &in_flight, &planned);
+    for s in shards
+        .iter_mut()
+        .filter(|s| s.outcome == ShardOutcome::Upgrade && s.starts.is_none())
+    {
+        let decision = schedule
+            .iter()
+            .find(|x| x.shard == s.shard)
+            .map(|x| &x.decision);
+        s.starts = Some(global.starts_rolling(spec, decision));
     }
     if rolling_planned && spec.rollout.approval == Approval::BeforeEachShard {
         warnings.push(
@@ -636,4 +531,69 @@ pub(super) async fn plan_manatee(
         shards,
         warnings,
     })
+}
+
+/// What holds every operation of the document, whatever the schedule says:
+/// a shard refused before anything runs, and the transplants (run first).
+struct Global<'a> {
+    name: &'a str,
+    blocked_by: Option<&'a (String, String)>,
+    transplant_queue: &'a [String],
+}
+
+impl Global<'_> {
+    fn blocked(&self) -> Option<String> {
+        self.blocked_by.map(|b| {
+            format!(
+                "not while shard {} is refused ({}): the controller runs nothing of this document",
+                b.0, b.1
+            )
+        })
+    }
+
+    /// When a planned transplant of `shard` starts: one at a time, in spec order.
+    fn starts_transplant(&self, spec: &ManateeVersionSpec, shard: &str) -> String {
+        if let Some(b) = self.blocked() {
+            return b;
+        }
+        if spec.rollout.paused {
+            return "paused (spec.rollout.paused)".to_string();
+        }
+        match self.transplant_queue.iter().position(|s| s == shard) {
+            Some(0) | None => {
+                "at once (one transplant at a time, before any rolling upgrade of this document)"
+                    .to_string()
+            }
+            Some(i) => format!(
+                "after the transplant of {} ends (one transplant at a time)",
+                self.transplant_queue[i - 1]
+            ),
+        }
+    }
+
+    /// When a planned rolling upgrade starts: the schedule's answer in words.
+    fn starts_rolling(&self, spec: &ManateeVersionSpec, decision: Option<&Decision>) -> String {
+        if let Some(b) = self.blocked() {
+            return b;
+        }
+        if spec.rollout.paused {
+            return "paused (spec.rollout.paused)".to_string();
+        }
+        if !self.transplant_queue.is_empty() {
+            return format!(
+                "after the transplant of {} ends (the controller runs transplants first)",
+                self.transplant_queue.join(", ")
+            );
+        }
+        match decision {
+            Some(Decision::StartNow) => "at once".to_string(),
+            Some(Decision::WaitForCanary { canary }) => {
+                format!("after the canary {canary} is up to date")
+            }
+            Some(Decision::WaitForSlot { parallelism }) => {
+                format!("when one of the {parallelism} running shard operation(s) ends")
+            }
+            other => format!("not scheduled ({other:?}) for ManateeVersion/{}", self.name),
+        }
+    }
 }

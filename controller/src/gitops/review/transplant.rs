@@ -1,14 +1,19 @@
 //! ManateeVersion across majors: the v1 -> v2 brain transplant in words.
 
-use crds::manatee::ManateeVersionSpec;
+use std::collections::BTreeMap;
+
+use crds::manatee::{ManateeVersionSpec, Strategy};
 use crds::status::OperationPhase;
+use reconcilers::manatee::ImageInfo;
 use reconcilers::operation::Operation;
 use reconcilers::transplant::{
     MORAY_COMPATIBLE_MIN_VERSION, PNR_STEP, TransplantAction, TransplantJournal, TransplantObs,
+    manatee_major, plan_transplant,
 };
 
-use super::manatee::window_words;
-use super::{OpReview, Risk, StepReview, short};
+use super::manatee::{image_records, window_words};
+use super::{OpReview, Risk, ShardOutcome, ShardReview, StepReview, not_observed, short};
+use crate::gitops::observed::World;
 
 /// The v1 shard as the transplant sees it: the election order.
 pub(super) fn transplant_peers(obs: &TransplantObs) -> Vec<String> {
@@ -275,4 +280,104 @@ pub(super) fn transplant_position(j: &TransplantJournal) -> String {
     } else {
         at
     }
+}
+
+/// A shard whose transplant journal is open: the controller drives it on.
+pub(super) fn transplant_in_flight(
+    name: &str,
+    shard: &str,
+    journal: &TransplantJournal,
+) -> ShardReview {
+    let f = &journal.forward;
+    let rb = if f.status.can_roll_back() {
+        format!(
+            "rollback still possible (`tritonctl cancel manateeversion/{name}`), until step {}",
+            f.status
+                .point_of_no_return
+                .map_or("?".into(), |p| (p + 1).to_string())
+        )
+    } else {
+        "past its point of no return: forward only".into()
+    };
+    ShardReview {
+        shard: shard.to_string(),
+        outcome: ShardOutcome::InFlight,
+        message: Some(format!(
+            "transplant {} is at {}; {rb}. The controller drives it to its end before planning anything else for this document (see running operations)",
+            f.status.id,
+            transplant_position(journal)
+        )),
+        peers: vec![],
+        strategy: Some("transplant (in flight)".into()),
+        starts: None,
+        operation: None,
+    }
+}
+
+/// The transplant a shard resolved to across majors, planned with the
+/// controller's pure `plan_transplant`; `starts` says when it would start.
+pub(super) async fn plan_transplant_shard(
+    world: &dyn World,
+    spec: &ManateeVersionSpec,
+    name: &str,
+    shard: &str,
+    image: Option<&ImageInfo>,
+    starts: String,
+) -> Result<ShardReview, String> {
+    let m = world.manatee();
+    let tobs = match world.transplant(shard).await {
+        Ok(t) => t,
+        Err(e) => {
+            return Ok(not_observed(
+                shard,
+                format!("could not observe the shard for the transplant: {e}"),
+            ));
+        }
+    };
+    let zone_images = image_records(m, tobs.zones.iter().map(|z| &z.image)).await?;
+    let mut majors: BTreeMap<String, u32> = zone_images
+        .iter()
+        .filter_map(|(u, i)| Some((u.clone(), manatee_major(i.as_ref()?)?)))
+        .collect();
+    if let Some(t) = image.and_then(manatee_major) {
+        majors.insert(spec.image.uuid.clone(), t);
+    }
+    let from = tobs
+        .zones
+        .iter()
+        .filter_map(|z| majors.get(&z.image))
+        .min()
+        .copied()
+        .unwrap_or(1);
+    let to = image.and_then(manatee_major).unwrap_or(2);
+    let why = format!(
+        "transplant, manatee v{from} -> v{to}{}",
+        if spec.strategy == Strategy::Auto {
+            ", strategy auto across majors"
+        } else {
+            ""
+        }
+    );
+    let op_id = format!("mv-{name}-{shard}-transplant-planned");
+    let peers = transplant_peers(&tobs);
+    Ok(match plan_transplant(spec, &tobs, &majors, &op_id) {
+        Ok(op) => ShardReview {
+            operation: Some(transplant_review(spec, name, &tobs, &op)),
+            shard: shard.to_string(),
+            outcome: ShardOutcome::Upgrade,
+            message: op.status.message.clone(),
+            peers,
+            strategy: Some(why),
+            starts: Some(starts),
+        },
+        Err((reason, message)) => ShardReview {
+            shard: shard.to_string(),
+            outcome: ShardOutcome::Refused,
+            message: Some(format!("{reason}: {message}")),
+            peers,
+            strategy: Some(why),
+            starts: None,
+            operation: None,
+        },
+    })
 }
