@@ -17,6 +17,7 @@
 
 pub mod observed;
 pub mod plan;
+pub mod redact;
 pub mod render;
 pub mod resolve;
 pub mod review;

@@ -575,7 +575,9 @@ pub async fn capture(
     } else {
         None
     };
-    Ok(Observed {
+    // Nothing observed leaves with a credential in it (an endpoint's, or
+    // one an error message quotes).
+    Ok(super::redact::scrubbed(Observed {
         format: SNAPSHOT_FORMAT.to_string(),
         captured_at: now,
         source: world.source(),
@@ -585,5 +587,5 @@ pub async fn capture(
         ring_image,
         transplants,
         servers,
-    })
+    }))
 }

@@ -12,6 +12,7 @@ use reconcilers::manatee::{
 use reconcilers::rollout::{self, Decision, Planned};
 use reconcilers::transplant::Resolved;
 
+use super::downgrade;
 use super::transplant::{plan_transplant_shard, transplant_in_flight};
 use super::{
     ManateePlan, OpReview, Risk, ShardOutcome, ShardReview, StepReview, not_observed, short,
@@ -354,6 +355,7 @@ pub(super) async fn plan_manatee(
     let mut resolved: BTreeMap<String, Result<Resolved, (String, String)>> = BTreeMap::new();
     let mut transplant_queue: Vec<String> = Vec::new();
     let mut blocked_by: Option<(String, String)> = None;
+    let mut downgrades: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     for shard in &spec.shards {
         if open_transplant(shard).is_some() {
             transplant_queue.push(shard.clone());
@@ -362,6 +364,16 @@ pub(super) async fn plan_manatee(
         let obs = m.observe(shard).await;
         if let Ok(o) = &obs {
             let imgs = image_records(m, o.peers.iter().map(|p| &p.image)).await?;
+            if let Some(target) = &image {
+                for running in imgs.values().flatten() {
+                    if let Some(why) = downgrade::older(target, running) {
+                        downgrades
+                            .entry((running.uuid.clone(), why))
+                            .or_default()
+                            .push(shard.clone());
+                    }
+                }
+            }
             let r = resolve_shard(spec, o, image.as_ref(), &imgs);
             match &r {
                 Ok(Resolved::Transplant) => transplant_queue.push(shard.clone()),
@@ -373,6 +385,13 @@ pub(super) async fn plan_manatee(
             resolved.insert(shard.clone(), r);
         }
         observations.insert(shard.clone(), obs);
+    }
+    for ((running, why), on) in &downgrades {
+        warnings.push(format!(
+            "DOWNGRADE: image {} is older than image {running} that shard(s) {} run ({why}); applying this rolls them back to the older image",
+            spec.image.uuid,
+            on.join(", ")
+        ));
     }
     if let Some((s, reason)) = &blocked_by {
         warnings.push(format!(

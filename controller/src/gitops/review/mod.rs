@@ -7,6 +7,7 @@
 //! sdc), [`topology`] (a ShardTopology and its ring). [`types`] holds the
 //! review's data; `gitops::render` turns it into text and Markdown.
 
+mod downgrade;
 mod headnodes;
 mod manatee;
 mod topology;
@@ -67,11 +68,13 @@ pub async fn review(
     for doc in docs {
         out.push(review_one(doc, stored, world).await?);
     }
-    Ok(Review {
+    // What is printed (a pull request comment) or saved in a plan never
+    // carries a credential: an endpoint's, or one an error message quotes.
+    Ok(super::redact::scrubbed(Review {
         format: REVIEW_FORMAT.into(),
         observed: world.map(|w| w.source()),
         documents: out,
-    })
+    }))
 }
 
 async fn review_one(

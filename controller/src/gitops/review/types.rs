@@ -19,6 +19,34 @@ impl Review {
     pub fn has_differences(&self) -> bool {
         self.documents.iter().any(DocReview::has_differences)
     }
+
+    /// What the review asked the datacenter (or a snapshot) and could not
+    /// learn, per document and shard. Empty when nothing was to be observed
+    /// (no endpoints, no snapshot): that review is spec changes only.
+    pub fn observation_failures(&self) -> Vec<String> {
+        if self.observed.is_none() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for d in &self.documents {
+            let shards: Vec<&ShardReview> = match &d.plan {
+                KindPlan::Manatee(m) => m.shards.iter().collect(),
+                KindPlan::Headnodes(h) => h.manatee.iter().collect(),
+                KindPlan::Topology(_) => Vec::new(),
+            };
+            for s in shards {
+                if s.outcome == ShardOutcome::NotObserved {
+                    out.push(format!(
+                        "{}: shard {}: {}",
+                        d.key(),
+                        s.shard,
+                        s.message.as_deref().unwrap_or("not observed")
+                    ));
+                }
+            }
+        }
+        out
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
