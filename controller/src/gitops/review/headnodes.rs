@@ -8,10 +8,8 @@ use crds::headnode::HeadnodeSetSpec;
 use reconcilers::manatee_ha::{HaAction, HaPlan, plan_ha};
 use reconcilers::operation::Operation;
 
-use super::manatee::peers_summary;
-use super::{
-    HeadnodePlan, OpReview, Risk, ShardOutcome, ShardReview, StepReview, executed, not_observed,
-};
+use super::common::{executed, not_observed, peers_summary};
+use super::types::{HeadnodePlan, OpReview, Risk, ShardOutcome, ShardReview, StepReview};
 use crate::gitops::observed::{StoredView, World};
 
 fn set_changes(what: &str, old: &[String], new: &[String], out: &mut Vec<String>) {

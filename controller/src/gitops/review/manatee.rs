@@ -6,65 +6,16 @@ use std::collections::BTreeMap;
 
 use crds::Kind;
 use crds::manatee::{Approval, ManateeVersionSpec, Strategy};
-use reconcilers::manatee::{
-    ImageInfo, ManateeAction, Role, ShardObservation, ShardPlan, plan_shard,
-};
+use reconcilers::manatee::{ManateeAction, Role, ShardObservation, ShardPlan, plan_shard};
 use reconcilers::rollout::{self, Decision, Planned};
 use reconcilers::transplant::Resolved;
 
+use super::common::{image_records, not_observed, peers_summary, window_words};
 use super::downgrade;
 use super::transplant::{plan_transplant_shard, transplant_in_flight};
-use super::{
-    ManateePlan, OpReview, Risk, ShardOutcome, ShardReview, StepReview, not_observed, short,
-};
+use super::types::{ManateePlan, OpReview, Risk, ShardOutcome, ShardReview, StepReview};
 use crate::gitops::observed::{StoredView, World};
 use crate::gitops::resolve::resolve_shard;
-
-pub(super) fn peers_summary(obs: &ShardObservation) -> Vec<String> {
-    let mut v: Vec<(u8, String)> = obs
-        .peers
-        .iter()
-        .map(|p| {
-            let role = obs.role_of(&p.zone);
-            let rank = match role {
-                Role::Primary => 0,
-                Role::Sync => 1,
-                Role::Async => 2,
-                Role::Deposed => 3,
-                Role::Unassigned => 4,
-            };
-            let health = if p.vm_state != "running" {
-                format!(", {}", p.vm_state)
-            } else if !p.active {
-                ", not in the election".to_string()
-            } else {
-                String::new()
-            };
-            (
-                rank,
-                format!(
-                    "{} {} on image {}{health}",
-                    format!("{role:?}").to_lowercase(),
-                    p.alias,
-                    short(&p.image)
-                ),
-            )
-        })
-        .collect();
-    v.sort();
-    let mut out: Vec<String> = v.into_iter().map(|(_, s)| s).collect();
-    if let Some(st) = &obs.state {
-        let mut line = format!("cluster state generation {}", st.generation);
-        if let Some(r) = obs.freeze_reason() {
-            line.push_str(&format!(", frozen ({r})"));
-        }
-        if st.is_one_node_write_mode() {
-            line.push_str(", one-node-write mode");
-        }
-        out.push(line);
-    }
-    out
-}
 
 fn describe_step(
     spec: &ManateeVersionSpec,
@@ -139,20 +90,6 @@ fn describe_step(
             vec![],
         ),
     }
-}
-
-/// The maintenance window in words.
-pub(super) fn window_words(w: &crds::manatee::MaintenanceWindow) -> String {
-    format!(
-        "{} {} UTC for {}",
-        if w.days.is_empty() {
-            "every day".to_string()
-        } else {
-            w.days.join(",")
-        },
-        w.start,
-        w.duration
-    )
 }
 
 fn op_review(
@@ -258,19 +195,6 @@ fn op_review(
     }
 }
 
-/// The IMGAPI records of the images `uuids` through the world.
-pub(super) async fn image_records(
-    m: &dyn reconcilers::manatee::ManateeWorld,
-    uuids: impl Iterator<Item = &String>,
-) -> Result<BTreeMap<String, Option<ImageInfo>>, String> {
-    let mut out = BTreeMap::new();
-    for u in uuids {
-        if !u.is_empty() && !out.contains_key(u) {
-            out.insert(u.clone(), m.image(u).await?);
-        }
-    }
-    Ok(out)
-}
 pub(super) async fn plan_manatee(
     name: &str,
     spec: &ManateeVersionSpec,

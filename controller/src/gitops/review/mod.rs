@@ -5,8 +5,13 @@
 //! strategy of a ManateeVersion starts in), [`transplant`] (the v1 -> v2
 //! brain transplant), [`headnodes`] (a HeadnodeSet and the HA setup of shard
 //! sdc), [`topology`] (a ShardTopology and its ring). [`types`] holds the
-//! review's data; `gitops::render` turns it into text and Markdown.
+//! review's data, [`common`] what the kinds share, [`downgrade`] the image
+//! age check; `gitops::render` turns a review into text and Markdown. When a
+//! rolling upgrade starts is `reconcilers::rollout::schedule`'s answer, the
+//! controller's own rules. Siblings import `types` and `common`, never each
+//! other's parent, except `manatee` -> `transplant` (one direction).
 
+mod common;
 mod downgrade;
 mod headnodes;
 mod manatee;
@@ -14,8 +19,9 @@ mod topology;
 mod transplant;
 mod types;
 
-use crds::{Document, Kind};
+use crds::Document;
 
+pub use common::executed;
 pub use topology::{desired_ring, ranges};
 pub use types::*;
 
@@ -25,12 +31,6 @@ use super::running;
 /// Format tag of `diff -o json` and of the review inside a plan.
 pub const REVIEW_FORMAT: &str = "tritonctl.review/v1";
 
-/// Whether a reconciler in this build executes the kind's operations.
-/// HeadnodeSet: its reconciler runs the manatee HA setup of the `sdc` shard
-/// (controller::reconcile_ha); its other fields are stored, not executed.
-pub fn executed(kind: Kind) -> bool {
-    matches!(kind, Kind::ManateeVersion | Kind::HeadnodeSet)
-}
 // ---------------------------------------------------------------------------
 
 /// The document as YAML for the spec diff: fields sorted, no status, no
@@ -159,22 +159,6 @@ async fn review_one(
         plan,
         running,
     })
-}
-
-pub(super) fn short(s: &str) -> &str {
-    s.split(['-', '.']).next().unwrap_or(s)
-}
-
-pub(super) fn not_observed(shard: &str, message: String) -> ShardReview {
-    ShardReview {
-        shard: shard.to_string(),
-        outcome: ShardOutcome::NotObserved,
-        message: Some(message),
-        peers: vec![],
-        strategy: None,
-        starts: None,
-        operation: None,
-    }
 }
 
 #[cfg(test)]

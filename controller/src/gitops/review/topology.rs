@@ -6,7 +6,8 @@ use crds::Kind;
 use crds::shards::{ShardTopologySpec, parse_fraction};
 use wire::fash::Ring;
 
-use super::{TopologyPlan, VnodeMove, executed};
+use super::common::executed;
+use super::types::{TopologyPlan, VnodeMove};
 use crate::gitops::observed::World;
 
 /// The ring a topology spec describes: the explicit assignment, or the

@@ -11,8 +11,8 @@ use reconcilers::transplant::{
     manatee_major, plan_transplant,
 };
 
-use super::manatee::{image_records, window_words};
-use super::{OpReview, Risk, ShardOutcome, ShardReview, StepReview, not_observed, short};
+use super::common::{image_records, not_observed, short, window_words};
+use super::types::{OpReview, Risk, ShardOutcome, ShardReview, StepReview};
 use crate::gitops::observed::World;
 
 /// The v1 shard as the transplant sees it: the election order.
