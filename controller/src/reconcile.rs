@@ -11,9 +11,8 @@ use crds::manatee::ManateeVersionSpec;
 use crds::status::{OperationPhase, StepState};
 use crds::{ConditionStatus, ConditionType, Document, Kind, Status};
 use reconcilers::clock::{Clock, SystemClock, rfc3339};
-use reconcilers::manatee::{
-    ManateeAction, ManateeRunner, ManateeWorld, ShardPlan, plan_shard_with,
-};
+use reconcilers::error::{BlockReason, RefusalReason, WaitReason, WorldError};
+use reconcilers::manatee::{ManateeAct, ManateeAction, ManateeRunner, ShardPlan, plan_shard_with};
 use reconcilers::operation::{Advance, Journal, Operation, POLL, advance};
 
 use crate::runtime::events::{Event, Events};
@@ -34,7 +33,7 @@ pub struct Context<W> {
     /// How often completion checks poll (scaled down in the simulator).
     pub poll: Duration,
     /// The transplant strategy's world; without it only rolling upgrades run.
-    pub transplant: Option<Arc<dyn reconcilers::transplant::TransplantWorld>>,
+    pub transplant: Option<Arc<dyn reconcilers::transplant::TransplantAct>>,
     /// Step durations and event counts for `/metrics` (the daemon sets it).
     pub metrics: Option<crate::runtime::metrics::Metrics>,
 }
@@ -143,9 +142,7 @@ pub(crate) struct StoreJournal<'a, W, A = ManateeAction> {
 impl<W: Send + Sync, A: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync>
     Journal<A> for StoreJournal<'_, W, A>
 {
-    type Error = String;
-
-    async fn save(&self, op: &Operation<A>) -> Result<(), String> {
+    async fn save(&self, op: &Operation<A>) -> Result<(), WorldError> {
         let coord = self.cx.coord();
         let mut status = self.status.lock().unwrap().clone();
         status.operation = Some(op.status.clone());
@@ -153,18 +150,10 @@ impl<W: Send + Sync, A: serde::Serialize + serde::de::DeserializeOwned + Clone +
         let mut ops: Vec<Op> = self.cx.fence.iter().map(Fence::op).collect();
         let jdata = serde_json::to_vec(op).expect("journal serializes");
         let sdata = serde_json::to_vec(&status).expect("status serializes");
-        ops.push(
-            upsert_op(coord.as_ref(), &self.path, jdata)
-                .await
-                .map_err(|e| e.to_string())?,
-        );
-        ops.push(
-            upsert_op(coord.as_ref(), &spath, sdata)
-                .await
-                .map_err(|e| e.to_string())?,
-        );
+        ops.push(upsert_op(coord.as_ref(), &self.path, jdata).await?);
+        ops.push(upsert_op(coord.as_ref(), &spath, sdata).await?);
         coord.multi(ops).await.map_err(|e| {
-            format!("saving the journal (is this controller still the leader?): {e}")
+            WorldError::from(e).context("saving the journal (is this controller still the leader?)")
         })?;
         *self.status.lock().unwrap() = status;
         // Events for what changed since the last save.
@@ -218,8 +207,13 @@ impl<W: Send + Sync, A: serde::Serialize + serde::de::DeserializeOwned + Clone +
 }
 
 /// A step stopped by a timeout is never retried on its own; say how to.
-pub(crate) fn with_retry_hint(kind: Kind, name: &str, reason: &str, message: String) -> String {
-    if reason == "StepFailed" || reason == "StepTimedOut" {
+pub(crate) fn with_retry_hint(
+    kind: Kind,
+    name: &str,
+    reason: &BlockReason,
+    message: String,
+) -> String {
+    if reason.needs_retry_approval() {
         format!(
             "{message}; nothing is retried on its own: fix the cause, then `tritonctl approve {}/{name}` to try the step again",
             kind.as_str().to_lowercase()
@@ -268,7 +262,7 @@ fn replanned_zones(
 }
 
 /// Reconcile one ManateeVersion.
-pub async fn reconcile_manatee<W: ManateeWorld>(
+pub async fn reconcile_manatee<W: ManateeAct>(
     cx: &Context<W>,
     name: &str,
 ) -> Result<Action, String> {
@@ -330,7 +324,7 @@ pub async fn reconcile_manatee<W: ManateeWorld>(
         .collect();
     let parallelism = spec.rollout.parallelism.max(1) as usize;
     let mut up_to_date = Vec::new();
-    let mut refused: Vec<(String, String, String)> = Vec::new();
+    let mut refused: Vec<(String, BlockReason, String)> = Vec::new();
     let image = cx.world.image(&spec.image.uuid).await?;
     let holder = object.clone();
     for shard in rollout_order(spec) {
@@ -352,7 +346,7 @@ pub async fn reconcile_manatee<W: ManateeWorld>(
                 crate::shard_lock::release(cx.coord(), cx.fence.as_ref(), &shard, &holder).await?;
                 up_to_date.push(shard)
             }
-            ShardPlan::Refused(reason, message) => refused.push((shard, reason, message)),
+            ShardPlan::Refused(r) => refused.push((shard, r.reason.into(), r.message)),
             ShardPlan::Upgrade(op) => {
                 let canary_pending = spec
                     .rollout
@@ -367,7 +361,7 @@ pub async fn reconcile_manatee<W: ManateeWorld>(
                     {
                         refused.push((
                             shard.clone(),
-                            "ShardLocked".into(),
+                            RefusalReason::ShardLocked.into(),
                             format!("{other} is working on this shard; waiting for it"),
                         ));
                         continue;
@@ -437,16 +431,22 @@ pub async fn reconcile_manatee<W: ManateeWorld>(
                 up_to_date.push(shard);
                 requeue = Some(Duration::ZERO);
             }
-            Advance::Waiting { after, reason } => {
-                if reason.contains("approval") {
-                    waiting_approval.push(format!("{shard}: {reason}"));
+            Advance::Waiting {
+                after,
+                reason,
+                message,
+            } => {
+                if reason == WaitReason::Approval {
+                    waiting_approval.push(format!("{shard}: {message}"));
                 }
                 progressing.push(shard);
                 requeue = Some(requeue.map_or(after, |r| r.min(after)));
             }
             Advance::Blocked {
-                reason, message, ..
-            } if reason == "Replan" => {
+                reason: BlockReason::Replan,
+                message,
+                ..
+            } => {
                 // The shard changed under us (takeover, promotion): drop the
                 // rest of this plan and plan again from what is there now.
                 cx.event(
@@ -534,14 +534,14 @@ pub async fn reconcile_manatee<W: ManateeWorld>(
             status.set_condition(
                 ConditionType::Blocked,
                 ConditionStatus::True,
-                reason,
+                &reason.to_string(),
                 &format!("{shard}: {message}"),
                 &t,
             );
             if !was {
                 cx.event(Event::warning(
                     &object,
-                    reason.clone(),
+                    reason.to_string(),
                     format!("{shard}: {message}"),
                 ))
                 .await;

@@ -19,7 +19,7 @@ use std::time::Duration;
 use crds::status::OperationPhase;
 use crds::{ConditionStatus, ConditionType, Document, Kind};
 use reconcilers::clock::rfc3339;
-use reconcilers::manatee_ha::{HaAction, HaPlan, HaRunner, ManateeHaWorld, plan_ha};
+use reconcilers::manatee_ha::{HaAct, HaAction, HaPlan, HaRunner, plan_ha};
 use reconcilers::operation::{Advance, Operation, advance};
 
 use crate::reconcile::{Context, StoreJournal, journal_dir, load_journals_of};
@@ -35,10 +35,7 @@ fn new_op_id(name: &str, generation: i64) -> String {
 }
 
 /// Reconcile one HeadnodeSet's manatee placement.
-pub async fn reconcile_headnodes<W: ManateeHaWorld>(
-    cx: &Context<W>,
-    name: &str,
-) -> Result<Action, String> {
+pub async fn reconcile_headnodes<W: HaAct>(cx: &Context<W>, name: &str) -> Result<Action, String> {
     let Some(Document::HeadnodeSet(doc)) = cx
         .store
         .get(Kind::HeadnodeSet, name)
@@ -126,8 +123,8 @@ pub async fn reconcile_headnodes<W: ManateeHaWorld>(
                     write(cx, name, &status).await?;
                     return Ok(Action::RequeueAfter(Duration::from_secs(60)));
                 }
-                HaPlan::Refused(reason, message) => {
-                    block(cx, &object, &mut status, &reason, &message).await;
+                HaPlan::Refused(r) => {
+                    block(cx, &object, &mut status, r.reason.as_str(), &r.message).await;
                     write(cx, name, &status).await?;
                     return Ok(Action::RequeueAfter(Duration::from_secs(5)));
                 }
@@ -138,7 +135,14 @@ pub async fn reconcile_headnodes<W: ManateeHaWorld>(
                     {
                         let message =
                             format!("{other} is working on shard {shard}; waiting for it");
-                        block(cx, &object, &mut status, "ShardLocked", &message).await;
+                        block(
+                            cx,
+                            &object,
+                            &mut status,
+                            reconcilers::error::RefusalReason::ShardLocked.as_str(),
+                            &message,
+                        )
+                        .await;
                         write(cx, name, &status).await?;
                         return Ok(Action::RequeueAfter(Duration::from_secs(2)));
                     }
@@ -194,12 +198,12 @@ pub async fn reconcile_headnodes<W: ManateeHaWorld>(
             // Requeue at once: the next pass observes and reports Ready.
             Action::RequeueAfter(Duration::from_millis(10))
         }
-        Advance::Waiting { after, reason } => {
+        Advance::Waiting { after, message, .. } => {
             status.set_condition(
                 ConditionType::Progressing,
                 ConditionStatus::True,
                 "OperationRunning",
-                &format!("{shard}: {reason}"),
+                &format!("{shard}: {message}"),
                 &t,
             );
             Action::RequeueAfter(after.max(Duration::from_millis(10)))
@@ -209,7 +213,7 @@ pub async fn reconcile_headnodes<W: ManateeHaWorld>(
         } => {
             let message =
                 crate::reconcile::with_retry_hint(Kind::HeadnodeSet, name, &reason, message);
-            block(cx, &object, &mut status, &reason, &message).await;
+            block(cx, &object, &mut status, &reason.to_string(), &message).await;
             Action::RequeueAfter(Duration::from_secs(5))
         }
     };

@@ -4,7 +4,7 @@
 //! transplant journal with its rollback, writing status and events.
 //!
 //! Called from `reconcile::reconcile_manatee` (a small hook) when the
-//! context carries a [`TransplantWorld`]; shards that resolve to rolling
+//! context carries a [`TransplantAct`]; shards that resolve to rolling
 //! stay with the rolling reconciler.
 
 use std::sync::Arc;
@@ -15,10 +15,11 @@ use coord::{CoordError, Op};
 use crds::status::OperationPhase;
 use crds::{ConditionStatus, ConditionType, Document, Kind, Status};
 use reconcilers::clock::rfc3339;
-use reconcilers::manatee::ManateeWorld;
+use reconcilers::error::{RefusalReason, WorldError};
+use reconcilers::manatee::ManateeAct;
 use reconcilers::transplant::{
-    Outcome, Resolved, TransplantJournal, TransplantRunner, TransplantStore, TransplantWorld,
-    drive, manatee_major, plan_transplant, resolve_strategy,
+    Outcome, Resolved, TransplantAct, TransplantJournal, TransplantRunner, TransplantStore, drive,
+    manatee_major, plan_transplant, resolve_strategy,
 };
 
 use crate::reconcile::Context;
@@ -46,7 +47,7 @@ struct StatusStore<'a, W> {
 
 #[async_trait]
 impl<W: Send + Sync> TransplantStore for StatusStore<'_, W> {
-    async fn save(&self, j: &TransplantJournal) -> Result<(), String> {
+    async fn save(&self, j: &TransplantJournal) -> Result<(), WorldError> {
         let coord = self.cx.store.coord();
         let mut status = self.status.lock().unwrap().clone();
         let mut op = match &j.rollback {
@@ -68,8 +69,7 @@ impl<W: Send + Sync> TransplantStore for StatusStore<'_, W> {
                 &self.path,
                 serde_json::to_vec(j).expect("journal serializes"),
             )
-            .await
-            .map_err(|e| e.to_string())?,
+            .await?,
         );
         ops.push(
             upsert_op(
@@ -77,11 +77,11 @@ impl<W: Send + Sync> TransplantStore for StatusStore<'_, W> {
                 &status_path(Kind::ManateeVersion, &self.name),
                 serde_json::to_vec(&status).expect("status serializes"),
             )
-            .await
-            .map_err(|e| e.to_string())?,
+            .await?,
         );
         coord.multi(ops).await.map_err(|e| {
-            format!("saving the transplant journal (is this controller still the leader?): {e}")
+            WorldError::from(e)
+                .context("saving the transplant journal (is this controller still the leader?)")
         })?;
         *self.status.lock().unwrap() = status;
         Ok(())
@@ -103,9 +103,9 @@ async fn load(
 
 /// Handle the transplant part of a ManateeVersion. `None` when every
 /// shard resolves to rolling (the rolling reconciler goes on).
-pub async fn reconcile<W: ManateeWorld>(
+pub async fn reconcile<W: ManateeAct>(
     cx: &Context<W>,
-    tw: &dyn TransplantWorld,
+    tw: &dyn TransplantAct,
     name: &str,
 ) -> Result<Option<Action>, String> {
     let Some(Document::ManateeVersion(doc)) = cx
@@ -146,7 +146,7 @@ pub async fn reconcile<W: ManateeWorld>(
         match resolve_strategy(spec.strategy, &running, target, &spec.image.uuid) {
             Ok(Resolved::Rolling) => {}
             Ok(Resolved::Transplant) => transplant_shards.push(shard.clone()),
-            Err((reason, message)) => {
+            Err(reconcilers::error::Refusal { reason, message }) => {
                 refused.get_or_insert((shard.clone(), reason, message));
             }
         }
@@ -157,7 +157,7 @@ pub async fn reconcile<W: ManateeWorld>(
         status.set_condition(
             ConditionType::Blocked,
             ConditionStatus::True,
-            &reason,
+            reason.as_str(),
             &format!("{shard}: {message}"),
             &t,
         );
@@ -171,7 +171,7 @@ pub async fn reconcile<W: ManateeWorld>(
         if !was {
             cx.event_pub(Event::warning(
                 &object,
-                reason,
+                reason.as_str(),
                 format!("{shard}: {message}"),
             ))
             .await;
@@ -200,7 +200,7 @@ pub async fn reconcile<W: ManateeWorld>(
         status.set_condition(
             ConditionType::Blocked,
             ConditionStatus::True,
-            "ShardLocked",
+            RefusalReason::ShardLocked.as_str(),
             &message,
             &t,
         );
@@ -253,11 +253,11 @@ pub async fn reconcile<W: ManateeWorld>(
                     .await;
                     TransplantJournal::new(forward)
                 }
-                Err((reason, message)) => {
+                Err(reconcilers::error::Refusal { reason, message }) => {
                     status.set_condition(
                         ConditionType::Blocked,
                         ConditionStatus::True,
-                        &reason,
+                        reason.as_str(),
                         &format!("{shard}: {message}"),
                         &t,
                     );
@@ -345,7 +345,7 @@ pub async fn reconcile<W: ManateeWorld>(
         Outcome::Blocked { reason, message } => (
             false,
             Some((
-                reason.clone(),
+                reason.to_string(),
                 format!("{shard}: {message}")
                     .replace("manateeversion/<name>", &format!("manateeversion/{name}")),
             )),

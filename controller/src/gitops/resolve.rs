@@ -15,7 +15,7 @@ pub fn resolve_shard(
     obs: &ShardObservation,
     target: Option<&ImageInfo>,
     images: &BTreeMap<String, Option<ImageInfo>>,
-) -> Result<Resolved, (String, String)> {
+) -> Result<Resolved, reconcilers::error::Refusal> {
     let running: Vec<u32> = obs
         .peers
         .iter()

@@ -93,7 +93,7 @@ pub(super) fn window_words(w: &crds::manatee::MaintenanceWindow) -> String {
 
 /// The IMGAPI records of the images `uuids` through the world.
 pub(super) async fn image_records(
-    m: &dyn reconcilers::manatee::ManateeWorld,
+    m: &dyn reconcilers::manatee::ManateeObserve,
     uuids: impl Iterator<Item = &String>,
 ) -> Result<BTreeMap<String, Option<ImageInfo>>, String> {
     let mut out = BTreeMap::new();

@@ -176,14 +176,14 @@ pub(super) async fn plan_headnodes(
             new.decommission.join(", ")
         ));
     }
-    let manatee = match world {
-        None => None,
-        Some(w) => Some(plan_sdc_ha(name, new, w).await?),
+    let (manatee, refusal) = match world {
+        None => (None, None),
+        Some(w) => {
+            let (review, refusal) = plan_sdc_ha(name, new, w).await?;
+            (Some(review), refusal)
+        }
     };
-    if let Some(m) = &manatee
-        && m.message
-            .as_deref()
-            .is_some_and(|x| x.starts_with("UnknownServer"))
+    if refusal == Some(reconcilers::error::RefusalReason::UnknownServer)
         && let Some(w) = world
         && w.resolve_servers(&new.ha_services.manatee)
             .await
@@ -217,23 +217,24 @@ pub(super) async fn plan_headnodes(
 }
 
 /// The HA setup the HeadnodeSet reconciler would run on shard sdc
-/// (controller::reconcile_ha), from the same pure `plan_ha`.
+/// (controller::reconcile_ha), from the same pure `plan_ha`, and the
+/// planner's refusal reason if it refused.
 async fn plan_sdc_ha(
     name: &str,
     spec: &HeadnodeSetSpec,
     world: &dyn World,
-) -> Result<ShardReview, String> {
+) -> Result<(ShardReview, Option<reconcilers::error::RefusalReason>), String> {
     const SHARD: &str = "sdc";
     let obs = match world.manatee().observe(SHARD).await {
         Ok(o) => o,
-        Err(e) => return Ok(not_observed(SHARD, format!("could not observe: {e}"))),
+        Err(e) => return Ok((not_observed(SHARD, format!("could not observe: {e}")), None)),
     };
     let desired = match world.resolve_servers(&spec.ha_services.manatee).await {
         Ok(d) => d,
         Err(e) => {
-            return Ok(not_observed(
-                SHARD,
-                format!("could not resolve servers: {e}"),
+            return Ok((
+                not_observed(SHARD, format!("could not resolve servers: {e}")),
+                None,
             ));
         }
     };
@@ -244,7 +245,12 @@ async fn plan_sdc_ha(
         .is_some_and(|s| s.is_one_node_write_mode());
     let op_id = format!("ha-{name}-sdc-planned");
     let strategy = Some("HA setup, sdcadm post-setup ha-manatee".to_string());
-    Ok(match plan_ha(&obs, &desired, "manatee", &op_id) {
+    let plan = plan_ha(&obs, &desired, "manatee", &op_id);
+    let refusal = match &plan {
+        HaPlan::Refused(r) => Some(r.reason),
+        _ => None,
+    };
+    let review = match plan {
         HaPlan::UpToDate => ShardReview {
             shard: SHARD.into(),
             outcome: ShardOutcome::UpToDate,
@@ -257,7 +263,7 @@ async fn plan_sdc_ha(
             starts: None,
             operation: None,
         },
-        HaPlan::Refused(reason, message) => ShardReview {
+        HaPlan::Refused(reconcilers::error::Refusal { reason, message }) => ShardReview {
             shard: SHARD.into(),
             outcome: ShardOutcome::Refused,
             message: Some(format!("{reason}: {message}")),
@@ -278,5 +284,6 @@ async fn plan_sdc_ha(
             starts: Some("once shard sdc's lock is free".into()),
             operation: Some(ha_review(&op, one_node)),
         },
-    })
+    };
+    Ok((review, refusal))
 }

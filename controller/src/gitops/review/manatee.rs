@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use crds::Kind;
 use crds::manatee::{Approval, ManateeVersionSpec, Strategy};
+use reconcilers::error::Refusal;
 use reconcilers::manatee::{ManateeAction, Role, ShardObservation, ShardPlan, plan_shard};
 use reconcilers::rollout::{self, Decision, Planned};
 use reconcilers::transplant::Resolved;
@@ -276,7 +277,7 @@ pub(super) async fn plan_manatee(
     // document; then transplants run one shard at a time, before any
     // rolling upgrade of the document.
     let mut observations: BTreeMap<String, Result<ShardObservation, String>> = BTreeMap::new();
-    let mut resolved: BTreeMap<String, Result<Resolved, (String, String)>> = BTreeMap::new();
+    let mut resolved: BTreeMap<String, Result<Resolved, Refusal>> = BTreeMap::new();
     let mut transplant_queue: Vec<String> = Vec::new();
     let mut blocked_by: Option<(String, String)> = None;
     let mut downgrades: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
@@ -302,13 +303,13 @@ pub(super) async fn plan_manatee(
             match &r {
                 Ok(Resolved::Transplant) => transplant_queue.push(shard.clone()),
                 Ok(Resolved::Rolling) => {}
-                Err((reason, _)) => {
-                    blocked_by.get_or_insert((shard.clone(), reason.clone()));
+                Err(refusal) => {
+                    blocked_by.get_or_insert((shard.clone(), refusal.reason.to_string()));
                 }
             }
             resolved.insert(shard.clone(), r);
         }
-        observations.insert(shard.clone(), obs);
+        observations.insert(shard.clone(), obs.map_err(String::from));
     }
     for ((running, why), on) in &downgrades {
         warnings.push(format!(
@@ -364,7 +365,7 @@ pub(super) async fn plan_manatee(
         }
         let obs = match observations.remove(&shard) {
             Some(o) => o,
-            None => m.observe(&shard).await,
+            None => m.observe(&shard).await.map_err(String::from),
         };
         let obs = match obs {
             Ok(o) => o,
@@ -382,7 +383,7 @@ pub(super) async fn plan_manatee(
             }
         };
         match resolution {
-            Err((reason, message)) => {
+            Err(Refusal { reason, message }) => {
                 planned.insert(shard.clone(), Planned::Refused);
                 shards.push(ShardReview {
                     shard,
@@ -423,7 +424,7 @@ pub(super) async fn plan_manatee(
                     operation: None,
                 });
             }
-            ShardPlan::Refused(reason, message) => {
+            ShardPlan::Refused(Refusal { reason, message }) => {
                 planned.insert(shard.clone(), Planned::Refused);
                 shards.push(ShardReview {
                     shard,

@@ -370,7 +370,7 @@ pub(super) async fn plan_transplant_shard(
             strategy: Some(why),
             starts: Some(starts),
         },
-        Err((reason, message)) => ShardReview {
+        Err(reconcilers::error::Refusal { reason, message }) => ShardReview {
             shard: shard.to_string(),
             outcome: ShardOutcome::Refused,
             message: Some(format!("{reason}: {message}")),
