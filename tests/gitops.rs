@@ -1696,4 +1696,40 @@ fn cli_never_prints_credentials_of_an_endpoint() {
         let all = format!("{}{}", e2e::stdout(&o), e2e::stderr(&o));
         assert!(!all.contains("s3cret"), "{format}: {all}");
     }
+    // A snapshot that recorded an endpoint with its credentials (an older
+    // tritonctl's, or one edited by hand): diff from it prints none of them.
+    let snap = dir.path().join("observed.json");
+    std::fs::write(
+        &snap,
+        serde_json::json!({
+            "format": tritonctl::gitops::observed::SNAPSHOT_FORMAT,
+            "capturedAt": "t", "source": format!("SAPI {url} VMAPI {url}"),
+            "stored": {"documents": {}},
+            "shards": {"sdc": {"observation": null,
+                "error": format!("error sending request for url ({url}/applications)")}},
+            "images": {images::MANATEE_V2_NEXT: {
+                "uuid": images::MANATEE_V2_NEXT, "name": "sdc-manatee",
+                "version": "20251104T182201Z", "state": "active", "manatee_major": 2}},
+            "ringImage": null
+        })
+        .to_string(),
+    )
+    .unwrap();
+    for format in ["text", "markdown", "json"] {
+        let o = e2e::run(
+            &store,
+            &[
+                "diff",
+                "-f",
+                "examples/lab",
+                "--observed",
+                snap.to_str().unwrap(),
+                "-o",
+                format,
+            ],
+        );
+        let all = format!("{}{}", e2e::stdout(&o), e2e::stderr(&o));
+        assert!(!all.contains("s3cret"), "{format}: {all}");
+        assert!(all.contains("http://***@127.0.0.1:9"), "{format}: {all}");
+    }
 }
