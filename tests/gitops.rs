@@ -889,7 +889,7 @@ async fn write_op(
     store: &Store,
     op: &reconcilers::operation::Operation<reconcilers::manatee::ManateeAction>,
 ) {
-    let dir = tritonctl::reconcile::journal_dir(crds::Kind::ManateeVersion, "sdc");
+    let dir = tritonctl::layout::journal_dir(crds::Kind::ManateeVersion, "sdc");
     put(
         store,
         &format!("{dir}/sdc"),
@@ -1370,7 +1370,7 @@ async fn write_transplant(store: &Store, upto: &str, state: crds::StepState) {
     }
     forward.status.steps[at].state = state;
     let j = TransplantJournal::new(forward);
-    let path = tritonctl::transplant::transplant_journal_path("sdc", "sdc");
+    let path = tritonctl::layout::transplant_journal_path("sdc", "sdc");
     put(store, &path, serde_json::to_vec(&j).unwrap()).await;
 }
 

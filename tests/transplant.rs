@@ -865,9 +865,7 @@ async fn coal_reconcile_picks_transplant_and_refuses_rolling_across_majors() {
     assert_eq!(b.reason, "ShardLocked", "{b:?}");
     assert!(
         session
-            .exists(&tritonctl::transplant::transplant_journal_path(
-                "sdc", "sdc"
-            ))
+            .exists(&tritonctl::layout::transplant_journal_path("sdc", "sdc"))
             .await
             .unwrap()
             .is_none(),
@@ -895,9 +893,7 @@ async fn coal_reconcile_picks_transplant_and_refuses_rolling_across_majors() {
     assert!(st.is_true(crds::ConditionType::Paused), "{st:#?}");
     assert!(
         session
-            .exists(&tritonctl::transplant::transplant_journal_path(
-                "sdc", "sdc"
-            ))
+            .exists(&tritonctl::layout::transplant_journal_path("sdc", "sdc"))
             .await
             .unwrap()
             .is_none(),
@@ -957,7 +953,7 @@ async fn coal_reconcile_picks_transplant_and_refuses_rolling_across_majors() {
 /// Store the journal where `tritonctl approve` finds it (as the controller
 /// would), so the CLI's decision path reads the real stop.
 async fn publish(coord: &Arc<dyn Coordination>, j: &TransplantJournal) {
-    let path = tritonctl::transplant::transplant_journal_path("sdc", "sdc");
+    let path = tritonctl::layout::transplant_journal_path("sdc", "sdc");
     coord
         .mkdirp(path.rsplit_once('/').unwrap().0)
         .await
@@ -1044,13 +1040,15 @@ async fn coal_failure_past_the_point_of_no_return_waits_for_an_explicit_decision
         .await
         .unwrap();
     assert!(plain.is_empty(), "{plain:?}");
-    let hint = tritonctl::transplant::stopped(&coord, "sdc").await.unwrap();
+    let hint = tritonctl::reconcile::decisions::stopped(&coord, "sdc")
+        .await
+        .unwrap();
     assert!(hint[0].contains("--option resume"), "{hint:?}");
 
     // restore-backup and reverse-transplant: refused, nothing recorded.
     let id = j.forward.status.id.clone();
     for option in ["restore-backup", "reverse-transplant"] {
-        let e = tritonctl::transplant::decide(&coord, "sdc", option)
+        let e = tritonctl::reconcile::decisions::decide(&coord, "sdc", option)
             .await
             .unwrap_err();
         assert!(e.contains("not automated"), "{e}");
@@ -1061,7 +1059,7 @@ async fn coal_failure_past_the_point_of_no_return_waits_for_an_explicit_decision
                 .unwrap()
         );
     }
-    let e = tritonctl::transplant::decide(&coord, "sdc", "restore-backup")
+    let e = tritonctl::reconcile::decisions::decide(&coord, "sdc", "restore-backup")
         .await
         .unwrap_err();
     assert!(
@@ -1076,7 +1074,7 @@ async fn coal_failure_past_the_point_of_no_return_waits_for_an_explicit_decision
 
     // resume, with a second fault armed: the retry fails again -> stop 2,
     // which the first approval does not answer.
-    let done = tritonctl::transplant::decide(&coord, "sdc", "resume")
+    let done = tritonctl::reconcile::decisions::decide(&coord, "sdc", "resume")
         .await
         .unwrap();
     assert_eq!(done.len(), 1, "{done:?}");
@@ -1102,7 +1100,7 @@ async fn coal_failure_past_the_point_of_no_return_waits_for_an_explicit_decision
         assert_eq!(j.forward.status.steps[stop.step].attempts, attempts);
     }
     publish(&coord, &j).await;
-    tritonctl::transplant::decide(&coord, "sdc", "resume")
+    tritonctl::reconcile::decisions::decide(&coord, "sdc", "resume")
         .await
         .unwrap();
     let out = loop {
@@ -1323,7 +1321,7 @@ async fn coal_reconcile_stops_past_the_point_of_no_return_until_resume_is_approv
     let r = reasons(events.list(Some("ManateeVersion/sdc")).await.unwrap());
     assert_eq!(r.iter().filter(|x| *x == "PastPointOfNoReturn").count(), 1);
 
-    tritonctl::transplant::approve(&session, "sdc", Some("resume"))
+    tritonctl::reconcile::decisions::approve_transplant(&session, "sdc", Some("resume"))
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);

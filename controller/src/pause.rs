@@ -25,18 +25,9 @@ use coord::{CoordError, Coordination, CreateMode, Expect};
 use crds::Kind;
 use serde::{Deserialize, Serialize};
 
+pub use crate::layout::{pause_dir, pause_path};
 use crate::runtime::Triggers;
-use crate::store::{ROOT, StoreError};
-
-/// `/tritonctl/v1/pauses/<kind>`.
-pub fn pause_dir(kind: Kind) -> String {
-    format!("{ROOT}/pauses/{}", kind.short())
-}
-
-/// Where the pause marker of one document lives.
-pub fn pause_path(kind: Kind, name: &str) -> String {
-    format!("{}/{name}", pause_dir(kind))
-}
+use crate::store::StoreError;
 
 /// Who paused a document, when, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -369,7 +360,7 @@ mod tests {
         );
         let action = tokio::time::timeout(
             Duration::from_secs(5),
-            crate::reconcile_ha::reconcile_headnodes(&cx, "lab"),
+            crate::reconcile::reconcile_headnodes(&cx, "lab"),
         )
         .await
         .expect("a paused reconcile returns at once")
@@ -391,7 +382,7 @@ mod tests {
         // (It then drives steps against this fake world; stop it once it plans.)
         let _ = tokio::time::timeout(
             Duration::from_millis(500),
-            crate::reconcile_ha::reconcile_headnodes(&cx, "lab"),
+            crate::reconcile::reconcile_headnodes(&cx, "lab"),
         )
         .await;
         assert!(

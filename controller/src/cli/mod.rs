@@ -219,7 +219,7 @@ tritonctl --zk 10.99.99.11:2181 events -w manateeversion/sdc"
 generation, so `apply` then `wait` never returns on the previous spec's Ready.\n\
 While waiting, each change of state is printed on standard error.\n\
 A condition that already holds ends the wait at once, whatever --timeout says.\n\
-Exit status: 0 the condition holds, 1 timed out, 2 error (invalid arguments, the document does not exist).\n\n\
+Exit status: 0 the condition holds, 1 timed out, 2 error (invalid arguments, the document does not exist or is Degraded).\n\n\
 Examples:\n  tritonctl wait --for=condition=Ready manateeversion/sdc --timeout 10m\n  \
 tritonctl wait --for=condition=Blocked=False mv/sdc\n  tritonctl wait --for=delete mv/sdc --timeout 1m"
     )]

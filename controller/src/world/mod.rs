@@ -4,10 +4,8 @@
 pub mod manatee;
 pub mod transplant;
 
-/// Where `tritonctl approve` records approvals: one node per operation step.
-pub fn approval_path(op_id: &str, step: &str) -> String {
-    format!("{}/approvals/{op_id}/{step}", crate::store::ROOT)
-}
+/// Where `tritonctl approve` records approvals (see [`crate::layout`]).
+pub use crate::layout::approval_path;
 
 use reconcilers::error::WorldError;
 
