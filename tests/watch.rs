@@ -1,7 +1,7 @@
 //! Watching from the command line, through the real binary: `events -w`,
 //! `get -w`, `wait`, `pause` and `resume`. Tests that need a second writer
-//! while the binary runs use a real ZooKeeper (`zk_*`: the embedded store
-//! belongs to one process at a time).
+//! while the binary runs use a real ZooKeeper (`zk_*`); the embedded store
+//! shared by several processes is tested in `embedded_concurrency.rs`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

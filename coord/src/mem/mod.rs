@@ -48,6 +48,22 @@ pub const LOCK_FILE: &str = "coord.lock";
 #[derive(Clone)]
 pub struct MemEnsemble {
     inner: Arc<Inner>,
+    release: Arc<Release>,
+}
+
+/// Held by every handle the caller owns (ensembles and sessions), never by
+/// the shared store's poller: when the last one goes, the data directory's
+/// locks and the database are let go at once, in the caller's thread, even
+/// if the poller still holds the state for a moment.
+struct Release(Arc<Inner>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.shared = None;
+        st.db = None;
+        st._dir_lock = None;
+    }
 }
 
 struct Inner {
@@ -662,10 +678,12 @@ impl MemEnsemble {
     }
 
     fn from_state(state: State) -> MemEnsemble {
+        let inner = Arc::new(Inner {
+            state: Mutex::new(state),
+        });
         MemEnsemble {
-            inner: Arc::new(Inner {
-                state: Mutex::new(state),
-            }),
+            release: Arc::new(Release(inner.clone())),
+            inner,
         }
     }
 
@@ -681,6 +699,7 @@ impl MemEnsemble {
             ensemble: self.inner.clone(),
             id,
             state_rx,
+            _release: self.release.clone(),
         })
     }
 
@@ -743,6 +762,8 @@ pub struct MemSession {
     ensemble: Arc<Inner>,
     id: i64,
     state_rx: watch::Receiver<SessionState>,
+    /// Dropped after `Drop::drop` closed the session.
+    _release: Arc<Release>,
 }
 
 impl std::fmt::Debug for MemSession {

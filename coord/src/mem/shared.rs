@@ -294,6 +294,9 @@ pub(super) fn spawn_poller(inner: Weak<Inner>, every: Duration) {
                 };
                 let deliveries = {
                     let mut st = inner.lock();
+                    if st.shared.is_none() {
+                        return; // every handle is gone: the directory was let go
+                    }
                     let mut out = Vec::new();
                     if st.has_watches() {
                         match st.sync() {
