@@ -11,5 +11,6 @@ pub mod gates;
 pub mod manatee;
 pub mod manatee_ha;
 pub mod operation;
+pub mod rollout;
 pub mod transplant;
 pub mod window;
