@@ -15,6 +15,7 @@ pub mod headnode;
 pub mod manatee;
 pub mod meta;
 pub mod parse;
+pub mod ring;
 pub mod schema;
 pub mod shards;
 pub mod status;
