@@ -428,3 +428,302 @@ fn new_commands_have_help_with_examples() {
         assert!(stdout(&o).contains("Example"), "{cmd}: {}", stdout(&o));
     }
 }
+
+/// Issue #12 item 13: `--timeout 0s` bounds the waiting, not the first look
+/// (over ZooKeeper that look takes round trips, which a zero deadline cut).
+#[tokio::test(flavor = "multi_thread")]
+async fn zk_wait_with_timeout_0s_succeeds_when_the_condition_already_holds() {
+    let zk = ZkServer::start().await.unwrap();
+    let store = zk_store(&zk).await;
+    store.apply(&[lab_manatee("v1")]).await.unwrap();
+    store
+        .write_status(
+            Kind::ManateeVersion,
+            "sdc",
+            &status(ConditionStatus::True, 1),
+            None,
+        )
+        .await
+        .unwrap();
+    let wait = |args: &[&str]| {
+        Command::new(tritonctl_bin())
+            .args(["--zk", &zk.connect_string(), "wait"])
+            .args(args)
+            .args(["--timeout", "0s"])
+            .output()
+            .unwrap()
+    };
+    let o = wait(&["--for=condition=Ready", "mv/sdc"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("Ready=True"), "{}", stdout(&o));
+    let o = wait(&["--for=delete", "mv/nope"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // Not holding: a zero timeout times out (1).
+    let o = wait(&["--for=condition=Ready=False", "mv/sdc"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("timed out"), "{}", stderr(&o));
+}
+
+/// Issue #12 item 3: a status rewrite that changes nothing a row shows (a
+/// condition's message, a timestamp) prints no row.
+#[tokio::test(flavor = "multi_thread")]
+async fn zk_get_w_prints_a_row_only_when_what_it_shows_changes() {
+    let zk = ZkServer::start().await.unwrap();
+    let store = zk_store(&zk).await;
+    let mut quiet = lab_manatee("v1");
+    quiet.metadata_mut().name = "zz-quiet".into();
+    let mut sync = lab_manatee("v1");
+    sync.metadata_mut().name = "aa-sync".into();
+    store.apply(&[quiet, sync]).await.unwrap();
+    let with_message = |m: &str| {
+        let mut s = status(ConditionStatus::False, 1);
+        s.set_condition(
+            ConditionType::Ready,
+            ConditionStatus::False,
+            "Converging",
+            m,
+            "2026-11-22T12:00:00Z",
+        );
+        s
+    };
+    store
+        .write_status(Kind::ManateeVersion, "zz-quiet", &with_message("0/3"), None)
+        .await
+        .unwrap();
+    let all = Running::start(&zk.connect_string(), &["get", "mv", "-w"]);
+    all.stdout_line("aa-sync");
+    all.stdout_line("zz-quiet");
+    // Changes no cell of zz-quiet's row...
+    for m in ["1/3", "2/3"] {
+        store
+            .write_status(Kind::ManateeVersion, "zz-quiet", &with_message(m), None)
+            .await
+            .unwrap();
+    }
+    // ...then a change of aa-sync's row. The round that prints it reads
+    // aa-sync first and zz-quiet after, so it has read zz-quiet's rewrite.
+    store
+        .write_status(
+            Kind::ManateeVersion,
+            "aa-sync",
+            &status(ConditionStatus::True, 1),
+            None,
+        )
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    Running::expect(&all.out, "True", &mut seen);
+    // One more visible change, so that a row printed late would show.
+    store
+        .write_status(
+            Kind::ManateeVersion,
+            "aa-sync",
+            &status(ConditionStatus::False, 1),
+            None,
+        )
+        .await
+        .unwrap();
+    Running::expect(&all.out, "aa-sync", &mut seen);
+    assert!(
+        seen.iter().all(|l| !l.starts_with("zz-quiet")),
+        "a row that shows nothing new was printed again: {seen:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zk_get_leader_shows_the_leading_controller_and_since_when() {
+    let zk = ZkServer::start().await.unwrap();
+    let store = zk_store(&zk).await;
+    let none = Command::new(tritonctl_bin())
+        .args(["--zk", &zk.connect_string(), "get", "leader"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&none), 0, "{}", stderr(&none));
+    assert!(
+        stderr(&none).contains("No controller leads"),
+        "{}",
+        stderr(&none)
+    );
+    assert_eq!(stdout(&none), "", "no header without a leader");
+    let election =
+        tritonctl::runtime::leader::LeaderElection::new(store.coord().clone(), "hn0 pid 4242");
+    let _leading = election.campaign().await.unwrap();
+    let o = Command::new(tritonctl_bin())
+        .args(["--zk", &zk.connect_string(), "get", "leader"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("IDENTITY"), "{out}");
+    let row = out.lines().nth(1).unwrap();
+    assert!(row.starts_with("hn0 pid 4242"), "{out}");
+    assert!(row.contains("candidate-"), "{out}");
+    let o = Command::new(tritonctl_bin())
+        .args(["--zk", &zk.connect_string(), "get", "leader", "-j"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["identity"], "hn0 pid 4242");
+    let since = v["since"].as_str().unwrap();
+    let t =
+        time::OffsetDateTime::parse(since, &time::format_description::well_known::Rfc3339).unwrap();
+    assert!(t.year() >= 2024, "{since}");
+}
+
+#[test]
+fn pause_resume_and_approve_record_who_did_it_as_events() {
+    use reconcilers::manatee_ha::HaAction;
+    use reconcilers::operation::{Operation, PlannedStep};
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    assert_eq!(code(&run(dir, &["apply", "-f", "examples/lab/"])), 0);
+    let o = run(
+        dir,
+        &["pause", "mv/sdc", "--by", "alice@hn0", "--reason", "INC-42"],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run(dir, &["resume", "mv", "sdc"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // A HeadnodeSet step that timed out: approve allows one more attempt.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let ens = MemEnsemble::open(dir).unwrap();
+        let c = ens.connect();
+        let mut op: Operation<HaAction> = Operation::new(
+            "ha-lab-sdc-g1-test",
+            "manatee-ha",
+            "sdc",
+            vec![PlannedStep {
+                name: "wait-healthy".into(),
+                description: "wait".into(),
+                touches: vec![],
+                irreversible: false,
+                action: HaAction::WaitHealthy,
+            }],
+        );
+        op.status.steps[0].state = crds::StepState::Failed;
+        op.status.steps[0].attempts = 1;
+        let jdir = tritonctl::reconcile::journal_dir(Kind::HeadnodeSet, "lab");
+        c.mkdirp(&jdir).await.unwrap();
+        c.create(
+            &format!("{jdir}/sdc"),
+            &serde_json::to_vec(&op).unwrap(),
+            coord::CreateMode::Persistent,
+        )
+        .await
+        .unwrap();
+    });
+    let o = run(dir, &["approve", "hs", "lab"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run(dir, &["events", "-H", "-o", "object,reason,message"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    let me = tritonctl::pause::current_user();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].starts_with("ManateeVersion/sdc  Paused"), "{out}");
+    assert!(lines[0].contains("paused by alice@hn0: INC-42"), "{out}");
+    assert!(lines[1].contains("Resumed"), "{out}");
+    assert!(lines[1].contains(&format!("resumed by {me}")), "{out}");
+    assert!(lines[2].starts_with("HeadnodeSet/lab"), "{out}");
+    assert!(lines[2].contains("Approved"), "{out}");
+    assert!(lines[2].contains(&format!("approved by {me}")), "{out}");
+    assert!(lines[2].contains("wait-healthy"), "{out}");
+    // An approval with nothing waiting records nothing.
+    let o = run(dir, &["approve", "mv/sdc"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let o = run(dir, &["events", "-o", "name"]);
+    assert_eq!(stdout(&o).lines().count(), 3, "{}", stdout(&o));
+}
+
+#[test]
+fn listings_take_no_header_columns_json_name_and_jsonpath() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    assert_eq!(code(&run(dir, &["apply", "-f", "examples/lab/"])), 0);
+    let o = run(dir, &["pause", "mv/sdc", "--by", "alice@hn0"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run(dir, &["get", "mv", "-H"]);
+    assert!(stdout(&o).starts_with("sdc "), "{}", stdout(&o));
+    let o = run(dir, &["get", "mv", "-o", "paused,Name"]);
+    assert_eq!(stdout(&o), "PAUSED     NAME\nalice@hn0  sdc\n");
+    let o = run(dir, &["get", "mv", "-H", "-o", "spec"]);
+    assert!(stdout(&o).contains("shard(s) ->"), "{}", stdout(&o));
+    let o = run(dir, &["get", "mv", "-o", "name,bogus"]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("unknown column `BOGUS`")
+            && stderr(&o).contains("NAME, GENERATION, OBSERVED"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(dir, &["get", "mv", "-j"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["kind"], "List");
+    assert_eq!(v["items"][0]["metadata"]["name"], "sdc");
+    let o = run(dir, &["get", "manateeversions", "-o", "name"]);
+    assert_eq!(stdout(&o), "manateeversion/sdc\n");
+    let o = run(
+        dir,
+        &["get", "mv", "-o", "jsonpath={.items[*].metadata.name}"],
+    );
+    assert_eq!(stdout(&o), "sdc\n");
+    let o = run(
+        dir,
+        &["get", "mv/sdc", "-o", "jsonpath=$.metadata.generation"],
+    );
+    assert_eq!(stdout(&o), "1\n");
+    let o = run(dir, &["events", "-j"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["items"][0]["reason"], "Paused");
+    let o = run(dir, &["events", "-o", "jsonpath={.items[*].reason}"]);
+    assert_eq!(stdout(&o), "Paused\n");
+    let o = run(dir, &["events", "-o", "reason,TYPE"]);
+    assert_eq!(stdout(&o), "REASON  TYPE\nPaused  Normal\n");
+}
+
+#[test]
+fn cancel_records_who_cancelled_as_an_event() {
+    use reconcilers::operation::{Operation, PlannedStep};
+    use reconcilers::transplant::{TransplantAction, TransplantJournal};
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    assert_eq!(code(&run(dir, &["apply", "-f", "examples/lab/"])), 0);
+    // A transplant that has not reached its point of no return.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let ens = MemEnsemble::open(dir).unwrap();
+        let c = ens.connect();
+        let forward: Operation<TransplantAction> = Operation::new(
+            "transplant-sdc-g1-test",
+            "transplant",
+            "sdc",
+            vec![PlannedStep {
+                name: "check-moray".into(),
+                description: "check".into(),
+                touches: vec![],
+                irreversible: false,
+                action: TransplantAction::CheckMoray,
+            }],
+        );
+        let jdir = "/tritonctl/v1/transplants/manateeversion/sdc";
+        c.mkdirp(jdir).await.unwrap();
+        c.create(
+            &format!("{jdir}/sdc"),
+            &serde_json::to_vec(&TransplantJournal::new(forward)).unwrap(),
+            coord::CreateMode::Persistent,
+        )
+        .await
+        .unwrap();
+    });
+    let o = run(dir, &["cancel", "manateeversion", "sdc"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run(dir, &["events", "mv/sdc", "-H", "-o", "reason,message"]);
+    let out = stdout(&o);
+    let me = tritonctl::pause::current_user();
+    assert!(out.starts_with("Cancelled"), "{out}");
+    assert!(
+        out.contains(&format!("cancelled by {me}: sdc: rollback requested")),
+        "{out}"
+    );
+}

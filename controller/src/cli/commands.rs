@@ -3,9 +3,12 @@
 use crds::Kind;
 
 use super::input;
+use super::listing;
+use super::objref;
 use super::output;
 use super::store_open;
 use super::{Cli, Command, Failure};
+use crate::runtime::events::{Event, Events};
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
@@ -50,81 +53,34 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Get(g) => {
-            let kind = parse_kind(&g.kind)?;
-            let open = store_open::open(&cli.store).await?;
-            if g.watch {
-                return super::watch::get_watch(&open.store, kind, g.name.as_deref(), g.output)
-                    .await;
-            }
-            match g.name {
-                Some(name) => {
-                    let doc = open
-                        .store
-                        .get(kind, &name)
-                        .await?
-                        .ok_or_else(|| not_found(kind, &name))?;
-                    let pauses = super::watch::pauses(&open.store, kind, &[&name]).await?;
-                    match g.output {
-                        super::OutputFormat::Table | super::OutputFormat::Wide => print!(
-                            "{}",
-                            output::render_list_with_pauses(
-                                std::slice::from_ref(&doc),
-                                g.output,
-                                &pauses
-                            )
-                        ),
-                        _ => print!("{}", output::render_one(&doc, g.output)),
-                    }
-                }
-                None => {
-                    let docs = open.store.list(kind).await?;
-                    if docs.is_empty()
-                        && matches!(
-                            g.output,
-                            super::OutputFormat::Table | super::OutputFormat::Wide
-                        )
-                    {
-                        eprintln!("No {} documents in {}.", kind, open.description);
-                        return Ok(());
-                    }
-                    let names: Vec<&str> = docs.iter().map(|d| d.name()).collect();
-                    let pauses = super::watch::pauses(&open.store, kind, &names).await?;
-                    print!(
-                        "{}",
-                        output::render_list_with_pauses(&docs, g.output, &pauses)
-                    );
-                }
-            }
-            Ok(())
-        }
+        Command::Get(g) => get(&cli.store, g).await,
         Command::Describe(n) => {
-            let kind = parse_kind(&n.kind)?;
+            let (kind, name) = objref::object(&n.kind, n.name.as_deref())?;
             let open = store_open::open(&cli.store).await?;
             let doc = open
                 .store
-                .get(kind, &n.name)
+                .get(kind, &name)
                 .await?
-                .ok_or_else(|| not_found(kind, &n.name))?;
-            let marker = crate::pause::get(open.store.coord(), kind, &n.name).await?;
+                .ok_or_else(|| not_found(kind, &name))?;
+            let marker = crate::pause::get(open.store.coord(), kind, &name).await?;
             print!("{}", output::describe_with_pause(&doc, marker.as_ref()));
             Ok(())
         }
         Command::Delete(n) => {
-            let kind = parse_kind(&n.kind)?;
+            let (kind, name) = objref::object(&n.kind, n.name.as_deref())?;
             let open = store_open::open(&cli.store).await?;
             // A transplant in flight is only driven while its document exists.
-            crate::gitops::running::guard_delete(&open.store, kind, &n.name)
+            crate::gitops::running::guard_delete(&open.store, kind, &name)
                 .await
                 .map_err(|g| match g {
                     crate::gitops::running::Guard::Refused(m) => Failure::invalid(m),
                     crate::gitops::running::Guard::Error(m) => Failure::error(m),
                 })?;
-            if open.store.delete(kind, &n.name).await? {
-                println!("{}/{} deleted", kind.short(), n.name);
+            if open.store.delete(kind, &name).await? {
+                println!("{}/{name} deleted", kind.short());
                 Ok(())
             } else {
-                Err(not_found(kind, &n.name))
+                Err(not_found(kind, &name))
             }
         }
         Command::Controller(args) => super::serve::controller(args, &cli.store).await,
@@ -156,8 +112,13 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Approve { object, option } => {
-            let (kind, name) = parse_object(&object)?;
+        Command::Approve {
+            object,
+            name,
+            option,
+        } => {
+            let (kind, name) = objref::object(&object, name.as_deref())?;
+            let object = format!("{}/{name}", kind.short());
             let open = store_open::open(&cli.store).await?;
             let done = match &option {
                 Some(o) if kind == crds::Kind::ManateeVersion => {
@@ -186,13 +147,19 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 return Err(Failure::invalid(msg));
             }
-            for d in done {
+            for d in &done {
                 println!("approved {d}");
             }
+            let answer = match &option {
+                Some(o) => format!("answered {o}"),
+                None => "approved".to_string(),
+            };
+            record_decision(&open.store, kind, &name, "Approved", &answer, &done).await;
             Ok(())
         }
-        Command::Cancel { object } => {
-            let (kind, name) = parse_object(&object)?;
+        Command::Cancel { object, name } => {
+            let (kind, name) = objref::object(&object, name.as_deref())?;
+            let object = format!("{}/{name}", kind.short());
             if kind != crds::Kind::ManateeVersion {
                 return Err(Failure::invalid(format!(
                     "{object}: only a ManateeVersion transplant can be cancelled"
@@ -207,48 +174,45 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     "{object}: no transplant is in flight"
                 )));
             }
-            for d in done {
+            for d in &done {
                 println!("{d}");
             }
+            record_decision(&open.store, kind, &name, "Cancelled", "cancelled", &done).await;
             Ok(())
         }
-        Command::Events { object, watch } => {
-            let filter = match &object {
-                Some(o) => {
-                    let (kind, name) = parse_object(o)?;
-                    Some(format!("{kind}/{name}"))
-                }
-                None => None,
-            };
-            let open = store_open::open(&cli.store).await?;
-            if watch {
-                return super::watch::events_watch(&open.store, filter).await;
-            }
-            let events = crate::runtime::events::Events::new(open.store.coord().clone());
-            for r in events.list(filter.as_deref()).await? {
-                println!("{}", super::watch::event_line(&r));
-            }
-            Ok(())
-        }
+        Command::Events {
+            object,
+            name,
+            watch,
+            listing,
+        } => events(&cli.store, object, name, watch, listing).await,
         Command::Wait {
             for_,
             object,
+            name,
             timeout,
         } => {
             let what = super::watch::WaitFor::parse(&for_)?;
-            let (kind, name) = parse_object(&object).map_err(|f| Failure::error(f.message))?;
+            // `wait` exits 1 on a timeout only: every other refusal is 2.
+            let (kind, name) =
+                objref::object(&object, name.as_deref()).map_err(|f| Failure::error(f.message))?;
             let open = store_open::open(&cli.store).await?;
             let state = super::watch::wait(&open.store, kind, &name, &what, timeout).await?;
             println!("{}/{name}: {state}", kind.short());
             Ok(())
         }
-        Command::Pause { object, reason, by } => {
-            let (kind, name) = parse_object(&object)?;
+        Command::Pause {
+            object,
+            name,
+            reason,
+            by,
+        } => {
+            let (kind, name) = objref::object(&object, name.as_deref())?;
             let open = store_open::open(&cli.store).await?;
             super::pause_cmd::pause(&open.store, kind, &name, by, reason).await
         }
-        Command::Resume { object } => {
-            let (kind, name) = parse_object(&object)?;
+        Command::Resume { object, name } => {
+            let (kind, name) = objref::object(&object, name.as_deref())?;
             let open = store_open::open(&cli.store).await?;
             super::pause_cmd::resume(&open.store, kind, &name).await
         }
@@ -273,24 +237,127 @@ fn report_diagnostics(input: &input::Input) -> Result<(), Failure> {
     Ok(())
 }
 
-pub fn parse_kind(s: &str) -> Result<Kind, Failure> {
-    Kind::parse(s).ok_or_else(|| {
-        Failure::invalid(format!(
-            "unknown kind `{s}`; use HeadnodeSet (hs), ManateeVersion (mv) or ShardTopology (st)"
-        ))
-    })
+pub use super::objref::parse_kind;
+
+pub fn not_found(kind: Kind, name: &str) -> Failure {
+    Failure::invalid(format!(
+        "{kind} `{name}` not found; `tritonctl get {}` lists what is stored",
+        kind.short()
+    ))
 }
 
-/// `KIND/NAME` or `KIND NAME`-style object references.
-fn parse_object(s: &str) -> Result<(Kind, String), Failure> {
-    let (k, n) = s.split_once('/').ok_or_else(|| {
-        Failure::invalid(format!(
-            "`{s}`: expected KIND/NAME, e.g. manateeversion/sdc"
-        ))
-    })?;
-    Ok((parse_kind(k)?, n.to_string()))
+/// Record an operator's decision (approve, cancel) as an event naming who
+/// made it (the local user and host until access control lands). The
+/// decision is made already: a failure to record it is a warning.
+async fn record_decision(
+    store: &crate::store::Store,
+    kind: Kind,
+    name: &str,
+    reason: &str,
+    answer: &str,
+    done: &[String],
+) {
+    let who = crate::pause::current_user();
+    let message = format!("{answer} by {who}: {}", done.join("; "));
+    let event = Event::normal(format!("{kind}/{name}"), reason, message);
+    if let Err(e) = Events::new(store.coord().clone())
+        .record(&event, None)
+        .await
+    {
+        eprintln!("warning: {reason} was not recorded as an event: {e}");
+    }
 }
 
-fn not_found(kind: Kind, name: &str) -> Failure {
-    Failure::invalid(format!("{} `{name}` not found", kind))
+async fn get(store: &super::StoreArgs, g: super::GetArgs) -> Result<(), Failure> {
+    let format = g.listing.format();
+    if matches!(g.kind.to_ascii_lowercase().as_str(), "leader" | "leaders") && g.name.is_none() {
+        let open = store_open::open(store).await?;
+        let leader = super::leader_cmd::current(&open.store).await?;
+        if leader.is_none() && format.is_rows() {
+            eprintln!("No controller leads in {}.", open.description);
+            return Ok(());
+        }
+        let l = super::leader_cmd::listing(leader.as_ref());
+        print!("{}", listing::render(&l, &format, g.listing.no_headers)?);
+        return Ok(());
+    }
+    let (kind, name) = objref::kind_and_name(&g.kind, g.name.as_deref())?;
+    // An unknown column is refused before the store is opened.
+    if format.is_rows() {
+        listing::columns(&output::DOC_COLUMNS, output::DOC_NARROW, &format)?;
+    }
+    let open = store_open::open(store).await?;
+    if g.watch {
+        return super::watch::get_watch(
+            &open.store,
+            kind,
+            name.as_deref(),
+            &format,
+            g.listing.no_headers,
+        )
+        .await;
+    }
+    let wide = matches!(format, listing::Output::Wide);
+    let l = match &name {
+        Some(name) => {
+            let doc = open
+                .store
+                .get(kind, name)
+                .await?
+                .ok_or_else(|| not_found(kind, name))?;
+            let pauses = super::watch::pauses(&open.store, kind, &[name]).await?;
+            output::doc_listing(std::slice::from_ref(&doc), &pauses, wide, true)
+        }
+        None => {
+            let docs = open.store.list(kind).await?;
+            if docs.is_empty() && format.is_rows() {
+                eprintln!("No {} documents in {}.", kind, open.description);
+                return Ok(());
+            }
+            let names: Vec<&str> = docs.iter().map(|d| d.name()).collect();
+            let pauses = super::watch::pauses(&open.store, kind, &names).await?;
+            output::doc_listing(&docs, &pauses, wide, false)
+        }
+    };
+    print!("{}", listing::render(&l, &format, g.listing.no_headers)?);
+    Ok(())
+}
+
+async fn events(
+    store: &super::StoreArgs,
+    object: Option<String>,
+    name: Option<String>,
+    watch: bool,
+    args: listing::ListingArgs,
+) -> Result<(), Failure> {
+    let format = args.format();
+    let target = match &object {
+        Some(o) => Some(objref::object(o, name.as_deref())?),
+        None => None,
+    };
+    if format.is_rows() {
+        listing::columns(
+            &super::watch::EVENT_COLUMNS,
+            super::watch::EVENT_NARROW,
+            &format,
+        )?;
+    }
+    let filter = target.as_ref().map(|(k, n)| format!("{k}/{n}"));
+    let open = store_open::open(store).await?;
+    let events = Events::new(open.store.coord().clone());
+    let stored = events.list(filter.as_deref()).await?;
+    // Events outlive their document (a deleted one keeps its history); a
+    // name with neither is a typo.
+    if let Some((kind, name)) = &target
+        && stored.is_empty()
+        && open.store.get(*kind, name).await?.is_none()
+    {
+        return Err(not_found(*kind, name));
+    }
+    if watch {
+        return super::watch::events_watch(&open.store, filter, &format, args.no_headers).await;
+    }
+    let l = super::watch::event_listing(&stored, matches!(format, listing::Output::Wide));
+    print!("{}", listing::render(&l, &format, args.no_headers)?);
+    Ok(())
 }

@@ -3,18 +3,24 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub mod commands;
+pub mod exit;
 pub mod gitops;
 pub mod input;
+pub mod leader_cmd;
+pub mod listing;
+pub mod objref;
 pub mod output;
 pub mod pause_cmd;
 pub mod serve;
+pub mod store_args;
 pub mod store_open;
 pub mod watch;
 
-/// Exit codes: 0 ok, 1 invalid input or conflict, 2 any other error.
+/// Exit codes: 0 ok, 1 refused (invalid arguments or input, a conflict,
+/// not found), 2 any other error; see [`exit`] for the whole table.
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_INVALID: u8 = 1;
 pub const EXIT_ERROR: u8 = 2;
@@ -41,7 +47,9 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct StoreArgs {
     /// ZooKeeper connect string (`host:port,host:port`) of the DC's binder ensemble.
-    #[arg(long, global = true, env = "TRITONCTL_ZK", conflicts_with = "data_dir")]
+    /// Checked before anything is sent: a malformed one fails at once.
+    /// On the command line it wins over TRITONCTL_DATA_DIR, and --data-dir over TRITONCTL_ZK.
+    #[arg(long, global = true, env = "TRITONCTL_ZK", value_parser = store_args::parse_zk)]
     pub zk: Option<String>,
     /// Directory of the embedded store (default: $XDG_DATA_HOME/tritonctl or ~/.local/share/tritonctl).
     #[arg(long, global = true, env = "TRITONCTL_DATA_DIR")]
@@ -62,7 +70,7 @@ pub enum Command {
         after_help = "Every problem is reported at once as FILE:LINE:COLUMN: error: FIELD: message.\n\
 A directory is one desired-state set: rules across documents (one ManateeVersion per shard,\n\
 one HeadnodeSet per datacenter, unique names) apply within each directory.\n\
-Exit status: 0 valid, 1 invalid, 2 could not read the input.\n\n\
+Exit status: 0 valid, 1 invalid input or arguments, 2 could not read the input.\n\n\
 Examples:\n  tritonctl validate -f examples/\n  tritonctl validate -f lab/manatee.yaml\n  cat doc.yaml | tritonctl validate -f -"
     )]
     Validate(FileArgs),
@@ -75,7 +83,8 @@ With --plan, applies exactly the documents of a saved plan (`tritonctl plan`), a
 the datacenter again: a plan whose documents were edited, that was already applied, or whose\n\
 observed state moved (a takeover, a new image, someone else's apply) is refused (exit 1).\n\
 An apply that would queue a new manatee image behind an operation past its point of no\n\
-return is refused too.\n\n\
+return is refused too.\n\
+Exit status: 0 applied, 1 invalid input or arguments, a conflict or a refusal, 2 error.\n\n\
 Examples:\n  tritonctl apply -f examples/lab/\n  tritonctl --zk 127.0.0.1:2181 apply -f prod/us-east/\n  tritonctl --zk 10.99.99.11:2181 apply --plan plan.json --sapi http://sapi ..."
     )]
     Apply(gitops::ApplyArgs),
@@ -87,7 +96,7 @@ observed datacenter: ordered steps, the peers/zones/vnodes each touches, health 
 approvals and windows, the expected write outage, the point of no return.\n\
 Observes the datacenter when --sapi/--vmapi/--cnapi/--imgapi are given (manatee state from\n\
 --zk), or plans offline against a snapshot with --observed.\n\
-Exit status: 0 no differences, 1 differences, 2 error.\n\n\
+Exit status: 0 no differences, 1 differences, 2 error (invalid input or arguments too).\n\n\
 Examples:\n  tritonctl diff -f examples/lab/\n  tritonctl diff -f prod/us-east/ --observed observed.json -o markdown > comment.md\n  tritonctl --zk 10.99.99.11:2181 diff -f prod/ --sapi http://10.99.99.32 --vmapi http://10.99.99.27 \\\n      --cnapi http://10.99.99.22 --imgapi http://10.99.99.21"
     )]
     Diff(gitops::DiffArgs),
@@ -96,7 +105,8 @@ Examples:\n  tritonctl diff -f examples/lab/\n  tritonctl diff -f prod/us-east/ 
         after_help = "Writes the stored documents and their operation journals, every manatee shard they\n\
 (and -f documents) name as the controller observes it (SAPI, VMAPI, CNAPI pg-status,\n\
 ZooKeeper), the IMGAPI records of the images involved and the ring image, as versioned\n\
-JSON (format tritonctl.observed/v1). `diff --observed` and `plan --observed` read it.\n\n\
+JSON (format tritonctl.observed/v1). `diff --observed` and `plan --observed` read it.\n\
+Exit status: 0 written, 2 error (invalid input or arguments too).\n\n\
 Example:\n  tritonctl --zk 10.99.99.11:2181 snapshot -f prod/ -o observed.json --sapi http://10.99.99.32 \\\n      --vmapi http://10.99.99.27 --cnapi http://10.99.99.22 --imgapi http://10.99.99.21"
     )]
     Snapshot(gitops::SnapshotArgs),
@@ -105,21 +115,36 @@ Example:\n  tritonctl --zk 10.99.99.11:2181 snapshot -f prod/ -o observed.json -
         after_help = "Writes the documents, the planned operations and a fingerprint of the observed state\n\
 (manatee generations, roles and freeze, the instance set and images, image states, the ring\n\
 image, the stored resourceVersions, operations in flight). Prints the review.\n\
-`tritonctl apply --plan FILE` applies exactly this, or refuses if anything moved.\n\n\
+`tritonctl apply --plan FILE` applies exactly this, or refuses if anything moved.\n\
+Exit status: 0 saved, 2 error (invalid input or arguments too).\n\n\
 Examples:\n  tritonctl plan -f prod/us-east/ -o plan.json --observed observed.json\n  tritonctl --zk 10.99.99.11:2181 plan -f prod/ -o plan.json --sapi http://10.99.99.32 ..."
     )]
     Plan(gitops::PlanArgs),
-    /// List documents of a kind, or show one.
+    /// List documents of a kind, or show one; `get leader` shows which controller leads.
     #[command(
-        after_help = "KIND is HeadnodeSet, ManateeVersion or ShardTopology (or hs, mv, st; any case, plural ok).\n\n\
-Examples:\n  tritonctl get mv\n  tritonctl get manateeversion sdc -o yaml\n  tritonctl get shardtopologies -o wide\n  tritonctl get mv sdc -w"
+        after_help = "KIND is HeadnodeSet, ManateeVersion or ShardTopology (or hs, mv, st; any case, plural ok).\n\
+A document is named KIND NAME or KIND/NAME. `get leader` shows the leading controller:\n\
+its identity (host, pid) and SINCE, when its candidate node was created in ZooKeeper.\n\
+Output: -o table (default), wide, yaml, json (or -j), name, jsonpath=EXPR (RFC 9535, or\n\
+kubectl's {.items[*].metadata.name}), or the columns to show (-o name,ready; any case).\n\
+-H leaves the header out. Columns: NAME GENERATION OBSERVED READY PROGRESSING PAUSED\n\
+OPERATION SPEC (the last two only with -o wide or when named).\n\
+Exit status: 0 shown, 1 invalid arguments or not found, 2 error.\n\n\
+Examples:\n  tritonctl get mv\n  tritonctl get manateeversion sdc -o yaml\n  tritonctl get mv/sdc -o jsonpath='{.status.observedGeneration}'\n  \
+tritonctl get shardtopologies -o wide\n  tritonctl get mv -H -o name,ready\n  tritonctl get mv sdc -w\n  tritonctl get leader"
     )]
     Get(GetArgs),
     /// Show a document in detail: spec, conditions, the operation's steps with timings.
-    #[command(after_help = "Example:\n  tritonctl describe manateeversion sdc")]
+    #[command(
+        after_help = "Exit status: 0 shown, 1 invalid arguments or not found, 2 error.\n\n\
+Examples:\n  tritonctl describe manateeversion sdc\n  tritonctl describe mv/sdc"
+    )]
     Describe(NameArgs),
     /// Delete a stored document (the world is left as it is).
-    #[command(after_help = "Example:\n  tritonctl delete manateeversion sdc")]
+    #[command(
+        after_help = "Exit status: 0 deleted, 1 invalid arguments, not found or refused (an operation in flight), 2 error.\n\n\
+Examples:\n  tritonctl delete manateeversion sdc\n  tritonctl delete mv/sdc"
+    )]
     Delete(NameArgs),
     /// Run the embedded demo: a simulated lab datacenter, a controller, and a manatee upgrade.
     #[command(
@@ -127,7 +152,8 @@ Examples:\n  tritonctl get mv\n  tritonctl get manateeversion sdc -o yaml\n  tri
 manatee shard), applies examples/lab/, elects a controller, and upgrades the shard's\n\
 manatee image while a client keeps writing. Streams the events, then prints the\n\
 steps, the time, the writes lost (always 0) and the write outage. Needs nothing\n\
-installed; nothing leaves the machine.\n\nExample:\n  tritonctl demo"
+installed; nothing leaves the machine.\n\
+Exit status: 0 upgraded with no write lost, 1 invalid arguments, 2 error.\n\nExample:\n  tritonctl demo"
     )]
     Demo {
         /// Give up after this long.
@@ -142,40 +168,58 @@ retried on its own. Fix the cause, then approve to let the step run once more.\n
 A transplant stopped past its point of no return is never approved by a plain\n\
 `approve`: name the option. resume retries the failed step once (that stop only);\n\
 reverse-transplant and restore-backup are not automated: tritonctl refuses them\n\
-and prints what they would run."
+and prints what they would run. Each approval is recorded as an event naming who\n\
+approved ($USER@hostname) and what.\n\
+Exit status: 0 approved, 1 invalid arguments, not found or nothing to approve, 2 error."
     )]
     Approve {
-        /// KIND/NAME, e.g. manateeversion/sdc.
+        /// KIND/NAME or KIND NAME, e.g. manateeversion/sdc.
         object: String,
+        /// NAME, when KIND is given alone.
+        name: Option<String>,
         /// Past a transplant's point of no return: resume, reverse-transplant or restore-backup.
         #[arg(long, value_parser = ["resume", "reverse-transplant", "restore-backup"])]
         option: Option<String>,
     },
     /// Roll back a manatee transplant that has not reached its point of no return.
     #[command(
-        after_help = "Example:\n  tritonctl cancel manateeversion/sdc\n\nPast the point of no return the cancel is refused and the options\n(resume, reverse-transplant, restore-backup) are printed."
+        after_help = "Example:\n  tritonctl cancel manateeversion/sdc\n\nPast the point of no return the cancel is refused and the options\n(resume, reverse-transplant, restore-backup) are printed. A cancel is recorded as\n\
+an event naming who cancelled.\n\
+Exit status: 0 cancelled, 1 invalid arguments, not found or nothing to cancel, 2 error."
     )]
     Cancel {
-        /// KIND/NAME, e.g. manateeversion/sdc.
+        /// KIND/NAME or KIND NAME, e.g. manateeversion/sdc.
         object: String,
+        /// NAME, when KIND is given alone.
+        name: Option<String>,
     },
     /// List the controller's events, oldest first; with -w, keep streaming new ones.
     #[command(
-        after_help = "Examples:\n  tritonctl events\n  tritonctl events manateeversion/sdc\n  tritonctl --zk 10.99.99.11:2181 events -w manateeversion/sdc"
+        after_help = "Output: as `get`: -H, -o COL,COL, -j, -o yaml, -o name (event/SEQ), -o jsonpath=EXPR.\n\
+Columns: TIME TYPE OBJECT REASON MESSAGE (and, with -o wide or when named, OPERATION STEP).\n\
+With -w, -o json prints one event a line.\n\
+Exit status: 0 listed, 1 invalid arguments or not found (no such document and no event about it), 2 error.\n\n\
+Examples:\n  tritonctl events\n  tritonctl events manateeversion/sdc\n  tritonctl events mv sdc -H -o time,reason\n  \
+tritonctl --zk 10.99.99.11:2181 events -w manateeversion/sdc"
     )]
     Events {
-        /// Only events of KIND/NAME.
+        /// Only events of KIND/NAME (or KIND NAME).
         object: Option<String>,
+        /// NAME, when KIND is given alone.
+        name: Option<String>,
         /// After the stored events, print each new one as it is recorded (until interrupted).
         #[arg(short = 'w', long)]
         watch: bool,
+        #[command(flatten)]
+        listing: listing::ListingArgs,
     },
     /// Wait until a document's condition holds, or until it is deleted.
     #[command(
         after_help = "A condition counts only once the controller has observed the document's current\n\
 generation, so `apply` then `wait` never returns on the previous spec's Ready.\n\
 While waiting, each change of state is printed on standard error.\n\
-Exit status: 0 the condition holds, 1 timed out, 2 error (e.g. the document does not exist).\n\n\
+A condition that already holds ends the wait at once, whatever --timeout says.\n\
+Exit status: 0 the condition holds, 1 timed out, 2 error (invalid arguments, the document does not exist).\n\n\
 Examples:\n  tritonctl wait --for=condition=Ready manateeversion/sdc --timeout 10m\n  \
 tritonctl wait --for=condition=Blocked=False mv/sdc\n  tritonctl wait --for=delete mv/sdc --timeout 1m"
     )]
@@ -184,8 +228,10 @@ tritonctl wait --for=condition=Blocked=False mv/sdc\n  tritonctl wait --for=dele
         /// AwaitingApproval, Blocked; value True when left out) or delete.
         #[arg(long = "for", value_name = "CONDITION")]
         for_: String,
-        /// KIND/NAME, e.g. manateeversion/sdc.
+        /// KIND/NAME or KIND NAME, e.g. manateeversion/sdc.
         object: String,
+        /// NAME, when KIND is given alone.
+        name: Option<String>,
         /// Give up after this long (exit 1).
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         timeout: std::time::Duration,
@@ -196,12 +242,16 @@ tritonctl wait --for=condition=Blocked=False mv/sdc\n  tritonctl wait --for=dele
 edit, so applying the document again from git does not undo it; only `resume` does.\n\
 A step already under way in the world finishes there; the next one does not start.\n\
 `spec.rollout.paused: true` in a ManateeVersion pauses too (a pause decided in git).\n\
-`get` shows who paused (PAUSED column), `describe` also when and why.\n\n\
+`get` shows who paused (PAUSED column), `describe` also when and why. Each pause is\n\
+recorded as an event naming who paused and why.\n\
+Exit status: 0 paused (or already paused), 1 invalid arguments or not found, 2 error.\n\n\
 Examples:\n  tritonctl pause manateeversion/sdc --reason 'INC-42: moray errors'\n  tritonctl resume manateeversion/sdc"
     )]
     Pause {
-        /// KIND/NAME, e.g. manateeversion/sdc.
+        /// KIND/NAME or KIND NAME, e.g. manateeversion/sdc.
         object: String,
+        /// NAME, when KIND is given alone.
+        name: Option<String>,
         /// Why (shown by describe and in the Paused condition).
         #[arg(long)]
         reason: Option<String>,
@@ -210,18 +260,22 @@ Examples:\n  tritonctl pause manateeversion/sdc --reason 'INC-42: moray errors'\
         by: Option<String>,
     },
     /// Lift a `tritonctl pause`.
-    #[command(after_help = "Example:\n  tritonctl resume manateeversion/sdc")]
+    #[command(after_help = "A resume is recorded as an event naming who resumed.\n\
+Exit status: 0 resumed, 1 invalid arguments, not found or not paused, 2 error.\n\n\
+Example:\n  tritonctl resume manateeversion/sdc")]
     Resume {
-        /// KIND/NAME, e.g. manateeversion/sdc.
+        /// KIND/NAME or KIND NAME, e.g. manateeversion/sdc.
         object: String,
+        /// NAME, when KIND is given alone.
+        name: Option<String>,
     },
     /// Run the controller: campaign for leadership, then reconcile until SIGTERM/SIGINT.
     #[command(
         after_help = "Needs --zk (the datacenter's ZooKeeper): documents, status, operation journals and\n\
 the leader election live there, and so do the manatee shards' state. Several controllers\n\
 may run; one leads, the others wait. Logs go to stderr; /metrics and /healthz are served\n\
-on --metrics-addr. Exit status: 0 after SIGTERM/SIGINT, 3 when leadership was lost\n\
-(restart it: a new process campaigns again), 1 invalid arguments, 2 other errors.\n\n\
+on --metrics-addr. Leadership lost: exit 3; restart it (a new process campaigns again).\n\
+Exit status: 0 stopped by SIGTERM/SIGINT, 1 invalid arguments, 2 error, 3 leadership lost.\n\n\
 Example:\n  tritonctl --zk 10.99.99.11:2181 controller --sapi http://10.99.99.32 \\\n      \
 --vmapi http://10.99.99.28 --cnapi http://10.99.99.22 --imgapi http://10.99.99.21 \\\n      \
 --log-format json 2>&1 | bunyan"
@@ -232,7 +286,8 @@ Example:\n  tritonctl --zk 10.99.99.11:2181 controller --sapi http://10.99.99.32
     Sim(serve::SimCommand),
     /// Print the JSON Schema of a kind.
     #[command(
-        after_help = "Example:\n  tritonctl schema ShardTopology > shardtopology.schema.json"
+        after_help = "Exit status: 0 printed, 1 invalid arguments (an unknown kind).\n\n\
+Example:\n  tritonctl schema ShardTopology > shardtopology.schema.json"
     )]
     Schema {
         /// HeadnodeSet, ManateeVersion or ShardTopology.
@@ -249,27 +304,44 @@ pub struct FileArgs {
 
 #[derive(Args, Debug)]
 pub struct GetArgs {
+    /// KIND, KIND/NAME, or `leader`.
     pub kind: String,
+    /// NAME, when KIND is given alone.
     pub name: Option<String>,
-    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
-    pub output: OutputFormat,
-    /// After printing, print a row again whenever a document, its status or its pause changes.
+    #[command(flatten)]
+    pub listing: listing::ListingArgs,
+    /// After printing, print a row again whenever what it shows changes.
     #[arg(short = 'w', long)]
     pub watch: bool,
 }
 
 #[derive(Args, Debug)]
 pub struct NameArgs {
+    /// KIND/NAME, or KIND followed by NAME.
     pub kind: String,
-    pub name: String,
+    /// NAME, when KIND is given alone.
+    pub name: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+/// The formats every document listing had before `-o` took columns,
+/// `name` and `jsonpath=` too (see [`listing::Output`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputFormat {
     Table,
     Wide,
     Yaml,
     Json,
+}
+
+impl OutputFormat {
+    pub fn output(self) -> listing::Output {
+        match self {
+            OutputFormat::Table => listing::Output::Table,
+            OutputFormat::Wide => listing::Output::Wide,
+            OutputFormat::Yaml => listing::Output::Yaml,
+            OutputFormat::Json => listing::Output::Json,
+        }
+    }
 }
 
 /// An error that maps to an exit code.
@@ -310,7 +382,12 @@ impl From<crate::store::StoreError> for Failure {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    exit::quiet_on_closed_output();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match parse(&args) {
+        Ok(cli) => cli,
+        Err(code) => return ExitCode::from(code),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -324,4 +401,29 @@ pub fn main() -> ExitCode {
             ExitCode::from(f.code)
         }
     }
+}
+
+/// Parse the command line; a usage error is printed and its exit status
+/// returned (1, or 2 for the commands whose 1 answers a question).
+pub fn parse(args: &[std::ffi::OsString]) -> Result<Cli, u8> {
+    let usage = || exit::usage_code(exit::subcommand_of(args).as_deref());
+    let matches = match Cli::command().try_get_matches_from(args) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = e.print();
+            return Err(if e.use_stderr() { usage() } else { EXIT_OK });
+        }
+    };
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return Err(usage());
+        }
+    };
+    if let Err(message) = store_args::resolve(&mut cli.store, &matches) {
+        eprintln!("error: {message}");
+        return Err(usage());
+    }
+    Ok(cli)
 }

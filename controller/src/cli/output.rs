@@ -5,13 +5,14 @@ use crds::status::OperationStatus;
 use crds::{ConditionType, Document};
 
 use super::OutputFormat;
+use super::listing::{self, Listing, Output, trim_lines};
 use crate::pause::PauseMarker;
 
 /// Pause markers by document name (`tritonctl pause`), for the PAUSED column.
 pub type Pauses = std::collections::BTreeMap<String, PauseMarker>;
 
 pub fn to_yaml(v: &serde_json::Value) -> String {
-    serde_saphyr::to_string(v).unwrap_or_else(|e| format!("# cannot render YAML: {e}\n"))
+    listing::to_yaml(v)
 }
 
 fn table() -> Table {
@@ -85,79 +86,84 @@ pub(crate) fn paused_cell(doc: &Document, marker: Option<&PauseMarker>, wide: bo
     }
 }
 
+/// The columns of `get` (the first six are the plain table's).
+pub const DOC_COLUMNS: [&str; 8] = [
+    "NAME",
+    "GENERATION",
+    "OBSERVED",
+    "READY",
+    "PROGRESSING",
+    "PAUSED",
+    "OPERATION",
+    "SPEC",
+];
+pub const DOC_NARROW: usize = 6;
+
+/// Every column of `get` for one document (`wide`: the PAUSED cell says since when).
+pub fn doc_row(d: &Document, marker: Option<&PauseMarker>, wide: bool) -> Vec<String> {
+    let observed = d
+        .status()
+        .and_then(|s| s.observed_generation)
+        .map_or("-".into(), |g| g.to_string());
+    vec![
+        d.name().to_string(),
+        d.metadata().generation.unwrap_or(0).to_string(),
+        observed,
+        condition_cell(d, ConditionType::Ready),
+        condition_cell(d, ConditionType::Progressing),
+        paused_cell(d, marker, wide),
+        operation_cell(d),
+        summary(d),
+    ]
+}
+
+/// `kind/name`, as `-o name` prints it.
+pub fn doc_name(d: &Document) -> String {
+    format!("{}/{}", d.kind().short(), d.name())
+}
+
+fn list_value(docs: &[Document]) -> serde_json::Value {
+    let items: Vec<_> = docs.iter().map(Document::to_value).collect();
+    serde_json::json!({"apiVersion": crds::API_VERSION, "kind": "List", "items": items})
+}
+
+/// What `get` shows of some documents; `single`: one named document, whose
+/// JSON is the document itself rather than a List.
+pub fn doc_listing(docs: &[Document], pauses: &Pauses, wide: bool, single: bool) -> Listing {
+    Listing {
+        columns: &DOC_COLUMNS,
+        narrow: DOC_NARROW,
+        rows: docs
+            .iter()
+            .map(|d| doc_row(d, pauses.get(d.name()), wide))
+            .collect(),
+        names: docs.iter().map(doc_name).collect(),
+        value: match docs {
+            [one] if single => one.to_value(),
+            _ => list_value(docs),
+        },
+    }
+}
+
 pub fn render_list(docs: &[Document], format: OutputFormat) -> String {
     render_list_with_pauses(docs, format, &Pauses::new())
 }
 
 pub fn render_list_with_pauses(docs: &[Document], format: OutputFormat, pauses: &Pauses) -> String {
-    match format {
-        OutputFormat::Json => {
-            let items: Vec<_> = docs.iter().map(Document::to_value).collect();
-            let list = serde_json::json!({"apiVersion": crds::API_VERSION, "kind": "List", "items": items});
-            serde_json::to_string_pretty(&list).unwrap() + "\n"
-        }
-        OutputFormat::Yaml => {
-            let items: Vec<_> = docs.iter().map(Document::to_value).collect();
-            to_yaml(
-                &serde_json::json!({"apiVersion": crds::API_VERSION, "kind": "List", "items": items}),
-            )
-        }
-        OutputFormat::Table | OutputFormat::Wide => {
-            let wide = format == OutputFormat::Wide;
-            let mut t = table();
-            let mut header = vec![
-                "NAME",
-                "GENERATION",
-                "OBSERVED",
-                "READY",
-                "PROGRESSING",
-                "PAUSED",
-            ];
-            if wide {
-                header.extend(["OPERATION", "SPEC"]);
-            }
-            t.set_header(header);
-            for d in docs {
-                let observed = d
-                    .status()
-                    .and_then(|s| s.observed_generation)
-                    .map_or("-".into(), |g| g.to_string());
-                let mut row = vec![
-                    d.name().to_string(),
-                    d.metadata().generation.unwrap_or(0).to_string(),
-                    observed,
-                    condition_cell(d, ConditionType::Ready),
-                    condition_cell(d, ConditionType::Progressing),
-                    paused_cell(d, pauses.get(d.name()), wide),
-                ];
-                if wide {
-                    row.push(operation_cell(d));
-                    row.push(summary(d));
-                }
-                t.add_row(row);
-            }
-            trim_lines(&t.to_string())
-        }
-    }
+    let out = format.output();
+    let l = doc_listing(docs, pauses, matches!(out, Output::Wide), false);
+    listing::render(&l, &out, false).expect("every format of OutputFormat renders")
 }
 
 pub fn render_one(doc: &Document, format: OutputFormat) -> String {
-    match format {
-        OutputFormat::Json => serde_json::to_string_pretty(&doc.to_value()).unwrap() + "\n",
-        OutputFormat::Yaml => to_yaml(&doc.to_value()),
-        _ => render_list(std::slice::from_ref(doc), format),
-    }
-}
-
-fn trim_lines(s: &str) -> String {
-    let mut out: String = s
-        .lines()
-        .map(|l| l.trim_end())
-        .map(|l| l.strip_prefix(' ').unwrap_or(l))
-        .collect::<Vec<_>>()
-        .join("\n");
-    out.push('\n');
-    out
+    let out = format.output();
+    let l = doc_listing(
+        std::slice::from_ref(doc),
+        &Pauses::new(),
+        matches!(out, Output::Wide),
+        true,
+    );
+    listing::render(&l, &out, false).expect("every format of OutputFormat renders")
 }
 
 pub fn describe(doc: &Document) -> String {

@@ -5,6 +5,7 @@ use crds::Kind;
 
 use super::Failure;
 use crate::pause::{self, PauseMarker, Paused};
+use crate::runtime::events::{Event, Events};
 use crate::store::Store;
 
 pub async fn pause(
@@ -15,15 +16,17 @@ pub async fn pause(
     reason: Option<String>,
 ) -> Result<(), Failure> {
     if store.get(kind, name).await?.is_none() {
-        return Err(Failure::invalid(format!(
-            "{kind} `{name}` not found; nothing to pause (`tritonctl get {}` lists what is stored)",
-            kind.short()
-        )));
+        return Err(super::commands::not_found(kind, name));
     }
     let marker = PauseMarker::new(by.unwrap_or_else(pause::current_user), reason);
     match pause::pause(store.coord(), kind, name, marker).await? {
         Paused::Now(m) => {
             println!("{}/{name} {}", kind.short(), m.describe());
+            let message = match &m.reason {
+                Some(r) => format!("paused by {}: {r}", m.by),
+                None => format!("paused by {} (no reason given)", m.by),
+            };
+            record(store, kind, name, "Paused", message).await;
             println!(
                 "no new step will start until `tritonctl resume {}/{name}`",
                 kind.short()
@@ -45,6 +48,12 @@ pub async fn resume(store: &Store, kind: Kind, name: &str) -> Result<(), Failure
     match pause::resume(store.coord(), kind, name).await? {
         Some(m) => {
             println!("{}/{name} resumed ({})", kind.short(), m.describe());
+            let message = format!(
+                "resumed by {} (it was {})",
+                pause::current_user(),
+                m.describe()
+            );
+            record(store, kind, name, "Resumed", message).await;
             if let Some(crds::Document::ManateeVersion(d)) = store.get(kind, name).await?
                 && d.spec.rollout.paused
             {
@@ -54,8 +63,24 @@ pub async fn resume(store: &Store, kind: Kind, name: &str) -> Result<(), Failure
             }
             Ok(())
         }
-        None => Err(Failure::invalid(format!(
-            "{kind} `{name}` is not paused by `tritonctl pause`; nothing to resume"
-        ))),
+        None => match store.get(kind, name).await? {
+            None => Err(super::commands::not_found(kind, name)),
+            Some(_) => Err(Failure::invalid(format!(
+                "{kind} `{name}` is not paused by `tritonctl pause`; nothing to resume"
+            ))),
+        },
+    }
+}
+
+/// An operator's pause or resume, as an event naming who (the local user
+/// and host, or `--by`, until access control lands). The marker is written
+/// already: a failure to record the event is a warning.
+async fn record(store: &Store, kind: Kind, name: &str, reason: &str, message: String) {
+    let event = Event::normal(format!("{kind}/{name}"), reason, message);
+    if let Err(e) = Events::new(store.coord().clone())
+        .record(&event, None)
+        .await
+    {
+        eprintln!("warning: the {reason} event was not recorded: {e}");
     }
 }

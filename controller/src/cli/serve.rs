@@ -73,7 +73,8 @@ and one manatee sitter per manatee zone. With --zk the sitters use that ZooKeepe
 without it a private ZooKeeper is started on 127.0.0.1 (needs /usr/share/java/zookeeper.jar)\n\
 so that a separate `tritonctl controller` process can share it. When ready, one JSON\n\
 object is printed on stdout: {\"sapi\", \"vmapi\", \"cnapi\", \"imgapi\", \"control\", \"zk\",\n\
-\"zk_private\", \"shards\"}.\n\n\
+\"zk_private\", \"shards\"}.\n\
+Exit status: 0 stopped by SIGTERM/SIGINT, 1 invalid arguments, 2 error.\n\n\
 Examples:\n  tritonctl sim serve > sim.json\n  tritonctl sim serve --scenario examples/lab --zk 127.0.0.1:2181\n  \
 tritonctl --zk \"$(jq -r .zk sim.json)\" apply -f examples/lab/\n  \
 tritonctl --zk \"$(jq -r .zk sim.json)\" controller --sapi \"$(jq -r .sapi sim.json)\" \\\n      \

@@ -16,8 +16,9 @@ use crds::{ConditionStatus, ConditionType, Document, Kind};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
+use super::listing::{self, Listing, Output};
 use super::output::{self, Pauses};
-use super::{EXIT_ERROR, EXIT_INVALID, Failure, OutputFormat};
+use super::{EXIT_ERROR, EXIT_INVALID, Failure};
 use crate::pause::{self, PauseMarker};
 use crate::runtime::detached;
 use crate::runtime::events::{EventRecord, Events};
@@ -123,14 +124,94 @@ pub fn event_line(r: &EventRecord) -> String {
     )
 }
 
+/// The columns of `events` (the first five are the plain table's).
+pub const EVENT_COLUMNS: [&str; 7] = [
+    "TIME",
+    "TYPE",
+    "OBJECT",
+    "REASON",
+    "MESSAGE",
+    "OPERATION",
+    "STEP",
+];
+pub const EVENT_NARROW: usize = 5;
+const EVENT_WIDTHS: [usize; 7] = [20, 7, 28, 18, 40, 24, 16];
+
+fn event_row(r: &EventRecord) -> Vec<String> {
+    let e = &r.event;
+    vec![
+        e.time.clone(),
+        e.event_type.as_str().to_string(),
+        e.object.clone(),
+        e.reason.clone(),
+        e.message.clone(),
+        e.operation.clone().unwrap_or_else(|| "-".into()),
+        e.step.clone().unwrap_or_else(|| "-".into()),
+    ]
+}
+
+fn event_value(r: &EventRecord) -> serde_json::Value {
+    let mut v = serde_json::to_value(&r.event).expect("events serialize");
+    if let Some(m) = v.as_object_mut() {
+        m.insert("seq".into(), r.seq.into());
+    }
+    v
+}
+
+/// What `events` shows of some events (`-o name`: `event/SEQ`).
+pub fn event_listing(records: &[EventRecord], _wide: bool) -> Listing {
+    Listing {
+        columns: &EVENT_COLUMNS,
+        narrow: EVENT_NARROW,
+        rows: records.iter().map(event_row).collect(),
+        names: records.iter().map(|r| format!("event/{}", r.seq)).collect(),
+        value: serde_json::json!({"kind": "List", "items": records.iter().map(event_value).collect::<Vec<_>>()}),
+    }
+}
+
+/// One event as `events -w` prints it in `format` (one line, or one YAML document).
+fn event_shown(r: &EventRecord, format: &Output, idx: &[usize]) -> String {
+    match format {
+        Output::Table => event_line(r),
+        Output::Wide | Output::Columns(_) => {
+            let widths: Vec<usize> = idx.iter().map(|&i| EVENT_WIDTHS[i]).collect();
+            listing::fixed_row(&listing::pick(&event_row(r), idx), &widths)
+        }
+        Output::Json => serde_json::to_string(&event_value(r)).expect("events serialize"),
+        Output::Yaml => format!("---\n{}", listing::to_yaml(&event_value(r)).trim_end()),
+        Output::Name => format!("event/{}", r.seq),
+        Output::JsonPath(p) => p.render(&event_value(r)).trim_end().to_string(),
+    }
+}
+
 /// `tritonctl events -w`: the stored events, then each new one as it is
 /// recorded, until interrupted or the session ends.
-pub async fn events_watch(store: &Store, object: Option<String>) -> Result<(), Failure> {
+pub async fn events_watch(
+    store: &Store,
+    object: Option<String>,
+    format: &Output,
+    no_headers: bool,
+) -> Result<(), Failure> {
+    let idx = listing::columns(&EVENT_COLUMNS, EVENT_NARROW, format)?;
+    if format.is_rows() && !no_headers {
+        let header: Vec<String> = idx.iter().map(|&i| EVENT_COLUMNS[i].to_string()).collect();
+        let line = match format {
+            Output::Table => format!(
+                "{:<20}  {:<7} {:<28} {:<18} {}",
+                header[0], header[1], header[2], header[3], header[4]
+            ),
+            _ => {
+                let widths: Vec<usize> = idx.iter().map(|&i| EVENT_WIDTHS[i]).collect();
+                listing::fixed_row(&header, &widths)
+            }
+        };
+        println!("{}", line.trim_end());
+    }
     let events = Events::new(store.coord().clone());
     let mut stream = Box::pin(events.watch(object, None));
     while let Some(item) = stream.next().await {
         match item {
-            Ok(r) => println!("{}", event_line(&r)),
+            Ok(r) => println!("{}", event_shown(&r, format, &idx)),
             Err(crate::store::StoreError::Coord(e)) if e.is_session_lost() => {
                 return Err(coord_failure(e));
             }
@@ -141,86 +222,55 @@ pub async fn events_watch(store: &Store, object: Option<String>) -> Result<(), F
     Err(Failure::error("the event stream ended"))
 }
 
-/// What `get -w` compares to decide whether to print a row again.
-fn fingerprint(doc: &Document, marker: Option<&PauseMarker>) -> String {
-    format!("{}|{:?}", doc.to_value(), marker)
-}
+const DOC_WIDTHS: [usize; 8] = [24, 10, 8, 7, 11, 14, 30, 40];
 
-const WATCH_HEADER: [&str; 6] = [
-    "NAME",
-    "GENERATION",
-    "OBSERVED",
-    "READY",
-    "PROGRESSING",
-    "PAUSED",
-];
-
-/// Rows with fixed column widths, so that rows printed one at a time line up.
-fn watch_row(cells: &[String], wide: bool) -> String {
-    let widths = [24usize, 10, 8, 7, 11, 14];
-    let mut out = String::new();
-    for (i, c) in cells.iter().enumerate() {
-        let last = i + 1 == cells.len();
-        match widths.get(i) {
-            Some(w) if !last || wide => out += &format!("{c:<w$}   "),
-            _ => out += c,
-        }
-    }
-    out.trim_end().to_string()
-}
-
-fn row_cells(doc: &Document, marker: Option<&PauseMarker>, wide: bool) -> Vec<String> {
-    let mut cells = vec![
-        doc.name().to_string(),
-        doc.metadata().generation.unwrap_or(0).to_string(),
-        doc.status()
-            .and_then(|s| s.observed_generation)
-            .map_or("-".into(), |g| g.to_string()),
-        output::condition_cell(doc, ConditionType::Ready),
-        output::condition_cell(doc, ConditionType::Progressing),
-        output::paused_cell(doc, marker, wide),
-    ];
-    if wide {
-        cells.push(output::operation_cell(doc));
-        cells.push(output::summary(doc));
-    }
-    cells
-}
-
-fn print_doc(doc: &Document, marker: Option<&PauseMarker>, format: OutputFormat) {
+/// A document as `get -w` prints it in `format`: a row of the chosen
+/// columns, one JSON line, one YAML document, its name or a JSONPath's
+/// result. A row is printed again only when this text changes (a status
+/// rewrite that changes nothing shown prints nothing).
+fn doc_shown(
+    doc: &Document,
+    marker: Option<&PauseMarker>,
+    format: &Output,
+    idx: &[usize],
+) -> String {
     match format {
-        OutputFormat::Table | OutputFormat::Wide => {
-            let wide = format == OutputFormat::Wide;
-            println!("{}", watch_row(&row_cells(doc, marker, wide), wide));
+        Output::Table | Output::Wide | Output::Columns(_) => {
+            let row = output::doc_row(doc, marker, matches!(format, Output::Wide));
+            let widths: Vec<usize> = idx.iter().map(|&i| DOC_WIDTHS[i]).collect();
+            listing::fixed_row(&listing::pick(&row, idx), &widths)
         }
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string(&doc.to_value()).expect("documents serialize")
-        ),
-        OutputFormat::Yaml => print!("---\n{}", output::to_yaml(&doc.to_value())),
+        Output::Json => serde_json::to_string(&doc.to_value()).expect("documents serialize"),
+        Output::Yaml => format!("---\n{}", output::to_yaml(&doc.to_value()).trim_end()),
+        Output::Name => output::doc_name(doc),
+        Output::JsonPath(p) => p.render(&doc.to_value()).trim_end().to_string(),
     }
 }
 
 /// `tritonctl get -w KIND [NAME]`: print the current rows, then a row again
-/// each time a document, its status or its pause marker changes, and
-/// `NAME deleted` when a document goes away. Table rows use fixed widths;
-/// `-o json` prints one document per line, `-o yaml` one YAML document each.
+/// each time what it shows of a document (its status, its pause marker)
+/// changes, and `NAME deleted` when a document goes away. Table rows use
+/// fixed widths; `-o json` prints one document per line, `-o yaml` one YAML
+/// document each.
 pub async fn get_watch(
     store: &Store,
     kind: Kind,
     name: Option<&str>,
-    format: OutputFormat,
+    format: &Output,
+    no_headers: bool,
 ) -> Result<(), Failure> {
     let coord = store.coord().clone();
     let mut watches = Watches::new(coord.clone());
     let mut last: BTreeMap<String, String> = BTreeMap::new();
     let mut first = true;
-    if matches!(format, OutputFormat::Table | OutputFormat::Wide) {
-        let mut header: Vec<String> = WATCH_HEADER.iter().map(|s| s.to_string()).collect();
-        if format == OutputFormat::Wide {
-            header.extend(["OPERATION".into(), "SPEC".into()]);
-        }
-        println!("{}", watch_row(&header, format == OutputFormat::Wide));
+    let idx = listing::columns(&output::DOC_COLUMNS, output::DOC_NARROW, format)?;
+    if format.is_rows() && !no_headers {
+        let header: Vec<String> = idx
+            .iter()
+            .map(|&i| output::DOC_COLUMNS[i].to_string())
+            .collect();
+        let widths: Vec<usize> = idx.iter().map(|&i| DOC_WIDTHS[i]).collect();
+        println!("{}", listing::fixed_row(&header, &widths));
     }
     loop {
         let names = match name {
@@ -237,17 +287,14 @@ pub async fn get_watch(
             let marker = pause::get(&coord, kind, n).await?;
             match doc {
                 Some(doc) => {
-                    let fp = fingerprint(&doc, marker.as_ref());
-                    if last.get(n) != Some(&fp) {
-                        print_doc(&doc, marker.as_ref(), format);
-                        last.insert(n.clone(), fp);
+                    let shown = doc_shown(&doc, marker.as_ref(), format, &idx);
+                    if last.get(n) != Some(&shown) {
+                        println!("{shown}");
+                        last.insert(n.clone(), shown);
                     }
                 }
                 None if first && name.is_some() => {
-                    return Err(Failure::invalid(format!(
-                        "{kind} `{n}` not found; `tritonctl get {}` lists what is stored",
-                        kind.short()
-                    )));
+                    return Err(super::commands::not_found(kind, n));
                 }
                 None => {
                     if last.remove(n).is_some() {
@@ -398,19 +445,25 @@ pub async fn wait(
                 eprintln!("{object}: {state}; waiting for {}", what.describe());
                 last_state = state;
             }
-            watches.next().await?;
+            // Only the waiting is bounded by --timeout: a condition that
+            // already holds is met even with `--timeout 0s`.
+            match tokio::time::timeout_at(deadline, watches.next()).await {
+                Ok(r) => r?,
+                Err(_) => return Err(wait_timed_out(&object, what, timeout)),
+            }
         }
     };
-    match tokio::time::timeout_at(deadline, run).await {
-        Ok(r) => r,
-        Err(_) => Err(Failure {
-            code: EXIT_INVALID,
-            message: format!(
-                "timed out after {} waiting for {object} {}",
-                humantime(timeout),
-                what.describe()
-            ),
-        }),
+    run.await
+}
+
+fn wait_timed_out(object: &str, what: &WaitFor, timeout: Duration) -> Failure {
+    Failure {
+        code: EXIT_INVALID,
+        message: format!(
+            "timed out after {} waiting for {object} {}",
+            humantime(timeout),
+            what.describe()
+        ),
     }
 }
 
