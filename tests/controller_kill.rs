@@ -27,7 +27,7 @@ use coord::{Coordination, ZkCoordination};
 use crds::{ConditionType, Document, Kind};
 use sim::manatee::{SessionProvider, ZkProvider};
 use sim::scenario::{ScenarioOptions, SimScenario, images};
-use tritonctl::reconcile::journal_dir;
+use tritonctl::layout::journal_path;
 use tritonctl::store::Store;
 
 /// The controller's ZooKeeper session timeout: how long a killed leader
@@ -187,7 +187,7 @@ impl Lab {
     /// The journal's (step, state) frontier: the first step that has not
     /// succeeded, or the last one that has.
     async fn journal_point(&self) -> Option<(String, String, String)> {
-        let path = format!("{}/sdc", journal_dir(Kind::ManateeVersion, "sdc"));
+        let path = journal_path(Kind::ManateeVersion, "sdc", "sdc");
         let (data, _) = self.admin.get(&path).await.ok()?;
         let op: serde_json::Value = serde_json::from_slice(&data).ok()?;
         let status = &op["status"];
@@ -221,7 +221,7 @@ impl Lab {
     /// Whether the controller with this PID leads (its identity is in the
     /// lowest election node).
     async fn leads(&self, pid: u32) -> bool {
-        let dir = tritonctl::runtime::leader::default_dir();
+        let dir = tritonctl::layout::leader_dir();
         let Ok(mut children) = self.admin.children(&dir).await else {
             return false;
         };
@@ -349,7 +349,7 @@ async fn zk_controller_killed_at_every_step_boundary_resumes_without_repeating()
     }
     ctl.kill9();
     // Every step the journal holds has a Running and a Succeeded point.
-    let path = format!("{}/sdc", journal_dir(Kind::ManateeVersion, "sdc"));
+    let path = journal_path(Kind::ManateeVersion, "sdc", "sdc");
     let (data, _) = lab.admin.get(&path).await.unwrap();
     let op: serde_json::Value = serde_json::from_slice(&data).unwrap();
     let steps: Vec<String> = op["status"]["steps"]

@@ -316,7 +316,7 @@ fn a_closed_standard_output_ends_every_command_quietly() {
         vec!["get", "mv", "sdc", "-o", "yaml"],
         vec!["describe", "mv", "sdc"],
         vec!["diff", "-f", "examples/scenarios/manatee-upgrade/"],
-        vec!["validate", "-f", "examples/"],
+        vec!["validate", "-f", "examples/lab/"],
         vec!["schema", "mv"],
     ] {
         let (status, err) = with_closed_stdout(&store, &args);

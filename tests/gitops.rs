@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use coord::Coordination;
 use crds::Document;
+use reconcilers::manatee::{ManateeAct, ManateeObserve};
 use sim::scenario::{ScenarioOptions, SimScenario, images};
 use tritonctl::clients::{Endpoints, Triton, Unguarded};
 use tritonctl::gitops::diff::{Review, review};
-use tritonctl::gitops::observed::{Live, Observed, Recorded, StoredView, capture};
+use tritonctl::gitops::observed::{Live, Observed, Recorded, StoredView, World, capture};
 use tritonctl::gitops::plan::{self, ApplyError, PlanFile};
 use tritonctl::gitops::render;
 use tritonctl::store::Store;
@@ -74,7 +75,7 @@ impl Env {
         if manatee_image == images::MANATEE_V1 {
             wait_observed_v1(&world, &scenario).await;
         } else {
-            wait_observed_healthy(&world.manatee.0, &scenario).await;
+            wait_observed_healthy(world.manatee(), &scenario).await;
         }
         Env {
             scenario,
@@ -112,8 +113,7 @@ impl Env {
 /// Until the controller's observation shows every peer of every shard up
 /// with postgres online (the sim's `manatee-adm pg-status` answers a moment
 /// after its sitters are set up).
-async fn wait_observed_healthy(world: &TritonManatee, scenario: &SimScenario) {
-    use reconcilers::manatee::ManateeWorld;
+async fn wait_observed_healthy(world: &dyn ManateeObserve, scenario: &SimScenario) {
     let shards: Vec<String> = scenario.shards.keys().cloned().collect();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     for shard in shards {
@@ -593,7 +593,7 @@ async fn diff_headnodeset_growing_manatee_shows_the_ha_setup() {
         },
         "the simulated datacenter".into(),
     );
-    wait_observed_healthy(&world.manatee.0, &scenario).await;
+    wait_observed_healthy(world.manatee(), &scenario).await;
     let env = Env {
         scenario,
         store,
@@ -896,7 +896,7 @@ async fn write_op(
     store: &Store,
     op: &reconcilers::operation::Operation<reconcilers::manatee::ManateeAction>,
 ) {
-    let dir = tritonctl::reconcile::journal_dir(crds::Kind::ManateeVersion, "sdc");
+    let dir = tritonctl::layout::journal_dir(crds::Kind::ManateeVersion, "sdc");
     put(
         store,
         &format!("{dir}/sdc"),
@@ -1168,8 +1168,31 @@ fn diff_exit_codes() {
     }
 }
 
-/// Reviews only observe: the live world behind diff/plan/snapshot refuses
-/// every change before anything is sent, and so does a snapshot.
+/// Whether a type can act on the datacenter (implements `ManateeAct`),
+/// asked of concrete types (autoref specialization: the `&&Probe` impl is
+/// chosen only when its bound holds).
+struct Probe<T: ?Sized>(std::marker::PhantomData<T>);
+trait Acts {
+    fn acts(&self) -> bool {
+        true
+    }
+}
+impl<T: ?Sized + ManateeAct> Acts for &&Probe<T> {}
+trait Observes {
+    fn acts(&self) -> bool {
+        false
+    }
+}
+impl<T: ?Sized> Observes for &Probe<T> {}
+macro_rules! acts {
+    ($t:ty) => {
+        (&&&Probe::<$t>(std::marker::PhantomData)).acts()
+    };
+}
+
+/// Reviews only observe, and the compiler holds them to it: the live world
+/// behind diff/plan/snapshot and a snapshot hand out observing traits only
+/// (no reprovision, freeze or unfreeze can even be called through them).
 #[tokio::test]
 async fn review_worlds_never_change_the_datacenter() {
     let nowhere = Endpoints {
@@ -1199,19 +1222,23 @@ async fn review_worlds_never_change_the_datacenter() {
         .unwrap(),
         origin: "observed.json".into(),
     };
-    use tritonctl::gitops::observed::World;
+    // The probe tells an acting world from an observing one...
+    assert!(acts!(TritonManatee));
+    assert!(!acts!(dyn ManateeObserve));
+    // ...and what a review gets from either world cannot act; a snapshot
+    // cannot act at all.
     for w in [&live as &dyn World, &recorded as &dyn World] {
-        let m = w.manatee();
-        assert!(
-            m.reprovision("z", images::MANATEE_V2_NEXT, "op")
-                .await
-                .is_err()
-        );
-        assert!(m.freeze("sdc", "r").await.is_err());
-        assert!(m.unfreeze_own("sdc", "r").await.is_err());
+        let _only_observes: &dyn ManateeObserve = w.manatee();
     }
+    assert!(!acts!(Recorded));
+    assert!(!acts!(Live));
     // A snapshot that does not cover a shard says so, and how to fix it.
-    let e = recorded.manatee().observe("sdc").await.unwrap_err();
+    let e = recorded
+        .manatee()
+        .observe("sdc")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("not in the snapshot") && e.contains("tritonctl snapshot -f DIR"),
         "{e}"
@@ -1249,7 +1276,7 @@ async fn no_plan_over_an_unobserved_shard() {
 /// does (its gate blocks with `Replan`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_takeover_under_a_running_operation_shows_it_replanned() {
-    use reconcilers::manatee::{ManateeWorld, ShardPlan, plan_shard};
+    use reconcilers::manatee::{ShardPlan, plan_shard};
     use tritonctl::gitops::running::Rule;
     let env = Env::start("examples/lab", images::MANATEE_V2_CURRENT).await;
     env.apply_dir("examples/lab").await;
@@ -1257,7 +1284,7 @@ async fn a_takeover_under_a_running_operation_shows_it_replanned() {
     let Document::ManateeVersion(mv) = &docs[1] else {
         panic!()
     };
-    let m = &env.world.manatee.0;
+    let m = env.world.manatee();
     let obs = m.observe("sdc").await.unwrap();
     let img = m.image(&mv.spec.image.uuid).await.unwrap();
     let ShardPlan::Upgrade(mut op) = plan_shard(&mv.spec, &obs, img.as_ref(), "mv-sdc-sdc-g1-run")
@@ -1350,7 +1377,7 @@ async fn write_transplant(store: &Store, upto: &str, state: crds::StepState) {
     }
     forward.status.steps[at].state = state;
     let j = TransplantJournal::new(forward);
-    let path = tritonctl::transplant::transplant_journal_path("sdc", "sdc");
+    let path = tritonctl::layout::transplant_journal_path("sdc", "sdc");
     put(store, &path, serde_json::to_vec(&j).unwrap()).await;
 }
 

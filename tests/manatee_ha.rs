@@ -12,7 +12,7 @@ use std::time::Duration;
 use crds::Kind;
 use harness::{Lab, Writer, drive, example, job_spans, lost_writes, parse};
 use sim::scenario::ScenarioOptions;
-use tritonctl::reconcile_ha::reconcile_headnodes;
+use tritonctl::reconcile::reconcile_headnodes;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_peer_shard_grows_to_three_healthy_peers_without_losing_a_write() {

@@ -9,7 +9,7 @@ mod harness;
 use std::time::Duration;
 
 use harness::{Lab, example, job_spans};
-use reconcilers::manatee::ManateeWorld;
+use reconcilers::manatee::{ManateeAct, ManateeObserve};
 use sim::scenario::{ScenarioOptions, images};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -632,7 +632,13 @@ async fn zk_events_are_bounded_and_streamed_in_order() {
     let messages: Vec<String> = listed.iter().map(|r| r.event.message.clone()).collect();
     let want: Vec<String> = (20..30).map(|i| format!("e{i}")).collect();
     assert_eq!(messages, want);
-    assert!(a.children("/tritonctl/v1/events").await.unwrap().len() <= 11);
+    assert!(
+        a.children(&tritonctl::layout::events_dir())
+            .await
+            .unwrap()
+            .len()
+            <= 11
+    );
     // The watch saw what it could before trimming; what it got is in order
     // and only for its object, and new events keep coming.
     events

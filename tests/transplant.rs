@@ -16,9 +16,10 @@ use crds::Document;
 use crds::manatee::ManateeVersionSpec;
 use crds::status::{OperationPhase, StepState};
 use reconcilers::clock::SystemClock;
+use reconcilers::error::{BlockReason, WorldError};
 use reconcilers::transplant::{
-    Outcome, TransplantJournal, TransplantObs, TransplantRunner, TransplantStore, TransplantWorld,
-    drive, plan_transplant,
+    Outcome, TransplantAct, TransplantJournal, TransplantObs, TransplantObserve, TransplantRunner,
+    TransplantStore, drive, plan_transplant,
 };
 use sim::scenario::{ScenarioOptions, SimScenario, images};
 use tritonctl::clients::{Endpoints, Triton, Unguarded};
@@ -196,10 +197,10 @@ struct Saves {
 
 #[async_trait]
 impl TransplantStore for Saves {
-    async fn save(&self, j: &TransplantJournal) -> Result<(), String> {
+    async fn save(&self, j: &TransplantJournal) -> Result<(), WorldError> {
         self.all.lock().unwrap().push(j.clone());
         if self.kill_after_save {
-            return Err("controller killed".into());
+            return Err(WorldError::Unexpected("controller killed".into()));
         }
         if let Some((name, state)) = &self.stop_at
             && j.rollback.is_none()
@@ -209,7 +210,7 @@ impl TransplantStore for Saves {
                 .iter()
                 .any(|s| &s.name == name && s.state == *state)
         {
-            return Err("stopped for the test".into());
+            return Err(WorldError::Unexpected("stopped for the test".into()));
         }
         Ok(())
     }
@@ -233,7 +234,7 @@ async fn drive_until_stopped(h: &Harness, j: &mut TransplantJournal, store: &Sav
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
         match drive(j, &h.runner(), store, false, Duration::from_millis(20)).await {
-            Err(e) if e.contains("stopped for the test") => {
+            Err(e) if e.to_string().contains("stopped for the test") => {
                 *j = store.all.lock().unwrap().last().cloned().unwrap();
                 return;
             }
@@ -378,7 +379,7 @@ async fn lab_transplant_resumes_from_every_journal_point() {
         )
         .await
         {
-            Err(e) if e.contains("controller killed") => {
+            Err(e) if e.to_string().contains("controller killed") => {
                 kills += 1;
                 // A new controller loads the last saved journal...
                 let saves = store.all.lock().unwrap().clone();
@@ -501,47 +502,61 @@ struct Faulty<'a> {
 }
 
 impl Faulty<'_> {
-    fn trip(&self, what: &str) -> Result<(), String> {
+    fn trip(&self, what: &str) -> Result<(), WorldError> {
         if self.only.is_some_and(|o| o != what) {
             return Ok(());
         }
         if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
             *self.fired.lock().unwrap() = Some(what.to_string());
-            return Err(format!("injected failure in {what}"));
+            return Err(WorldError::Unexpected(format!(
+                "injected failure in {what}"
+            )));
         }
         Ok(())
     }
 }
 
 #[async_trait]
-impl TransplantWorld for Faulty<'_> {
-    async fn observe(&self, shard: &str) -> Result<TransplantObs, String> {
+impl TransplantObserve for Faulty<'_> {
+    async fn observe(&self, shard: &str) -> Result<TransplantObs, WorldError> {
         self.inner.observe(shard).await
     }
-    async fn resolve(&self, shard: &str, key: &str) -> Result<Option<String>, String> {
+    async fn resolve(&self, shard: &str, key: &str) -> Result<Option<String>, WorldError> {
         self.inner.resolve(shard, key).await
     }
-    async fn svcadm(&self, zone: &str, enable: bool, fmri: &str) -> Result<(), String> {
+    async fn approved(&self, op_id: &str, step: &str) -> Result<bool, WorldError> {
+        self.inner.approved(op_id, step).await
+    }
+}
+
+#[async_trait]
+impl TransplantAct for Faulty<'_> {
+    async fn svcadm(&self, zone: &str, enable: bool, fmri: &str) -> Result<(), WorldError> {
         self.trip("svcadm")?;
         self.inner.svcadm(zone, enable, fmri).await
     }
-    async fn restart_sitter(&self, zone: &str) -> Result<(), String> {
+    async fn restart_sitter(&self, zone: &str) -> Result<(), WorldError> {
         self.trip("restart_sitter")?;
         self.inner.restart_sitter(zone).await
     }
-    async fn set_sitter_onwm(&self, zone: &str, on: bool) -> Result<(), String> {
+    async fn set_sitter_onwm(&self, zone: &str, on: bool) -> Result<(), WorldError> {
         self.trip("set_sitter_onwm")?;
         self.inner.set_sitter_onwm(zone, on).await
     }
-    async fn set_metadata(&self, zone: &str, key: &str, value: Option<bool>) -> Result<(), String> {
+    async fn set_metadata(
+        &self,
+        zone: &str,
+        key: &str,
+        value: Option<bool>,
+    ) -> Result<(), WorldError> {
         self.trip("set_metadata")?;
         self.inner.set_metadata(zone, key, value).await
     }
-    async fn set_service_image(&self, shard: &str, image: &str) -> Result<(), String> {
+    async fn set_service_image(&self, shard: &str, image: &str) -> Result<(), WorldError> {
         self.trip("set_service_image")?;
         self.inner.set_service_image(shard, image).await
     }
-    async fn reprovision(&self, zone: &str, image: &str) -> Result<(), String> {
+    async fn reprovision(&self, zone: &str, image: &str) -> Result<(), WorldError> {
         self.trip("reprovision")?;
         self.inner.reprovision(zone, image).await
     }
@@ -551,33 +566,33 @@ impl TransplantWorld for Faulty<'_> {
         server: &str,
         alias: &str,
         metadata: &[(&str, bool)],
-    ) -> Result<(), String> {
+    ) -> Result<(), WorldError> {
         self.trip("create_instance")?;
         self.inner
             .create_instance(shard, server, alias, metadata)
             .await
     }
-    async fn delete_instance(&self, zone: &str) -> Result<(), String> {
+    async fn delete_instance(&self, zone: &str) -> Result<(), WorldError> {
         self.trip("delete_instance")?;
         self.inner.delete_instance(zone).await
     }
-    async fn snapshot(&self, zone: &str, name: &str) -> Result<(), String> {
+    async fn snapshot(&self, zone: &str, name: &str) -> Result<(), WorldError> {
         self.trip("snapshot")?;
         self.inner.snapshot(zone, name).await
     }
-    async fn destroy_snapshot(&self, zone: &str, name: &str) -> Result<(), String> {
+    async fn destroy_snapshot(&self, zone: &str, name: &str) -> Result<(), WorldError> {
         self.trip("destroy_snapshot")?;
         self.inner.destroy_snapshot(zone, name).await
     }
-    async fn destroy_dataset(&self, zone: &str) -> Result<(), String> {
+    async fn destroy_dataset(&self, zone: &str) -> Result<(), WorldError> {
         self.trip("destroy_dataset")?;
         self.inner.destroy_dataset(zone).await
     }
-    async fn send(&self, from: &str, snapshot: &str, to: &str) -> Result<(), String> {
+    async fn send(&self, from: &str, snapshot: &str, to: &str) -> Result<(), WorldError> {
         self.trip("send")?;
         self.inner.send(from, snapshot, to).await
     }
-    async fn set_moray(&self, zone: &str, enable: bool) -> Result<(), String> {
+    async fn set_moray(&self, zone: &str, enable: bool) -> Result<(), WorldError> {
         self.trip(if enable {
             "set_moray_on"
         } else {
@@ -585,19 +600,21 @@ impl TransplantWorld for Faulty<'_> {
         })?;
         self.inner.set_moray(zone, enable).await
     }
-    async fn create_onwm_state(&self, shard: &str, zone: &str, reason: &str) -> Result<(), String> {
+    async fn create_onwm_state(
+        &self,
+        shard: &str,
+        zone: &str,
+        reason: &str,
+    ) -> Result<(), WorldError> {
         self.trip("create_onwm_state")?;
         self.inner.create_onwm_state(shard, zone, reason).await
     }
-    async fn delete_own_state(&self, shard: &str, reason: &str) -> Result<(), String> {
+    async fn delete_own_state(&self, shard: &str, reason: &str) -> Result<(), WorldError> {
         self.inner.delete_own_state(shard, reason).await
     }
-    async fn unfreeze_own(&self, shard: &str, reason: &str) -> Result<(), String> {
+    async fn unfreeze_own(&self, shard: &str, reason: &str) -> Result<(), WorldError> {
         self.trip("unfreeze_own")?;
         self.inner.unfreeze_own(shard, reason).await
-    }
-    async fn approved(&self, op_id: &str, step: &str) -> Result<bool, String> {
-        self.inner.approved(op_id, step).await
     }
 }
 
@@ -643,7 +660,7 @@ async fn lab_failure_at_every_step_rolls_back_before_the_point_of_no_return_and_
             only: None,
         };
         let runner = TransplantRunner {
-            world: &faulty as &dyn TransplantWorld,
+            world: &faulty as &dyn TransplantAct,
             shard: "sdc".into(),
             step_timeout: Duration::from_secs(20),
             send_timeout: Duration::from_secs(20),
@@ -688,7 +705,7 @@ async fn lab_failure_at_every_step_rolls_back_before_the_point_of_no_return_and_
             }
             Some(_) => match &out {
                 Outcome::Blocked { reason, message } => {
-                    assert_eq!(reason, "PastPointOfNoReturn", "fault at {name}");
+                    assert_eq!(*reason, BlockReason::PastPointOfNoReturn, "fault at {name}");
                     assert!(
                         message.contains("injected failure") && message.contains("restore-backup")
                     );
@@ -767,7 +784,7 @@ async fn a_failed_send_rolls_back_and_a_failure_after_the_point_of_no_return_blo
         .unwrap();
     match out {
         Outcome::Blocked { reason, message } => {
-            assert_eq!(reason, "PastPointOfNoReturn");
+            assert_eq!(reason, BlockReason::PastPointOfNoReturn);
             assert!(message.contains("reverse-transplant") && message.contains("restore-backup"));
         }
         o => panic!("{o:?}"),
@@ -848,9 +865,7 @@ async fn coal_reconcile_picks_transplant_and_refuses_rolling_across_majors() {
     assert_eq!(b.reason, "ShardLocked", "{b:?}");
     assert!(
         session
-            .exists(&tritonctl::transplant::transplant_journal_path(
-                "sdc", "sdc"
-            ))
+            .exists(&tritonctl::layout::transplant_journal_path("sdc", "sdc"))
             .await
             .unwrap()
             .is_none(),
@@ -878,9 +893,7 @@ async fn coal_reconcile_picks_transplant_and_refuses_rolling_across_majors() {
     assert!(st.is_true(crds::ConditionType::Paused), "{st:#?}");
     assert!(
         session
-            .exists(&tritonctl::transplant::transplant_journal_path(
-                "sdc", "sdc"
-            ))
+            .exists(&tritonctl::layout::transplant_journal_path("sdc", "sdc"))
             .await
             .unwrap()
             .is_none(),
@@ -940,7 +953,7 @@ async fn coal_reconcile_picks_transplant_and_refuses_rolling_across_majors() {
 /// Store the journal where `tritonctl approve` finds it (as the controller
 /// would), so the CLI's decision path reads the real stop.
 async fn publish(coord: &Arc<dyn Coordination>, j: &TransplantJournal) {
-    let path = tritonctl::transplant::transplant_journal_path("sdc", "sdc");
+    let path = tritonctl::layout::transplant_journal_path("sdc", "sdc");
     coord
         .mkdirp(path.rsplit_once('/').unwrap().0)
         .await
@@ -974,7 +987,7 @@ async fn coal_failure_past_the_point_of_no_return_waits_for_an_explicit_decision
         only: None,
     };
     let runner = TransplantRunner {
-        world: &faulty as &dyn TransplantWorld,
+        world: &faulty as &dyn TransplantAct,
         shard: "sdc".into(),
         step_timeout: Duration::from_secs(20),
         send_timeout: Duration::from_secs(20),
@@ -996,7 +1009,7 @@ async fn coal_failure_past_the_point_of_no_return_waits_for_an_explicit_decision
     let Outcome::Blocked { reason, message } = &out else {
         panic!("{out:?}")
     };
-    assert_eq!(reason, "PastPointOfNoReturn");
+    assert_eq!(*reason, BlockReason::PastPointOfNoReturn);
     assert!(message.contains("injected failure"), "{message}");
     assert!(message.contains("--option"), "{message}");
     let stop = j.stopped.clone().expect("the stop is in the journal");
@@ -1009,7 +1022,7 @@ async fn coal_failure_past_the_point_of_no_return_waits_for_an_explicit_decision
     for _ in 0..5 {
         let again = drive_once!(&mut j).await.unwrap();
         assert!(
-            matches!(&again, Outcome::Blocked { reason, .. } if reason == "PastPointOfNoReturn"),
+            matches!(&again, Outcome::Blocked { reason, .. } if *reason == BlockReason::PastPointOfNoReturn),
             "{again:?}"
         );
         assert_eq!(j.forward.status.steps[stop.step].attempts, attempts);
@@ -1027,13 +1040,15 @@ async fn coal_failure_past_the_point_of_no_return_waits_for_an_explicit_decision
         .await
         .unwrap();
     assert!(plain.is_empty(), "{plain:?}");
-    let hint = tritonctl::transplant::stopped(&coord, "sdc").await.unwrap();
+    let hint = tritonctl::reconcile::decisions::stopped(&coord, "sdc")
+        .await
+        .unwrap();
     assert!(hint[0].contains("--option resume"), "{hint:?}");
 
     // restore-backup and reverse-transplant: refused, nothing recorded.
     let id = j.forward.status.id.clone();
     for option in ["restore-backup", "reverse-transplant"] {
-        let e = tritonctl::transplant::decide(&coord, "sdc", option)
+        let e = tritonctl::reconcile::decisions::decide(&coord, "sdc", option)
             .await
             .unwrap_err();
         assert!(e.contains("not automated"), "{e}");
@@ -1044,7 +1059,7 @@ async fn coal_failure_past_the_point_of_no_return_waits_for_an_explicit_decision
                 .unwrap()
         );
     }
-    let e = tritonctl::transplant::decide(&coord, "sdc", "restore-backup")
+    let e = tritonctl::reconcile::decisions::decide(&coord, "sdc", "restore-backup")
         .await
         .unwrap_err();
     assert!(
@@ -1059,7 +1074,7 @@ async fn coal_failure_past_the_point_of_no_return_waits_for_an_explicit_decision
 
     // resume, with a second fault armed: the retry fails again -> stop 2,
     // which the first approval does not answer.
-    let done = tritonctl::transplant::decide(&coord, "sdc", "resume")
+    let done = tritonctl::reconcile::decisions::decide(&coord, "sdc", "resume")
         .await
         .unwrap();
     assert_eq!(done.len(), 1, "{done:?}");
@@ -1085,7 +1100,7 @@ async fn coal_failure_past_the_point_of_no_return_waits_for_an_explicit_decision
         assert_eq!(j.forward.status.steps[stop.step].attempts, attempts);
     }
     publish(&coord, &j).await;
-    tritonctl::transplant::decide(&coord, "sdc", "resume")
+    tritonctl::reconcile::decisions::decide(&coord, "sdc", "resume")
         .await
         .unwrap();
     let out = loop {
@@ -1306,7 +1321,7 @@ async fn coal_reconcile_stops_past_the_point_of_no_return_until_resume_is_approv
     let r = reasons(events.list(Some("ManateeVersion/sdc")).await.unwrap());
     assert_eq!(r.iter().filter(|x| *x == "PastPointOfNoReturn").count(), 1);
 
-    tritonctl::transplant::approve(&session, "sdc", Some("resume"))
+    tritonctl::reconcile::decisions::approve_transplant(&session, "sdc", Some("resume"))
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);

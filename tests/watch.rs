@@ -1,7 +1,7 @@
 //! Watching from the command line, through the real binary: `events -w`,
 //! `get -w`, `wait`, `pause` and `resume`. Tests that need a second writer
-//! while the binary runs use a real ZooKeeper (`zk_*`: the embedded store
-//! belongs to one process at a time).
+//! while the binary runs use a real ZooKeeper (`zk_*`); the embedded store
+//! shared by several processes is tested in `embedded_concurrency.rs`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -238,6 +238,51 @@ async fn zk_wait_exits_0_once_the_condition_is_set() {
     gone.stderr_line("exists");
     store.delete(Kind::ManateeVersion, "sdc").await.unwrap();
     assert_eq!(gone.exit_code(), 0);
+}
+
+/// A reconcile that fails (issue #12, item 2) is reported by `wait`, which
+/// prints the Degraded reason and message and exits 2 instead of waiting
+/// for its timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn zk_wait_reports_a_degraded_document_and_exits_2() {
+    let zk = ZkServer::start().await.unwrap();
+    let store = zk_store(&zk).await;
+    store.apply(&[lab_manatee("v1")]).await.unwrap();
+    store
+        .write_status(
+            Kind::ManateeVersion,
+            "sdc",
+            &status(ConditionStatus::False, 1),
+            None,
+        )
+        .await
+        .unwrap();
+    let mut wait = Running::start(
+        &zk.connect_string(),
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "manateeversion/sdc",
+            "--timeout",
+            "10m",
+        ],
+    );
+    wait.stderr_line("Ready=False (Converging");
+    let mut degraded = status(ConditionStatus::False, 1);
+    degraded.set_condition(
+        ConditionType::Degraded,
+        ConditionStatus::True,
+        "ReconcileError",
+        "no SAPI application `manta`",
+        "2026-11-22T12:00:01Z",
+    );
+    store
+        .write_status(Kind::ManateeVersion, "sdc", &degraded, None)
+        .await
+        .unwrap();
+    let line = wait.stderr_line("no SAPI application `manta`");
+    assert!(line.contains("ReconcileError"), "{line}");
+    assert_eq!(wait.exit_code(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]

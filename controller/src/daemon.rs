@@ -45,7 +45,9 @@ use crds::{Document, Kind};
 use tokio_util::sync::CancellationToken;
 
 use crate::clients::{Endpoints, MutationGuard, Triton};
-use crate::reconcile::{Context, context, reconcile_manatee};
+use crate::reconcile::headnodes::HeadnodesKind;
+use crate::reconcile::manatee_version::ManateeVersionKind;
+use crate::reconcile::{Context, KindReconcile, context, run};
 use crate::runtime::leader::{LeaderElection, LeaderError, Leadership, LossReason};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::queue::{Action, Config, Controller};
@@ -176,6 +178,15 @@ impl Dispatch {
         self
     }
 
+    /// Register a [`KindReconcile`] for its kind, on `cx`.
+    pub fn add<W, K>(&mut self, cx: Arc<Context<W>>, kind: K) -> &mut Self
+    where
+        W: Send + Sync + 'static,
+        K: KindReconcile<W> + 'static,
+    {
+        self.register(K::KIND, Arc::new(Registered { cx, kind }))
+    }
+
     pub fn kinds(&self) -> Vec<Kind> {
         let mut v: Vec<Kind> = self.by_kind.keys().copied().collect();
         v.sort_by_key(|k| k.as_str());
@@ -204,7 +215,7 @@ impl Dispatch {
 }
 
 /// `ManateeVersion`: registers the shards' ZooKeeper nodes and a SAPI/VMAPI
-/// poller as triggers of its key, then runs [`reconcile_manatee`].
+/// poller as triggers of its key, then runs [`ManateeVersionKind`].
 pub struct ManateeReconciler {
     pub cx: Arc<Context<TritonManatee>>,
     pub triggers: Triggers,
@@ -323,20 +334,24 @@ impl KindReconciler for ManateeReconciler {
         {
             self.register_triggers(name, &doc.spec.shards);
         }
-        reconcile_manatee(&self.cx, name).await
+        run(&self.cx, &ManateeVersionKind, name)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
-/// `HeadnodeSet`: grows the `sdc` manatee shard to the peers the set
-/// places (`sdcadm post-setup ha-manatee`), see [`crate::reconcile_ha`].
-pub struct HeadnodeReconciler {
-    pub cx: Arc<Context<TritonManatee>>,
+/// Any [`KindReconcile`] on a context, as the daemon dispatches it.
+pub struct Registered<W, K> {
+    pub cx: Arc<Context<W>>,
+    pub kind: K,
 }
 
 #[async_trait]
-impl KindReconciler for HeadnodeReconciler {
+impl<W: Send + Sync + 'static, K: KindReconcile<W> + 'static> KindReconciler for Registered<W, K> {
     async fn reconcile(&self, name: &str) -> Result<Action, String> {
-        crate::reconcile_ha::reconcile_headnodes(&self.cx, name).await
+        run(&self.cx, &self.kind, name)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -434,10 +449,8 @@ impl Daemon {
         let cx = Arc::new(cx);
         let (triggers, stream) = Triggers::new(session.clone());
         let mut dispatch = Dispatch::default();
-        dispatch.register(
-            Kind::HeadnodeSet,
-            Arc::new(HeadnodeReconciler { cx: cx.clone() }),
-        );
+        // One line per kind (ManateeVersion also registers its triggers).
+        dispatch.add(cx.clone(), HeadnodesKind);
         dispatch.register(
             Kind::ManateeVersion,
             Arc::new(ManateeReconciler::new(
@@ -610,5 +623,71 @@ mod tests {
         assert_eq!(d.reconcile("no-slash").await, Ok(Action::AwaitChange));
         assert_eq!(st.0.load(Ordering::SeqCst), 1);
         assert_eq!(*st.1.lock().unwrap(), ["us-east"]);
+    }
+}
+
+#[cfg(test)]
+mod adding_a_kind {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::reconcile::{Outcome, ReconcileError};
+    use crds::meta::Resource;
+
+    /// A kind as ARCHITECTURE.md's "Adding a kind" describes it.
+    struct Topology(Arc<AtomicUsize>);
+
+    #[async_trait]
+    impl KindReconcile<()> for Topology {
+        type Spec = crds::shards::ShardTopologySpec;
+        const KIND: Kind = Kind::ShardTopology;
+        fn typed(doc: Document) -> Option<Resource<Self::Spec>> {
+            match doc {
+                Document::ShardTopology(d) => Some(d),
+                _ => None,
+            }
+        }
+        async fn reconcile(
+            &self,
+            _cx: &Context<()>,
+            _name: &str,
+            _doc: &Resource<Self::Spec>,
+            _status: &mut crds::Status,
+        ) -> Result<Outcome, ReconcileError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(Outcome::Ready {
+                message: "ring as declared".into(),
+                after: Duration::from_secs(60),
+            })
+        }
+    }
+
+    /// One trait impl and one registration line: the key reaches the kind
+    /// through the shared opening, and finish writes its status.
+    #[tokio::test]
+    async fn one_impl_and_one_line_register_a_kind() {
+        let store = Store::new(coord::MemEnsemble::new().connect());
+        store.init().await.unwrap();
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../examples/us-east/shardtopology.yaml"),
+        )
+        .unwrap();
+        let (mut docs, _) = crds::parse_documents("shardtopology.yaml", &text);
+        let doc = docs.remove(0).document;
+        let name = doc.name().to_string();
+        store.apply(&[doc]).await.unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let cx = Arc::new(context(store.clone(), (), None, None));
+        let mut d = Dispatch::default();
+        d.add(cx, Topology(calls.clone()));
+        assert_eq!(d.kinds(), [Kind::ShardTopology]);
+        assert_eq!(
+            d.reconcile(&format!("ShardTopology/{name}")).await,
+            Ok(Action::RequeueAfter(Duration::from_secs(60)))
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let st = store.status(Kind::ShardTopology, &name).await.unwrap();
+        assert!(st.unwrap().is_true(crds::ConditionType::Ready));
     }
 }

@@ -25,18 +25,9 @@ use coord::{CoordError, Coordination, CreateMode, Expect};
 use crds::Kind;
 use serde::{Deserialize, Serialize};
 
+pub use crate::layout::{pause_dir, pause_path};
 use crate::runtime::Triggers;
-use crate::store::{ROOT, StoreError};
-
-/// `/tritonctl/v1/pauses/<kind>`.
-pub fn pause_dir(kind: Kind) -> String {
-    format!("{ROOT}/pauses/{}", kind.short())
-}
-
-/// Where the pause marker of one document lives.
-pub fn pause_path(kind: Kind, name: &str) -> String {
-    format!("{}/{name}", pause_dir(kind))
-}
+use crate::store::StoreError;
 
 /// Who paused a document, when, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,7 +195,10 @@ mod tests {
     use async_trait::async_trait;
     use coord::MemEnsemble;
     use crds::{ConditionStatus, ConditionType, Document};
-    use reconcilers::manatee::{ImageInfo, ManateeWorld, PeerObservation, ShardObservation};
+    use reconcilers::error::WorldError;
+    use reconcilers::manatee::{
+        ImageInfo, ManateeAct, ManateeObserve, PeerObservation, ShardObservation,
+    };
     use wire::manatee::{ClusterState, PeerIdent};
 
     use super::*;
@@ -221,8 +215,8 @@ mod tests {
     }
 
     #[async_trait]
-    impl ManateeWorld for World {
-        async fn observe(&self, shard: &str) -> Result<ShardObservation, String> {
+    impl ManateeObserve for World {
+        async fn observe(&self, shard: &str) -> Result<ShardObservation, WorldError> {
             let p = PeerIdent::with_default_ports("p", "10.0.0.1");
             Ok(ShardObservation {
                 shard: shard.into(),
@@ -240,7 +234,7 @@ mod tests {
                 }],
             })
         }
-        async fn image(&self, _: &str) -> Result<Option<ImageInfo>, String> {
+        async fn image(&self, _: &str) -> Result<Option<ImageInfo>, WorldError> {
             Ok(Some(ImageInfo {
                 uuid: NEW.into(),
                 name: "manatee".into(),
@@ -249,68 +243,45 @@ mod tests {
                 manatee_major: Some(2),
             }))
         }
-        async fn reprovision(&self, zone: &str, _: &str, _: &str) -> Result<(), String> {
+        async fn approved(&self, _: &str, _: &str) -> Result<bool, WorldError> {
+            Ok(false)
+        }
+    }
+
+    #[async_trait]
+    impl ManateeAct for World {
+        async fn reprovision(&self, zone: &str, _: &str, _: &str) -> Result<(), WorldError> {
             self.calls
                 .lock()
                 .unwrap()
                 .push(format!("reprovision {zone}"));
             Ok(())
         }
-        async fn freeze(&self, _: &str, r: &str) -> Result<(), String> {
+        async fn freeze(&self, _: &str, r: &str) -> Result<(), WorldError> {
             self.calls.lock().unwrap().push(format!("freeze {r}"));
             Ok(())
         }
-        async fn unfreeze_own(&self, _: &str, r: &str) -> Result<(), String> {
+        async fn unfreeze_own(&self, _: &str, r: &str) -> Result<(), WorldError> {
             self.calls.lock().unwrap().push(format!("unfreeze {r}"));
             Ok(())
-        }
-        async fn approved(&self, _: &str, _: &str) -> Result<bool, String> {
-            Ok(false)
         }
     }
 
     #[async_trait]
-    impl reconcilers::manatee_ha::ManateeHaWorld for World {
+    impl reconcilers::manatee_ha::HaObserve for World {
         async fn find_created_peer(
             &self,
             _: &str,
             _: &str,
             _: &str,
-        ) -> Result<Option<String>, String> {
+        ) -> Result<Option<String>, WorldError> {
             self.calls.lock().unwrap().push("find_created_peer".into());
             Ok(None)
-        }
-        async fn create_peer(
-            &self,
-            _: &str,
-            server: &str,
-            _: &str,
-            _: &str,
-        ) -> Result<String, String> {
-            self.calls
-                .lock()
-                .unwrap()
-                .push(format!("create_peer {server}"));
-            Ok("new".into())
-        }
-        async fn clear_one_node_write_mode(&self, zone: &str) -> Result<(), String> {
-            self.calls
-                .lock()
-                .unwrap()
-                .push(format!("clear_onwm {zone}"));
-            Ok(())
-        }
-        async fn restart_sitter(&self, zone: &str) -> Result<(), String> {
-            self.calls
-                .lock()
-                .unwrap()
-                .push(format!("restart_sitter {zone}"));
-            Ok(())
         }
         async fn resolve_servers(
             &self,
             names: &[String],
-        ) -> Result<Vec<reconcilers::manatee_ha::DesiredServer>, String> {
+        ) -> Result<Vec<reconcilers::manatee_ha::DesiredServer>, WorldError> {
             self.calls.lock().unwrap().push("resolve_servers".into());
             Ok(names
                 .iter()
@@ -319,6 +290,37 @@ mod tests {
                     uuid: Some(format!("cn-{n}")),
                 })
                 .collect())
+        }
+    }
+
+    #[async_trait]
+    impl reconcilers::manatee_ha::HaAct for World {
+        async fn create_peer(
+            &self,
+            _: &str,
+            server: &str,
+            _: &str,
+            _: &str,
+        ) -> Result<String, WorldError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("create_peer {server}"));
+            Ok("new".into())
+        }
+        async fn clear_one_node_write_mode(&self, zone: &str) -> Result<(), WorldError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("clear_onwm {zone}"));
+            Ok(())
+        }
+        async fn restart_sitter(&self, zone: &str) -> Result<(), WorldError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("restart_sitter {zone}"));
+            Ok(())
         }
     }
 
@@ -358,7 +360,7 @@ mod tests {
         );
         let action = tokio::time::timeout(
             Duration::from_secs(5),
-            crate::reconcile_ha::reconcile_headnodes(&cx, "lab"),
+            crate::reconcile::reconcile_headnodes(&cx, "lab"),
         )
         .await
         .expect("a paused reconcile returns at once")
@@ -380,7 +382,7 @@ mod tests {
         // (It then drives steps against this fake world; stop it once it plans.)
         let _ = tokio::time::timeout(
             Duration::from_millis(500),
-            crate::reconcile_ha::reconcile_headnodes(&cx, "lab"),
+            crate::reconcile::reconcile_headnodes(&cx, "lab"),
         )
         .await;
         assert!(

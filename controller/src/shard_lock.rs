@@ -8,11 +8,8 @@ use std::sync::Arc;
 
 use coord::{CoordError, Coordination, CreateMode, Expect, Op};
 
-use crate::store::{Fence, ROOT};
-
-pub fn lock_path(shard: &str) -> String {
-    format!("{ROOT}/locks/shard/{shard}")
-}
+use crate::layout::{shard_lock_path as lock_path, shard_locks_dir};
+use crate::store::Fence;
 
 /// Take the shard's lock for `holder`. `Ok(None)` when held by `holder`
 /// (now or already), `Ok(Some(other))` when someone else holds it.
@@ -24,7 +21,7 @@ pub async fn acquire(
 ) -> Result<Option<String>, String> {
     let path = lock_path(shard);
     coord
-        .mkdirp(&format!("{ROOT}/locks/shard"))
+        .mkdirp(&shard_locks_dir())
         .await
         .map_err(|e| e.to_string())?;
     for _ in 0..3 {

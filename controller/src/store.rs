@@ -18,7 +18,10 @@ use coord::{CoordError, Coordination, CreateMode, Expect, Op, OpResult};
 use crds::{Document, Kind, Status};
 use serde_json::Value;
 
-pub const ROOT: &str = "/tritonctl/v1";
+use crate::layout;
+
+/// The paths live in [`crate::layout`]; re-exported for older callers.
+pub use crate::layout::{ROOT, document_path, kind_dir, status_path};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -79,18 +82,6 @@ pub struct Store {
     coord: Arc<dyn Coordination>,
 }
 
-pub fn document_path(kind: Kind, name: &str) -> String {
-    format!("{ROOT}/documents/{}/{name}", kind.short())
-}
-
-pub fn status_path(kind: Kind, name: &str) -> String {
-    format!("{ROOT}/status/{}/{name}", kind.short())
-}
-
-pub fn kind_dir(kind: Kind) -> String {
-    format!("{ROOT}/documents/{}", kind.short())
-}
-
 impl Store {
     pub fn new(coord: Arc<dyn Coordination>) -> Store {
         Store { coord }
@@ -102,17 +93,18 @@ impl Store {
 
     /// Create the layout (idempotent).
     pub async fn init(&self) -> Result<(), StoreError> {
-        for dir in ["events", "operations", "locks", "leader"] {
-            self.coord.mkdirp(&format!("{ROOT}/{dir}")).await?;
+        for dir in [
+            layout::events_dir(),
+            format!("{ROOT}/operations"),
+            layout::locks_dir(),
+            layout::leader_dir(),
+        ] {
+            self.coord.mkdirp(&dir).await?;
         }
         for kind in Kind::ALL {
             self.coord.mkdirp(&kind_dir(kind)).await?;
-            self.coord
-                .mkdirp(&format!("{ROOT}/status/{}", kind.short()))
-                .await?;
-            self.coord
-                .mkdirp(&format!("{ROOT}/operations/{}", kind.short()))
-                .await?;
+            self.coord.mkdirp(&layout::status_dir(kind)).await?;
+            self.coord.mkdirp(&layout::operations_dir(kind)).await?;
         }
         Ok(())
     }

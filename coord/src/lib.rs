@@ -34,7 +34,7 @@ pub mod testing;
 pub mod zk;
 pub mod zk34;
 
-pub use mem::{MemEnsemble, MemSession};
+pub use mem::{MemEnsemble, MemSession, SharedOptions};
 pub use path::{join, parent, validate_path};
 pub use zk::{MultiRoute, ZkCoordination, ZkOptions};
 
@@ -200,6 +200,12 @@ pub enum CoordError {
     },
     #[error("coordination backend error: {0}")]
     Backend(String),
+    /// A shared embedded store stayed write-locked by another process for
+    /// longer than the writer's timeout; nothing was written.
+    #[error(
+        "gave up after {waited_ms} ms waiting for another process to finish writing the store in {dir}; nothing was written, try again"
+    )]
+    StoreBusy { dir: String, waited_ms: u64 },
 }
 
 impl CoordError {

@@ -1,6 +1,9 @@
-//! One conformance suite, three backends: the in-process ensemble in memory,
-//! the in-process ensemble persisted to SQLite, and a real ZooKeeper (tests
-//! named `zk_*`, feature `testing`, one private server per test).
+//! One conformance suite, five backends: the in-process ensemble in memory,
+//! the in-process ensemble persisted to SQLite, the same with the directory
+//! shared (`shared`: one ensemble; `shared_pair`: two ensembles on one
+//! directory, sessions taken from each in turn, as two processes would), and
+//! a real ZooKeeper (tests named `zk_*`, feature `testing`, one private
+//! server per test).
 //!
 //! Every test body is written once against `Arc<dyn Coordination>` plus a
 //! small `Backend` harness (new session, expire a session).
@@ -24,6 +27,9 @@ trait Backend: Send + Sync {
 
 struct MemBackend {
     ensemble: MemEnsemble,
+    /// A second ensemble on the same directory (`shared_pair`).
+    second: Option<MemEnsemble>,
+    turn: std::sync::atomic::AtomicUsize,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -31,6 +37,8 @@ impl MemBackend {
     fn memory() -> MemBackend {
         MemBackend {
             ensemble: MemEnsemble::new(),
+            second: None,
+            turn: Default::default(),
             _dir: None,
         }
     }
@@ -39,6 +47,20 @@ impl MemBackend {
         let dir = tempfile::tempdir().unwrap();
         MemBackend {
             ensemble: MemEnsemble::open(dir.path()).unwrap(),
+            second: None,
+            turn: Default::default(),
+            _dir: Some(dir),
+        }
+    }
+
+    fn shared(pair: bool) -> MemBackend {
+        let dir = tempfile::tempdir().unwrap();
+        let open =
+            || MemEnsemble::open_shared(dir.path(), coord::SharedOptions::default()).unwrap();
+        MemBackend {
+            ensemble: open(),
+            second: pair.then(open),
+            turn: Default::default(),
             _dir: Some(dir),
         }
     }
@@ -47,10 +69,17 @@ impl MemBackend {
 #[async_trait]
 impl Backend for MemBackend {
     async fn connect(&self) -> Arc<dyn Coordination> {
-        self.ensemble.connect()
+        let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match &self.second {
+            Some(second) if turn % 2 == 1 => second.connect(),
+            _ => self.ensemble.connect(),
+        }
     }
     async fn expire(&self, session: &Arc<dyn Coordination>) {
-        assert!(self.ensemble.expire_session(session.session_id()));
+        let id = session.session_id();
+        let expired = self.ensemble.expire_session(id)
+            || self.second.as_ref().is_some_and(|e| e.expire_session(id));
+        assert!(expired);
     }
 }
 
@@ -763,6 +792,22 @@ macro_rules! suite {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $body() {
                     super::$body(&super::MemBackend::sqlite()).await;
+                }
+            )*
+        }
+        mod shared {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $body() {
+                    super::$body(&super::MemBackend::shared(false)).await;
+                }
+            )*
+        }
+        mod shared_pair {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $body() {
+                    super::$body(&super::MemBackend::shared(true)).await;
                 }
             )*
         }

@@ -2,15 +2,23 @@
 
 use std::time::Duration;
 
-/// Parse a human duration: `90s`, `15m`, `2h`, `1h30m`, `500ms`, or a bare
-/// number of seconds.
+/// Parse a human duration: `90s`, `15m`, `2h`, `1h30m`, `500ms`, `1d`, or a
+/// bare number of seconds. The one duration syntax of tritonctl: document
+/// fields (`catchUpTimeout`, a window's `duration`, ...) and command-line
+/// flags (`--timeout`, `--session-timeout`, ...) all parse with it. Zero is
+/// a valid duration here (`wait --timeout 0s`); a field where zero cannot be
+/// meant rejects it in `validate`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if s.is_empty() {
         return Err("empty duration".into());
     }
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+    let too_large = || format!("`{s}`: duration too large");
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| too_large());
     }
     let mut total = Duration::ZERO;
     let mut rest = s;
@@ -21,25 +29,26 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
                 "`{s}` is not a duration like 90s, 15m, 2h or 1h30m"
             ));
         }
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("`{s}`: number too large"))?;
+        let n: u64 = rest[..digits].parse().map_err(|_| too_large())?;
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
-        total += match unit {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
-            "d" => Duration::from_secs(n * 86400),
+        let part = match unit {
+            "ms" => Some(Duration::from_millis(n)),
+            "s" => Some(Duration::from_secs(n)),
+            "m" => n.checked_mul(60).map(Duration::from_secs),
+            "h" => n.checked_mul(3600).map(Duration::from_secs),
+            "d" => n.checked_mul(86400).map(Duration::from_secs),
             _ => {
                 return Err(format!(
                     "`{s}`: unknown unit `{unit}` (use ms, s, m, h or d)"
                 ));
             }
         };
+        total = part
+            .and_then(|p| total.checked_add(p))
+            .ok_or_else(too_large)?;
     }
     Ok(total)
 }
@@ -109,6 +118,23 @@ mod tests {
         assert_eq!(parse_duration("12"), Ok(Duration::from_secs(12)));
         assert!(parse_duration("5 minutes").is_err());
         assert!(parse_duration("m").is_err());
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+    }
+
+    #[test]
+    fn huge_durations_are_an_error_not_a_panic() {
+        for s in [
+            "999999999999999999m",
+            "307445734561825861h",
+            "213503982334602d",
+            "18446744073709551615s18446744073709551615s",
+            "99999999999999999999",
+            "99999999999999999999s",
+        ] {
+            let e = parse_duration(s).expect_err(s);
+            assert!(e.contains("too large"), "{s}: {e}");
+        }
     }
 
     #[test]

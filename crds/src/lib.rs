@@ -12,11 +12,13 @@
 pub mod common;
 pub mod document;
 pub mod headnode;
+pub mod image_version;
 pub mod manatee;
 pub mod meta;
 pub mod parse;
 pub mod ring;
 pub mod schema;
+mod schema_check;
 pub mod shards;
 pub mod status;
 pub mod validate;
@@ -30,4 +32,4 @@ pub use shards::{ShardTopology, ShardTopologySpec};
 pub use status::{
     Condition, ConditionStatus, ConditionType, OperationStatus, Status, StepState, StepStatus,
 };
-pub use validate::{Diagnostic, Severity, validate_all};
+pub use validate::{Diagnostic, Severity, validate_all, validate_sets};

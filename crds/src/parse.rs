@@ -18,7 +18,8 @@ use crate::document::{Document, Kind};
 use crate::meta::API_VERSION;
 use crate::validate::{Diagnostic, Severity};
 
-/// A place in a source file. Lines and columns count from 1.
+/// A place in a source file. Lines and columns count from 1; line 0 stands
+/// for the whole file (or input), e.g. one that holds no documents.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SourceLocation {
     pub file: String,
@@ -322,13 +323,16 @@ fn decode(raw: &Value, index: &LocationIndex) -> Result<Document, Vec<Diagnostic
         .into_iter()
         .find(|k| k.as_str() == kind_name)
         .ok_or_else(|| one("kind", format!("unknown kind `{kind_name}`; expected one of HeadnodeSet, ManateeVersion, ShardTopology")))?;
-    // Report every unknown field, not just the first one serde trips on.
-    let unknown = unknown_fields(kind, raw);
-    if !unknown.is_empty() {
-        return Err(unknown
+    // Report every unknown field and type error, not just the first one
+    // serde trips on; the typed decode below then finds nothing else.
+    let errors = crate::schema_check::schema_errors(kind, raw);
+    if !errors.is_empty() {
+        let mut diags: Vec<Diagnostic> = errors
             .into_iter()
             .map(|(path, message)| err(&path, message))
-            .collect());
+            .collect();
+        diags.sort_by(|a, b| a.location.cmp(&b.location));
+        return Err(diags);
     }
     let result = match kind {
         Kind::HeadnodeSet => serde_path_to_error::deserialize(raw).map(Document::HeadnodeSet),
@@ -357,112 +361,6 @@ fn decode(raw: &Value, index: &LocationIndex) -> Result<Document, Vec<Diagnostic
         }
         vec![err(&path, message)]
     })
-}
-
-/// Every key the kind's JSON Schema does not allow, as (path, message).
-fn unknown_fields(kind: Kind, raw: &Value) -> Vec<(String, String)> {
-    use std::sync::OnceLock;
-    static SCHEMAS: OnceLock<Vec<(Kind, Value)>> = OnceLock::new();
-    let schemas = SCHEMAS.get_or_init(|| {
-        Kind::ALL
-            .into_iter()
-            .map(|k| {
-                (
-                    k,
-                    serde_json::from_str(&crate::schema::schema_json(k)).expect("schema is JSON"),
-                )
-            })
-            .collect()
-    });
-    let root = &schemas
-        .iter()
-        .find(|(k, _)| *k == kind)
-        .expect("every kind has a schema")
-        .1;
-    let mut out = Vec::new();
-    walk_unknown(root, root, raw, "", &mut out);
-    out
-}
-
-fn walk_unknown(
-    root: &Value,
-    schema: &Value,
-    v: &Value,
-    path: &str,
-    out: &mut Vec<(String, String)>,
-) {
-    let schema = resolve(root, schema);
-    if let Some(alts) = schema
-        .get("anyOf")
-        .or_else(|| schema.get("oneOf"))
-        .and_then(Value::as_array)
-    {
-        // Optional fields are `anyOf: [T, null]`; follow the alternative that fits the value's shape.
-        let fits = |s: &&Value| {
-            let s = resolve(root, s);
-            match v {
-                Value::Object(_) => s.get("properties").is_some(),
-                Value::Array(_) => s.get("items").is_some(),
-                _ => false,
-            }
-        };
-        if let Some(alt) = alts.iter().find(fits) {
-            walk_unknown(root, alt, v, path, out);
-        }
-        return;
-    }
-    match v {
-        Value::Object(map) => {
-            let Some(props) = schema.get("properties").and_then(Value::as_object) else {
-                return;
-            };
-            let closed = schema.get("additionalProperties") == Some(&Value::Bool(false));
-            for (k, child) in map {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                match props.get(k) {
-                    Some(s) => walk_unknown(root, s, child, &p, out),
-                    None if closed => {
-                        let mut allowed: Vec<&str> = props.keys().map(String::as_str).collect();
-                        allowed.sort();
-                        out.push((
-                            p,
-                            format!(
-                                "unknown field `{k}`, expected one of {}",
-                                allowed.join(", ")
-                            ),
-                        ));
-                    }
-                    None => {}
-                }
-            }
-        }
-        Value::Array(items) => {
-            if let Some(item_schema) = schema.get("items") {
-                for (i, item) in items.iter().enumerate() {
-                    walk_unknown(root, item_schema, item, &format!("{path}[{i}]"), out);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-fn resolve<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {
-    match schema
-        .get("$ref")
-        .and_then(Value::as_str)
-        .and_then(|r| r.strip_prefix("#/$defs/"))
-    {
-        Some(name) => root
-            .get("$defs")
-            .and_then(|d| d.get(name))
-            .unwrap_or(schema),
-        None => schema,
-    }
 }
 
 #[cfg(test)]
@@ -563,5 +461,79 @@ spec:
         assert_eq!(d[0].location.line, 2);
         let (_, d) = parse_documents("k.yaml", &MV.replace("tritonctl/v1alpha1", "v1"));
         assert!(d[0].message.contains("unsupported apiVersion"));
+    }
+
+    #[test]
+    fn every_type_error_and_unknown_field_of_a_document_at_once() {
+        let bad = MV
+            .replace(
+                "parallelizm: 2",
+                "parallelism: lots\n    paused: maybe\n    approval: [x]",
+            )
+            .replace(
+                "  image:\n",
+                "  strategy: sideways\n  imagee: {}\n  image:\n",
+            )
+            .replace("name: sdc", "name: 7\n  labels: {a: [1]}");
+        let (docs, diags) = parse_documents("mv.yaml", &bad);
+        assert!(docs.is_empty());
+        let got: Vec<(&str, u64)> = diags
+            .iter()
+            .map(|d| (d.path.as_str(), d.location.line))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("metadata.name", 4),
+                ("metadata.labels.a", 5),
+                ("spec.strategy", 8),
+                ("spec.imagee", 9),
+                ("spec.rollout.parallelism", 13),
+                ("spec.rollout.paused", 14),
+                ("spec.rollout.approval", 15),
+            ],
+            "{diags:#?}"
+        );
+        let msg = |p: &str| &diags.iter().find(|d| d.path == p).unwrap().message;
+        assert_eq!(
+            msg("spec.rollout.parallelism"),
+            "invalid type: string \"lots\", expected an integer"
+        );
+        assert_eq!(
+            msg("spec.strategy"),
+            "unknown value `sideways`, expected one of auto, rolling, transplant"
+        );
+        assert_eq!(
+            msg("spec.rollout.approval"),
+            "invalid type: sequence, expected one of never, beforePrimary, beforeEachShard"
+        );
+    }
+
+    #[test]
+    fn missing_fields_and_out_of_range_integers_with_the_rest() {
+        let bad = MV
+            .replace(
+                "    uuid: 2a3d1f0e-9b8c-4d7e-a6f5-0123456789ab\n",
+                "    version: 1.2.3\n",
+            )
+            .replace("parallelizm: 2", "parallelism: -1")
+            .replace("  shards: [sdc]\n", "");
+        let (_, diags) = parse_documents("mv.yaml", &bad);
+        let got: Vec<(&str, &str)> = diags
+            .iter()
+            .map(|d| (d.path.as_str(), d.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("spec", "missing field `shards`"),
+                ("spec.image", "missing field `uuid`"),
+                (
+                    "spec.rollout.parallelism",
+                    "invalid value: integer `-1`, expected an integer from 0 to 4294967295"
+                ),
+            ],
+            "{diags:#?}"
+        );
     }
 }

@@ -4,10 +4,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::time::Duration;
 
 use crate::common::{check_server_ref, check_shard_name, is_uuid, parse_duration};
 use crate::document::Document;
 use crate::headnode::HeadnodeSetSpec;
+use crate::image_version::check_image_version;
 use crate::manatee::ManateeVersionSpec;
 use crate::parse::{ParsedDocument, SourceLocation};
 use crate::shards::{ShardTopologySpec, parse_fraction, parse_vnode_range};
@@ -39,7 +41,10 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        if self.path.is_empty() {
+        if self.location.line == 0 {
+            // About a whole file or input (e.g. it holds no documents).
+            write!(f, "{}: {sev}: {}", self.location.file, self.message)
+        } else if self.path.is_empty() {
             write!(f, "{}: {sev}: {}", self.location, self.message)
         } else {
             write!(
@@ -77,19 +82,53 @@ impl Check<'_> {
 /// Validate a set of documents that will be applied together (every file of
 /// a directory): each document's own rules, then rules across documents.
 pub fn validate_all(docs: &[ParsedDocument]) -> Vec<Diagnostic> {
+    validate_sets(&[docs])
+}
+
+/// Validate one input made of several desired-state sets (the directories
+/// an `-f` reaches): each set's rules within that set (one ManateeVersion
+/// per shard, one HeadnodeSet per datacenter, ...), and document identity
+/// across all of them: one input is stored as a whole, so a kind and name
+/// may appear in it once, whichever set it belongs to.
+pub fn validate_sets(sets: &[&[ParsedDocument]]) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    for doc in docs {
-        let mut c = Check { doc, out: &mut out };
-        check_name(&mut c);
-        match &doc.document {
-            Document::HeadnodeSet(d) => check_headnodes(&mut c, &d.spec),
-            Document::ManateeVersion(d) => check_manatee(&mut c, &d.spec),
-            Document::ShardTopology(d) => check_topology(&mut c, &d.spec),
+    for docs in sets {
+        for doc in *docs {
+            let mut c = Check { doc, out: &mut out };
+            check_name(&mut c);
+            match &doc.document {
+                Document::HeadnodeSet(d) => check_headnodes(&mut c, &d.spec),
+                Document::ManateeVersion(d) => check_manatee(&mut c, &d.spec),
+                Document::ShardTopology(d) => check_topology(&mut c, &d.spec),
+            }
         }
+        check_across(docs, &mut out);
     }
-    check_across(docs, &mut out);
+    check_identity(sets.iter().flat_map(|s| s.iter()), &mut out);
     out.sort_by(|a, b| a.location.cmp(&b.location));
     out
+}
+
+/// One kind and name once in the whole input, or the second would silently
+/// overwrite the first (or fight it in the store).
+fn check_identity<'a>(docs: impl Iterator<Item = &'a ParsedDocument>, out: &mut Vec<Diagnostic>) {
+    let mut seen: HashMap<(crate::Kind, &str), &ParsedDocument> = HashMap::new();
+    for doc in docs {
+        let d = &doc.document;
+        if let Some(first) = seen.insert((d.kind(), d.name()), doc) {
+            seen.insert((d.kind(), d.name()), first);
+            let mut c = Check { doc, out };
+            c.error(
+                "metadata.name",
+                format!(
+                    "{} `{}` is defined twice (also at {}): an input is stored as a whole, so a kind and name may appear in it once; give -f one set (directory) at a time",
+                    d.kind(),
+                    d.name(),
+                    first.locate("metadata.name")
+                ),
+            );
+        }
+    }
 }
 
 fn check_name(c: &mut Check) {
@@ -214,11 +253,29 @@ fn check_headnodes(c: &mut Check, spec: &HeadnodeSetSpec) {
             );
         }
     }
-    if let Some(iv) = &spec.restore.backup_interval
-        && let Err(e) = parse_duration(iv)
-    {
-        c.error("spec.restore.backupInterval", e);
+    if let Some(iv) = &spec.restore.backup_interval {
+        match parse_duration(iv) {
+            Err(e) => c.error("spec.restore.backupInterval", e),
+            Ok(d) if d < Duration::from_secs(60) || d > Duration::from_secs(30 * 86400) => c.error(
+                "spec.restore.backupInterval",
+                format!("`{iv}` cannot be meant: back up at least every 30d and at most every 1m, e.g. `1h`"),
+            ),
+            Ok(_) => {}
+        }
     }
+}
+
+/// A health gate's timeout: a step waits this long before it stops. Zero
+/// would stop every step at once, and a wait of more than a week is no
+/// timeout; both are refused.
+fn check_timeout(v: &str) -> Result<(), String> {
+    let d = parse_duration(v)?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(7 * 86400) {
+        return Err(format!(
+            "`{v}` cannot be meant: a timeout of less than 1s stops every step at once, one of more than 7d never fires; use e.g. `15m` (sdcadm waits 15m for a peer to catch up and 5m for a zone)"
+        ));
+    }
+    Ok(())
 }
 
 const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
@@ -238,6 +295,11 @@ fn check_manatee(c: &mut Check, spec: &ManateeVersionSpec) {
             "spec.image.uuid",
             format!("`{}` is not an IMGAPI image UUID", spec.image.uuid),
         );
+    }
+    if let Some(v) = &spec.image.version
+        && let Err(e) = check_image_version(v)
+    {
+        c.error("spec.image.version", e);
     }
     let r = &spec.rollout;
     if r.parallelism == 0 {
@@ -292,7 +354,7 @@ fn check_manatee(c: &mut Check, spec: &ManateeVersionSpec) {
         ("catchUpTimeout", &spec.health.catch_up_timeout),
         ("instanceUpTimeout", &spec.health.instance_up_timeout),
     ] {
-        if let Err(e) = parse_duration(v) {
+        if let Err(e) = check_timeout(v) {
             c.error(format!("spec.health.{field}"), e);
         }
     }
@@ -536,24 +598,12 @@ fn ranges(it: impl Iterator<Item = u32>) -> Vec<(u32, u32)> {
 }
 
 fn check_across(docs: &[ParsedDocument], out: &mut Vec<Diagnostic>) {
-    let mut names: HashMap<(crate::Kind, &str), usize> = HashMap::new();
     let mut shard_owner: BTreeMap<&str, (usize, &str)> = BTreeMap::new();
     let mut datacenters: HashMap<&str, usize> = HashMap::new();
     let mut regions: HashMap<&str, usize> = HashMap::new();
     for (i, doc) in docs.iter().enumerate() {
         let mut c = Check { doc, out };
         let d = &doc.document;
-        if let Some(first) = names.insert((d.kind(), d.name()), i) {
-            c.error(
-                "metadata.name",
-                format!(
-                    "{} `{}` is defined twice (also at {})",
-                    d.kind(),
-                    d.name(),
-                    docs[first].locate("")
-                ),
-            );
-        }
         match d {
             Document::ManateeVersion(mv) => {
                 for (j, shard) in mv.spec.shards.iter().enumerate() {
@@ -828,5 +878,80 @@ spec:
             "metadata.name",
             "defined twice"
         ));
+    }
+
+    #[test]
+    fn one_kind_and_name_twice_across_sets_names_both_places() {
+        let (a, _) = parse_documents(
+            "x/a.yaml",
+            &MV.replace("NAME", "a").replace("SHARDS", "sdc"),
+        );
+        let (b, _) = parse_documents(
+            "y/b.yaml",
+            &MV.replace("NAME", "a").replace("SHARDS", "1.moray.x.y"),
+        );
+        assert!(validate_all(&a).is_empty() && validate_all(&b).is_empty());
+        let d = validate_sets(&[&a, &b]);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].path, "metadata.name");
+        assert_eq!(
+            (d[0].location.file.as_str(), d[0].location.line),
+            ("y/b.yaml", 3)
+        );
+        assert!(
+            d[0].message
+                .contains("ManateeVersion `a` is defined twice (also at x/a.yaml:3:"),
+            "{}",
+            d[0].message
+        );
+        // Another kind may share the name.
+        let (hs, _) = parse_documents("z/hs.yaml", &HS.replace("name: lab", "name: a"));
+        assert!(validate_sets(&[&a, &hs]).is_empty());
+    }
+
+    #[test]
+    fn timeouts_that_cannot_be_meant_are_refused() {
+        let base = MV.replace("NAME", "a").replace("SHARDS", "sdc");
+        for (field, value) in [
+            ("catchUpTimeout", "0s"),
+            ("catchUpTimeout", "500ms"),
+            ("instanceUpTimeout", "'0'"),
+            ("instanceUpTimeout", "8d"),
+        ] {
+            let d = check(&format!("{base}  health:\n    {field}: {value}\n"));
+            assert!(
+                has(&d, &format!("spec.health.{field}"), "cannot be meant"),
+                "{field}: {value}: {d:?}"
+            );
+        }
+        assert!(
+            check(&format!(
+                "{base}  health:\n    catchUpTimeout: 1s\n    instanceUpTimeout: 7d\n"
+            ))
+            .is_empty()
+        );
+        let hs = format!("{HS}  restore:\n    backupInterval: 0s\n");
+        assert!(has(
+            &check(&hs),
+            "spec.restore.backupInterval",
+            "cannot be meant"
+        ));
+        let hs = format!("{HS}  restore:\n    backupInterval: 1h\n");
+        assert!(check(&hs).is_empty());
+    }
+
+    #[test]
+    fn image_version_must_be_a_build_stamp_or_semver() {
+        let mv = MV.replace("NAME", "a").replace("SHARDS", "sdc").replace(
+            "{uuid: 2a3d1f0e-9b8c-4d7e-a6f5-0123456789ab}",
+            "{uuid: 2a3d1f0e-9b8c-4d7e-a6f5-0123456789ab, version: VERSION}",
+        );
+        let d = check(&mv.replace("VERSION", "'the new one'"));
+        assert!(
+            has(&d, "spec.image.version", "is not an image version"),
+            "{d:?}"
+        );
+        assert_eq!(d[0].location.line, 6);
+        assert!(check(&mv.replace("VERSION", "master-20250101T000000Z-g1234567")).is_empty());
     }
 }

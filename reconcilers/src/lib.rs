@@ -6,6 +6,7 @@
 //! implements it with real clients; tests implement it against the simulator.
 
 pub mod clock;
+pub mod error;
 pub mod manatee;
 pub mod manatee_ha;
 pub mod operation;

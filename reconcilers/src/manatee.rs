@@ -9,7 +9,7 @@
 //! mode) is a single reprovision that keeps one-node-write mode on.
 //!
 //! [`plan_shard`] is pure: the same plan is shown by `diff` and run by the
-//! controller. [`ManateeRunner`] executes its steps against a [`ManateeWorld`].
+//! controller. [`ManateeRunner`] executes its steps against a [`ManateeAct`].
 
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use wire::manatee::ClusterState;
 
 use crate::clock::{Clock, rfc3339};
+use crate::error::{BlockReason, Refusal, RefusalReason, Unhealthy, WaitReason, WorldError};
 use crate::operation::{Gate, Operation, PlannedStep, Progress, StepRunner};
 use crate::window::{WindowState, window_state};
 
@@ -116,29 +117,38 @@ pub struct ImageInfo {
     pub manatee_major: Option<u32>,
 }
 
-/// The world a ManateeVersion reconciler observes and changes.
+/// What a ManateeVersion reconciler (and a review) observes. Nothing here
+/// changes the datacenter.
 #[async_trait]
-pub trait ManateeWorld: Send + Sync {
-    async fn observe(&self, shard: &str) -> Result<ShardObservation, String>;
-    async fn image(&self, uuid: &str) -> Result<Option<ImageInfo>, String>;
-    /// Reprovision a zone onto an image (SAPI UpgradeInstance). Called only
-    /// after the runner saw the zone is not on that image yet.
-    async fn reprovision(&self, zone: &str, image: &str, op_id: &str) -> Result<(), String>;
+pub trait ManateeObserve: Send + Sync {
+    async fn observe(&self, shard: &str) -> Result<ShardObservation, WorldError>;
+    async fn image(&self, uuid: &str) -> Result<Option<ImageInfo>, WorldError>;
     /// Whether a reprovision of the zone is queued or running (dispatched,
     /// outcome not known yet).
-    async fn reprovision_in_flight(&self, _zone: &str) -> Result<bool, String> {
+    async fn reprovision_in_flight(&self, _zone: &str) -> Result<bool, WorldError> {
         Ok(false)
     }
-    /// Freeze the shard with `reason` (a CAS write with a history node).
-    async fn freeze(&self, shard: &str, reason: &str) -> Result<(), String>;
-    /// Unfreeze the shard only if its freeze reason is exactly `reason`.
-    async fn unfreeze_own(&self, shard: &str, reason: &str) -> Result<(), String>;
     /// Whether `tritonctl approve` was given for this operation step.
-    async fn approved(&self, op_id: &str, step: &str) -> Result<bool, String>;
+    async fn approved(&self, op_id: &str, step: &str) -> Result<bool, WorldError>;
+}
+
+/// What a ManateeVersion reconciler changes.
+#[async_trait]
+pub trait ManateeAct: ManateeObserve {
+    /// Reprovision a zone onto an image (SAPI UpgradeInstance). Called only
+    /// after the runner saw the zone is not on that image yet.
+    async fn reprovision(&self, zone: &str, image: &str, op_id: &str) -> Result<(), WorldError>;
+    /// Freeze the shard with `reason` (a CAS write with a history node).
+    async fn freeze(&self, shard: &str, reason: &str) -> Result<(), WorldError>;
+    /// Unfreeze the shard only if its freeze reason is exactly `reason`.
+    async fn unfreeze_own(&self, shard: &str, reason: &str) -> Result<(), WorldError>;
     /// `manatee-adm rebuild -y` in a deposed zone: its data is replaced by
     /// a copy of the primary's and it rejoins as an async.
-    async fn rebuild(&self, zone: &str) -> Result<(), String> {
-        Err(format!("rebuilding {zone} is not supported by this world"))
+    async fn rebuild(&self, zone: &str) -> Result<(), WorldError> {
+        Err(WorldError::Refused(Refusal::new(
+            RefusalReason::ReadOnly,
+            format!("rebuilding {zone} is not supported by this world"),
+        )))
     }
 }
 
@@ -178,8 +188,8 @@ pub enum ManateeAction {
 pub enum ShardPlan {
     UpToDate,
     Upgrade(Operation<ManateeAction>),
-    /// Refused by preflight: (reason, message).
-    Refused(String, String),
+    /// Refused by preflight.
+    Refused(Refusal),
 }
 
 /// Preflight rules (research/manatee.md §7.2 step 6, and DESIGN.md invariant 1).
@@ -187,11 +197,11 @@ pub fn preflight(
     obs: &ShardObservation,
     image: Option<&ImageInfo>,
     wanted: &str,
-) -> Result<(), (String, String)> {
-    let refuse = |r: &str, m: String| Err((r.to_string(), m));
+) -> Result<(), Refusal> {
+    let refuse = |r: RefusalReason, m: String| Err(Refusal::new(r, m));
     let Some(image) = image else {
         return refuse(
-            "UnknownImage",
+            RefusalReason::UnknownImage,
             format!(
                 "image {wanted} is not in IMGAPI; import it first (sdc-imgadm import {wanted})"
             ),
@@ -199,20 +209,20 @@ pub fn preflight(
     };
     if image.state != "active" {
         return refuse(
-            "ImageNotActive",
+            RefusalReason::ImageNotActive,
             format!("image {wanted} is {} in IMGAPI, not active", image.state),
         );
     }
     let Some(st) = &obs.state else {
         return refuse(
-            "NoClusterState",
+            RefusalReason::NoClusterState,
             format!("shard {} has no cluster state in ZooKeeper yet", obs.shard),
         );
     };
     if !st.deposed.is_empty() {
         let ids: Vec<&str> = st.deposed.iter().map(|p| p.zone_id.as_str()).collect();
         return refuse(
-            "DeposedPeer",
+            RefusalReason::DeposedPeer,
             format!(
                 "shard {} has deposed peer(s) {}; rebuild them with `manatee-adm rebuild` first",
                 obs.shard,
@@ -225,7 +235,7 @@ pub fn preflight(
         && !st.is_one_node_write_mode()
     {
         return refuse(
-            "FrozenByOther",
+            RefusalReason::FrozenByOther,
             format!(
                 "shard {} is frozen by someone else ({reason}); tritonctl only lifts its own freeze",
                 obs.shard
@@ -235,7 +245,7 @@ pub fn preflight(
     if !st.is_one_node_write_mode() {
         if st.sync.is_none() {
             return refuse(
-                "NoSync",
+                RefusalReason::NoSync,
                 format!(
                     "shard {} has no sync; complete the HA setup first",
                     obs.shard
@@ -246,7 +256,7 @@ pub fn preflight(
             let role = obs.role_of(&p.zone);
             if role != Role::Unassigned && (!p.active || !p.pg_online) {
                 return refuse(
-                    "UnhealthyPeer",
+                    RefusalReason::UnhealthyPeer,
                     format!(
                         "peer {} ({:?}) is not healthy (active {}, postgres online {})",
                         p.alias, role, p.active, p.pg_online
@@ -297,8 +307,8 @@ pub fn plan_shard_with(
             match obs.peer(z) {
                 Some(p) if p.vm_state == "running" && p.active => rebuild.push(z.clone()),
                 other => {
-                    return ShardPlan::Refused(
-                        "DeposedPeerDown".into(),
+                    return ShardPlan::Refused(Refusal::new(
+                        RefusalReason::DeposedPeerDown,
                         format!(
                             "{} was deposed by a takeover during our upgrade of {} and is not up ({}); it is rebuilt once its zone runs again",
                             other.map_or(z.as_str(), |p| p.alias.as_str()),
@@ -308,7 +318,7 @@ pub fn plan_shard_with(
                                 p.vm_state, p.active
                             ))
                         ),
-                    );
+                    ));
                 }
             }
         }
@@ -320,8 +330,8 @@ pub fn plan_shard_with(
         st.deposed.retain(|p| !rebuild.contains(&p.zone_id));
     }
     let obs = &view;
-    if let Err((r, m)) = preflight(obs, image, wanted) {
-        return ShardPlan::Refused(r, m);
+    if let Err(r) = preflight(obs, image, wanted) {
+        return ShardPlan::Refused(r);
     }
     let st = obs.state.as_ref().expect("preflight checked");
     let short = |z: &str| z.split('-').next().unwrap_or(z).to_string();
@@ -450,7 +460,7 @@ pub fn plan_shard_with(
 }
 
 /// Runs [`ManateeAction`]s for one shard.
-pub struct ManateeRunner<'a, W: ManateeWorld> {
+pub struct ManateeRunner<'a, W: ManateeAct> {
     pub world: &'a W,
     pub shard: String,
     pub max_lag_seconds: f64,
@@ -471,14 +481,14 @@ pub fn window_gate(
     let w = window?;
     Some(match window_state(w, clock.now()) {
         Ok(WindowState::Open { .. }) => return None,
-        Ok(WindowState::Closed { opens }) => Gate::Wait(format!(
-            "outside the maintenance window: step `{step}` waits until {}",
-            rfc3339(opens)
-        )),
-        Err(e) => Gate::Block {
-            reason: "InvalidMaintenanceWindow".into(),
-            message: e,
-        },
+        Ok(WindowState::Closed { opens }) => Gate::wait(
+            WaitReason::Window,
+            format!(
+                "outside the maintenance window: step `{step}` waits until {}",
+                rfc3339(opens)
+            ),
+        ),
+        Err(e) => Gate::block(RefusalReason::InvalidMaintenanceWindow, e.to_string()),
     })
 }
 
@@ -490,19 +500,22 @@ pub fn standby_ok(p: &PeerObservation, max_lag_seconds: f64) -> bool {
 /// Whether the shard is whole: primary up, no deposed peer, and (unless in
 /// one-node-write mode) a sync and every async caught up. The error says
 /// what is missing.
-pub fn shard_health(obs: &ShardObservation, max_lag_seconds: f64) -> Result<(), String> {
-    let st = obs.state.as_ref().ok_or("no cluster state")?;
+pub fn shard_health(obs: &ShardObservation, max_lag_seconds: f64) -> Result<(), Unhealthy> {
+    let st = obs
+        .state
+        .as_ref()
+        .ok_or(Unhealthy::new("no cluster state"))?;
     if !st.deposed.is_empty() {
-        return Err(format!("deposed peer {}", st.deposed[0].zone_id));
+        return Err(Unhealthy(format!("deposed peer {}", st.deposed[0].zone_id)));
     }
     let primary = obs
         .peer(&st.primary.zone_id)
-        .ok_or("primary zone unknown")?;
+        .ok_or(Unhealthy::new("primary zone unknown"))?;
     if !(primary.active && primary.pg_online) {
-        return Err(format!(
+        return Err(Unhealthy(format!(
             "primary {} not up (active {}, pg {})",
             primary.alias, primary.active, primary.pg_online
-        ));
+        )));
     }
     if st.is_one_node_write_mode() {
         return Ok(());
@@ -511,46 +524,44 @@ pub fn shard_health(obs: &ShardObservation, max_lag_seconds: f64) -> Result<(), 
         .sync
         .as_ref()
         .and_then(|s| obs.peer(&s.zone_id))
-        .ok_or("no sync")?;
+        .ok_or(Unhealthy::new("no sync"))?;
     if !standby_ok(sync, max_lag_seconds) {
-        return Err(format!(
+        return Err(Unhealthy(format!(
             "sync {} not caught up (active {}, pg {}, lag {:?})",
             sync.alias, sync.active, sync.pg_online, sync.lag_seconds
-        ));
+        )));
     }
     for a in &st.asyncs {
         if let Some(p) = obs.peer(&a.zone_id)
             && !standby_ok(p, max_lag_seconds)
         {
-            return Err(format!(
+            return Err(Unhealthy(format!(
                 "async {} not caught up (lag {:?})",
                 p.alias, p.lag_seconds
-            ));
+            )));
         }
     }
     Ok(())
 }
 
-impl<W: ManateeWorld> ManateeRunner<'_, W> {
+impl<W: ManateeAct> ManateeRunner<'_, W> {
     fn standby_ok(&self, p: &PeerObservation) -> bool {
         standby_ok(p, self.max_lag_seconds)
     }
 
-    fn health(&self, obs: &ShardObservation) -> Result<(), String> {
+    fn health(&self, obs: &ShardObservation) -> Result<(), Unhealthy> {
         shard_health(obs, self.max_lag_seconds)
     }
 }
 
 #[async_trait]
-impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
-    type Error = String;
-
+impl<W: ManateeAct> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
     async fn precondition(
         &self,
         op: &OperationStatus,
         step: usize,
         action: &ManateeAction,
-    ) -> Result<Gate, String> {
+    ) -> Result<Gate, WorldError> {
         let obs = self.world.observe(&self.shard).await?;
         // Disruptive steps start only inside the maintenance window. The
         // primary of a shard we froze is part of the sequence the freeze
@@ -578,24 +589,24 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
             ManateeAction::Approval { .. } | ManateeAction::Freeze { .. }
         ) && let Some(d) = obs.state.as_ref().and_then(|st| st.deposed.first())
         {
-            return Ok(Gate::Block {
-                reason: "Replan".into(),
-                message: format!("a takeover deposed {} since this plan was made", d.zone_id),
-            });
+            return Ok(Gate::block(
+                BlockReason::Replan,
+                format!("a takeover deposed {} since this plan was made", d.zone_id),
+            ));
         }
         match action {
             // The image was checked when planning; re-check the shard right
             // before the first disruption.
             ManateeAction::Preflight => Ok(match preflight_shard_only(&obs) {
                 Ok(()) => Gate::Open,
-                Err((reason, message)) => Gate::Block { reason, message },
+                Err(r) => Gate::block(r.reason, r.message),
             }),
             ManateeAction::Reprovision { zone, role, image } => {
                 let Some(peer) = obs.peer(zone) else {
-                    return Ok(Gate::Block {
-                        reason: "PeerGone".into(),
-                        message: format!("zone {zone} is no longer a peer of {}", self.shard),
-                    });
+                    return Ok(Gate::block(
+                        BlockReason::PeerGone,
+                        format!("zone {zone} is no longer a peer of {}", self.shard),
+                    ));
                 };
                 if &peer.image == image {
                     return Ok(Gate::Open); // already done (e.g. resumed); act is a no-op
@@ -603,10 +614,10 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
                 // The world moved (takeover, promotion): this plan no longer fits.
                 let now = obs.role_of(zone);
                 if now != *role {
-                    return Ok(Gate::Block {
-                        reason: "Replan".into(),
-                        message: format!("{} is now {now:?}, planned as {role:?}", peer.alias),
-                    });
+                    return Ok(Gate::block(
+                        BlockReason::Replan,
+                        format!("{} is now {now:?}, planned as {role:?}", peer.alias),
+                    ));
                 }
                 // One peer down at a time: everyone else must be healthy.
                 let others_ok = obs
@@ -619,17 +630,21 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
                         .filter(|p| &p.zone != zone && obs.role_of(&p.zone) != Role::Unassigned)
                         .all(|p| p.active && p.pg_online);
                 if !others_ok {
-                    return Ok(Gate::Wait(format!(
-                        "waiting for every other peer of {} to be up before disrupting {}",
-                        self.shard, peer.alias
-                    )));
+                    return Ok(Gate::wait(
+                        WaitReason::PeersUp,
+                        format!(
+                            "waiting for every other peer of {} to be up before disrupting {}",
+                            self.shard, peer.alias
+                        ),
+                    ));
                 }
                 if *role == Role::Primary
                     && let Err(e) = self.health(&obs)
                 {
-                    return Ok(Gate::Wait(format!(
-                        "primary step waits for full health: {e}"
-                    )));
+                    return Ok(Gate::wait(
+                        WaitReason::Health,
+                        format!("primary step waits for full health: {e}"),
+                    ));
                 }
                 Ok(Gate::Open)
             }
@@ -638,10 +653,13 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
                 Ok(if self.world.approved(&op.id, name).await? {
                     Gate::Open
                 } else {
-                    Gate::Wait(format!(
-                        "awaiting approval: run `tritonctl approve` for operation {} step {name}",
-                        op.id
-                    ))
+                    Gate::wait(
+                        WaitReason::Approval,
+                        format!(
+                            "awaiting approval: run `tritonctl approve` for operation {} step {name}",
+                            op.id
+                        ),
+                    )
                 })
             }
             ManateeAction::Freeze { reason } => match obs.freeze_reason() {
@@ -652,27 +670,30 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
                             .as_ref()
                             .is_some_and(ClusterState::is_one_node_write_mode) =>
                 {
-                    Ok(Gate::Block {
-                        reason: "FrozenByOther".into(),
-                        message: format!(
+                    Ok(Gate::block(
+                        RefusalReason::FrozenByOther,
+                        format!(
                             "shard {} was frozen by someone else meanwhile ({r})",
                             self.shard
                         ),
-                    })
+                    ))
                 }
                 _ => Ok(Gate::Open),
             },
             ManateeAction::WaitHealthy | ManateeAction::Unfreeze { .. } => Ok(Gate::Open),
             ManateeAction::Rebuild { zone } => {
-                let st = obs.state.as_ref().ok_or("no cluster state")?;
+                let st = obs
+                    .state
+                    .as_ref()
+                    .ok_or_else(|| WorldError::Missing("no cluster state".into()))?;
                 if !st.deposed.iter().any(|p| &p.zone_id == zone) {
                     return Ok(Gate::Open); // rebuilt already; act is a no-op
                 }
                 if &st.primary.zone_id == zone {
-                    return Ok(Gate::Block {
-                        reason: "RebuildPrimary".into(),
-                        message: format!("{zone} is the primary; a primary is never rebuilt"),
-                    });
+                    return Ok(Gate::block(
+                        BlockReason::RebuildPrimary,
+                        format!("{zone} is the primary; a primary is never rebuilt"),
+                    ));
                 }
                 // Its data is thrown away: the primary and a caught-up sync
                 // must hold everything.
@@ -685,13 +706,17 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
                     .peer(&st.primary.zone_id)
                     .is_some_and(|p| p.active && p.pg_online);
                 if !(sync_ok && primary_ok) {
-                    return Ok(Gate::Wait(format!(
-                        "rebuilding {zone} waits for a healthy primary and caught-up sync"
-                    )));
+                    return Ok(Gate::wait(
+                        WaitReason::Health,
+                        format!("rebuilding {zone} waits for a healthy primary and caught-up sync"),
+                    ));
                 }
                 match obs.peer(zone) {
                     Some(p) if p.vm_state == "running" && p.active => Ok(Gate::Open),
-                    _ => Ok(Gate::Wait(format!("waiting for {zone} to run again"))),
+                    _ => Ok(Gate::wait(
+                        WaitReason::PeersUp,
+                        format!("waiting for {zone} to run again"),
+                    )),
                 }
             }
         }
@@ -702,13 +727,13 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
         op: &OperationStatus,
         _step: usize,
         action: &ManateeAction,
-    ) -> Result<(), String> {
+    ) -> Result<(), WorldError> {
         let obs = self.world.observe(&self.shard).await?;
         match action {
             ManateeAction::Reprovision { zone, image, .. } => {
                 let peer = obs
                     .peer(zone)
-                    .ok_or_else(|| format!("zone {zone} vanished"))?;
+                    .ok_or_else(|| WorldError::Missing(format!("zone {zone} vanished")))?;
                 if &peer.image != image {
                     self.world.reprovision(zone, image, &op.id).await?;
                 }
@@ -744,7 +769,7 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
         _op: &OperationStatus,
         _step: usize,
         action: &ManateeAction,
-    ) -> Result<Progress, String> {
+    ) -> Result<Progress, WorldError> {
         let obs = self.world.observe(&self.shard).await?;
         Ok(match action {
             ManateeAction::Reprovision { zone, role, image } => {
@@ -814,7 +839,7 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
             }
             ManateeAction::WaitHealthy => match self.health(&obs) {
                 Ok(()) => Progress::Done,
-                Err(e) => Progress::NotYet(e),
+                Err(e) => Progress::NotYet(e.0),
             },
             ManateeAction::Preflight | ManateeAction::Approval { .. } => Progress::Done,
             ManateeAction::Rebuild { zone } => {
@@ -849,7 +874,7 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
         _op: &OperationStatus,
         _step: usize,
         action: &ManateeAction,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, WorldError> {
         match action {
             ManateeAction::Reprovision { zone, image, .. } => {
                 let obs = self.world.observe(&self.shard).await?;
@@ -869,7 +894,7 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
         op: &OperationStatus,
         step: usize,
         _action: &ManateeAction,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, WorldError> {
         let s = &op.steps[step];
         self.world
             .approved(&op.id, &crate::operation::retry_key(&s.name, s.attempts))
@@ -887,7 +912,7 @@ impl<W: ManateeWorld> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
 }
 
 /// The preflight rules that depend on the shard alone (the image was checked when planning).
-fn preflight_shard_only(obs: &ShardObservation) -> Result<(), (String, String)> {
+fn preflight_shard_only(obs: &ShardObservation) -> Result<(), Refusal> {
     let fake = ImageInfo {
         uuid: String::new(),
         name: String::new(),
@@ -987,10 +1012,10 @@ mod tests {
             .deposed
             .push(ident("d", "10.0.0.9"));
         assert!(
-            matches!(plan_shard(&spec(Approval::Never), &obs, Some(&image()), "op"), ShardPlan::Refused(r, _) if r == "DeposedPeer")
+            matches!(plan_shard(&spec(Approval::Never), &obs, Some(&image()), "op"), ShardPlan::Refused(r) if r.reason == RefusalReason::DeposedPeer)
         );
         assert!(
-            matches!(plan_shard(&spec(Approval::Never), &three_peers(OLD), None, "op"), ShardPlan::Refused(r, _) if r == "UnknownImage")
+            matches!(plan_shard(&spec(Approval::Never), &three_peers(OLD), None, "op"), ShardPlan::Refused(r) if r.reason == RefusalReason::UnknownImage)
         );
         let mut obs = three_peers(OLD);
         obs.state
@@ -999,7 +1024,7 @@ mod tests {
             .freeze("sdcadm /var/sdcadm/updates/x")
             .unwrap();
         assert!(
-            matches!(plan_shard(&spec(Approval::Never), &obs, Some(&image()), "op"), ShardPlan::Refused(r, _) if r == "FrozenByOther")
+            matches!(plan_shard(&spec(Approval::Never), &obs, Some(&image()), "op"), ShardPlan::Refused(r) if r.reason == RefusalReason::FrozenByOther)
         );
         let mut obs = three_peers(OLD);
         obs.state.as_mut().unwrap().sync = None;
@@ -1062,36 +1087,40 @@ mod tests {
     }
 
     #[async_trait]
-    impl ManateeWorld for FakeWorld {
-        async fn observe(&self, _: &str) -> Result<ShardObservation, String> {
+    impl ManateeObserve for FakeWorld {
+        async fn observe(&self, _: &str) -> Result<ShardObservation, WorldError> {
             Ok(self.obs.lock().unwrap().clone())
         }
-        async fn image(&self, _: &str) -> Result<Option<ImageInfo>, String> {
+        async fn image(&self, _: &str) -> Result<Option<ImageInfo>, WorldError> {
             Ok(Some(image()))
         }
-        async fn reprovision(&self, zone: &str, _: &str, _: &str) -> Result<(), String> {
+        async fn approved(&self, _: &str, _: &str) -> Result<bool, WorldError> {
+            Ok(false)
+        }
+        async fn reprovision_in_flight(&self, _: &str) -> Result<bool, WorldError> {
+            Ok(*self.in_flight.lock().unwrap())
+        }
+    }
+
+    #[async_trait]
+    impl ManateeAct for FakeWorld {
+        async fn reprovision(&self, zone: &str, _: &str, _: &str) -> Result<(), WorldError> {
             self.calls
                 .lock()
                 .unwrap()
                 .push(format!("reprovision {zone}"));
             Ok(())
         }
-        async fn freeze(&self, _: &str, reason: &str) -> Result<(), String> {
+        async fn freeze(&self, _: &str, reason: &str) -> Result<(), WorldError> {
             self.calls.lock().unwrap().push(format!("freeze {reason}"));
             Ok(())
         }
-        async fn unfreeze_own(&self, _: &str, reason: &str) -> Result<(), String> {
+        async fn unfreeze_own(&self, _: &str, reason: &str) -> Result<(), WorldError> {
             self.calls
                 .lock()
                 .unwrap()
                 .push(format!("unfreeze {reason}"));
             Ok(())
-        }
-        async fn approved(&self, _: &str, _: &str) -> Result<bool, String> {
-            Ok(false)
-        }
-        async fn reprovision_in_flight(&self, _: &str) -> Result<bool, String> {
-            Ok(*self.in_flight.lock().unwrap())
         }
     }
 
@@ -1167,7 +1196,7 @@ mod tests {
         let w = world(obs);
         assert!(matches!(
             gate(&w, &reprovision("s", Role::Sync)).await,
-            Gate::Wait(_)
+            Gate::Wait { .. }
         ));
         w.obs.lock().unwrap().peers[2].active = true;
         assert_eq!(gate(&w, &reprovision("s", Role::Sync)).await, Gate::Open);
@@ -1179,7 +1208,7 @@ mod tests {
         obs.peers[1].lag_seconds = Some(60.0);
         let w = world(obs);
         assert!(
-            matches!(gate(&w, &reprovision("p", Role::Primary)).await, Gate::Wait(m) if m.contains("not caught up"))
+            matches!(gate(&w, &reprovision("p", Role::Primary)).await, Gate::Wait { message: m, .. } if m.contains("not caught up"))
         );
         w.obs.lock().unwrap().peers[1].lag_seconds = Some(0.0);
         assert_eq!(gate(&w, &reprovision("p", Role::Primary)).await, Gate::Open);
@@ -1190,7 +1219,7 @@ mod tests {
         // Planned as async, but a takeover made it the sync meanwhile.
         let w = world(three_peers(OLD));
         assert!(
-            matches!(gate(&w, &reprovision("s", Role::Async)).await, Gate::Block { reason, .. } if reason == "Replan")
+            matches!(gate(&w, &reprovision("s", Role::Async)).await, Gate::Block { reason, .. } if reason == BlockReason::Replan)
         );
     }
 
@@ -1219,7 +1248,7 @@ mod tests {
             reason: freeze_reason("op1"),
         };
         assert!(
-            matches!(gate(&w, &freeze).await, Gate::Block { reason, .. } if reason == "FrozenByOther")
+            matches!(gate(&w, &freeze).await, Gate::Block { reason, .. } if reason == BlockReason::Refused(RefusalReason::FrozenByOther))
         );
         // Our own freeze is lifted.
         w.obs
@@ -1288,12 +1317,12 @@ mod tests {
             .await
             .unwrap();
         assert!(
-            matches!(&g, Gate::Wait(m) if m.contains("2026-01-06T14:00:00Z")),
+            matches!(&g, Gate::Wait { message: m, .. } if m.contains("2026-01-06T14:00:00Z")),
             "{g:?}"
         );
         assert!(matches!(
             r.precondition(&op, 0, &freeze).await.unwrap(),
-            Gate::Wait(_)
+            Gate::Wait { .. }
         ));
         // Non-disruptive steps are not held back.
         assert_eq!(
@@ -1314,7 +1343,7 @@ mod tests {
         clock.advance(Duration::from_secs(4 * 3600));
         let g = r.precondition(&op, 0, &freeze).await.unwrap();
         assert!(
-            matches!(&g, Gate::Wait(m) if m.contains("2026-01-13T14:00:00Z")),
+            matches!(&g, Gate::Wait { message: m, .. } if m.contains("2026-01-13T14:00:00Z")),
             "{g:?}"
         );
         // ...but a primary whose shard we froze inside the window goes on
@@ -1354,7 +1383,7 @@ mod tests {
         // Not ours (no journal names it): refused as before.
         assert!(matches!(
             plan_shard_with(&sp, &after_takeover(), Some(&image()), "op2", &[]),
-            ShardPlan::Refused(r, _) if r == "DeposedPeer"
+            ShardPlan::Refused(r) if r.reason == RefusalReason::DeposedPeer
         ));
         // Ours but its zone is down (the server is still dead): wait for it.
         let mut down = after_takeover();
@@ -1362,7 +1391,7 @@ mod tests {
         down.peers[0].active = false;
         assert!(matches!(
             plan_shard_with(&sp, &down, Some(&image()), "op2", &ours),
-            ShardPlan::Refused(r, _) if r == "DeposedPeerDown"
+            ShardPlan::Refused(r) if r.reason == RefusalReason::DeposedPeerDown
         ));
         // Ours and back: rebuild first, then upgrade it as an async, then the
         // new primary (s) last.
@@ -1392,7 +1421,7 @@ mod tests {
         obs.peers[2].lag_seconds = Some(60.0); // the new sync lags
         let w = world(obs);
         let rebuild = ManateeAction::Rebuild { zone: "p".into() };
-        assert!(matches!(gate(&w, &rebuild).await, Gate::Wait(_)));
+        assert!(matches!(gate(&w, &rebuild).await, Gate::Wait { .. }));
         w.obs.lock().unwrap().peers[2].lag_seconds = Some(0.0);
         assert_eq!(gate(&w, &rebuild).await, Gate::Open);
         let primary = ManateeAction::Rebuild { zone: "s".into() };
@@ -1406,7 +1435,7 @@ mod tests {
             .push(ident("s", "10.0.0.2"));
         assert!(matches!(
             gate(&w, &primary).await,
-            Gate::Block { reason, .. } if reason == "RebuildPrimary"
+            Gate::Block { reason, .. } if reason == BlockReason::RebuildPrimary
         ));
     }
 
@@ -1422,7 +1451,7 @@ mod tests {
             },
         ] {
             assert!(
-                matches!(gate(&w, &a).await, Gate::Block { reason, .. } if reason == "Replan"),
+                matches!(gate(&w, &a).await, Gate::Block { reason, .. } if reason == BlockReason::Replan),
                 "{a:?}"
             );
         }

@@ -24,8 +24,10 @@ use crds::status::OperationStatus;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
+use crate::error::{BlockReason, Refusal, RefusalReason, Unhealthy, WaitReason, WorldError};
 use crate::manatee::{
-    FREEZE_PREFIX, ManateeWorld, Role, ShardObservation, shard_health, standby_ok, window_gate,
+    FREEZE_PREFIX, ManateeAct, ManateeObserve, Role, ShardObservation, shard_health, standby_ok,
+    window_gate,
 };
 use crate::operation::{Gate, Operation, PlannedStep, Progress, StepRunner};
 
@@ -33,9 +35,9 @@ use crate::operation::{Gate, Operation, PlannedStep, Progress, StepRunner};
 /// (`msm:lib/manatee-peer.js` startInitialSetup).
 pub const ONWM_SETUP_FREEZE: &str = "manatee setup: one node write mode";
 
-/// What the HA setup needs beyond observing and upgrading a shard.
+/// What the HA setup observes beyond what an upgrade does.
 #[async_trait]
-pub trait ManateeHaWorld: ManateeWorld {
+pub trait HaObserve: ManateeObserve {
     /// The zone created by operation `op_id` as `alias`, found by the tag
     /// it was created with (so a retry never creates a second one).
     async fn find_created_peer(
@@ -43,7 +45,14 @@ pub trait ManateeHaWorld: ManateeWorld {
         shard: &str,
         op_id: &str,
         alias: &str,
-    ) -> Result<Option<String>, String>;
+    ) -> Result<Option<String>, WorldError>;
+    /// Resolve servers named by a document (CNAPI uuid or hostname).
+    async fn resolve_servers(&self, names: &[String]) -> Result<Vec<DesiredServer>, WorldError>;
+}
+
+/// What the HA setup changes beyond what an upgrade does.
+#[async_trait]
+pub trait HaAct: HaObserve + ManateeAct {
     /// SAPI CreateInstance of a new peer of `shard` on `server` (a CNAPI
     /// uuid), tagged with `op_id` and `alias`. Returns the zone uuid.
     async fn create_peer(
@@ -52,14 +61,12 @@ pub trait ManateeHaWorld: ManateeWorld {
         server: &str,
         alias: &str,
         op_id: &str,
-    ) -> Result<String, String>;
+    ) -> Result<String, WorldError>;
     /// Remove `ONE_NODE_WRITE_MODE` from a zone's SAPI metadata (and have
     /// config-agent render it into sitter.json).
-    async fn clear_one_node_write_mode(&self, zone: &str) -> Result<(), String>;
+    async fn clear_one_node_write_mode(&self, zone: &str) -> Result<(), WorldError>;
     /// `svcadm restart manatee-sitter` in the zone.
-    async fn restart_sitter(&self, zone: &str) -> Result<(), String>;
-    /// Resolve servers named by a document (CNAPI uuid or hostname).
-    async fn resolve_servers(&self, names: &[String]) -> Result<Vec<DesiredServer>, String>;
+    async fn restart_sitter(&self, zone: &str) -> Result<(), WorldError>;
 }
 
 /// One typed step of an HA setup.
@@ -92,8 +99,7 @@ pub enum HaPlan {
     /// Every desired server has a peer.
     UpToDate,
     Grow(Operation<HaAction>),
-    /// (reason, message)
-    Refused(String, String),
+    Refused(Refusal),
 }
 
 /// A desired peer location: the name the document uses and its CNAPI uuid
@@ -112,10 +118,10 @@ pub fn plan_ha(
     alias_prefix: &str,
     op_id: &str,
 ) -> HaPlan {
-    let refuse = |r: &str, m: String| HaPlan::Refused(r.into(), m);
+    let refuse = |r: RefusalReason, m: String| HaPlan::Refused(Refusal::new(r, m));
     if let Some(d) = desired.iter().find(|d| d.uuid.is_none()) {
         return refuse(
-            "UnknownServer",
+            RefusalReason::UnknownServer,
             format!(
                 "server `{}` (haServices.manatee) is not in CNAPI; set it up first or fix the document",
                 d.name
@@ -131,7 +137,7 @@ pub fn plan_ha(
     }
     if desired.len() == 2 {
         return refuse(
-            "TwoPeers",
+            RefusalReason::TwoPeers,
             format!(
                 "shard {}: a two-peer shard never fails over; ask for 1 or at least 3 peers",
                 obs.shard
@@ -140,13 +146,13 @@ pub fn plan_ha(
     }
     let Some(st) = &obs.state else {
         return refuse(
-            "NoClusterState",
+            RefusalReason::NoClusterState,
             format!("shard {} has no cluster state in ZooKeeper yet", obs.shard),
         );
     };
     if !st.deposed.is_empty() {
         return refuse(
-            "DeposedPeer",
+            RefusalReason::DeposedPeer,
             format!(
                 "shard {} has a deposed peer ({}); rebuild it with `manatee-adm rebuild` first",
                 obs.shard, st.deposed[0].zone_id
@@ -158,7 +164,7 @@ pub fn plan_ha(
         && !r.starts_with(FREEZE_PREFIX)
     {
         return refuse(
-            "FrozenByOther",
+            RefusalReason::FrozenByOther,
             format!("shard {} is frozen by someone else ({r})", obs.shard),
         );
     }
@@ -238,7 +244,7 @@ pub fn plan_ha(
         ));
     } else if st.sync.is_none() {
         return refuse(
-            "NoSync",
+            RefusalReason::NoSync,
             format!(
                 "shard {} is in normal mode without a sync; repair it first",
                 obs.shard
@@ -261,7 +267,7 @@ pub fn plan_ha(
 }
 
 /// Runs [`HaAction`]s for one shard.
-pub struct HaRunner<'a, W: ManateeHaWorld> {
+pub struct HaRunner<'a, W: HaAct> {
     pub world: &'a W,
     pub shard: String,
     pub max_lag_seconds: f64,
@@ -271,16 +277,16 @@ pub struct HaRunner<'a, W: ManateeHaWorld> {
     pub clock: &'a dyn Clock,
 }
 
-impl<W: ManateeHaWorld> HaRunner<'_, W> {
+impl<W: HaAct> HaRunner<'_, W> {
     /// Every placed peer is up.
-    fn placed_up(&self, obs: &ShardObservation) -> Result<(), String> {
+    fn placed_up(&self, obs: &ShardObservation) -> Result<(), Unhealthy> {
         for p in &obs.peers {
             let role = obs.role_of(&p.zone);
             if role != Role::Unassigned && !(p.active && p.pg_online) {
-                return Err(format!(
+                return Err(Unhealthy(format!(
                     "{} ({role:?}) is not up (active {}, postgres {})",
                     p.alias, p.active, p.pg_online
-                ));
+                )));
             }
         }
         Ok(())
@@ -288,55 +294,59 @@ impl<W: ManateeHaWorld> HaRunner<'_, W> {
 }
 
 #[async_trait]
-impl<W: ManateeHaWorld> StepRunner<HaAction> for HaRunner<'_, W> {
-    type Error = String;
-
+impl<W: HaAct> StepRunner<HaAction> for HaRunner<'_, W> {
     async fn precondition(
         &self,
         op: &OperationStatus,
         step: usize,
         action: &HaAction,
-    ) -> Result<Gate, String> {
+    ) -> Result<Gate, WorldError> {
         let obs = self.world.observe(&self.shard).await?;
         let st = match &obs.state {
             Some(st) => st,
             None => {
-                return Ok(Gate::Block {
-                    reason: "NoClusterState".into(),
-                    message: format!("shard {} has no cluster state", self.shard),
-                });
+                return Ok(Gate::block(
+                    RefusalReason::NoClusterState,
+                    format!("shard {} has no cluster state", self.shard),
+                ));
             }
         };
         if !st.deposed.is_empty() {
-            return Ok(Gate::Block {
-                reason: "DeposedPeer".into(),
-                message: format!(
+            return Ok(Gate::block(
+                RefusalReason::DeposedPeer,
+                format!(
                     "shard {} has a deposed peer ({}); rebuild it first",
                     self.shard, st.deposed[0].zone_id
                 ),
-            });
+            ));
         }
         let name = op.steps.get(step).map_or("", |s| s.name.as_str());
         match action {
             HaAction::Preflight => Ok(match self.placed_up(&obs) {
                 Ok(()) => Gate::Open,
-                Err(e) => Gate::Wait(format!("waiting for the shard to be up: {e}")),
+                Err(e) => Gate::wait(
+                    WaitReason::PeersUp,
+                    format!("waiting for the shard to be up: {e}"),
+                ),
             }),
             HaAction::CreatePeer { .. } => Ok(match self.placed_up(&obs) {
                 Ok(()) => Gate::Open,
-                Err(e) => Gate::Wait(format!("a new peer waits for the shard to be up: {e}")),
+                Err(e) => Gate::wait(
+                    WaitReason::PeersUp,
+                    format!("a new peer waits for the shard to be up: {e}"),
+                ),
             }),
             HaAction::LeaveOneNodeWriteMode | HaAction::UnfreezeSetup => {
                 if let Some(r) = obs.freeze_reason()
                     && r != ONWM_SETUP_FREEZE
                 {
-                    return Ok(Gate::Block {
-                        reason: "FrozenByOther".into(),
-                        message: format!(
+                    return Ok(Gate::block(
+                        RefusalReason::FrozenByOther,
+                        format!(
                             "shard {} is frozen by someone else ({r}); tritonctl lifts only the one-node-write setup freeze",
                             self.shard
                         ),
-                    });
+                    ));
                 }
                 Ok(Gate::Open)
             }
@@ -350,9 +360,9 @@ impl<W: ManateeHaWorld> StepRunner<HaAction> for HaRunner<'_, W> {
                 if let Some(r) = obs.freeze_reason() {
                     return Ok(Gate::Block {
                         reason: if r == ONWM_SETUP_FREEZE {
-                            "StillFrozen".into()
+                            BlockReason::StillFrozen
                         } else {
-                            "FrozenByOther".into()
+                            BlockReason::Refused(RefusalReason::FrozenByOther)
                         },
                         message: format!(
                             "shard {} is frozen ({r}); the primary cannot leave one-node-write mode while it is",
@@ -362,10 +372,13 @@ impl<W: ManateeHaWorld> StepRunner<HaAction> for HaRunner<'_, W> {
                 }
                 let primary = obs.peer(&st.primary.zone_id);
                 if primary.is_none_or(|p| p.one_node_write_mode) {
-                    return Ok(Gate::Wait(format!(
-                        "the primary {} still has ONE_NODE_WRITE_MODE in SAPI",
-                        st.primary.zone_id
-                    )));
+                    return Ok(Gate::wait(
+                        WaitReason::Settling,
+                        format!(
+                            "the primary {} still has ONE_NODE_WRITE_MODE in SAPI",
+                            st.primary.zone_id
+                        ),
+                    ));
                 }
                 // The new sync must be there to be picked, or the primary
                 // would restart into a shard it cannot leave ONWM in.
@@ -374,8 +387,9 @@ impl<W: ManateeHaWorld> StepRunner<HaAction> for HaRunner<'_, W> {
                     .iter()
                     .any(|p| p.zone != st.primary.zone_id && p.active && p.vm_state == "running");
                 if !other {
-                    return Ok(Gate::Wait(
-                        "no other active peer yet to become the sync".into(),
+                    return Ok(Gate::wait(
+                        WaitReason::Settling,
+                        "no other active peer yet to become the sync",
                     ));
                 }
                 Ok(Gate::Open)
@@ -389,7 +403,7 @@ impl<W: ManateeHaWorld> StepRunner<HaAction> for HaRunner<'_, W> {
         op: &OperationStatus,
         _step: usize,
         action: &HaAction,
-    ) -> Result<(), String> {
+    ) -> Result<(), WorldError> {
         let obs = self.world.observe(&self.shard).await?;
         match action {
             HaAction::CreatePeer { server, alias, .. } => {
@@ -434,7 +448,7 @@ impl<W: ManateeHaWorld> StepRunner<HaAction> for HaRunner<'_, W> {
         op: &OperationStatus,
         _step: usize,
         action: &HaAction,
-    ) -> Result<Progress, String> {
+    ) -> Result<Progress, WorldError> {
         let obs = self.world.observe(&self.shard).await?;
         let onwm = obs
             .state
@@ -496,7 +510,10 @@ impl<W: ManateeHaWorld> StepRunner<HaAction> for HaRunner<'_, W> {
                 }
             }
             HaAction::WaitSync => {
-                let st = obs.state.as_ref().ok_or("no cluster state")?;
+                let st = obs
+                    .state
+                    .as_ref()
+                    .ok_or_else(|| WorldError::Missing("no cluster state".into()))?;
                 match st.sync.as_ref().and_then(|s| obs.peer(&s.zone_id)) {
                     None => Progress::NotYet("no sync yet".into()),
                     Some(s) if !standby_ok(s, self.max_lag_seconds) => Progress::NotYet(format!(
@@ -510,7 +527,7 @@ impl<W: ManateeHaWorld> StepRunner<HaAction> for HaRunner<'_, W> {
                 }
             }
             HaAction::WaitHealthy => match shard_health(&obs, self.max_lag_seconds) {
-                Err(e) => Progress::NotYet(e),
+                Err(e) => Progress::NotYet(e.0),
                 Ok(()) => match obs
                     .peers
                     .iter()
@@ -530,7 +547,7 @@ impl<W: ManateeHaWorld> StepRunner<HaAction> for HaRunner<'_, W> {
         op: &OperationStatus,
         step: usize,
         _action: &HaAction,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, WorldError> {
         let s = &op.steps[step];
         self.world
             .approved(&op.id, &crate::operation::retry_key(&s.name, s.attempts))
@@ -630,19 +647,19 @@ mod tests {
             HaPlan::UpToDate
         );
         assert!(
-            matches!(plan_ha(&coal(), &desired(2), "manatee", "op"), HaPlan::Refused(r, _) if r == "TwoPeers")
+            matches!(plan_ha(&coal(), &desired(2), "manatee", "op"), HaPlan::Refused(r) if r.reason == RefusalReason::TwoPeers)
         );
         let mut unknown = desired(3);
         unknown[2].uuid = None;
         assert!(
-            matches!(plan_ha(&coal(), &unknown, "manatee", "op"), HaPlan::Refused(r, _) if r == "UnknownServer")
+            matches!(plan_ha(&coal(), &unknown, "manatee", "op"), HaPlan::Refused(r) if r.reason == RefusalReason::UnknownServer)
         );
         let mut frozen = coal();
         let st = frozen.state.as_mut().unwrap();
         st.unfreeze().unwrap();
         st.freeze("sdcadm maintenance").unwrap();
         assert!(
-            matches!(plan_ha(&frozen, &desired(3), "manatee", "op"), HaPlan::Refused(r, _) if r == "FrozenByOther")
+            matches!(plan_ha(&frozen, &desired(3), "manatee", "op"), HaPlan::Refused(r) if r.reason == RefusalReason::FrozenByOther)
         );
         // A second peer that joined already (an earlier run) is not created again.
         let mut two = coal();
@@ -690,27 +707,14 @@ mod tests {
     }
 
     #[async_trait]
-    impl ManateeWorld for Fake {
-        async fn observe(&self, _: &str) -> Result<ShardObservation, String> {
+    impl ManateeObserve for Fake {
+        async fn observe(&self, _: &str) -> Result<ShardObservation, WorldError> {
             Ok(self.obs.lock().unwrap().clone().unwrap())
         }
-        async fn image(&self, _: &str) -> Result<Option<ImageInfo>, String> {
+        async fn image(&self, _: &str) -> Result<Option<ImageInfo>, WorldError> {
             Ok(None)
         }
-        async fn reprovision(&self, _: &str, _: &str, _: &str) -> Result<(), String> {
-            unreachable!()
-        }
-        async fn freeze(&self, _: &str, _: &str) -> Result<(), String> {
-            unreachable!()
-        }
-        async fn unfreeze_own(&self, _: &str, reason: &str) -> Result<(), String> {
-            self.calls
-                .lock()
-                .unwrap()
-                .push(format!("unfreeze {reason}"));
-            Ok(())
-        }
-        async fn approved(&self, op: &str, step: &str) -> Result<bool, String> {
+        async fn approved(&self, op: &str, step: &str) -> Result<bool, WorldError> {
             Ok(self
                 .approvals
                 .lock()
@@ -720,13 +724,30 @@ mod tests {
     }
 
     #[async_trait]
-    impl ManateeHaWorld for Fake {
+    impl ManateeAct for Fake {
+        async fn reprovision(&self, _: &str, _: &str, _: &str) -> Result<(), WorldError> {
+            unreachable!()
+        }
+        async fn freeze(&self, _: &str, _: &str) -> Result<(), WorldError> {
+            unreachable!()
+        }
+        async fn unfreeze_own(&self, _: &str, reason: &str) -> Result<(), WorldError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("unfreeze {reason}"));
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl HaObserve for Fake {
         async fn find_created_peer(
             &self,
             _: &str,
             _: &str,
             alias: &str,
-        ) -> Result<Option<String>, String> {
+        ) -> Result<Option<String>, WorldError> {
             Ok(self
                 .created
                 .lock()
@@ -735,13 +756,20 @@ mod tests {
                 .find(|(a, _)| a == alias)
                 .map(|(_, z)| z.clone()))
         }
+        async fn resolve_servers(&self, _: &[String]) -> Result<Vec<DesiredServer>, WorldError> {
+            Ok(desired(3))
+        }
+    }
+
+    #[async_trait]
+    impl HaAct for Fake {
         async fn create_peer(
             &self,
             _: &str,
             server: &str,
             alias: &str,
             _: &str,
-        ) -> Result<String, String> {
+        ) -> Result<String, WorldError> {
             self.calls
                 .lock()
                 .unwrap()
@@ -753,19 +781,16 @@ mod tests {
                 .push((alias.into(), zone.clone()));
             Ok(zone)
         }
-        async fn clear_one_node_write_mode(&self, zone: &str) -> Result<(), String> {
+        async fn clear_one_node_write_mode(&self, zone: &str) -> Result<(), WorldError> {
             self.calls
                 .lock()
                 .unwrap()
                 .push(format!("clear-onwm {zone}"));
             Ok(())
         }
-        async fn restart_sitter(&self, zone: &str) -> Result<(), String> {
+        async fn restart_sitter(&self, zone: &str) -> Result<(), WorldError> {
             self.calls.lock().unwrap().push(format!("restart {zone}"));
             Ok(())
-        }
-        async fn resolve_servers(&self, _: &[String]) -> Result<Vec<DesiredServer>, String> {
-            Ok(desired(3))
         }
     }
 
@@ -870,7 +895,7 @@ mod tests {
             .precondition(&op(), 0, &HaAction::RestartPrimarySitter)
             .await
             .unwrap();
-        assert!(matches!(g, Gate::Block { .. } | Gate::Wait(_)), "{g:?}");
+        assert!(matches!(g, Gate::Block { .. } | Gate::Wait { .. }), "{g:?}");
         {
             let mut o = w.obs.lock().unwrap();
             let o = o.as_mut().unwrap();
@@ -883,7 +908,7 @@ mod tests {
                 .precondition(&op(), 0, &HaAction::RestartPrimarySitter)
                 .await
                 .unwrap(),
-            Gate::Wait(m) if m.contains("no other active peer")
+            Gate::Wait { message: m, .. } if m.contains("no other active peer")
         ));
         w.obs.lock().unwrap().as_mut().unwrap().peers[1].active = true;
         assert_eq!(
@@ -907,7 +932,7 @@ mod tests {
         for a in [HaAction::UnfreezeSetup, HaAction::RestartPrimarySitter] {
             assert!(matches!(
                 runner(&w).precondition(&op(), 0, &a).await.unwrap(),
-                Gate::Block { reason, .. } if reason == "FrozenByOther"
+                Gate::Block { reason, .. } if reason == BlockReason::Refused(RefusalReason::FrozenByOther)
             ));
         }
         runner(&w)

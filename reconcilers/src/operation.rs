@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, rfc3339, since};
+use crate::error::{BlockReason, WaitReason, WorldError};
 
 /// A planned step before it runs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -97,12 +98,31 @@ impl<A: Clone> Operation<A> {
 pub enum Gate {
     Open,
     /// Not yet (waiting for approval, a window, a peer to catch up): try again later.
-    Wait(String),
-    /// Refuse to go on until a person acts (deposed peer, frozen by someone else, ...).
-    Block {
-        reason: String,
+    Wait {
+        reason: WaitReason,
         message: String,
     },
+    /// Refuse to go on until a person acts (deposed peer, frozen by someone else, ...).
+    Block {
+        reason: BlockReason,
+        message: String,
+    },
+}
+
+impl Gate {
+    pub fn wait(reason: WaitReason, message: impl Into<String>) -> Gate {
+        Gate::Wait {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    pub fn block(reason: impl Into<BlockReason>, message: impl Into<String>) -> Gate {
+        Gate::Block {
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
 }
 
 /// What a completion check says.
@@ -116,21 +136,20 @@ pub enum Progress {
 /// Runs the actions of one operation type against the world.
 #[async_trait]
 pub trait StepRunner<A>: Send + Sync {
-    type Error: std::fmt::Display + Send;
     async fn precondition(
         &self,
         op: &OperationStatus,
         step: usize,
         action: &A,
-    ) -> Result<Gate, Self::Error>;
+    ) -> Result<Gate, WorldError>;
     /// Must be idempotent: look first, act only if the effect is absent.
-    async fn act(&self, op: &OperationStatus, step: usize, action: &A) -> Result<(), Self::Error>;
+    async fn act(&self, op: &OperationStatus, step: usize, action: &A) -> Result<(), WorldError>;
     async fn check(
         &self,
         op: &OperationStatus,
         step: usize,
         action: &A,
-    ) -> Result<Progress, Self::Error>;
+    ) -> Result<Progress, WorldError>;
     /// How long the completion check may take before the operation stops.
     fn timeout(&self, action: &A) -> Duration;
     /// A step found `Running` when an operation is resumed (after a restart,
@@ -143,7 +162,7 @@ pub trait StepRunner<A>: Send + Sync {
         _op: &OperationStatus,
         _step: usize,
         _action: &A,
-    ) -> Result<bool, Self::Error> {
+    ) -> Result<bool, WorldError> {
         Ok(true)
     }
     /// A step that failed (its completion check timed out) and whose effect
@@ -155,7 +174,7 @@ pub trait StepRunner<A>: Send + Sync {
         _op: &OperationStatus,
         _step: usize,
         _action: &A,
-    ) -> Result<bool, Self::Error> {
+    ) -> Result<bool, WorldError> {
         Ok(true)
     }
 }
@@ -163,8 +182,7 @@ pub trait StepRunner<A>: Send + Sync {
 /// Where the journal lives (the store, under a fence).
 #[async_trait]
 pub trait Journal<A>: Send + Sync {
-    type Error: std::fmt::Display + Send;
-    async fn save(&self, op: &Operation<A>) -> Result<(), Self::Error>;
+    async fn save(&self, op: &Operation<A>) -> Result<(), WorldError>;
 }
 
 /// How far one call to [`advance`] got.
@@ -173,11 +191,15 @@ pub enum Advance {
     /// Every step succeeded.
     Completed,
     /// Waiting: call again after this long.
-    Waiting { after: Duration, reason: String },
+    Waiting {
+        after: Duration,
+        reason: WaitReason,
+        message: String,
+    },
     /// Stopped at a step: a gate blocked, a check timed out or an action kept failing.
     Blocked {
         step: usize,
-        reason: String,
+        reason: BlockReason,
         message: String,
     },
 }
@@ -185,12 +207,12 @@ pub enum Advance {
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("journal: {0}")]
-    Journal(String),
-    #[error("step {step} ({name}): {message}")]
+    Journal(WorldError),
+    #[error("step {step} ({name}): {error}")]
     Step {
         step: usize,
         name: String,
-        message: String,
+        error: WorldError,
     },
 }
 
@@ -205,10 +227,7 @@ pub fn retry_key(step: &str, attempts: u32) -> String {
 pub const POLL: Duration = Duration::from_millis(200);
 
 async fn save<A, J: Journal<A>>(journal: &J, op: &Operation<A>) -> Result<(), EngineError> {
-    journal
-        .save(op)
-        .await
-        .map_err(|e| EngineError::Journal(e.to_string()))
+    journal.save(op).await.map_err(EngineError::Journal)
 }
 
 /// Drive an operation as far as it can go now. Journals before and after
@@ -237,10 +256,10 @@ where
             return Ok(Advance::Completed);
         };
         let action = op.actions[i].clone();
-        let step_err = |e: R::Error, op: &Operation<A>| EngineError::Step {
+        let step_err = |error: WorldError, op: &Operation<A>| EngineError::Step {
             step: i,
             name: op.status.steps[i].name.clone(),
-            message: e.to_string(),
+            error,
         };
 
         // A failed step is looked at before anything is redone: the world
@@ -268,7 +287,7 @@ where
                 let s = &op.status.steps[i];
                 return Ok(Advance::Blocked {
                     step: i,
-                    reason: "StepFailed".into(),
+                    reason: BlockReason::StepFailed,
                     message: s
                         .message
                         .clone()
@@ -293,18 +312,19 @@ where
                 .map_err(|e| step_err(e, op))?
             {
                 Gate::Open => {}
-                Gate::Wait(reason) => {
+                Gate::Wait { reason, message } => {
                     let s = &mut op.status.steps[i];
-                    if s.state != StepState::Waiting || s.message.as_deref() != Some(&reason) {
+                    if s.state != StepState::Waiting || s.message.as_deref() != Some(&message) {
                         s.state = StepState::Waiting;
-                        s.message = Some(reason.clone());
+                        s.message = Some(message.clone());
                         op.status.phase = OperationPhase::Waiting;
-                        op.status.message = Some(reason.clone());
+                        op.status.message = Some(message.clone());
                         save(journal, op).await?;
                     }
                     return Ok(Advance::Waiting {
                         after: poll.max(Duration::from_millis(50)) * 5,
                         reason,
+                        message,
                     });
                 }
                 Gate::Block { reason, message } => {
@@ -365,7 +385,7 @@ where
                         save(journal, op).await?;
                         return Ok(Advance::Blocked {
                             step: i,
-                            reason: "StepTimedOut".into(),
+                            reason: BlockReason::StepTimedOut,
                             message,
                         });
                     }
@@ -399,30 +419,31 @@ mod tests {
 
     #[async_trait]
     impl StepRunner<u32> for Counters {
-        type Error = String;
         async fn precondition(
             &self,
             _: &OperationStatus,
             step: usize,
             _: &u32,
-        ) -> Result<Gate, String> {
+        ) -> Result<Gate, WorldError> {
             Ok(if self.blocked_at == Some(step) {
-                Gate::Block {
-                    reason: "Test".into(),
-                    message: "blocked".into(),
-                }
+                Gate::block(BlockReason::Test, "blocked")
             } else {
                 Gate::Open
             })
         }
-        async fn act(&self, _: &OperationStatus, _: usize, a: &u32) -> Result<(), String> {
+        async fn act(&self, _: &OperationStatus, _: usize, a: &u32) -> Result<(), WorldError> {
             let mut e = self.effects.lock().unwrap();
             if !e.contains(a) {
                 e.push(*a);
             }
             Ok(())
         }
-        async fn check(&self, _: &OperationStatus, _: usize, a: &u32) -> Result<Progress, String> {
+        async fn check(
+            &self,
+            _: &OperationStatus,
+            _: usize,
+            a: &u32,
+        ) -> Result<Progress, WorldError> {
             Ok(if self.effects.lock().unwrap().contains(a) {
                 Progress::Done
             } else {
@@ -438,8 +459,7 @@ mod tests {
 
     #[async_trait]
     impl Journal<u32> for Saved {
-        type Error = String;
-        async fn save(&self, op: &Operation<u32>) -> Result<(), String> {
+        async fn save(&self, op: &Operation<u32>) -> Result<(), WorldError> {
             self.0.lock().unwrap().push(op.clone());
             Ok(())
         }
@@ -547,19 +567,23 @@ mod tests {
     struct NeverDone;
     #[async_trait]
     impl StepRunner<u32> for NeverDone {
-        type Error = String;
         async fn precondition(
             &self,
             _: &OperationStatus,
             _: usize,
             _: &u32,
-        ) -> Result<Gate, String> {
+        ) -> Result<Gate, WorldError> {
             Ok(Gate::Open)
         }
-        async fn act(&self, _: &OperationStatus, _: usize, _: &u32) -> Result<(), String> {
+        async fn act(&self, _: &OperationStatus, _: usize, _: &u32) -> Result<(), WorldError> {
             Ok(())
         }
-        async fn check(&self, _: &OperationStatus, _: usize, _: &u32) -> Result<Progress, String> {
+        async fn check(
+            &self,
+            _: &OperationStatus,
+            _: usize,
+            _: &u32,
+        ) -> Result<Progress, WorldError> {
             Ok(Progress::NotYet("peer 10.0.0.3 lag 42s".into()))
         }
         fn timeout(&self, _: &u32) -> Duration {
@@ -602,24 +626,28 @@ mod tests {
 
     #[async_trait]
     impl StepRunner<u32> for Gated {
-        type Error = String;
         async fn precondition(
             &self,
             _: &OperationStatus,
             _: usize,
             _: &u32,
-        ) -> Result<Gate, String> {
+        ) -> Result<Gate, WorldError> {
             Ok(if self.gate_open {
                 Gate::Open
             } else {
-                Gate::Wait("sync not caught up".into())
+                Gate::wait(WaitReason::Health, "sync not caught up")
             })
         }
-        async fn act(&self, _: &OperationStatus, _: usize, _: &u32) -> Result<(), String> {
+        async fn act(&self, _: &OperationStatus, _: usize, _: &u32) -> Result<(), WorldError> {
             *self.acts.lock().unwrap() += 1;
             Ok(())
         }
-        async fn check(&self, _: &OperationStatus, _: usize, _: &u32) -> Result<Progress, String> {
+        async fn check(
+            &self,
+            _: &OperationStatus,
+            _: usize,
+            _: &u32,
+        ) -> Result<Progress, WorldError> {
             Ok(if self.done {
                 Progress::Done
             } else {
@@ -629,10 +657,20 @@ mod tests {
         fn timeout(&self, _: &u32) -> Duration {
             Duration::from_secs(3600)
         }
-        async fn dispatched(&self, _: &OperationStatus, _: usize, _: &u32) -> Result<bool, String> {
+        async fn dispatched(
+            &self,
+            _: &OperationStatus,
+            _: usize,
+            _: &u32,
+        ) -> Result<bool, WorldError> {
             Ok(self.dispatched)
         }
-        async fn may_retry(&self, _: &OperationStatus, _: usize, _: &u32) -> Result<bool, String> {
+        async fn may_retry(
+            &self,
+            _: &OperationStatus,
+            _: usize,
+            _: &u32,
+        ) -> Result<bool, WorldError> {
             Ok(self.may_retry)
         }
     }
@@ -701,7 +739,7 @@ mod tests {
         let mut op = with_first_step(StepState::Failed);
         let r = run(&mut op, &w).await.unwrap();
         assert!(
-            matches!(&r, Advance::Blocked { reason, .. } if reason == "StepFailed"),
+            matches!(&r, Advance::Blocked { reason, .. } if *reason == BlockReason::StepFailed),
             "{r:?}"
         );
         assert_eq!(

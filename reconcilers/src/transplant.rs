@@ -53,6 +53,7 @@ use serde::{Deserialize, Serialize};
 use wire::manatee::ClusterState;
 
 use crate::clock::Clock;
+use crate::error::{BlockReason, Refusal, RefusalReason, Unhealthy, WaitReason, WorldError};
 use crate::manatee::ImageInfo;
 use crate::operation::{
     Advance, EngineError, Gate, Journal, Operation, PlannedStep, Progress, StepRunner, advance,
@@ -85,38 +86,38 @@ pub enum Resolved {
 }
 
 /// Resolve `strategy` given the majors the shard's zones run and the target's.
-/// `Err((reason, message))` is a preflight refusal.
+/// `Err` is a preflight refusal.
 pub fn resolve_strategy(
     strategy: Strategy,
     running: &[u32],
     target: Option<u32>,
     image: &str,
-) -> Result<Resolved, (String, String)> {
+) -> Result<Resolved, Refusal> {
     let crosses = |t: u32| running.iter().any(|&r| r != t);
     match (strategy, target) {
-        (_, Some(t)) if running.iter().any(|&r| r > t) => Err((
-            "MajorDowngrade".into(),
+        (_, Some(t)) if running.iter().any(|&r| r > t) => Err(Refusal::new(
+            RefusalReason::MajorDowngrade,
             format!(
                 "image {image} carries manatee v{t} but the shard runs v{}; going back a major is the reverse transplant, which tritonctl only plans on explicit approval",
                 running.iter().max().unwrap_or(&0)
             ),
         )),
-        (Strategy::Rolling, Some(t)) if crosses(t) => Err((
-            "MajorVersionChange".into(),
+        (Strategy::Rolling, Some(t)) if crosses(t) => Err(Refusal::new(
+            RefusalReason::MajorVersionChange,
             format!(
                 "a rolling upgrade cannot cross manatee majors (v{} -> v{t}): a v2 sitter never sets up a cluster on a v1 database and the reprovisioned peer would stay unassigned; use `strategy: transplant` (or `auto`)",
                 running.iter().min().unwrap_or(&0)
             ),
         )),
         (Strategy::Auto, Some(t)) if crosses(t) => Ok(Resolved::Transplant),
-        (Strategy::Transplant, Some(t)) if !crosses(t) => Err((
-            "NoMajorChange".into(),
+        (Strategy::Transplant, Some(t)) if !crosses(t) => Err(Refusal::new(
+            RefusalReason::NoMajorChange,
             format!(
                 "`strategy: transplant` moves a shard from manatee v1 to v2, but the shard already runs v{t}; use `rolling` or `auto`"
             ),
         )),
-        (Strategy::Transplant, None) => Err((
-            "UnknownMajor".into(),
+        (Strategy::Transplant, None) => Err(Refusal::new(
+            RefusalReason::UnknownMajor,
             format!(
                 "image {image} does not say which manatee major it carries (IMGAPI tags.manatee_major or an sdc-manatee version timestamp); tag it"
             ),
@@ -304,12 +305,12 @@ pub fn plan_transplant(
     obs: &TransplantObs,
     majors: &BTreeMap<String, u32>,
     op_id: &str,
-) -> Result<Operation<TransplantAction>, (String, String)> {
-    let refuse = |r: &str, m: String| Err((r.to_string(), m));
+) -> Result<Operation<TransplantAction>, Refusal> {
+    let refuse = |r: RefusalReason, m: String| Err(Refusal::new(r, m));
     let target = &spec.image.uuid;
     if obs.state.is_some() {
         return refuse(
-            "ClusterStateExists",
+            RefusalReason::ClusterStateExists,
             format!(
                 "shard {} already has a v2 cluster state in ZooKeeper; the transplant starts from a v1 shard (use `rolling`)",
                 obs.shard
@@ -319,7 +320,7 @@ pub fn plan_transplant(
     let topo = obs.legacy_topology();
     if topo.is_empty() {
         return refuse(
-            "NoActivePeer",
+            RefusalReason::NoActivePeer,
             format!(
                 "no manatee sitter of shard {} is in the election; nothing to transplant from",
                 obs.shard
@@ -334,7 +335,7 @@ pub fn plan_transplant(
         .collect();
     if !not_v1.is_empty() {
         return refuse(
-            "MixedMajors",
+            RefusalReason::MixedMajors,
             format!(
                 "zones {} of shard {} are not on a manatee v1 image; a half-done transplant needs a person",
                 not_v1.join(", "),
@@ -344,7 +345,7 @@ pub fn plan_transplant(
     }
     if let Some(z) = obs.zones.iter().find(|z| z.election_seq.is_none()) {
         return refuse(
-            "UnhealthyPeer",
+            RefusalReason::UnhealthyPeer,
             format!(
                 "manatee zone {} ({}) is not in the election (sitter {}); fix it before the transplant",
                 z.alias,
@@ -370,7 +371,7 @@ pub fn plan_transplant(
     let option = match (opts.first_v2_node, asyncs.last()) {
         (FirstV2Node::ReprovisionAsync, None) => {
             return refuse(
-                "NoAsync",
+                RefusalReason::NoAsync,
                 format!(
                     "firstV2Node: reprovisionAsync needs an async peer, and shard {} has {} peer(s); use newInstanceOnPrimaryServer",
                     obs.shard,
@@ -1051,42 +1052,58 @@ pub fn after_pnr_message(forward: &Operation<TransplantAction>, what: &str) -> S
     )
 }
 
-/// The world the transplant observes and changes.
+/// What the transplant (and a review) observes. Nothing here changes the
+/// datacenter.
 #[async_trait]
-pub trait TransplantWorld: Send + Sync {
-    async fn observe(&self, shard: &str) -> Result<TransplantObs, String>;
+pub trait TransplantObserve: Send + Sync {
+    async fn observe(&self, shard: &str) -> Result<TransplantObs, WorldError>;
     /// Resolve `alias:<alias>` keys to zone uuids (None while it does not exist).
-    async fn resolve(&self, shard: &str, key: &str) -> Result<Option<String>, String>;
-    async fn svcadm(&self, zone: &str, enable: bool, fmri: &str) -> Result<(), String>;
-    async fn restart_sitter(&self, zone: &str) -> Result<(), String>;
+    async fn resolve(&self, shard: &str, key: &str) -> Result<Option<String>, WorldError>;
+    async fn approved(&self, op_id: &str, step: &str) -> Result<bool, WorldError>;
+}
+
+/// What the transplant changes.
+#[async_trait]
+pub trait TransplantAct: TransplantObserve {
+    async fn svcadm(&self, zone: &str, enable: bool, fmri: &str) -> Result<(), WorldError>;
+    async fn restart_sitter(&self, zone: &str) -> Result<(), WorldError>;
     /// Edit `oneNodeWriteMode` in the zone's sitter.json (config-agent disabled).
-    async fn set_sitter_onwm(&self, zone: &str, on: bool) -> Result<(), String>;
+    async fn set_sitter_onwm(&self, zone: &str, on: bool) -> Result<(), WorldError>;
     /// SAPI instance metadata: set a boolean, or delete the key with None.
-    async fn set_metadata(&self, zone: &str, key: &str, value: Option<bool>) -> Result<(), String>;
-    async fn set_service_image(&self, shard: &str, image: &str) -> Result<(), String>;
-    async fn reprovision(&self, zone: &str, image: &str) -> Result<(), String>;
+    async fn set_metadata(
+        &self,
+        zone: &str,
+        key: &str,
+        value: Option<bool>,
+    ) -> Result<(), WorldError>;
+    async fn set_service_image(&self, shard: &str, image: &str) -> Result<(), WorldError>;
+    async fn reprovision(&self, zone: &str, image: &str) -> Result<(), WorldError>;
     async fn create_instance(
         &self,
         shard: &str,
         server: &str,
         alias: &str,
         metadata: &[(&str, bool)],
-    ) -> Result<(), String>;
-    async fn delete_instance(&self, zone: &str) -> Result<(), String>;
-    async fn snapshot(&self, zone: &str, name: &str) -> Result<(), String>;
-    async fn destroy_snapshot(&self, zone: &str, name: &str) -> Result<(), String>;
-    async fn destroy_dataset(&self, zone: &str) -> Result<(), String>;
-    async fn send(&self, from: &str, snapshot: &str, to: &str) -> Result<(), String>;
-    async fn set_moray(&self, zone: &str, enable: bool) -> Result<(), String>;
-    async fn create_onwm_state(&self, shard: &str, zone: &str, reason: &str) -> Result<(), String>;
+    ) -> Result<(), WorldError>;
+    async fn delete_instance(&self, zone: &str) -> Result<(), WorldError>;
+    async fn snapshot(&self, zone: &str, name: &str) -> Result<(), WorldError>;
+    async fn destroy_snapshot(&self, zone: &str, name: &str) -> Result<(), WorldError>;
+    async fn destroy_dataset(&self, zone: &str) -> Result<(), WorldError>;
+    async fn send(&self, from: &str, snapshot: &str, to: &str) -> Result<(), WorldError>;
+    async fn set_moray(&self, zone: &str, enable: bool) -> Result<(), WorldError>;
+    async fn create_onwm_state(
+        &self,
+        shard: &str,
+        zone: &str,
+        reason: &str,
+    ) -> Result<(), WorldError>;
     /// Delete the state only if it is frozen with exactly `reason`.
-    async fn delete_own_state(&self, shard: &str, reason: &str) -> Result<(), String>;
-    async fn unfreeze_own(&self, shard: &str, reason: &str) -> Result<(), String>;
-    async fn approved(&self, op_id: &str, step: &str) -> Result<bool, String>;
+    async fn delete_own_state(&self, shard: &str, reason: &str) -> Result<(), WorldError>;
+    async fn unfreeze_own(&self, shard: &str, reason: &str) -> Result<(), WorldError>;
 }
 
 /// Runs [`TransplantAction`]s for one shard.
-pub struct TransplantRunner<'a, W: TransplantWorld + ?Sized> {
+pub struct TransplantRunner<'a, W: TransplantAct + ?Sized> {
     pub world: &'a W,
     pub shard: String,
     pub step_timeout: Duration,
@@ -1095,62 +1112,69 @@ pub struct TransplantRunner<'a, W: TransplantWorld + ?Sized> {
     pub clock: &'a dyn Clock,
 }
 
-impl<W: TransplantWorld + ?Sized> TransplantRunner<'_, W> {
-    async fn zone(&self, key: &str) -> Result<Option<String>, String> {
+impl<W: TransplantAct + ?Sized> TransplantRunner<'_, W> {
+    async fn zone(&self, key: &str) -> Result<Option<String>, WorldError> {
         if key.starts_with("alias:") {
             self.world.resolve(&self.shard, key).await
         } else {
             Ok(Some(key.to_string()))
         }
     }
-    async fn need_zone(&self, key: &str) -> Result<String, String> {
+    async fn need_zone(&self, key: &str) -> Result<String, WorldError> {
         self.zone(key)
             .await?
-            .ok_or_else(|| format!("{key} does not exist yet"))
+            .ok_or_else(|| WorldError::Missing(format!("{key} does not exist yet")))
     }
 
     /// Healthy v2 peers: the state's primary writable, the others in the state.
-    fn v2_peers_ok(obs: &TransplantObs, count: usize) -> Result<(), String> {
-        let st = obs.state.as_ref().ok_or("no cluster state")?;
+    fn v2_peers_ok(obs: &TransplantObs, count: usize) -> Result<(), Unhealthy> {
+        let st = obs
+            .state
+            .as_ref()
+            .ok_or_else(|| Unhealthy("no cluster state".into()))?;
         let p = obs
             .zone(&st.primary.zone_id)
-            .ok_or("primary zone unknown")?;
+            .ok_or_else(|| Unhealthy("primary zone unknown".into()))?;
         if !p.writable {
-            return Err(format!("primary {} not writable yet", p.alias));
+            return Err(Unhealthy(format!("primary {} not writable yet", p.alias)));
         }
         let placed = 1 + usize::from(st.sync.is_some()) + st.asyncs.len();
         if placed < count {
-            return Err(format!("{placed} of {count} peers placed"));
+            return Err(Unhealthy(format!("{placed} of {count} peers placed")));
         }
         if !st.deposed.is_empty() {
-            return Err(format!("deposed peer {}", st.deposed[0].zone_id));
+            return Err(Unhealthy(format!("deposed peer {}", st.deposed[0].zone_id)));
         }
         Ok(())
     }
 
     /// v1 shard whole: `count` sitters in the election, the first takes writes.
-    fn v1_peers_ok(obs: &TransplantObs, count: usize) -> Result<(), String> {
+    fn v1_peers_ok(obs: &TransplantObs, count: usize) -> Result<(), Unhealthy> {
         let t = obs.legacy_topology();
         if t.len() < count {
-            return Err(format!("{} of {count} v1 peers in the election", t.len()));
+            return Err(Unhealthy(format!(
+                "{} of {count} v1 peers in the election",
+                t.len()
+            )));
         }
         if !t[0].writable {
-            return Err(format!("v1 primary {} not writable yet", t[0].alias));
+            return Err(Unhealthy(format!(
+                "v1 primary {} not writable yet",
+                t[0].alias
+            )));
         }
         Ok(())
     }
 }
 
 #[async_trait]
-impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRunner<'_, W> {
-    type Error = String;
-
+impl<W: TransplantAct + ?Sized> StepRunner<TransplantAction> for TransplantRunner<'_, W> {
     async fn precondition(
         &self,
         op: &OperationStatus,
         step: usize,
         action: &TransplantAction,
-    ) -> Result<Gate, String> {
+    ) -> Result<Gate, WorldError> {
         use TransplantAction as T;
         let obs = self.world.observe(&self.shard).await?;
         Ok(match action {
@@ -1159,10 +1183,13 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
                 if self.world.approved(&op.id, name).await? {
                     Gate::Open
                 } else {
-                    Gate::Wait(format!(
-                        "awaiting approval: run `tritonctl approve` for operation {} step {name}",
-                        op.id
-                    ))
+                    Gate::wait(
+                        WaitReason::Approval,
+                        format!(
+                            "awaiting approval: run `tritonctl approve` for operation {} step {name}",
+                            op.id
+                        ),
+                    )
                 }
             }
             T::RecordInitialState { topology } => {
@@ -1172,14 +1199,14 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
                 if same || obs.zone(&topology.primary).is_some_and(|z| z.sitter_onwm) {
                     Gate::Open
                 } else {
-                    Gate::Block {
-                        reason: "Replan".into(),
-                        message: format!(
+                    Gate::block(
+                        BlockReason::Replan,
+                        format!(
                             "the v1 topology changed since planning (planned primary {}, now {})",
                             topology.primary,
                             now.first().map_or("none", |z| z.zone.as_str())
                         ),
-                    }
+                    )
                 }
             }
             T::UpgradeMoray { zone, .. } => {
@@ -1189,9 +1216,12 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
                     .filter(|m| &m.zone != zone && m.enabled)
                     .count();
                 if others == 0 {
-                    Gate::Wait(format!(
-                        "never zero morays: waiting for another moray to be online before disabling {zone}"
-                    ))
+                    Gate::wait(
+                        WaitReason::Moray,
+                        format!(
+                            "never zero morays: waiting for another moray to be online before disabling {zone}"
+                        ),
+                    )
                 } else {
                     Gate::Open
                 }
@@ -1205,7 +1235,7 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
         op: &OperationStatus,
         _step: usize,
         action: &TransplantAction,
-    ) -> Result<(), String> {
+    ) -> Result<(), WorldError> {
         use TransplantAction as T;
         let obs = self.world.observe(&self.shard).await?;
         let w = self.world;
@@ -1233,7 +1263,9 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
                 }
             }
             T::PrimaryOnwm { zone } => {
-                let z = obs.zone(zone).ok_or_else(|| format!("zone {zone} gone"))?;
+                let z = obs
+                    .zone(zone)
+                    .ok_or_else(|| WorldError::Missing(format!("zone {zone} gone")))?;
                 if !z.sitter_onwm {
                     if z.config_agent_enabled {
                         w.svcadm(zone, false, "config-agent").await?;
@@ -1243,16 +1275,20 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
                 }
             }
             T::PrimaryLeaveOnwm { zone } => {
-                let z = obs.zone(zone).ok_or_else(|| format!("zone {zone} gone"))?;
+                let z = obs
+                    .zone(zone)
+                    .ok_or_else(|| WorldError::Missing(format!("zone {zone} gone")))?;
                 if !z.config_agent_enabled {
                     w.svcadm(zone, true, "config-agent").await?;
                 }
                 let z = self.world.observe(&self.shard).await?;
-                let z = z.zone(zone).ok_or("zone gone")?;
+                let z = z
+                    .zone(zone)
+                    .ok_or_else(|| WorldError::Missing("zone gone".into()))?;
                 if z.sitter_onwm {
-                    return Err(format!(
+                    return Err(WorldError::Unexpected(format!(
                         "config-agent did not rewrite sitter.json of {zone} (oneNodeWriteMode still true)"
-                    ));
+                    )));
                 }
                 if !z.sitter_enabled {
                     w.svcadm(zone, true, "manatee-sitter").await?;
@@ -1290,7 +1326,9 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
                 }
             }
             T::ReprovisionV2 { zone, image } => {
-                let z = obs.zone(zone).ok_or_else(|| format!("zone {zone} gone"))?;
+                let z = obs
+                    .zone(zone)
+                    .ok_or_else(|| WorldError::Missing(format!("zone {zone} gone")))?;
                 if &z.image != image {
                     w.set_metadata(zone, "DISABLE_SITTER", Some(true)).await?;
                     w.set_metadata(zone, "ONE_NODE_WRITE_MODE", Some(true))
@@ -1299,7 +1337,9 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
                 }
             }
             T::RevertAsync { zone, image } => {
-                let z = obs.zone(zone).ok_or_else(|| format!("zone {zone} gone"))?;
+                let z = obs
+                    .zone(zone)
+                    .ok_or_else(|| WorldError::Missing(format!("zone {zone} gone")))?;
                 if z.metadata.contains_key("DISABLE_SITTER") {
                     w.set_metadata(zone, "DISABLE_SITTER", None).await?;
                 }
@@ -1315,12 +1355,14 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
             T::PrepareReceive { zone } => {
                 let zone = self.need_zone(zone).await?;
                 let obs = w.observe(&self.shard).await?;
-                let z = obs.zone(&zone).ok_or("zone not observed")?;
+                let z = obs
+                    .zone(&zone)
+                    .ok_or_else(|| WorldError::Missing("zone not observed".into()))?;
                 if z.sitter_enabled {
-                    return Err(format!(
+                    return Err(WorldError::Unexpected(format!(
                         "the sitter of v2 node {} is online; it must be disabled (DISABLE_SITTER) before its dataset is replaced",
                         z.alias
-                    ));
+                    )));
                 }
                 if z.dataset_bytes.is_some_and(|b| b > 0) {
                     w.destroy_dataset(&zone).await?;
@@ -1339,7 +1381,9 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
             T::Send { from, snapshot, to } => {
                 let to = self.need_zone(to).await?;
                 let obs = w.observe(&self.shard).await?;
-                let z = obs.zone(&to).ok_or("receiver not observed")?;
+                let z = obs
+                    .zone(&to)
+                    .ok_or_else(|| WorldError::Missing("receiver not observed".into()))?;
                 // Started already when the receiving dataset exists (bytes
                 // arriving, or done with the snapshot); a failed receive leaves none.
                 if z.dataset_bytes.is_none() && !z.snapshots.contains(snapshot) {
@@ -1369,7 +1413,9 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
                 }
             }
             T::ReprovisionPeer { zone, image } => {
-                let z = obs.zone(zone).ok_or_else(|| format!("zone {zone} gone"))?;
+                let z = obs
+                    .zone(zone)
+                    .ok_or_else(|| WorldError::Missing(format!("zone {zone} gone")))?;
                 if &z.image != image {
                     for k in ["DISABLE_SITTER", "ONE_NODE_WRITE_MODE"] {
                         if z.metadata.contains_key(k) {
@@ -1386,8 +1432,13 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
             } => {
                 let zone = self.need_zone(zone).await?;
                 let obs = w.observe(&self.shard).await?;
-                let z = obs.zone(&zone).ok_or("v2 primary not observed")?;
-                let st = obs.state.as_ref().ok_or("no cluster state")?;
+                let z = obs
+                    .zone(&zone)
+                    .ok_or_else(|| WorldError::Missing("v2 primary not observed".into()))?;
+                let st = obs
+                    .state
+                    .as_ref()
+                    .ok_or_else(|| WorldError::Missing("no cluster state".into()))?;
                 if st.is_one_node_write_mode() {
                     for k in ["ONE_NODE_WRITE_MODE", "DISABLE_SITTER"] {
                         if z.metadata.contains_key(k) {
@@ -1422,7 +1473,7 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
         op: &OperationStatus,
         step: usize,
         action: &TransplantAction,
-    ) -> Result<Progress, String> {
+    ) -> Result<Progress, WorldError> {
         use TransplantAction as T;
         let obs = self.world.observe(&self.shard).await?;
         let nf = |s: String| Ok(Progress::NotYet(s));
@@ -1437,10 +1488,10 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
                 if bad.is_empty() {
                     Ok(Progress::Done)
                 } else {
-                    Err(format!(
+                    Err(WorldError::Unexpected(format!(
                         "moray zones {} run images older than {MORAY_COMPATIBLE_MIN_VERSION}; set spec.transplant.morayImage to upgrade them first",
                         bad.join(", ")
-                    ))
+                    )))
                 }
             }
             T::UpgradeMoray { zone, .. } => match obs.morays.iter().find(|m| &m.zone == zone) {
@@ -1460,7 +1511,7 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
                     z.sitter_enabled,
                     z.election_seq.is_some()
                 )),
-                None => Err(format!("zone {zone} vanished")),
+                None => Err(WorldError::Missing(format!("zone {zone} vanished"))),
             },
             T::EnableSitter { zone } => match obs.zone(zone) {
                 Some(z) if z.sitter_enabled && z.election_seq.is_some() => Ok(Progress::Done),
@@ -1468,7 +1519,7 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
                     "{}: sitter enabled {}, not in the election yet",
                     z.alias, z.sitter_enabled
                 )),
-                None => Err(format!("zone {zone} vanished")),
+                None => Err(WorldError::Missing(format!("zone {zone} vanished"))),
             },
             T::PrimaryOnwm { zone } => match obs.zone(zone) {
                 Some(z) if z.sitter_onwm && z.sitter_enabled && z.writable => Ok(Progress::Done),
@@ -1476,7 +1527,7 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
                     "{}: oneNodeWriteMode {}, sitter {}, writable {}",
                     z.alias, z.sitter_onwm, z.sitter_enabled, z.writable
                 )),
-                None => Err(format!("zone {zone} vanished")),
+                None => Err(WorldError::Missing(format!("zone {zone} vanished"))),
             },
             T::PrimaryLeaveOnwm { zone } => match obs.zone(zone) {
                 Some(z)
@@ -1491,7 +1542,7 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
                     "{}: oneNodeWriteMode {}, sitter {}",
                     z.alias, z.sitter_onwm, z.sitter_enabled
                 )),
-                None => Err(format!("zone {zone} vanished")),
+                None => Err(WorldError::Missing(format!("zone {zone} vanished"))),
             },
             T::Snapshot { zone, name } => match obs.zone(zone) {
                 Some(z) if z.snapshots.contains(name) => Ok(Progress::Done),
@@ -1549,7 +1600,7 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
                         }
                     }
                     Some(z) => nf(format!("{} is {} on {}", z.alias, z.vm_state, z.image)),
-                    None => Err(format!("zone {zone} vanished")),
+                    None => Err(WorldError::Missing(format!("zone {zone} vanished"))),
                 }
             }
             T::PrepareReceive { zone } => {
@@ -1562,7 +1613,7 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
                         "{}: dataset still holds {:?} bytes",
                         z.alias, z.dataset_bytes
                     )),
-                    None => Err(format!("zone {zone} vanished")),
+                    None => Err(WorldError::Missing(format!("zone {zone} vanished"))),
                 }
             }
             T::StopWrites => {
@@ -1594,7 +1645,7 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
             T::Send { from, snapshot, to } => {
                 let to = self.need_zone(to).await?;
                 let Some(r) = obs.zone(&to) else {
-                    return Err(format!("receiver {to} vanished"));
+                    return Err(WorldError::Missing(format!("receiver {to} vanished")));
                 };
                 if r.snapshots.contains(snapshot) {
                     return Ok(Progress::Done);
@@ -1622,10 +1673,10 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
                     Some(st) if st.primary.zone_id == zone && st.is_one_node_write_mode() => {
                         Ok(Progress::Done)
                     }
-                    Some(st) => Err(format!(
+                    Some(st) => Err(WorldError::Unexpected(format!(
                         "shard {} has a cluster state naming {} as primary, not the v2 node {zone}",
                         self.shard, st.primary.zone_id
-                    )),
+                    ))),
                     None => nf("state not written yet".into()),
                 }
             }
@@ -1646,7 +1697,7 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
                         z.election_seq.is_some(),
                         z.writable
                     )),
-                    _ => Err(format!("v2 zone {zone} vanished")),
+                    _ => Err(WorldError::Missing(format!("v2 zone {zone} vanished"))),
                 }
             }
             T::ReprovisionPeer { zone, image } => match obs.zone(zone) {
@@ -1656,7 +1707,7 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
                     Ok(Progress::Done)
                 }
                 Some(z) => nf(format!("{} is {} on {}", z.alias, z.vm_state, z.image)),
-                None => Err(format!("zone {zone} vanished")),
+                None => Err(WorldError::Missing(format!("zone {zone} vanished"))),
             },
             T::LeaveOnwm { zone, .. } => {
                 let zone = self.need_zone(zone).await?;
@@ -1664,10 +1715,12 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
                     Some(st) if !st.is_one_node_write_mode() && st.primary.zone_id == zone => {
                         Ok(Progress::Done)
                     }
-                    Some(st) if !st.is_one_node_write_mode() => Err(format!(
-                        "shard {} left one-node-write mode with {} as primary, not {zone}",
-                        self.shard, st.primary.zone_id
-                    )),
+                    Some(st) if !st.is_one_node_write_mode() => {
+                        Err(WorldError::Unexpected(format!(
+                            "shard {} left one-node-write mode with {} as primary, not {zone}",
+                            self.shard, st.primary.zone_id
+                        )))
+                    }
                     _ => nf("still in one-node-write mode".into()),
                 }
             }
@@ -1679,7 +1732,7 @@ impl<W: TransplantWorld + ?Sized> StepRunner<TransplantAction> for TransplantRun
                 };
                 match r {
                     Ok(()) => Ok(Progress::Done),
-                    Err(e) => nf(e),
+                    Err(e) => nf(e.0),
                 }
             }
             T::RetireZone { zone } => match self.zone(zone).await? {
@@ -1742,7 +1795,7 @@ impl TransplantJournal {
         self.forward.status.message = Some(message.clone());
         self.stopped = Some(stop);
         Outcome::Blocked {
-            reason: "PastPointOfNoReturn".into(),
+            reason: BlockReason::PastPointOfNoReturn,
             message,
         }
     }
@@ -1765,7 +1818,7 @@ pub fn stop_message(forward: &Operation<TransplantAction>, stop: &PastPnrStop) -
 /// Where [`TransplantJournal`]s are saved.
 #[async_trait]
 pub trait TransplantStore: Send + Sync {
-    async fn save(&self, j: &TransplantJournal) -> Result<(), String>;
+    async fn save(&self, j: &TransplantJournal) -> Result<(), WorldError>;
 }
 
 struct Part<'a, S: TransplantStore> {
@@ -1776,8 +1829,7 @@ struct Part<'a, S: TransplantStore> {
 
 #[async_trait]
 impl<S: TransplantStore> Journal<TransplantAction> for Part<'_, S> {
-    type Error = String;
-    async fn save(&self, op: &Operation<TransplantAction>) -> Result<(), String> {
+    async fn save(&self, op: &Operation<TransplantAction>) -> Result<(), WorldError> {
         let j = {
             let mut b = self.base.lock().unwrap();
             if self.rollback {
@@ -1795,9 +1847,18 @@ impl<S: TransplantStore> Journal<TransplantAction> for Part<'_, S> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Completed,
-    RolledBack { why: String },
-    Waiting { after: Duration, reason: String },
-    Blocked { reason: String, message: String },
+    RolledBack {
+        why: String,
+    },
+    Waiting {
+        after: Duration,
+        reason: WaitReason,
+        message: String,
+    },
+    Blocked {
+        reason: BlockReason,
+        message: String,
+    },
 }
 
 /// Drive a transplant: forward until done; before the point of no return a
@@ -1807,13 +1868,13 @@ pub enum Outcome {
 /// ([`decision_key`]): `resume` retries the step once. The other options
 /// are described ([`reverse_transplant_plan`], [`restore_backup_plan`]) and
 /// refused by tritonctl: they are not automated.
-pub async fn drive<W: TransplantWorld + ?Sized, S: TransplantStore>(
+pub async fn drive<W: TransplantAct + ?Sized, S: TransplantStore>(
     j: &mut TransplantJournal,
     runner: &TransplantRunner<'_, W>,
     store: &S,
     cancel: bool,
     poll: Duration,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, WorldError> {
     if j.rollback.is_none() {
         // Stopped past the point of no return: nothing runs, not even a
         // retry, until a person approves an option for this very stop.
@@ -1824,7 +1885,7 @@ pub async fn drive<W: TransplantWorld + ?Sized, S: TransplantStore>(
             let key = decision_key(stop.seq, "resume");
             if !runner.world.approved(&id, &key).await? {
                 return Ok(Outcome::Blocked {
-                    reason: "PastPointOfNoReturn".into(),
+                    reason: BlockReason::PastPointOfNoReturn,
                     message: stop_message(&j.forward, &stop),
                 });
             }
@@ -1851,7 +1912,7 @@ pub async fn drive<W: TransplantWorld + ?Sized, S: TransplantStore>(
             } else if !j.forward.is_finished() {
                 let m = after_pnr_message(&j.forward, "Cancel requested");
                 return Ok(Outcome::Blocked {
-                    reason: "PastPointOfNoReturn".into(),
+                    reason: BlockReason::PastPointOfNoReturn,
                     message: m,
                 });
             }
@@ -1865,8 +1926,16 @@ pub async fn drive<W: TransplantWorld + ?Sized, S: TransplantStore>(
             let r = advance(&mut j.forward, runner, &part, runner.clock, poll).await;
             match r {
                 Ok(Advance::Completed) => return Ok(Outcome::Completed),
-                Ok(Advance::Waiting { after, reason }) => {
-                    return Ok(Outcome::Waiting { after, reason });
+                Ok(Advance::Waiting {
+                    after,
+                    reason,
+                    message,
+                }) => {
+                    return Ok(Outcome::Waiting {
+                        after,
+                        reason,
+                        message,
+                    });
                 }
                 Ok(Advance::Blocked {
                     reason,
@@ -1874,7 +1943,7 @@ pub async fn drive<W: TransplantWorld + ?Sized, S: TransplantStore>(
                     step,
                 }) => {
                     let before_pnr = j.forward.status.point_of_no_return.is_none_or(|p| step < p);
-                    if reason == "StepTimedOut" && before_pnr {
+                    if reason == BlockReason::StepTimedOut && before_pnr {
                         why = Some(message);
                     } else if before_pnr {
                         return Ok(Outcome::Blocked { reason, message });
@@ -1886,11 +1955,8 @@ pub async fn drive<W: TransplantWorld + ?Sized, S: TransplantStore>(
                     }
                 }
                 Err(EngineError::Journal(e)) => return Err(e),
-                Err(EngineError::Step {
-                    step,
-                    name,
-                    message,
-                }) => {
+                Err(EngineError::Step { step, name, error }) => {
+                    let message = error.to_string();
                     let before_pnr = j.forward.status.point_of_no_return.is_none_or(|p| step < p);
                     let s = &mut j.forward.status.steps[step];
                     s.state = StepState::Failed;
@@ -1911,7 +1977,7 @@ pub async fn drive<W: TransplantWorld + ?Sized, S: TransplantStore>(
         };
         let Some(rb) = rollback_plan(&j.forward) else {
             return Ok(Outcome::Blocked {
-                reason: "PastPointOfNoReturn".into(),
+                reason: BlockReason::PastPointOfNoReturn,
                 message: after_pnr_message(&j.forward, &why),
             });
         };
@@ -1944,15 +2010,23 @@ pub async fn drive<W: TransplantWorld + ?Sized, S: TransplantStore>(
             store.save(j).await?;
             Ok(Outcome::RolledBack { why })
         }
-        Ok(Advance::Waiting { after, reason }) => Ok(Outcome::Waiting { after, reason }),
+        Ok(Advance::Waiting {
+            after,
+            reason,
+            message,
+        }) => Ok(Outcome::Waiting {
+            after,
+            reason,
+            message,
+        }),
         Ok(Advance::Blocked {
             reason, message, ..
         }) => Ok(Outcome::Blocked {
-            reason: format!("Rollback{reason}"),
+            reason: BlockReason::Rollback(Box::new(reason)),
             message: format!("the rollback ({why}) stopped: {message}"),
         }),
         Err(e) => Ok(Outcome::Blocked {
-            reason: "RollbackStepFailed".into(),
+            reason: BlockReason::Rollback(Box::new(BlockReason::StepFailed)),
             message: format!("the rollback ({why}) stopped: {e}; it resumes on the next reconcile"),
         }),
     }
@@ -2023,15 +2097,15 @@ mod tests {
         );
         assert!(matches!(
             resolve_strategy(Strategy::Rolling, &[1, 1, 1], Some(2), V2),
-            Err((r, _)) if r == "MajorVersionChange"
+            Err(r) if r.reason == RefusalReason::MajorVersionChange
         ));
         assert!(matches!(
             resolve_strategy(Strategy::Auto, &[2], Some(1), V1),
-            Err((r, _)) if r == "MajorDowngrade"
+            Err(r) if r.reason == RefusalReason::MajorDowngrade
         ));
         assert!(matches!(
             resolve_strategy(Strategy::Transplant, &[2], Some(2), V2),
-            Err((r, _)) if r == "NoMajorChange"
+            Err(r) if r.reason == RefusalReason::NoMajorChange
         ));
     }
 
@@ -2142,7 +2216,7 @@ mod tests {
         );
         assert!(matches!(
             plan_transplant(&spec("reprovisionAsync"), &obs(1), &majors(), "op1"),
-            Err((r, _)) if r == "NoAsync"
+            Err(r) if r.reason == RefusalReason::NoAsync
         ));
     }
 
@@ -2152,13 +2226,13 @@ mod tests {
         o.zones[2].election_seq = None;
         assert!(matches!(
             plan_transplant(&spec("reprovisionAsync"), &o, &majors(), "op"),
-            Err((r, _)) if r == "UnhealthyPeer"
+            Err(r) if r.reason == RefusalReason::UnhealthyPeer
         ));
         let mut o = obs(3);
         o.zones[1].image = V2.into();
         assert!(matches!(
             plan_transplant(&spec("reprovisionAsync"), &o, &majors(), "op"),
-            Err((r, _)) if r == "MixedMajors"
+            Err(r) if r.reason == RefusalReason::MixedMajors
         ));
     }
 

@@ -11,6 +11,8 @@ use std::time::Duration;
 use crds::manatee::MaintenanceWindow;
 use time::{OffsetDateTime, Weekday};
 
+pub use crate::error::InvalidWindow;
+
 const DAYS: [(&str, Weekday); 7] = [
     ("Mon", Weekday::Monday),
     ("Tue", Weekday::Tuesday),
@@ -30,14 +32,18 @@ pub enum WindowState {
     Closed { opens: OffsetDateTime },
 }
 
-fn parse(w: &MaintenanceWindow) -> Result<(Vec<Weekday>, u8, u8, Duration), String> {
+fn parse(w: &MaintenanceWindow) -> Result<(Vec<Weekday>, u8, u8, Duration), InvalidWindow> {
     let mut days = Vec::new();
     for d in &w.days {
         let day = DAYS
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(d))
             .map(|(_, wd)| *wd)
-            .ok_or_else(|| format!("spec.rollout.maintenanceWindow.days: `{d}` is not Mon..Sun"))?;
+            .ok_or_else(|| {
+                InvalidWindow(format!(
+                    "spec.rollout.maintenanceWindow.days: `{d}` is not Mon..Sun"
+                ))
+            })?;
         days.push(day);
     }
     let (h, m) = w
@@ -46,23 +52,28 @@ fn parse(w: &MaintenanceWindow) -> Result<(Vec<Weekday>, u8, u8, Duration), Stri
         .and_then(|(h, m)| Some((h.parse::<u8>().ok()?, m.parse::<u8>().ok()?)))
         .filter(|(h, m)| *h < 24 && *m < 60)
         .ok_or_else(|| {
-            format!(
+            InvalidWindow(format!(
                 "spec.rollout.maintenanceWindow.start: `{}` is not HH:MM (UTC)",
                 w.start
-            )
+            ))
         })?;
     let len = crds::common::parse_duration(&w.duration)
-        .map_err(|e| format!("spec.rollout.maintenanceWindow.duration: {e}"))?;
+        .map_err(|e| InvalidWindow(format!("spec.rollout.maintenanceWindow.duration: {e}")))?;
     if len.is_zero() {
-        return Err("spec.rollout.maintenanceWindow.duration: must be more than 0".into());
+        return Err(InvalidWindow(
+            "spec.rollout.maintenanceWindow.duration: must be more than 0".into(),
+        ));
     }
     Ok((days, h, m, len))
 }
 
 /// Where `now` is relative to the window. Errors name the field at fault.
-pub fn window_state(w: &MaintenanceWindow, now: OffsetDateTime) -> Result<WindowState, String> {
+pub fn window_state(
+    w: &MaintenanceWindow,
+    now: OffsetDateTime,
+) -> Result<WindowState, InvalidWindow> {
     let (days, h, m, len) = parse(w)?;
-    let len = time::Duration::try_from(len).map_err(|e| e.to_string())?;
+    let len = time::Duration::try_from(len).map_err(|e| InvalidWindow(e.to_string()))?;
     let today = now.replace_time(time::Time::from_hms(h, m, 0).expect("checked"));
     let counts = |t: OffsetDateTime| days.is_empty() || days.contains(&t.weekday());
     // Openings from 8 days back (a window may last up to 7 days) to 8 ahead.
@@ -154,8 +165,8 @@ mod tests {
             datetime!(2026-01-06 0:00 UTC),
         )
         .unwrap_err();
-        assert!(e.contains("maintenanceWindow.days"), "{e}");
+        assert!(e.0.contains("maintenanceWindow.days"), "{e}");
         let e = window_state(&w(&[], "25:00", "1h"), datetime!(2026-01-06 0:00 UTC)).unwrap_err();
-        assert!(e.contains("maintenanceWindow.start"), "{e}");
+        assert!(e.0.contains("maintenanceWindow.start"), "{e}");
     }
 }

@@ -34,7 +34,7 @@ pub const EXIT_ERROR: u8 = 2;
 the headnode set (HeadnodeSet), the manatee version of each shard (ManateeVersion) and the Manta \
 shard topology and hash ring (ShardTopology). Documents are YAML or JSON, kept in git, applied with \
 `tritonctl apply`, and converged by `tritonctl controller` through safe, resumable steps.",
-    after_help = "Examples:\n  tritonctl validate -f examples/\n  tritonctl apply -f examples/lab/\n  tritonctl get manateeversions\n  tritonctl describe manateeversion sdc"
+    after_help = "Examples:\n  tritonctl validate -f examples/lab/\n  tritonctl apply -f examples/lab/\n  tritonctl get manateeversions\n  tritonctl describe manateeversion sdc"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -59,9 +59,8 @@ pub struct StoreArgs {
     pub session_timeout: std::time::Duration,
 }
 
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    crds::common::parse_duration(s)
-}
+/// Every `--timeout`-style flag parses with the documents' duration syntax.
+pub use crds::common::parse_duration;
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -69,9 +68,10 @@ pub enum Command {
     #[command(
         after_help = "Every problem is reported at once as FILE:LINE:COLUMN: error: FIELD: message.\n\
 A directory is one desired-state set: rules across documents (one ManateeVersion per shard,\n\
-one HeadnodeSet per datacenter, unique names) apply within each directory.\n\
+one HeadnodeSet per datacenter) apply within each directory; a kind and name may appear once\n\
+in the whole input. Only regular files are read, each once, at most 16 MiB each.\n\
 Exit status: 0 valid, 1 invalid input or arguments, 2 could not read the input.\n\n\
-Examples:\n  tritonctl validate -f examples/\n  tritonctl validate -f lab/manatee.yaml\n  cat doc.yaml | tritonctl validate -f -"
+Examples:\n  tritonctl validate -f examples/lab/\n  tritonctl validate -f lab/manatee.yaml\n  cat doc.yaml | tritonctl validate -f -"
     )]
     Validate(FileArgs),
     /// Validate and store documents; all of them or none.
@@ -219,7 +219,7 @@ tritonctl --zk 10.99.99.11:2181 events -w manateeversion/sdc"
 generation, so `apply` then `wait` never returns on the previous spec's Ready.\n\
 While waiting, each change of state is printed on standard error.\n\
 A condition that already holds ends the wait at once, whatever --timeout says.\n\
-Exit status: 0 the condition holds, 1 timed out, 2 error (invalid arguments, the document does not exist).\n\n\
+Exit status: 0 the condition holds, 1 timed out, 2 error (invalid arguments, the document does not exist or is Degraded).\n\n\
 Examples:\n  tritonctl wait --for=condition=Ready manateeversion/sdc --timeout 10m\n  \
 tritonctl wait --for=condition=Blocked=False mv/sdc\n  tritonctl wait --for=delete mv/sdc --timeout 1m"
     )]

@@ -1,7 +1,9 @@
 //! Opening the store the command line asks for.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use coord::Coordination;
 
@@ -19,8 +21,8 @@ pub fn default_data_dir() -> PathBuf {
     home.join(".local/share/tritonctl")
 }
 
-/// An open store, and what keeps it alive (the embedded ensemble and its
-/// directory lock live as long as this value).
+/// An open store, and what keeps it alive (the embedded ensemble lives as
+/// long as this value).
 pub struct OpenStore {
     pub store: Store,
     pub description: String,
@@ -48,8 +50,14 @@ pub async fn open(args: &StoreArgs) -> Result<OpenStore, Failure> {
             dir.display()
         ))
     })?;
-    let lock = DirLock::acquire(&dir)?;
-    let ensemble = coord::mem::MemEnsemble::open(&dir).map_err(|e| {
+    let options = coord::SharedOptions {
+        write_timeout: write_timeout()?,
+        on_wait: Some(Arc::new(say_waiting)),
+        ..Default::default()
+    };
+    // Other tritonctl processes may use the directory at the same time:
+    // readers and watchers never block a writer, and writers take turns.
+    let ensemble = coord::mem::MemEnsemble::open_shared(&dir, options).map_err(|e| {
         Failure::error(format!(
             "cannot open the embedded store in {}: {e}",
             dir.display()
@@ -61,35 +69,42 @@ pub async fn open(args: &StoreArgs) -> Result<OpenStore, Failure> {
     Ok(OpenStore {
         store,
         description: format!("embedded store {}", dir.display()),
-        _keep: Some(Box::new((ensemble, lock))),
+        _keep: Some(Box::new(ensemble)),
     })
 }
 
-/// One process at a time owns an embedded store directory: the in-process
-/// ensemble caches the tree, so two writers would lose each other's updates.
-pub struct DirLock {
-    _file: std::fs::File,
+/// Environment variable: how long a write to the embedded store waits for
+/// another process's write to finish (a duration such as `30s`).
+pub const WRITE_TIMEOUT_ENV: &str = "TRITONCTL_STORE_WAIT";
+
+/// How long a write waits for another process's write lock by default.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn write_timeout() -> Result<Duration, Failure> {
+    match std::env::var(WRITE_TIMEOUT_ENV) {
+        Ok(v) if !v.trim().is_empty() => super::parse_duration(v.trim())
+            .map_err(|e| Failure::invalid(format!("{WRITE_TIMEOUT_ENV}={v}: {e}"))),
+        _ => Ok(DEFAULT_WRITE_TIMEOUT),
+    }
 }
 
-impl DirLock {
-    pub fn acquire(dir: &std::path::Path) -> Result<DirLock, Failure> {
-        use std::os::fd::AsRawFd;
-        let path = dir.join("lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Failure::error(format!("cannot open {}: {e}", path.display())))?;
-        // SAFETY: flock on a file descriptor we own; no memory is shared.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            return Err(Failure::error(format!(
-                "the embedded store in {} is in use by another tritonctl process (a running controller or demo?); \
-                 use that process, or --zk to share a ZooKeeper store",
-                dir.display()
-            )));
-        }
-        Ok(DirLock { _file: file })
+/// Say once per process, on stderr, that a write waits for another process.
+fn say_waiting(dir: &Path) {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::Relaxed) {
+        eprintln!(
+            "waiting for another tritonctl process to finish writing the embedded store in {} \
+             (up to {}; {WRITE_TIMEOUT_ENV} sets how long)",
+            dir.display(),
+            humantime(write_timeout().unwrap_or(DEFAULT_WRITE_TIMEOUT))
+        );
+    }
+}
+
+fn humantime(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
     }
 }

@@ -394,8 +394,17 @@ fn standing(doc: &Document, cond: ConditionType, want: ConditionStatus) -> (bool
     (c.status == want, now)
 }
 
+/// The Degraded condition of the current generation: the controller met an
+/// error reconciling it.
+fn degraded(doc: &Document) -> Option<String> {
+    let generation = doc.metadata().generation.unwrap_or(1);
+    let c = doc.status()?.condition(ConditionType::Degraded)?;
+    (c.status == ConditionStatus::True && c.observed_generation.is_none_or(|g| g >= generation))
+        .then(|| format!("Degraded ({}: {})", c.reason, c.message))
+}
+
 /// `tritonctl wait`: `Ok(())` when met, `Failure` with exit code 1 on timeout
-/// and 2 on any other error. Progress goes to standard error whenever the
+/// and 2 on any other error (a Degraded document among them). Progress goes to standard error whenever the
 /// state changes, so a long wait shows what it is waiting on.
 pub async fn wait(
     store: &Store,
@@ -440,6 +449,17 @@ pub async fn wait(
             };
             if met {
                 return Ok(state);
+            }
+            // A reconcile that fails on this generation will not meet the
+            // condition by waiting: say why and stop.
+            if let (WaitFor::Condition(c, _), Some(d)) = (what, &doc)
+                && *c != ConditionType::Degraded
+                && let Some(why) = degraded(d)
+            {
+                return Err(Failure::error(format!(
+                    "{object} will not reach {} by waiting: {why} (`tritonctl describe {object}` and `tritonctl events {object}` say more)",
+                    what.describe()
+                )));
             }
             if state != last_state {
                 eprintln!("{object}: {state}; waiting for {}", what.describe());

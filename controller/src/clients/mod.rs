@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use reconcilers::error::{Refusal, RefusalReason, WorldError};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -30,8 +31,17 @@ pub enum ApiError {
         code: String,
         message: String,
     },
+    /// No answer: the connection failed or broke before a response.
     #[error("{api} {method} {path}: {message}")]
     Transport {
+        api: &'static str,
+        method: String,
+        path: String,
+        message: String,
+    },
+    /// The request timed out: a mutation may or may not have taken effect.
+    #[error("{api} {method} {path}: {message}")]
+    TimedOut {
         api: &'static str,
         method: String,
         path: String,
@@ -61,6 +71,40 @@ impl ApiError {
     }
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404)
+    }
+    /// The request may have reached the API without our seeing the answer
+    /// (a timeout, a connection broken mid-request): a mutation's outcome is
+    /// unknown.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, ApiError::Transport { .. } | ApiError::TimedOut { .. })
+    }
+}
+
+/// API errors as the reconcilers see them; the text is unchanged.
+impl From<ApiError> for WorldError {
+    fn from(e: ApiError) -> WorldError {
+        let text = e.to_string();
+        match e {
+            ApiError::Status {
+                api,
+                method,
+                path,
+                status,
+                code,
+                message,
+            } => WorldError::Api {
+                what: format!("{api} {method} {path}"),
+                status,
+                code,
+                message,
+            },
+            ApiError::Transport { .. } => WorldError::Transport(text),
+            ApiError::TimedOut { .. } => WorldError::TimedOut(text),
+            ApiError::Decode { .. } => WorldError::Malformed(text),
+            ApiError::NotLeader { .. } => {
+                WorldError::Refused(Refusal::new(RefusalReason::NotLeader, text))
+            }
+        }
     }
 }
 
@@ -178,11 +222,28 @@ impl HttpApi {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let transport = |e: reqwest::Error| ApiError::Transport {
-                api: self.api,
-                method: method.to_string(),
-                path: path.to_string(),
-                message: e.to_string(),
+            let transport = |e: reqwest::Error| {
+                let (api, method, path, message) = (
+                    self.api,
+                    method.to_string(),
+                    path.to_string(),
+                    e.to_string(),
+                );
+                if e.is_timeout() {
+                    ApiError::TimedOut {
+                        api,
+                        method,
+                        path,
+                        message,
+                    }
+                } else {
+                    ApiError::Transport {
+                        api,
+                        method,
+                        path,
+                        message,
+                    }
+                }
             };
             let err = match req.send().await {
                 Ok(resp) => {
@@ -224,7 +285,7 @@ impl HttpApi {
             };
             let retryable = idempotent
                 && match &err {
-                    ApiError::Transport { .. } => true,
+                    ApiError::Transport { .. } | ApiError::TimedOut { .. } => true,
                     ApiError::Status { status, .. } => {
                         *status >= 500 || *status == StatusCode::TOO_MANY_REQUESTS.as_u16()
                     }
@@ -268,5 +329,96 @@ impl Triton {
             cnapi: cnapi::Cnapi(HttpApi::new("cnapi", &e.cnapi, http.clone(), guard.clone())),
             imgapi: imgapi::Imgapi(HttpApi::new("imgapi", &e.imgapi, http, guard)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NotLeader;
+
+    #[async_trait]
+    impl MutationGuard for NotLeader {
+        async fn check(&self) -> Result<(), String> {
+            Err("not the leader".into())
+        }
+    }
+
+    fn api(base: &str, timeout: Duration, guard: Arc<dyn MutationGuard>) -> HttpApi {
+        let mut a = HttpApi::new("vmapi", base, http_client(timeout), guard);
+        a.retries = 0;
+        a
+    }
+
+    /// A mutation whose answer never comes may have happened: it maps to
+    /// "timed out, outcome unknown", never to a refusal or a plain failure.
+    #[tokio::test]
+    async fn a_mutation_that_times_out_has_an_unknown_outcome() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        // Accept and read, never answer.
+        let held = tokio::spawn(async move {
+            let mut conns = Vec::new();
+            loop {
+                let (c, _) = listener.accept().await.unwrap();
+                conns.push(c);
+            }
+        });
+        let a = api(&base, Duration::from_millis(300), Arc::new(Unguarded));
+        let e = a
+            .send::<_, serde_json::Value>(Method::POST, "/vms/z", &[], Some(&serde_json::json!({})))
+            .await
+            .unwrap_err();
+        held.abort();
+        assert!(matches!(e, ApiError::TimedOut { .. }), "{e:?}");
+        assert!(e.outcome_unknown());
+        let w = WorldError::from(e);
+        assert!(matches!(w, WorldError::TimedOut(_)), "{w:?}");
+        assert!(w.outcome_unknown());
+        assert!(w.refusal().is_none());
+    }
+
+    /// Nothing is sent without leadership: a refusal, with a known outcome.
+    #[tokio::test]
+    async fn a_mutation_refused_by_the_guard_is_a_refusal() {
+        let a = api(
+            "http://127.0.0.1:9",
+            Duration::from_secs(5),
+            Arc::new(NotLeader),
+        );
+        let e = a
+            .send::<_, serde_json::Value>(Method::POST, "/vms/z", &[], Some(&serde_json::json!({})))
+            .await
+            .unwrap_err();
+        let text = e.to_string();
+        let w = WorldError::from(e);
+        assert_eq!(w.to_string(), text, "the words are unchanged");
+        assert_eq!(
+            w.refusal().map(|r| r.reason),
+            Some(RefusalReason::NotLeader)
+        );
+        assert!(!w.outcome_unknown());
+    }
+
+    /// An API error keeps its status and restify code.
+    #[test]
+    fn an_api_error_keeps_status_and_code() {
+        let e = ApiError::Status {
+            api: "sapi",
+            method: "PUT".into(),
+            path: "/instances/z/upgrade".into(),
+            status: 409,
+            code: "InvalidState".into(),
+            message: "busy".into(),
+        };
+        let text = e.to_string();
+        let w = WorldError::from(e);
+        assert_eq!(w.to_string(), text);
+        assert_eq!(w.status(), Some(409));
+        assert!(
+            matches!(&w, WorldError::Api { code, .. } if code == "InvalidState"),
+            "{w:?}"
+        );
     }
 }

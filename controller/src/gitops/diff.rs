@@ -654,7 +654,7 @@ pub fn resolve_shard(
     obs: &ShardObservation,
     target: Option<&ImageInfo>,
     images: &BTreeMap<String, Option<ImageInfo>>,
-) -> Result<Resolved, (String, String)> {
+) -> Result<Resolved, reconcilers::error::Refusal> {
     let running: Vec<u32> = obs
         .peers
         .iter()
@@ -671,7 +671,7 @@ pub fn resolve_shard(
 
 /// The IMGAPI records of the images `uuids` through the world.
 async fn image_records(
-    m: &dyn reconcilers::manatee::ManateeWorld,
+    m: &dyn reconcilers::manatee::ManateeObserve,
     uuids: impl Iterator<Item = &String>,
 ) -> Result<BTreeMap<String, Option<ImageInfo>>, String> {
     let mut out = BTreeMap::new();
@@ -1044,7 +1044,8 @@ async fn plan_manatee(
     // document; then transplants run one shard at a time, before any
     // rolling upgrade of the document.
     let mut observations: BTreeMap<String, Result<ShardObservation, String>> = BTreeMap::new();
-    let mut resolved: BTreeMap<String, Result<Resolved, (String, String)>> = BTreeMap::new();
+    let mut resolved: BTreeMap<String, Result<Resolved, reconcilers::error::Refusal>> =
+        BTreeMap::new();
     let mut transplant_queue: Vec<String> = Vec::new();
     let mut blocked_by: Option<(String, String)> = None;
     for shard in &spec.shards {
@@ -1059,13 +1060,13 @@ async fn plan_manatee(
             match &r {
                 Ok(Resolved::Transplant) => transplant_queue.push(shard.clone()),
                 Ok(Resolved::Rolling) => {}
-                Err((reason, _)) => {
-                    blocked_by.get_or_insert((shard.clone(), reason.clone()));
+                Err(refusal) => {
+                    blocked_by.get_or_insert((shard.clone(), refusal.reason.to_string()));
                 }
             }
             resolved.insert(shard.clone(), r);
         }
-        observations.insert(shard.clone(), obs);
+        observations.insert(shard.clone(), obs.map_err(String::from));
     }
     if let Some((s, reason)) = &blocked_by {
         warnings.push(format!(
@@ -1135,7 +1136,7 @@ async fn plan_manatee(
         }
         let obs = match observations.remove(&shard) {
             Some(o) => o,
-            None => m.observe(&shard).await,
+            None => m.observe(&shard).await.map_err(String::from),
         };
         let obs = match obs {
             Ok(o) => o,
@@ -1153,7 +1154,7 @@ async fn plan_manatee(
             }
         };
         match resolution {
-            Err((reason, message)) => {
+            Err(reconcilers::error::Refusal { reason, message }) => {
                 shards.push(ShardReview {
                     shard,
                     outcome: ShardOutcome::Refused,
@@ -1227,15 +1228,17 @@ async fn plan_manatee(
                             starts: Some(starts),
                         });
                     }
-                    Err((reason, message)) => shards.push(ShardReview {
-                        shard,
-                        outcome: ShardOutcome::Refused,
-                        message: Some(format!("{reason}: {message}")),
-                        peers,
-                        strategy: Some(why),
-                        starts: None,
-                        operation: None,
-                    }),
+                    Err(reconcilers::error::Refusal { reason, message }) => {
+                        shards.push(ShardReview {
+                            shard,
+                            outcome: ShardOutcome::Refused,
+                            message: Some(format!("{reason}: {message}")),
+                            peers,
+                            strategy: Some(why),
+                            starts: None,
+                            operation: None,
+                        })
+                    }
                 }
                 continue;
             }
@@ -1259,15 +1262,17 @@ async fn plan_manatee(
                     operation: None,
                 });
             }
-            ShardPlan::Refused(reason, message) => shards.push(ShardReview {
-                shard,
-                outcome: ShardOutcome::Refused,
-                message: Some(format!("{reason}: {message}")),
-                peers,
-                strategy: rolling,
-                starts: None,
-                operation: None,
-            }),
+            ShardPlan::Refused(reconcilers::error::Refusal { reason, message }) => {
+                shards.push(ShardReview {
+                    shard,
+                    outcome: ShardOutcome::Refused,
+                    message: Some(format!("{reason}: {message}")),
+                    peers,
+                    strategy: rolling,
+                    starts: None,
+                    operation: None,
+                })
+            }
             ShardPlan::Upgrade(op) => {
                 rolling_planned = true;
                 let canary_pending = spec
@@ -1636,14 +1641,14 @@ async fn plan_headnodes(
             new.decommission.join(", ")
         ));
     }
-    let manatee = match world {
-        None => None,
-        Some(w) => Some(plan_sdc_ha(name, new, w).await?),
+    let (manatee, refusal) = match world {
+        None => (None, None),
+        Some(w) => {
+            let (review, refusal) = plan_sdc_ha(name, new, w).await?;
+            (Some(review), refusal)
+        }
     };
-    if let Some(m) = &manatee
-        && m.message
-            .as_deref()
-            .is_some_and(|x| x.starts_with("UnknownServer"))
+    if refusal == Some(reconcilers::error::RefusalReason::UnknownServer)
         && let Some(w) = world
         && w.resolve_servers(&new.ha_services.manatee)
             .await
@@ -1678,22 +1683,23 @@ async fn plan_headnodes(
 
 /// The HA setup the HeadnodeSet reconciler would run on shard sdc
 /// (controller::reconcile_ha), from the same pure `plan_ha`.
+/// The review of shard sdc's HA setup, and the planner's refusal reason if it refused.
 async fn plan_sdc_ha(
     name: &str,
     spec: &HeadnodeSetSpec,
     world: &dyn World,
-) -> Result<ShardReview, String> {
+) -> Result<(ShardReview, Option<reconcilers::error::RefusalReason>), String> {
     const SHARD: &str = "sdc";
     let obs = match world.manatee().observe(SHARD).await {
         Ok(o) => o,
-        Err(e) => return Ok(not_observed(SHARD, format!("could not observe: {e}"))),
+        Err(e) => return Ok((not_observed(SHARD, format!("could not observe: {e}")), None)),
     };
     let desired = match world.resolve_servers(&spec.ha_services.manatee).await {
         Ok(d) => d,
         Err(e) => {
-            return Ok(not_observed(
-                SHARD,
-                format!("could not resolve servers: {e}"),
+            return Ok((
+                not_observed(SHARD, format!("could not resolve servers: {e}")),
+                None,
             ));
         }
     };
@@ -1704,7 +1710,12 @@ async fn plan_sdc_ha(
         .is_some_and(|s| s.is_one_node_write_mode());
     let op_id = format!("ha-{name}-sdc-planned");
     let strategy = Some("HA setup, sdcadm post-setup ha-manatee".to_string());
-    Ok(match plan_ha(&obs, &desired, "manatee", &op_id) {
+    let plan = plan_ha(&obs, &desired, "manatee", &op_id);
+    let refusal = match &plan {
+        HaPlan::Refused(r) => Some(r.reason),
+        _ => None,
+    };
+    let review = match plan {
         HaPlan::UpToDate => ShardReview {
             shard: SHARD.into(),
             outcome: ShardOutcome::UpToDate,
@@ -1717,7 +1728,7 @@ async fn plan_sdc_ha(
             starts: None,
             operation: None,
         },
-        HaPlan::Refused(reason, message) => ShardReview {
+        HaPlan::Refused(reconcilers::error::Refusal { reason, message }) => ShardReview {
             shard: SHARD.into(),
             outcome: ShardOutcome::Refused,
             message: Some(format!("{reason}: {message}")),
@@ -1738,7 +1749,8 @@ async fn plan_sdc_ha(
             starts: Some("once shard sdc's lock is free".into()),
             operation: Some(ha_review(&op, one_node)),
         },
-    })
+    };
+    Ok((review, refusal))
 }
 
 #[cfg(test)]

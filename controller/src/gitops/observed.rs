@@ -5,9 +5,13 @@
 //! VMAPI images and states, ZooKeeper cluster state and election, `manatee-adm
 //! pg-status`, exactly as `TritonManatee::observe` reports them), the IMGAPI
 //! records of the images involved, and the ring image. [`Recorded`] serves
-//! that file through the same [`ManateeWorld`] trait the controller plans
-//! with, so `diff --observed` runs the same planner offline. Mutating calls on
-//! a recorded world fail: a snapshot can be reviewed, never changed.
+//! that file through the same [`ManateeObserve`] trait the controller plans
+//! with, so `diff --observed` runs the same planner offline.
+//!
+//! A review only observes, and the compiler holds it to that: [`World`]
+//! hands out observing traits only ([`ManateeObserve`]; transplant and HA
+//! observations as values), never the acting ones (`ManateeAct`,
+//! `TransplantAct`, `HaAct`), so no review code can call a mutation.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -15,10 +19,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use coord::Coordination;
 use crds::{Document, Kind};
-use reconcilers::manatee::{ImageInfo, ManateeAction, ManateeWorld, ShardObservation};
-use reconcilers::manatee_ha::{DesiredServer, ManateeHaWorld};
+use reconcilers::error::WorldError;
+use reconcilers::manatee::{ImageInfo, ManateeAction, ManateeObserve, ShardObservation};
+use reconcilers::manatee_ha::{DesiredServer, HaObserve};
 use reconcilers::operation::Operation;
-use reconcilers::transplant::{TransplantJournal, TransplantObs, TransplantWorld};
+use reconcilers::transplant::{TransplantJournal, TransplantObs, TransplantObserve};
 use serde::{Deserialize, Serialize};
 
 use crate::store::Store;
@@ -255,10 +260,11 @@ impl Observed {
     }
 }
 
-/// The datacenter as a review observes it.
+/// The datacenter as a review observes it. Observing traits only: a
+/// review cannot reach a mutation.
 #[async_trait]
 pub trait World: Send + Sync {
-    fn manatee(&self) -> &dyn ManateeWorld;
+    fn manatee(&self) -> &dyn ManateeObserve;
     /// The Manta application's `HASH_RING_IMAGE`.
     async fn ring_image(&self) -> Result<Option<String>, String>;
     /// For the review header: endpoints, or the snapshot file and its time.
@@ -269,48 +275,19 @@ pub trait World: Send + Sync {
     async fn resolve_servers(&self, names: &[String]) -> Result<Vec<DesiredServer>, String>;
 }
 
-/// A [`ManateeWorld`] that observes through `W` and refuses every change:
-/// reviews never act. (`manatee-adm pg-status` goes through CNAPI's
-/// execute, a POST, so the HTTP guard cannot be the read-only barrier.)
-pub struct ObserveOnly<W>(pub W);
-
-#[async_trait]
-impl<W: ManateeWorld> ManateeWorld for ObserveOnly<W> {
-    async fn observe(&self, shard: &str) -> Result<ShardObservation, String> {
-        self.0.observe(shard).await
-    }
-
-    async fn image(&self, uuid: &str) -> Result<Option<ImageInfo>, String> {
-        self.0.image(uuid).await
-    }
-
-    async fn reprovision(&self, zone: &str, _: &str, _: &str) -> Result<(), String> {
-        Err(format!("a review never reprovisions ({zone})"))
-    }
-
-    async fn freeze(&self, shard: &str, _: &str) -> Result<(), String> {
-        Err(format!("a review never freezes ({shard})"))
-    }
-
-    async fn unfreeze_own(&self, shard: &str, _: &str) -> Result<(), String> {
-        Err(format!("a review never unfreezes ({shard})"))
-    }
-
-    async fn approved(&self, op_id: &str, step: &str) -> Result<bool, String> {
-        self.0.approved(op_id, step).await
-    }
-}
-
-/// The live datacenter through the real clients and ZooKeeper.
+/// The live datacenter through the real clients and ZooKeeper. It hands
+/// out only the observing side of its worlds. (`manatee-adm pg-status` goes
+/// through CNAPI's execute, a POST, so the HTTP guard cannot be the
+/// read-only barrier; the types are.)
 pub struct Live {
-    pub manatee: ObserveOnly<TritonManatee>,
+    manatee: TritonManatee,
     pub description: String,
 }
 
 impl Live {
     pub fn new(manatee: TritonManatee, description: String) -> Live {
         Live {
-            manatee: ObserveOnly(manatee),
+            manatee,
             description,
         }
     }
@@ -318,14 +295,13 @@ impl Live {
 
 #[async_trait]
 impl World for Live {
-    fn manatee(&self) -> &dyn ManateeWorld {
+    fn manatee(&self) -> &dyn ManateeObserve {
         &self.manatee
     }
 
     async fn ring_image(&self) -> Result<Option<String>, String> {
         let apps = self
             .manatee
-            .0
             .triton
             .sapi
             .applications("manta")
@@ -347,15 +323,15 @@ impl World for Live {
         // Observing only: `observe` reads ZooKeeper, SAPI, VMAPI, IMGAPI and
         // runs read-only commands in the zones (svcs, zfs list, json).
         let t = TritonTransplant {
-            triton: self.manatee.0.triton.clone(),
-            coord: self.manatee.0.coord.clone(),
+            triton: self.manatee.triton.clone(),
+            coord: self.manatee.coord.clone(),
             fence: None,
         };
-        t.observe(shard).await
+        Ok(TransplantObserve::observe(&t, shard).await?)
     }
 
     async fn resolve_servers(&self, names: &[String]) -> Result<Vec<DesiredServer>, String> {
-        self.manatee.0.resolve_servers(names).await
+        Ok(HaObserve::resolve_servers(&self.manatee, names).await?)
     }
 }
 
@@ -376,52 +352,34 @@ impl Recorded {
 }
 
 #[async_trait]
-impl ManateeWorld for Recorded {
-    async fn observe(&self, shard: &str) -> Result<ShardObservation, String> {
+impl ManateeObserve for Recorded {
+    async fn observe(&self, shard: &str) -> Result<ShardObservation, WorldError> {
         match self.observed.shards.get(shard) {
             Some(ShardRecord {
                 observation: Some(o),
                 ..
             }) => Ok(o.clone()),
-            Some(ShardRecord { error: Some(e), .. }) => Err(e.clone()),
-            _ => Err(self.missing(&format!("shard {shard}"))),
+            Some(ShardRecord { error: Some(e), .. }) => Err(WorldError::Recorded(e.clone())),
+            _ => Err(WorldError::Missing(self.missing(&format!("shard {shard}")))),
         }
     }
 
-    async fn image(&self, uuid: &str) -> Result<Option<ImageInfo>, String> {
+    async fn image(&self, uuid: &str) -> Result<Option<ImageInfo>, WorldError> {
         self.observed
             .images
             .get(uuid)
             .cloned()
-            .ok_or_else(|| self.missing(&format!("image {uuid}")))
+            .ok_or_else(|| WorldError::Missing(self.missing(&format!("image {uuid}"))))
     }
 
-    async fn reprovision(&self, zone: &str, _: &str, _: &str) -> Result<(), String> {
-        Err(format!(
-            "{}: a snapshot cannot reprovision {zone}",
-            self.origin
-        ))
-    }
-
-    async fn freeze(&self, shard: &str, _: &str) -> Result<(), String> {
-        Err(format!("{}: a snapshot cannot freeze {shard}", self.origin))
-    }
-
-    async fn unfreeze_own(&self, shard: &str, _: &str) -> Result<(), String> {
-        Err(format!(
-            "{}: a snapshot cannot unfreeze {shard}",
-            self.origin
-        ))
-    }
-
-    async fn approved(&self, _: &str, _: &str) -> Result<bool, String> {
+    async fn approved(&self, _: &str, _: &str) -> Result<bool, WorldError> {
         Ok(false)
     }
 }
 
 #[async_trait]
 impl World for Recorded {
-    fn manatee(&self) -> &dyn ManateeWorld {
+    fn manatee(&self) -> &dyn ManateeObserve {
         self
     }
 
@@ -511,7 +469,7 @@ pub async fn capture(
             }
             Err(e) => ShardRecord {
                 observation: None,
-                error: Some(e),
+                error: Some(e.to_string()),
             },
         };
         out_shards.insert(s, rec);

@@ -20,17 +20,11 @@ use serde::{Deserialize, Serialize};
 
 use super::diff::{Review, review};
 use super::observed::{Observed, Recorded, StoredView, World, capture};
-use crate::store::{ApplyOutcome, ROOT, Store, StoreError};
+use crate::store::{ApplyOutcome, Store, StoreError};
 
 pub const PLAN_FORMAT: &str = "tritonctl.plan/v1";
 
-pub fn plans_dir() -> String {
-    format!("{ROOT}/plans")
-}
-
-pub fn marker_path(id: &str) -> String {
-    format!("{}/{id}", plans_dir())
-}
+pub use crate::layout::{plan_marker_path as marker_path, plans_dir};
 
 /// One manatee peer in a fingerprint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

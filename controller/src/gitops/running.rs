@@ -540,7 +540,7 @@ pub enum Guard {
 pub async fn refine_with_observation(
     decisions: &mut [RunningDecision],
     journals: &[JournalRecord],
-    world: &dyn reconcilers::manatee::ManateeWorld,
+    world: &dyn reconcilers::manatee::ManateeObserve,
 ) {
     for d in decisions.iter_mut() {
         if d.rule == Rule::Refused {

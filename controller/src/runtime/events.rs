@@ -14,7 +14,7 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 
 use super::detached;
-use crate::store::{Fence, ROOT, StoreError};
+use crate::store::{Fence, StoreError};
 
 pub const DEFAULT_LIMIT: usize = 1000;
 const PREFIX: &str = "e-";
@@ -23,7 +23,7 @@ const TRIM_BATCH: usize = 100;
 
 /// `/tritonctl/v1/events`.
 pub fn default_dir() -> String {
-    format!("{ROOT}/events")
+    crate::layout::events_dir()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -26,11 +26,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::detached;
-use crate::store::{Fence, ROOT};
+use crate::store::Fence;
 
 /// Where candidates register: `/tritonctl/v1/leader`.
 pub fn default_dir() -> String {
-    format!("{ROOT}/leader")
+    crate::layout::leader_dir()
 }
 
 const PREFIX: &str = "candidate-";

@@ -1,4 +1,4 @@
-//! [`ManateeWorld`] over Triton's APIs and ZooKeeper.
+//! [`ManateeObserve`] and [`ManateeAct`] over Triton's APIs and ZooKeeper.
 //!
 //! Observing a shard reads what sdcadm reads: the SAPI instances of the
 //! manatee service (`sdc`) or of `postgres` with `SHARD` metadata (Manta), the
@@ -10,14 +10,18 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use coord::{CoordError, Coordination, CreateMode, Expect, Op};
-use reconcilers::manatee::{ImageInfo, ManateeWorld, PeerObservation, ShardObservation};
-use reconcilers::manatee_ha::{DesiredServer, ManateeHaWorld};
+use reconcilers::error::WorldError;
+use reconcilers::manatee::{
+    ImageInfo, ManateeAct, ManateeObserve, PeerObservation, ShardObservation,
+};
+use reconcilers::manatee_ha::{DesiredServer, HaAct, HaObserve};
 use wire::manatee::{
     ClusterState, ElectionNodeData, HistoryWriter, election_path, prepare_state_write, state_path,
 };
 
 use crate::clients::Triton;
 use crate::store::Fence;
+use crate::world::e;
 
 #[derive(Clone)]
 pub struct TritonManatee {
@@ -27,13 +31,9 @@ pub struct TritonManatee {
     pub fence: Option<Fence>,
 }
 
-fn e<E: std::fmt::Display>(x: E) -> String {
-    x.to_string()
-}
-
 impl TritonManatee {
     /// SAPI instances (zones) of a shard.
-    async fn shard_instances(&self, shard: &str) -> Result<Vec<wire::apis::Instance>, String> {
+    async fn shard_instances(&self, shard: &str) -> Result<Vec<wire::apis::Instance>, WorldError> {
         Ok(self.shard_service(shard).await?.1)
     }
 
@@ -41,7 +41,7 @@ impl TritonManatee {
     async fn shard_service(
         &self,
         shard: &str,
-    ) -> Result<(String, Vec<wire::apis::Instance>), String> {
+    ) -> Result<(String, Vec<wire::apis::Instance>), WorldError> {
         let (app, svc) = if shard == "sdc" {
             ("sdc", "manatee")
         } else {
@@ -50,16 +50,16 @@ impl TritonManatee {
         let apps = self.triton.sapi.applications(app).await.map_err(e)?;
         let app = apps
             .first()
-            .ok_or_else(|| format!("no SAPI application `{app}`"))?;
+            .ok_or_else(|| WorldError::Missing(format!("no SAPI application `{app}`")))?;
         let svcs = self
             .triton
             .sapi
             .services(&app.uuid, Some(svc))
             .await
             .map_err(e)?;
-        let svc = svcs
-            .first()
-            .ok_or_else(|| format!("no SAPI service `{svc}` in `{}`", app.name))?;
+        let svc = svcs.first().ok_or_else(|| {
+            WorldError::Missing(format!("no SAPI service `{svc}` in `{}`", app.name))
+        })?;
         let insts = self.triton.sapi.instances(&svc.uuid).await.map_err(e)?;
         let svc_uuid = svc.uuid.clone();
         Ok((
@@ -77,14 +77,14 @@ impl TritonManatee {
         ))
     }
 
-    async fn read_state(&self, shard: &str) -> Result<Option<(ClusterState, i32)>, String> {
+    async fn read_state(&self, shard: &str) -> Result<Option<(ClusterState, i32)>, WorldError> {
         match self.coord.get(&state_path(shard)).await {
             Ok((data, stat)) => Ok(Some((
                 ClusterState::from_json(&data).map_err(e)?,
                 stat.version,
             ))),
             Err(CoordError::NoNode(_)) => Ok(None),
-            Err(x) => Err(x.to_string()),
+            Err(x) => Err(e(x)),
         }
     }
 
@@ -92,13 +92,13 @@ impl TritonManatee {
     async fn write_state(
         &self,
         shard: &str,
-        edit: impl Fn(&mut ClusterState) -> Result<bool, String>,
-    ) -> Result<(), String> {
+        edit: impl Fn(&mut ClusterState) -> Result<bool, WorldError>,
+    ) -> Result<(), WorldError> {
         for _ in 0..5 {
             let (mut st, version) = self
                 .read_state(shard)
                 .await?
-                .ok_or_else(|| format!("shard {shard} has no state"))?;
+                .ok_or_else(|| WorldError::Missing(format!("shard {shard} has no state")))?;
             if !edit(&mut st)? {
                 return Ok(());
             }
@@ -123,18 +123,18 @@ impl TritonManatee {
                 {
                     continue;
                 }
-                Err(x) => return Err(format!("writing the state of {shard}: {x}")),
+                Err(x) => return Err(e(x).context(format!("writing the state of {shard}"))),
             }
         }
-        Err(format!(
+        Err(WorldError::Unexpected(format!(
             "the state of {shard} kept changing under us; giving up for now"
-        ))
+        )))
     }
 }
 
 #[async_trait]
-impl ManateeWorld for TritonManatee {
-    async fn observe(&self, shard: &str) -> Result<ShardObservation, String> {
+impl ManateeObserve for TritonManatee {
+    async fn observe(&self, shard: &str) -> Result<ShardObservation, WorldError> {
         let insts = self.shard_instances(shard).await?;
         let state = self.read_state(shard).await?.map(|(s, _)| s);
         let mut active_zones = Vec::new();
@@ -155,7 +155,7 @@ impl ManateeWorld for TritonManatee {
             let vm = match self.triton.vmapi.vm(&inst.uuid).await {
                 Ok(vm) => vm,
                 Err(x) if x.is_not_found() => continue,
-                Err(x) => return Err(x.to_string()),
+                Err(x) => return Err(e(x)),
             };
             peers.push(PeerObservation {
                 zone: inst.uuid.clone(),
@@ -193,7 +193,7 @@ impl ManateeWorld for TritonManatee {
                 .await
                 && out.exit_code == 0
             {
-                for row in wire::pgstatus::parse(&out.stdout)? {
+                for row in wire::pgstatus::parse(&out.stdout).map_err(WorldError::Malformed)? {
                     if let Some(p) = peers.iter_mut().find(|p| p.zone == row.peername) {
                         p.pg_online = row.pg_online;
                         p.lag_seconds = row.lag_seconds;
@@ -208,7 +208,7 @@ impl ManateeWorld for TritonManatee {
         })
     }
 
-    async fn image(&self, uuid: &str) -> Result<Option<ImageInfo>, String> {
+    async fn image(&self, uuid: &str) -> Result<Option<ImageInfo>, WorldError> {
         Ok(self
             .triton
             .imgapi
@@ -229,7 +229,27 @@ impl ManateeWorld for TritonManatee {
             }))
     }
 
-    async fn reprovision(&self, zone: &str, image: &str, _op_id: &str) -> Result<(), String> {
+    async fn reprovision_in_flight(&self, zone: &str) -> Result<bool, WorldError> {
+        self.triton
+            .vmapi
+            .job_in_flight(zone, "reprovision")
+            .await
+            .map_err(e)
+    }
+
+    async fn approved(&self, op_id: &str, step: &str) -> Result<bool, WorldError> {
+        Ok(self
+            .coord
+            .exists(&super::approval_path(op_id, step))
+            .await
+            .map_err(e)?
+            .is_some())
+    }
+}
+
+#[async_trait]
+impl ManateeAct for TritonManatee {
+    async fn reprovision(&self, zone: &str, image: &str, _op_id: &str) -> Result<(), WorldError> {
         // A reprovision already under way (sent by us before a restart, or a
         // call that timed out while its job kept running) is not sent again.
         if self.reprovision_in_flight(zone).await? {
@@ -239,7 +259,7 @@ impl ManateeWorld for TritonManatee {
             Ok(_) => Ok(()),
             // The outcome of a call that failed in transit is unknown: if the
             // job exists, it was dispatched; never send a second one blindly.
-            Err(err @ crate::clients::ApiError::Transport { .. }) => {
+            Err(err) if err.outcome_unknown() => {
                 if self.reprovision_in_flight(zone).await? {
                     Ok(())
                 } else {
@@ -250,24 +270,16 @@ impl ManateeWorld for TritonManatee {
         }
     }
 
-    async fn reprovision_in_flight(&self, zone: &str) -> Result<bool, String> {
-        self.triton
-            .vmapi
-            .job_in_flight(zone, "reprovision")
-            .await
-            .map_err(e)
-    }
-
-    async fn freeze(&self, shard: &str, reason: &str) -> Result<(), String> {
+    async fn freeze(&self, shard: &str, reason: &str) -> Result<(), WorldError> {
         self.write_state(shard, |st| {
             if st.is_frozen() {
                 return if st.freeze.reason() == Some(reason) {
                     Ok(false)
                 } else {
-                    Err(format!(
+                    Err(WorldError::Unexpected(format!(
                         "already frozen: {}",
                         st.freeze.reason().unwrap_or("?")
-                    ))
+                    )))
                 };
             }
             st.freeze(reason).map_err(e)?;
@@ -276,7 +288,7 @@ impl ManateeWorld for TritonManatee {
         .await
     }
 
-    async fn unfreeze_own(&self, shard: &str, reason: &str) -> Result<(), String> {
+    async fn unfreeze_own(&self, shard: &str, reason: &str) -> Result<(), WorldError> {
         self.write_state(shard, |st| {
             if st.freeze.reason() != Some(reason) {
                 return Ok(false); // never lift someone else's freeze
@@ -287,11 +299,11 @@ impl ManateeWorld for TritonManatee {
         .await
     }
 
-    async fn rebuild(&self, zone: &str) -> Result<(), String> {
+    async fn rebuild(&self, zone: &str) -> Result<(), WorldError> {
         let vm = self.triton.vmapi.vm(zone).await.map_err(e)?;
         let server = vm
             .server_uuid
-            .ok_or_else(|| format!("zone {zone} has no server in VMAPI"))?;
+            .ok_or_else(|| WorldError::Missing(format!("zone {zone} has no server in VMAPI")))?;
         let out = self
             .triton
             .cnapi
@@ -299,22 +311,13 @@ impl ManateeWorld for TritonManatee {
             .await
             .map_err(e)?;
         if out.exit_code != 0 {
-            return Err(format!(
+            return Err(WorldError::Command(format!(
                 "manatee-adm rebuild in {zone} exited {}: {}",
                 out.exit_code,
                 out.stderr.trim()
-            ));
+            )));
         }
         Ok(())
-    }
-
-    async fn approved(&self, op_id: &str, step: &str) -> Result<bool, String> {
-        Ok(self
-            .coord
-            .exists(&super::approval_path(op_id, step))
-            .await
-            .map_err(e)?
-            .is_some())
     }
 }
 
@@ -326,13 +329,13 @@ fn created_tag(op_id: &str, alias: &str) -> String {
 }
 
 #[async_trait]
-impl ManateeHaWorld for TritonManatee {
+impl HaObserve for TritonManatee {
     async fn find_created_peer(
         &self,
         shard: &str,
         op_id: &str,
         alias: &str,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, WorldError> {
         let tag = created_tag(op_id, alias);
         Ok(self
             .shard_instances(shard)
@@ -342,13 +345,30 @@ impl ManateeHaWorld for TritonManatee {
             .map(|i| i.uuid))
     }
 
+    async fn resolve_servers(&self, names: &[String]) -> Result<Vec<DesiredServer>, WorldError> {
+        let servers = self.triton.cnapi.servers().await.map_err(e)?;
+        Ok(names
+            .iter()
+            .map(|n| DesiredServer {
+                name: n.clone(),
+                uuid: servers
+                    .iter()
+                    .find(|s| &s.uuid == n || &s.hostname == n)
+                    .map(|s| s.uuid.clone()),
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl HaAct for TritonManatee {
     async fn create_peer(
         &self,
         shard: &str,
         server: &str,
         alias: &str,
         op_id: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, WorldError> {
         let (svc, _) = self.shard_service(shard).await?;
         let mut params = serde_json::Map::new();
         params.insert("alias".into(), alias.into());
@@ -370,10 +390,10 @@ impl ManateeHaWorld for TritonManatee {
             .create_instance(&svc, params, md)
             .await
             .map(|i| i.uuid)
-            .map_err(|x| format!("creating {alias} on server {server} in SAPI: {x}"))
+            .map_err(|x| e(x).context(format!("creating {alias} on server {server} in SAPI")))
     }
 
-    async fn clear_one_node_write_mode(&self, zone: &str) -> Result<(), String> {
+    async fn clear_one_node_write_mode(&self, zone: &str) -> Result<(), WorldError> {
         let mut md = serde_json::Map::new();
         md.insert("ONE_NODE_WRITE_MODE".into(), true.into());
         self.triton
@@ -384,25 +404,11 @@ impl ManateeHaWorld for TritonManatee {
             .map_err(e)
     }
 
-    async fn resolve_servers(&self, names: &[String]) -> Result<Vec<DesiredServer>, String> {
-        let servers = self.triton.cnapi.servers().await.map_err(e)?;
-        Ok(names
-            .iter()
-            .map(|n| DesiredServer {
-                name: n.clone(),
-                uuid: servers
-                    .iter()
-                    .find(|s| &s.uuid == n || &s.hostname == n)
-                    .map(|s| s.uuid.clone()),
-            })
-            .collect())
-    }
-
-    async fn restart_sitter(&self, zone: &str) -> Result<(), String> {
+    async fn restart_sitter(&self, zone: &str) -> Result<(), WorldError> {
         let vm = self.triton.vmapi.vm(zone).await.map_err(e)?;
         let server = vm
             .server_uuid
-            .ok_or_else(|| format!("zone {zone} has no server in VMAPI"))?;
+            .ok_or_else(|| WorldError::Missing(format!("zone {zone} has no server in VMAPI")))?;
         let out = self
             .triton
             .cnapi
@@ -414,11 +420,11 @@ impl ManateeHaWorld for TritonManatee {
             .await
             .map_err(e)?;
         if out.exit_code != 0 {
-            return Err(format!(
+            return Err(WorldError::Command(format!(
                 "svcadm restart manatee-sitter in {zone} exited {}: {}",
                 out.exit_code,
                 out.stderr.trim()
-            ));
+            )));
         }
         Ok(())
     }

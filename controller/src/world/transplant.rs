@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use coord::{CoordError, Coordination, CreateMode, Expect, Op};
-use reconcilers::transplant::{MorayObs, TransplantObs, TransplantWorld, ZoneObs};
+use reconcilers::error::WorldError;
+use reconcilers::transplant::{MorayObs, TransplantAct, TransplantObs, TransplantObserve, ZoneObs};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 use wire::manatee::{
@@ -18,6 +19,7 @@ use wire::manatee::{
 
 use crate::clients::Triton;
 use crate::store::Fence;
+use crate::world::e;
 
 /// sitter.json in a manatee zone.
 pub const SITTER_JSON: &str = "/opt/smartdc/manatee/etc/sitter.json";
@@ -30,20 +32,16 @@ pub struct TritonTransplant {
     pub fence: Option<Fence>,
 }
 
-fn e<E: std::fmt::Display>(x: E) -> String {
-    x.to_string()
-}
-
 fn dataset(zone: &str) -> String {
     format!("zones/{zone}/data/manatee")
 }
 
 impl TritonTransplant {
-    async fn service(&self, app: &str, svc: &str) -> Result<wire::apis::Service, String> {
+    async fn service(&self, app: &str, svc: &str) -> Result<wire::apis::Service, WorldError> {
         let apps = self.triton.sapi.applications(app).await.map_err(e)?;
         let app = apps
             .first()
-            .ok_or_else(|| format!("no SAPI application `{app}`"))?;
+            .ok_or_else(|| WorldError::Missing(format!("no SAPI application `{app}`")))?;
         self.triton
             .sapi
             .services(&app.uuid, Some(svc))
@@ -51,10 +49,12 @@ impl TritonTransplant {
             .map_err(e)?
             .into_iter()
             .next()
-            .ok_or_else(|| format!("no SAPI service `{svc}` in `{}`", app.name))
+            .ok_or_else(|| {
+                WorldError::Missing(format!("no SAPI service `{svc}` in `{}`", app.name))
+            })
     }
 
-    async fn manatee_service(&self, shard: &str) -> Result<wire::apis::Service, String> {
+    async fn manatee_service(&self, shard: &str) -> Result<wire::apis::Service, WorldError> {
         if shard == "sdc" {
             self.service("sdc", "manatee").await
         } else {
@@ -62,7 +62,7 @@ impl TritonTransplant {
         }
     }
 
-    async fn instances(&self, shard: &str) -> Result<Vec<wire::apis::Instance>, String> {
+    async fn instances(&self, shard: &str) -> Result<Vec<wire::apis::Instance>, WorldError> {
         let svc = self.manatee_service(shard).await?;
         let insts = self.triton.sapi.instances(&svc.uuid).await.map_err(e)?;
         Ok(insts
@@ -77,18 +77,23 @@ impl TritonTransplant {
             .collect())
     }
 
-    async fn server_of(&self, zone: &str) -> Result<String, String> {
+    async fn server_of(&self, zone: &str) -> Result<String, WorldError> {
         self.triton
             .vmapi
             .vm(zone)
             .await
             .map_err(e)?
             .server_uuid
-            .ok_or_else(|| format!("zone {zone} has no server"))
+            .ok_or_else(|| WorldError::Missing(format!("zone {zone} has no server")))
     }
 
     /// Run a command; a non-zero exit is an error naming the command.
-    async fn run(&self, server: &str, zone: Option<&str>, argv: &[&str]) -> Result<String, String> {
+    async fn run(
+        &self,
+        server: &str,
+        zone: Option<&str>,
+        argv: &[&str],
+    ) -> Result<String, WorldError> {
         let r = self
             .triton
             .cnapi
@@ -96,18 +101,18 @@ impl TritonTransplant {
             .await
             .map_err(e)?;
         if r.exit_code != 0 {
-            return Err(format!(
+            return Err(WorldError::Command(format!(
                 "`{}` on {} exited {}: {}",
                 argv.join(" "),
                 zone.unwrap_or(server),
                 r.exit_code,
                 r.stderr.trim()
-            ));
+            )));
         }
         Ok(r.stdout)
     }
 
-    async fn pipeline(&self, server: &str, stages: &[&[&str]]) -> Result<(), String> {
+    async fn pipeline(&self, server: &str, stages: &[&[&str]]) -> Result<(), WorldError> {
         let r = self
             .triton
             .cnapi
@@ -115,11 +120,11 @@ impl TritonTransplant {
             .await
             .map_err(e)?;
         if r.exit_code != 0 {
-            return Err(format!(
+            return Err(WorldError::Command(format!(
                 "pipeline on {server} exited {}: {}",
                 r.exit_code,
                 r.stderr.trim()
-            ));
+            )));
         }
         Ok(())
     }
@@ -130,18 +135,18 @@ impl TritonTransplant {
         (r.exit_code == 0).then_some(r.stdout)
     }
 
-    async fn read_state(&self, shard: &str) -> Result<Option<(ClusterState, i32)>, String> {
+    async fn read_state(&self, shard: &str) -> Result<Option<(ClusterState, i32)>, WorldError> {
         match self.coord.get(&state_path(shard)).await {
             Ok((data, stat)) => Ok(Some((
                 ClusterState::from_json(&data).map_err(e)?,
                 stat.version,
             ))),
             Err(CoordError::NoNode(_)) => Ok(None),
-            Err(x) => Err(x.to_string()),
+            Err(x) => Err(e(x)),
         }
     }
 
-    async fn fenced(&self, mut ops: Vec<Op>) -> Result<(), String> {
+    async fn fenced(&self, mut ops: Vec<Op>) -> Result<(), WorldError> {
         let mut all: Vec<Op> = self.fence.iter().map(Fence::op).collect();
         all.append(&mut ops);
         self.coord.multi(all).await.map(|_| ()).map_err(e)
@@ -151,11 +156,11 @@ impl TritonTransplant {
         &self,
         inst: &wire::apis::Instance,
         seqs: &BTreeMap<String, u64>,
-    ) -> Result<Option<ZoneObs>, String> {
+    ) -> Result<Option<ZoneObs>, WorldError> {
         let vm = match self.triton.vmapi.vm(&inst.uuid).await {
             Ok(vm) => vm,
             Err(x) if x.is_not_found() => return Ok(None),
-            Err(x) => return Err(x.to_string()),
+            Err(x) => return Err(e(x)),
         };
         if vm.state.as_str() == "destroyed" {
             return Ok(None);
@@ -255,8 +260,8 @@ impl TritonTransplant {
 }
 
 #[async_trait]
-impl TransplantWorld for TritonTransplant {
-    async fn observe(&self, shard: &str) -> Result<TransplantObs, String> {
+impl TransplantObserve for TritonTransplant {
+    async fn observe(&self, shard: &str) -> Result<TransplantObs, WorldError> {
         let state = self.read_state(shard).await?.map(|(s, _)| s);
         let mut seqs = BTreeMap::new();
         if let Ok(children) = self.coord.children(&election_path(shard)).await {
@@ -326,7 +331,7 @@ impl TransplantWorld for TritonTransplant {
         })
     }
 
-    async fn resolve(&self, shard: &str, key: &str) -> Result<Option<String>, String> {
+    async fn resolve(&self, shard: &str, key: &str) -> Result<Option<String>, WorldError> {
         let Some(alias) = key.strip_prefix("alias:") else {
             return Ok(Some(key.to_string()));
         };
@@ -344,7 +349,19 @@ impl TransplantWorld for TritonTransplant {
         Ok(None)
     }
 
-    async fn svcadm(&self, zone: &str, enable: bool, fmri: &str) -> Result<(), String> {
+    async fn approved(&self, op_id: &str, step: &str) -> Result<bool, WorldError> {
+        Ok(self
+            .coord
+            .exists(&super::approval_path(op_id, step))
+            .await
+            .map_err(e)?
+            .is_some())
+    }
+}
+
+#[async_trait]
+impl TransplantAct for TritonTransplant {
+    async fn svcadm(&self, zone: &str, enable: bool, fmri: &str) -> Result<(), WorldError> {
         let server = self.server_of(zone).await?;
         let verb = if enable { "enable" } else { "disable" };
         self.run(&server, Some(zone), &["svcadm", verb, fmri])
@@ -352,7 +369,7 @@ impl TransplantWorld for TritonTransplant {
             .map(|_| ())
     }
 
-    async fn restart_sitter(&self, zone: &str) -> Result<(), String> {
+    async fn restart_sitter(&self, zone: &str) -> Result<(), WorldError> {
         let server = self.server_of(zone).await?;
         self.run(
             &server,
@@ -363,7 +380,7 @@ impl TransplantWorld for TritonTransplant {
         .map(|_| ())
     }
 
-    async fn set_sitter_onwm(&self, zone: &str, on: bool) -> Result<(), String> {
+    async fn set_sitter_onwm(&self, zone: &str, on: bool) -> Result<(), WorldError> {
         let server = self.server_of(zone).await?;
         let expr = format!("this.postgresMgrCfg.oneNodeWriteMode={on}");
         self.run(
@@ -375,7 +392,12 @@ impl TransplantWorld for TritonTransplant {
         .map(|_| ())
     }
 
-    async fn set_metadata(&self, zone: &str, key: &str, value: Option<bool>) -> Result<(), String> {
+    async fn set_metadata(
+        &self,
+        zone: &str,
+        key: &str,
+        value: Option<bool>,
+    ) -> Result<(), WorldError> {
         let mut m = Map::new();
         let action = match value {
             Some(v) => {
@@ -395,7 +417,7 @@ impl TransplantWorld for TritonTransplant {
             .map_err(e)
     }
 
-    async fn set_service_image(&self, shard: &str, image: &str) -> Result<(), String> {
+    async fn set_service_image(&self, shard: &str, image: &str) -> Result<(), WorldError> {
         let svc = self.manatee_service(shard).await?;
         if svc.params.get("image_uuid").and_then(Value::as_str) == Some(image) {
             return Ok(());
@@ -415,7 +437,7 @@ impl TransplantWorld for TritonTransplant {
         Ok(())
     }
 
-    async fn reprovision(&self, zone: &str, image: &str) -> Result<(), String> {
+    async fn reprovision(&self, zone: &str, image: &str) -> Result<(), WorldError> {
         self.triton
             .sapi
             .upgrade_instance(zone, image)
@@ -430,7 +452,7 @@ impl TransplantWorld for TritonTransplant {
         server: &str,
         alias: &str,
         metadata: &[(&str, bool)],
-    ) -> Result<(), String> {
+    ) -> Result<(), WorldError> {
         let svc = self.manatee_service(shard).await?;
         let mut params = Map::new();
         params.insert("alias".into(), json!(alias));
@@ -447,7 +469,7 @@ impl TransplantWorld for TritonTransplant {
             .map_err(e)
     }
 
-    async fn delete_instance(&self, zone: &str) -> Result<(), String> {
+    async fn delete_instance(&self, zone: &str) -> Result<(), WorldError> {
         let r: Result<Value, _> = self
             .triton
             .sapi
@@ -462,11 +484,11 @@ impl TransplantWorld for TritonTransplant {
         match r {
             Ok(_) => Ok(()),
             Err(x) if x.is_not_found() => Ok(()),
-            Err(x) => Err(x.to_string()),
+            Err(x) => Err(e(x)),
         }
     }
 
-    async fn snapshot(&self, zone: &str, name: &str) -> Result<(), String> {
+    async fn snapshot(&self, zone: &str, name: &str) -> Result<(), WorldError> {
         let server = self.server_of(zone).await?;
         let snap = format!("{}@{name}", dataset(zone));
         self.run(&server, None, &["zfs", "snapshot", &snap])
@@ -474,7 +496,7 @@ impl TransplantWorld for TritonTransplant {
             .map(|_| ())
     }
 
-    async fn destroy_snapshot(&self, zone: &str, name: &str) -> Result<(), String> {
+    async fn destroy_snapshot(&self, zone: &str, name: &str) -> Result<(), WorldError> {
         let server = self.server_of(zone).await?;
         let snap = format!("{}@{name}", dataset(zone));
         self.run(&server, None, &["zfs", "destroy", &snap])
@@ -482,14 +504,14 @@ impl TransplantWorld for TritonTransplant {
             .map(|_| ())
     }
 
-    async fn destroy_dataset(&self, zone: &str) -> Result<(), String> {
+    async fn destroy_dataset(&self, zone: &str) -> Result<(), WorldError> {
         let server = self.server_of(zone).await?;
         self.run(&server, None, &["zfs", "destroy", "-r", &dataset(zone)])
             .await
             .map(|_| ())
     }
 
-    async fn send(&self, from: &str, snapshot: &str, to: &str) -> Result<(), String> {
+    async fn send(&self, from: &str, snapshot: &str, to: &str) -> Result<(), WorldError> {
         let src = self.server_of(from).await?;
         let dst_vm = self.triton.vmapi.vm(to).await.map_err(e)?;
         let dst = dst_vm.server_uuid.clone().unwrap_or_default();
@@ -509,7 +531,7 @@ impl TransplantWorld for TritonTransplant {
             let ip = dst_vm
                 .admin_ip()
                 .or_else(|| dst_vm.nics.first().map(|n| n.ip.as_str()))
-                .ok_or_else(|| format!("zone {to} has no admin IP"))?
+                .ok_or_else(|| WorldError::Missing(format!("zone {to} has no admin IP")))?
                 .to_string();
             self.pipeline(
                 &dst,
@@ -521,16 +543,21 @@ impl TransplantWorld for TritonTransplant {
         }
     }
 
-    async fn set_moray(&self, zone: &str, enable: bool) -> Result<(), String> {
+    async fn set_moray(&self, zone: &str, enable: bool) -> Result<(), WorldError> {
         self.svcadm(zone, enable, MORAY_FMRI).await
     }
 
-    async fn create_onwm_state(&self, shard: &str, zone: &str, reason: &str) -> Result<(), String> {
+    async fn create_onwm_state(
+        &self,
+        shard: &str,
+        zone: &str,
+        reason: &str,
+    ) -> Result<(), WorldError> {
         let vm = self.triton.vmapi.vm(zone).await.map_err(e)?;
         let ip = vm
             .admin_ip()
             .or_else(|| vm.nics.first().map(|n| n.ip.as_str()))
-            .ok_or_else(|| format!("zone {zone} has no admin IP"))?;
+            .ok_or_else(|| WorldError::Missing(format!("zone {zone} has no admin IP")))?;
         let mut st = ClusterState::initial_onwm(
             PeerIdent::with_default_ports(zone, ip),
             &wire::manatee::iso8601(time::OffsetDateTime::now_utc()),
@@ -548,15 +575,15 @@ impl TransplantWorld for TritonTransplant {
         .await
     }
 
-    async fn delete_own_state(&self, shard: &str, reason: &str) -> Result<(), String> {
+    async fn delete_own_state(&self, shard: &str, reason: &str) -> Result<(), WorldError> {
         let Some((st, version)) = self.read_state(shard).await? else {
             return Ok(());
         };
         if st.freeze.reason() != Some(reason) {
-            return Err(format!(
+            return Err(WorldError::Unexpected(format!(
                 "the state of {shard} is not the one tritonctl wrote (freeze {:?}); not deleting it",
                 st.freeze.reason()
-            ));
+            )));
         }
         self.fenced(vec![Op::delete(
             state_path(shard),
@@ -565,9 +592,9 @@ impl TransplantWorld for TritonTransplant {
         .await
     }
 
-    async fn unfreeze_own(&self, shard: &str, reason: &str) -> Result<(), String> {
+    async fn unfreeze_own(&self, shard: &str, reason: &str) -> Result<(), WorldError> {
         let Some((mut st, version)) = self.read_state(shard).await? else {
-            return Err(format!("shard {shard} has no state"));
+            return Err(WorldError::Missing(format!("shard {shard} has no state")));
         };
         if st.freeze.reason() != Some(reason) {
             return Ok(());
@@ -579,14 +606,5 @@ impl TransplantWorld for TritonTransplant {
             Op::create(w.history_prefix, w.data, CreateMode::PersistentSequential),
         ])
         .await
-    }
-
-    async fn approved(&self, op_id: &str, step: &str) -> Result<bool, String> {
-        Ok(self
-            .coord
-            .exists(&super::approval_path(op_id, step))
-            .await
-            .map_err(e)?
-            .is_some())
     }
 }

@@ -2,10 +2,16 @@
 //!
 //! [`MemEnsemble`] plays the server: it owns the znode tree, hands out
 //! sessions ([`MemSession`]) and lets tests and the simulator expire them.
-//! With [`MemEnsemble::open`] every persistent znode is written through to
-//! SQLite (one transaction per mutation or multi-op) and reloaded on the next
-//! open; ephemeral nodes are never written, because their sessions cannot
-//! outlive the process.
+//! Three modes:
+//! - [`MemEnsemble::new`]: memory only.
+//! - [`MemEnsemble::open`]: one process owns a data directory; every
+//!   persistent znode is written through to SQLite (one transaction per
+//!   mutation or multi-op) and reloaded on the next open; ephemeral nodes are
+//!   never written, because their sessions cannot outlive the process.
+//! - [`MemEnsemble::open_shared`]: any number of processes share a data
+//!   directory (the `tritonctl` commands). SQLite is the truth and the tree
+//!   a cache: see [`shared`] for how writes, watches and ephemeral nodes work
+//!   across processes.
 //!
 //! Every mutation runs as a small transaction against the live tree with an
 //! undo log: if any operation (or the SQLite write) fails, the undo log puts
@@ -19,8 +25,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use rusqlite::params;
 use tokio::sync::{oneshot, watch};
+
+mod db;
+pub mod shared;
+
+use db::Db;
+pub use db::{DB_FILE, OnWait, SharedOptions};
 
 use crate::path::{parent, validate_path};
 use crate::{
@@ -28,20 +39,31 @@ use crate::{
     WatchEvent,
 };
 
-/// File name of the SQLite database inside the data directory.
-pub const DB_FILE: &str = "coord.sqlite3";
-
-/// Lock file that keeps a second ensemble off the same data directory.
+/// Lock file on the data directory: an exclusive ensemble holds it
+/// exclusively, sharing ensembles hold it shared, so the two kinds never mix.
 pub const LOCK_FILE: &str = "coord.lock";
-
-/// Schema version stored in SQLite's `user_version`.
-const SCHEMA_VERSION: i64 = 1;
 
 /// An in-process ZooKeeper-like server. Cloning gives another handle to the
 /// same ensemble.
 #[derive(Clone)]
 pub struct MemEnsemble {
     inner: Arc<Inner>,
+    release: Arc<Release>,
+}
+
+/// Held by every handle the caller owns (ensembles and sessions), never by
+/// the shared store's poller: when the last one goes, the data directory's
+/// locks and the database are let go at once, in the caller's thread, even
+/// if the poller still holds the state for a moment.
+struct Release(Arc<Inner>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.shared = None;
+        st.db = None;
+        st._dir_lock = None;
+    }
 }
 
 struct Inner {
@@ -138,8 +160,10 @@ struct State {
     next_session_id: i64,
     data_watches: HashMap<String, Vec<Registration>>,
     child_watches: HashMap<String, Vec<Registration>>,
-    db: Option<rusqlite::Connection>,
-    /// Held for the ensemble's lifetime: an exclusive `flock` on the data dir.
+    db: Option<Db>,
+    /// Set when other processes share the data directory.
+    shared: Option<shared::Holder>,
+    /// Held for the ensemble's lifetime: a `flock` on the data dir.
     _dir_lock: Option<std::fs::File>,
 }
 
@@ -175,10 +199,6 @@ fn name_of(path: &str) -> &str {
     &path[path.rfind('/').map_or(0, |i| i + 1)..]
 }
 
-fn db_err(e: rusqlite::Error) -> CoordError {
-    CoordError::Backend(format!("sqlite: {e}"))
-}
-
 fn fire(deliveries: Deliveries) {
     for (tx, event) in deliveries {
         // The receiver may have been dropped: a dropped watch is allowed.
@@ -187,19 +207,17 @@ fn fire(deliveries: Deliveries) {
 }
 
 impl State {
-    fn new(db: Option<rusqlite::Connection>) -> State {
+    fn new(db: Option<Db>) -> State {
         let mut nodes = HashMap::new();
         nodes.insert("/".to_string(), root_node(now_ms()));
-        // Session ids look like ZooKeeper's (time-based high bits) so they are
-        // unlikely to repeat across restarts of a persisted ensemble.
-        let next_session_id = ((now_ms() << 24) as u64 >> 8) as i64 | (1 << 56);
         State {
             nodes,
             sessions: HashMap::new(),
-            next_session_id,
+            next_session_id: shared::first_session_id(),
             data_watches: HashMap::new(),
             child_watches: HashMap::new(),
             db,
+            shared: None,
             _dir_lock: None,
         }
     }
@@ -276,9 +294,7 @@ impl State {
         tx.undo.push(Undo::Created(full.clone()));
 
         tx.dirty.insert(parent_path.clone());
-        if owner == 0 {
-            tx.dirty.insert(full.clone());
-        }
+        tx.dirty.insert(full.clone());
         tx.fired.push((full.clone(), Trigger::Created));
         tx.fired.push((parent_path, Trigger::ChildrenChanged));
         Ok(full)
@@ -297,9 +313,7 @@ impl State {
         node.stat.version = node.stat.version.wrapping_add(1);
         node.stat.mtime_ms = now_ms();
         let stat = node.stat();
-        if node.stat.owner == 0 {
-            tx.dirty.insert(path.to_string());
-        }
+        tx.dirty.insert(path.to_string());
         tx.fired.push((path.to_string(), Trigger::DataChanged));
         Ok(stat)
     }
@@ -388,54 +402,93 @@ impl State {
         }
     }
 
-    /// Write every dirty path's current persistent state in one SQLite transaction.
-    fn persist(&mut self, dirty: &BTreeSet<String>) -> rusqlite::Result<()> {
-        let State { nodes, db, .. } = self;
-        let Some(db) = db.as_mut() else {
-            return Ok(());
+    /// Run a mutation as one transaction and return the watch deliveries to
+    /// send once unlocked (also when it failed: syncing with other
+    /// processes first may have fired some).
+    ///
+    /// `f` applies the change to the tree, recording undo and dirty paths;
+    /// on any error the tree is rolled back. With a database, the dirty rows
+    /// are written in one SQLite transaction; a storage failure rolls the
+    /// tree back too, so memory never drifts from disk. Sharing a directory,
+    /// `f` first runs against the cached tree without the write lock (a
+    /// failing operation changes nothing and needs no lock); if it succeeds
+    /// the write lock is taken, and should another process have written in
+    /// between, the tree is reloaded and `f` runs again under the lock, so
+    /// versions, sequence numbers and multi-ops keep ZooKeeper's semantics
+    /// across processes.
+    fn write<T>(
+        &mut self,
+        mut f: impl FnMut(&mut State, &mut Tx) -> Result<T>,
+    ) -> (Result<T>, Deliveries) {
+        let mut out = match self.sync() {
+            Ok(d) => d,
+            Err(e) => return (Err(e), Vec::new()),
         };
-        if dirty.is_empty() {
-            return Ok(());
+        let mut tx = Tx::default();
+        let mut value = match f(self, &mut tx) {
+            Ok(v) => v,
+            Err(e) => {
+                self.rollback(tx);
+                return (Err(e), out);
+            }
+        };
+        if self.db.is_none() || tx.dirty.is_empty() {
+            out.extend(self.take_watches(&tx.fired));
+            return (Ok(value), out);
         }
-        let txn = db.transaction()?;
-        {
-            let mut upsert = txn.prepare_cached(
-                "INSERT INTO znode (path, data, version, child_creates, ctime_ms, mtime_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT(path) DO UPDATE SET data = excluded.data,
-                   version = excluded.version, child_creates = excluded.child_creates,
-                   ctime_ms = excluded.ctime_ms, mtime_ms = excluded.mtime_ms",
-            )?;
-            let mut remove = txn.prepare_cached("DELETE FROM znode WHERE path = ?1")?;
-            for path in dirty {
-                match nodes.get(path) {
-                    Some(n) if n.stat.owner == 0 => {
-                        upsert.execute(params![
-                            path,
-                            n.data,
-                            n.stat.version,
-                            n.stat.child_creates,
-                            n.stat.ctime_ms,
-                            n.stat.mtime_ms
-                        ])?;
-                    }
-                    _ => {
-                        remove.execute(params![path])?;
+        let sharing = self.shared.is_some();
+        let db = self.db.as_mut().expect("checked above");
+        if let Err(e) = db.begin_write() {
+            self.rollback(tx);
+            return (Err(e), out);
+        }
+        if sharing {
+            let stale = match db.seq() {
+                Ok(seq) => seq != db.synced,
+                Err(e) => {
+                    db.rollback();
+                    self.rollback(tx);
+                    return (Err(e), out);
+                }
+            };
+            if stale {
+                self.rollback(tx);
+                match self.reload() {
+                    Ok(d) => out.extend(d),
+                    Err(e) => {
+                        self.db_mut().rollback();
+                        return (Err(e), out);
                     }
                 }
+                tx = Tx::default();
+                value = match f(self, &mut tx) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        self.rollback(tx);
+                        self.db_mut().rollback();
+                        return (Err(e), out);
+                    }
+                };
             }
         }
-        txn.commit()
+        let State { nodes, db, .. } = self;
+        let db = db.as_mut().expect("checked above");
+        let written = db.write_rows(nodes, &tx.dirty, sharing);
+        match db.finish(written) {
+            Ok(seq) => db.synced = seq,
+            Err(e) => {
+                // Reload before trusting the cache again.
+                db.synced = -1;
+                self.rollback(tx);
+                return (Err(e), out);
+            }
+        }
+        out.extend(self.take_watches(&tx.fired));
+        (Ok(value), out)
     }
 
-    /// Persist a transaction and resolve the watches it triggers; on a
-    /// storage failure the tree is rolled back and nothing fires.
-    fn commit(&mut self, tx: Tx) -> Result<Deliveries> {
-        if let Err(e) = self.persist(&tx.dirty) {
-            self.rollback(tx);
-            return Err(db_err(e));
-        }
-        Ok(self.take_watches(&tx.fired))
+    fn db_mut(&mut self) -> &mut Db {
+        self.db.as_mut().expect("a database")
     }
 
     fn take_watches(&mut self, fired: &[(String, Trigger)]) -> Deliveries {
@@ -494,23 +547,28 @@ impl State {
         }
 
         // Ephemeral nodes never have children, so any deletion order works.
-        let ephemerals: Vec<String> = self
-            .nodes
-            .iter()
-            .filter(|(_, n)| n.stat.owner == id)
-            .map(|(p, _)| p.clone())
-            .collect();
-        let mut tx = Tx::default();
-        for path in &ephemerals {
-            if let Err(e) = self.delete(&mut tx, path, Expect::Any) {
-                tracing::error!(%path, error = %e, "could not delete ephemeral node of ended session");
+        // The list is taken inside the transaction: sharing a directory, the
+        // tree may be reloaded before it runs.
+        let (written, fired) = self.write(|st, tx| {
+            let ephemerals: Vec<String> = st
+                .nodes
+                .iter()
+                .filter(|(_, n)| n.stat.owner == id)
+                .map(|(p, _)| p.clone())
+                .collect();
+            for path in &ephemerals {
+                if let Err(e) = st.delete(tx, path, Expect::Any) {
+                    tracing::error!(%path, error = %e, "could not delete ephemeral node of ended session");
+                }
             }
+            Ok(())
+        });
+        // The session ends regardless; sharing a directory, its nodes go
+        // when this process's holder lock does (see `shared`).
+        if let Err(e) = written {
+            tracing::error!(error = %e, "could not delete the ephemeral nodes of an ended session");
         }
-        // Only parents' rows change here; the session ends regardless.
-        if let Err(e) = self.persist(&tx.dirty) {
-            tracing::error!(error = %e, "could not persist parents after session end");
-        }
-        out.extend(self.take_watches(&tx.fired));
+        out.extend(fired);
 
         out.extend(self.drop_watches_of(id, WatchEvent::SessionClosed));
         entry.state_tx.send_replace(end);
@@ -534,10 +592,10 @@ impl State {
     }
 }
 
-/// Take the data dir for this ensemble alone. Two ensembles writing one
-/// database would silently overwrite each other's counters and nodes
-/// (SQLite would happily serialize their transactions).
-fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+/// Lock the data dir: exclusively for an ensemble that owns it alone
+/// (its tree is the truth, so a second writer would silently overwrite its
+/// counters and nodes), shared for ensembles that share it.
+fn lock_dir(dir: &Path, exclusive: bool) -> Result<std::fs::File> {
     use std::os::fd::AsRawFd;
     let path = dir.join(LOCK_FILE);
     let file = std::fs::File::options()
@@ -548,7 +606,13 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File> {
         .map_err(|e| CoordError::Backend(format!("open {}: {e}", path.display())))?;
     // flock conflicts between open files even within one process, so a
     // second `open` of the same dir here fails too. Released on close/exit.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    let how = if exclusive {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_SH
+    };
+    // SAFETY: flock on a file descriptor we own; no memory is shared.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), how | libc::LOCK_NB) };
     if rc != 0 {
         let err = std::io::Error::last_os_error();
         return Err(CoordError::Backend(format!(
@@ -557,91 +621,6 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File> {
         )));
     }
     Ok(file)
-}
-
-fn open_db(dir: &Path) -> Result<(rusqlite::Connection, HashMap<String, Node>)> {
-    let file = dir.join(DB_FILE);
-    let conn = rusqlite::Connection::open(&file)
-        .map_err(|e| CoordError::Backend(format!("open {}: {e}", file.display())))?;
-    // WAL + NORMAL: every committed mutation survives a process crash (the
-    // failure we design for); only a power loss may drop the newest commits.
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = NORMAL;
-         CREATE TABLE IF NOT EXISTS znode (
-             path     TEXT PRIMARY KEY NOT NULL,
-             data     BLOB NOT NULL,
-             version  INTEGER NOT NULL,
-             child_creates INTEGER NOT NULL,
-             ctime_ms INTEGER NOT NULL,
-             mtime_ms INTEGER NOT NULL
-         ) WITHOUT ROWID;",
-    )
-    .map_err(db_err)?;
-    let user_version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(db_err)?;
-    match user_version {
-        0 => conn
-            .execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
-            .map_err(db_err)?,
-        SCHEMA_VERSION => {}
-        other => {
-            return Err(CoordError::Backend(format!(
-                "{}: unknown schema version {other} (this build knows {SCHEMA_VERSION})",
-                file.display()
-            )));
-        }
-    }
-
-    let mut nodes = HashMap::new();
-    {
-        let mut stmt = conn
-            .prepare("SELECT path, data, version, child_creates, ctime_ms, mtime_ms FROM znode")
-            .map_err(db_err)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    Node {
-                        data: r.get(1)?,
-                        stat: NodeStat {
-                            version: r.get(2)?,
-                            child_creates: r.get(3)?,
-                            ctime_ms: r.get(4)?,
-                            mtime_ms: r.get(5)?,
-                            owner: 0,
-                        },
-                        children: BTreeSet::new(),
-                    },
-                ))
-            })
-            .map_err(db_err)?;
-        for row in rows {
-            let (path, node) = row.map_err(db_err)?;
-            nodes.insert(path, node);
-        }
-    }
-    // The root row appears with the first change under "/".
-    nodes
-        .entry("/".to_string())
-        .or_insert_with(|| root_node(now_ms()));
-    let paths: Vec<String> = nodes.keys().filter(|p| *p != "/").cloned().collect();
-    for path in paths {
-        let parent_path = parent(&path).unwrap_or("/");
-        match nodes.get_mut(parent_path) {
-            Some(p) => {
-                p.children.insert(name_of(&path).to_string());
-            }
-            None => {
-                return Err(CoordError::Backend(format!(
-                    "{}: node {path} has no parent {parent_path}",
-                    file.display()
-                )));
-            }
-        }
-    }
-    Ok((conn, nodes))
 }
 
 impl MemEnsemble {
@@ -658,19 +637,53 @@ impl MemEnsemble {
     pub fn open(dir: &Path) -> Result<MemEnsemble> {
         std::fs::create_dir_all(dir)
             .map_err(|e| CoordError::Backend(format!("create {}: {e}", dir.display())))?;
-        let lock = lock_dir(dir)?;
-        let (conn, nodes) = open_db(dir)?;
-        let mut state = State::new(Some(conn));
+        let lock = lock_dir(dir, true)?;
+        let mut db = Db::open(dir, SharedOptions::default())?;
+        // Nodes of sharing processes that crashed: no session of theirs lives.
+        db.begin_write()?;
+        let dropped = db.drop_ephemeral_rows();
+        db.finish(dropped)?;
+        let nodes = db.load(false)?;
+        let mut state = State::new(Some(db));
         state.nodes = nodes;
         state._dir_lock = Some(lock);
         Ok(MemEnsemble::from_state(state))
     }
 
+    /// An ensemble over `dir/coord.sqlite3` that other processes (and other
+    /// ensembles of this one) may open at the same time: SQLite is the truth,
+    /// every mutation a write transaction checked against the latest state,
+    /// reads never take the write lock, watches see other processes' changes
+    /// within `options.poll_interval`, and ephemeral nodes are shared and
+    /// disappear with their session or their process. See [`shared`].
+    /// Refused while an exclusive ensemble ([`MemEnsemble::open`]) has it.
+    pub fn open_shared(dir: &Path, options: SharedOptions) -> Result<MemEnsemble> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CoordError::Backend(format!("create {}: {e}", dir.display())))?;
+        let lock = lock_dir(dir, false)?;
+        let poll = options.poll_interval;
+        let mut db = Db::open(dir, options)?;
+        let nodes = db.load(true)?;
+        let mut state = State::new(Some(db));
+        state.nodes = nodes;
+        state._dir_lock = Some(lock);
+        state.shared = Some(shared::Holder::take(dir, state.next_session_id)?);
+        // Ephemeral nodes of processes that are gone.
+        let (reaped, deliveries) = state.reap();
+        reaped?;
+        fire(deliveries);
+        let ensemble = MemEnsemble::from_state(state);
+        shared::spawn_poller(Arc::downgrade(&ensemble.inner), poll);
+        Ok(ensemble)
+    }
+
     fn from_state(state: State) -> MemEnsemble {
+        let inner = Arc::new(Inner {
+            state: Mutex::new(state),
+        });
         MemEnsemble {
-            inner: Arc::new(Inner {
-                state: Mutex::new(state),
-            }),
+            release: Arc::new(Release(inner.clone())),
+            inner,
         }
     }
 
@@ -686,6 +699,7 @@ impl MemEnsemble {
             ensemble: self.inner.clone(),
             id,
             state_rx,
+            _release: self.release.clone(),
         })
     }
 
@@ -718,6 +732,11 @@ impl MemEnsemble {
     pub fn is_persistent(&self) -> bool {
         self.inner.lock().db.is_some()
     }
+
+    /// Whether other processes may share this ensemble's directory.
+    pub fn is_shared(&self) -> bool {
+        self.inner.lock().shared.is_some()
+    }
 }
 
 impl Default for MemEnsemble {
@@ -743,6 +762,8 @@ pub struct MemSession {
     ensemble: Arc<Inner>,
     id: i64,
     state_rx: watch::Receiver<SessionState>,
+    /// Dropped after `Drop::drop` closed the session.
+    _release: Arc<Release>,
 }
 
 impl std::fmt::Debug for MemSession {
@@ -762,34 +783,34 @@ impl MemSession {
         }
     }
 
-    /// Run `f` under the lock if this session is still alive.
+    /// Run `f` under the lock if this session is still alive, on a tree
+    /// brought up to date with other processes' writes first (which may fire
+    /// watches). Never takes the store's write lock.
     fn read<T>(&self, f: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
-        let mut st = self.ensemble.lock();
-        if !st.sessions.contains_key(&self.id) {
-            return Err(self.dead_error());
-        }
-        f(&mut st)
-    }
-
-    /// Run a mutation as one transaction: rolled back on error, persisted and
-    /// watches fired (after unlocking) on success.
-    fn transact<T>(&self, f: impl FnOnce(&mut State, &mut Tx) -> Result<T>) -> Result<T> {
         let (value, deliveries) = {
             let mut st = self.ensemble.lock();
             if !st.sessions.contains_key(&self.id) {
                 return Err(self.dead_error());
             }
-            let mut tx = Tx::default();
-            match f(&mut st, &mut tx) {
-                Ok(value) => (value, st.commit(tx)?),
-                Err(e) => {
-                    st.rollback(tx);
-                    return Err(e);
-                }
-            }
+            let deliveries = st.sync()?;
+            (f(&mut st), deliveries)
         };
         fire(deliveries);
-        Ok(value)
+        value
+    }
+
+    /// Run a mutation as one transaction (see `State::write`): rolled back
+    /// on error, persisted and watches fired (after unlocking) on success.
+    fn transact<T>(&self, f: impl FnMut(&mut State, &mut Tx) -> Result<T>) -> Result<T> {
+        let (value, deliveries) = {
+            let mut st = self.ensemble.lock();
+            if !st.sessions.contains_key(&self.id) {
+                return Err(self.dead_error());
+            }
+            st.write(f)
+        };
+        fire(deliveries);
+        value
     }
 
     fn end(&self, why: SessionState) {
