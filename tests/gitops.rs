@@ -15,10 +15,10 @@ use crds::Document;
 use reconcilers::manatee::{ManateeAct, ManateeObserve};
 use sim::scenario::{ScenarioOptions, SimScenario, images};
 use tritonctl::clients::{Endpoints, Triton, Unguarded};
-use tritonctl::gitops::diff::{Review, review};
 use tritonctl::gitops::observed::{Live, Observed, Recorded, StoredView, World, capture};
 use tritonctl::gitops::plan::{self, ApplyError, PlanFile};
 use tritonctl::gitops::render;
+use tritonctl::gitops::review::{Review, review};
 use tritonctl::store::Store;
 use tritonctl::world::manatee::TritonManatee;
 
@@ -275,10 +275,10 @@ fn normalize(text: &str, observed: &Observed) -> String {
     out
 }
 
-fn manatee_plan(r: &Review, key: &str) -> tritonctl::gitops::diff::ManateePlan {
+fn manatee_plan(r: &Review, key: &str) -> tritonctl::gitops::review::ManateePlan {
     let d = r.documents.iter().find(|d| d.key() == key).unwrap();
     match &d.plan {
-        tritonctl::gitops::diff::KindPlan::Manatee(m) => m.clone(),
+        tritonctl::gitops::review::KindPlan::Manatee(m) => m.clone(),
         other => panic!("{key}: {other:?}"),
     }
 }
@@ -304,7 +304,7 @@ async fn diff_lab() {
     assert!(
         primary
             .risks
-            .contains(&tritonctl::gitops::diff::Risk::WriteOutage)
+            .contains(&tritonctl::gitops::review::Risk::WriteOutage)
     );
 
     // A maintenance window: the runner gates the freeze and the
@@ -360,7 +360,7 @@ async fn diff_us_east() {
     assert!(
         m.shards
             .iter()
-            .all(|s| s.outcome == tritonctl::gitops::diff::ShardOutcome::UpToDate),
+            .all(|s| s.outcome == tritonctl::gitops::review::ShardOutcome::UpToDate),
         "{m:#?}"
     );
     env.scenario.shutdown().await;
@@ -401,7 +401,7 @@ async fn diff_scenario_split_shard() {
         .iter()
         .find(|d| d.key() == "ShardTopology/us-east")
         .unwrap();
-    let tritonctl::gitops::diff::KindPlan::Topology(t) = &d.plan else {
+    let tritonctl::gitops::review::KindPlan::Topology(t) = &d.plan else {
         panic!()
     };
     // Exactly the upper half of shard 2's vnodes (every third vnode from 0,
@@ -438,7 +438,7 @@ async fn diff_scenario_decommission_headnode() {
     )
     .await;
     let d = &r.documents[0];
-    let tritonctl::gitops::diff::KindPlan::Headnodes(h) = &d.plan else {
+    let tritonctl::gitops::review::KindPlan::Headnodes(h) = &d.plan else {
         panic!()
     };
     assert!(
@@ -472,7 +472,7 @@ async fn diff_scenario_transplant() {
     // No "not planned" warning any more: the transplant itself is planned.
     assert!(m.warnings.is_empty(), "{:?}", m.warnings);
     let s = &m.shards[0];
-    assert_eq!(s.outcome, tritonctl::gitops::diff::ShardOutcome::Upgrade);
+    assert_eq!(s.outcome, tritonctl::gitops::review::ShardOutcome::Upgrade);
     assert!(
         s.strategy
             .as_deref()
@@ -493,7 +493,7 @@ async fn diff_scenario_transplant() {
     assert!(pnr.irreversible);
     assert_eq!(
         pnr.risks.first(),
-        Some(&tritonctl::gitops::diff::Risk::PointOfNoReturn)
+        Some(&tritonctl::gitops::review::Risk::PointOfNoReturn)
     );
     // The write outage spans stop-writes .. start-writes, around the PNR.
     for n in [
@@ -505,14 +505,14 @@ async fn diff_scenario_transplant() {
         assert!(
             op.steps[pos(n)]
                 .risks
-                .contains(&tritonctl::gitops::diff::Risk::WriteOutage),
+                .contains(&tritonctl::gitops::review::Risk::WriteOutage),
             "{n}"
         );
     }
     assert!(
         !op.steps[pos("backup-snapshot")]
             .risks
-            .contains(&tritonctl::gitops::diff::Risk::WriteOutage)
+            .contains(&tritonctl::gitops::review::Risk::WriteOutage)
     );
     assert!(pos("approve-write-outage") < pos("stop-writes"));
     assert!(pos("stop-writes") < pos("enable-v2-sitter"));
@@ -539,7 +539,7 @@ async fn diff_refuses_a_rolling_upgrade_across_majors() {
     let m = manatee_plan(&r, "ManateeVersion/sdc");
     assert_eq!(
         m.shards[0].outcome,
-        tritonctl::gitops::diff::ShardOutcome::Refused
+        tritonctl::gitops::review::ShardOutcome::Refused
     );
     assert!(
         m.shards[0]
@@ -605,14 +605,14 @@ async fn diff_headnodeset_growing_manatee_shows_the_ha_setup() {
         .filter(|d| d.kind() == crds::Kind::HeadnodeSet)
         .collect();
     let r = check_docs(&env, "headnodeset-grow-manatee", &hs).await;
-    let tritonctl::gitops::diff::KindPlan::Headnodes(h) = &r.documents[0].plan else {
+    let tritonctl::gitops::review::KindPlan::Headnodes(h) = &r.documents[0].plan else {
         panic!()
     };
     assert!(h.executed);
     let m = h.manatee.as_ref().expect("the HA setup is reviewed");
     assert_eq!(
         m.outcome,
-        tritonctl::gitops::diff::ShardOutcome::Upgrade,
+        tritonctl::gitops::review::ShardOutcome::Upgrade,
         "{m:#?}"
     );
     let op = m.operation.as_ref().unwrap();
@@ -1106,7 +1106,7 @@ async fn zk_cli_diff_snapshot_plan_apply_flow() {
         after
             .documents
             .iter()
-            .all(|d| d.change == tritonctl::gitops::diff::Change::Unchanged)
+            .all(|d| d.change == tritonctl::gitops::review::Change::Unchanged)
     );
     scenario.shutdown().await;
 }
@@ -1542,4 +1542,201 @@ async fn delete_is_refused_while_a_rolling_upgrade_is_in_flight() {
     tritonctl::gitops::running::guard_delete(&store, crds::Kind::ManateeVersion, "sdc")
         .await
         .expect("a finished operation does not hold the delete");
+}
+
+/// Credentials in an endpoint URL (`http://admin:pw@host`) reach neither
+/// what `diff` prints (text, Markdown, JSON) nor a snapshot nor a saved
+/// plan (issue #12, item 9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_endpoints_are_never_printed_or_stored() {
+    let env = Env::start("examples/lab", images::MANATEE_V2_CURRENT).await;
+    let urls = env.scenario.servers.urls().clone();
+    let creds = |u: &str| u.replacen("://", "://admin:s3cret@", 1);
+    let e = Endpoints {
+        sapi: creds(&urls.sapi),
+        vmapi: creds(&urls.vmapi),
+        cnapi: creds(&urls.cnapi),
+        imgapi: creds(&urls.imgapi),
+    };
+    let world = Live::new(
+        TritonManatee {
+            triton: Triton::new(&e, Arc::new(Unguarded)),
+            coord: env.store.coord().clone(),
+            fence: None,
+        },
+        format!(
+            "SAPI {} VMAPI {} CNAPI {} IMGAPI {}",
+            e.sapi, e.vmapi, e.cnapi, e.imgapi
+        ),
+    );
+    let docs = lab_plan_docs();
+    let stored = env.stored().await;
+    let r = review(&docs, &stored, Some(&world)).await.unwrap();
+    let observed = capture(stored, &world, &docs, "t".into()).await.unwrap();
+    let p = plan::make(&docs, observed.clone(), "observed.json", "t".into())
+        .await
+        .unwrap();
+    let text = render::text(&r, false);
+    for (what, out) in [
+        ("text", text.clone()),
+        ("markdown", render::markdown(&r)),
+        ("json", serde_json::to_string(&r).unwrap()),
+        ("snapshot", observed.to_json()),
+        ("plan", p.to_json()),
+    ] {
+        assert!(
+            !out.contains("s3cret") && !out.contains("admin:"),
+            "{what} carries the credentials:\n{out}"
+        );
+    }
+    assert!(text.contains("SAPI http://***@127.0.0.1"), "{text}");
+    // The credentials were still used: the shards were observed.
+    let m = manatee_plan(&r, "ManateeVersion/sdc");
+    assert!(m.shards[0].operation.is_some(), "{m:#?}");
+    env.scenario.shutdown().await;
+}
+
+/// A diff that could not observe the datacenter is a failure (exit 2, the
+/// reason on stderr), not "differences" (exit 1): CI must tell a change from
+/// an outage (issue #12, item 10).
+#[test]
+fn diff_exits_2_when_the_datacenter_could_not_be_observed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let snap = dir.path().join("observed.json");
+    std::fs::write(
+        &snap,
+        serde_json::json!({
+            "format": tritonctl::gitops::observed::SNAPSHOT_FORMAT,
+            "capturedAt": "t", "source": "s", "stored": {"documents": {}},
+            "shards": {"sdc": {"observation": null,
+                "error": "error sending request for url (http://10.99.99.32/applications): connection refused"}},
+            "images": {images::MANATEE_V2_NEXT: {
+                "uuid": images::MANATEE_V2_NEXT, "name": "sdc-manatee",
+                "version": "20251104T182201Z", "state": "active", "manatee_major": 2}},
+            "ringImage": null
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let args = [
+        "diff",
+        "-f",
+        "examples/lab",
+        "--observed",
+        snap.to_str().unwrap(),
+    ];
+    for format in ["text", "json", "markdown"] {
+        let mut a = args.to_vec();
+        a.extend(["-o", format]);
+        let o = e2e::run(&store, &a);
+        assert_eq!(o.status.code(), Some(2), "{format}: {}", e2e::stdout(&o));
+        let err = e2e::stderr(&o);
+        assert!(
+            err.contains("could not observe") && err.contains("connection refused"),
+            "{format}: {err}"
+        );
+    }
+    // Offline on purpose (no endpoints, no snapshot) stays a plain diff.
+    let o = e2e::run(&store, &["diff", "-f", "examples/lab"]);
+    assert_eq!(o.status.code(), Some(1), "{}", e2e::stderr(&o));
+}
+
+/// `diff` warns, in text, Markdown and JSON, when the target image is older
+/// (by build time) than the one a shard runs: a downgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_warns_about_an_image_downgrade() {
+    let env = Env::start("examples/lab", images::MANATEE_V2_NEXT).await;
+    let mut docs = lab_plan_docs();
+    for d in &mut docs {
+        if let Document::ManateeVersion(mv) = d {
+            mv.spec.image.uuid = images::MANATEE_V2_CURRENT.into();
+            mv.spec.image.version = Some("20240327T001755Z".into());
+        }
+    }
+    let r = env.online(&docs).await;
+    let m = manatee_plan(&r, "ManateeVersion/sdc");
+    let warning = format!(
+        "DOWNGRADE: image {} is older than image {} that shard(s) sdc run (built 20240327T001755Z, before 20251104T182201Z)",
+        images::MANATEE_V2_CURRENT,
+        images::MANATEE_V2_NEXT
+    );
+    assert!(
+        m.warnings.iter().any(|w| w.starts_with(&warning)),
+        "{:#?}",
+        m.warnings
+    );
+    for (what, out) in [
+        ("text", render::text(&r, false)),
+        ("markdown", render::markdown(&r)),
+        ("json", serde_json::to_string(&r).unwrap()),
+    ] {
+        assert!(out.contains(&warning), "{what}:\n{out}");
+    }
+    // The image the shard already runs carries no such warning.
+    let r = env.online(&lab_plan_docs()).await;
+    assert!(
+        manatee_plan(&r, "ManateeVersion/sdc")
+            .warnings
+            .iter()
+            .all(|w| !w.contains("DOWNGRADE")),
+    );
+    env.scenario.shutdown().await;
+}
+
+/// Through the binary: endpoints with credentials that cannot be reached.
+/// Nothing the command prints, on either stream, carries the password.
+#[test]
+fn cli_never_prints_credentials_of_an_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let url = "http://admin:s3cret@127.0.0.1:9";
+    let mut args = vec!["diff", "-f", "examples/lab"];
+    for flag in ["--sapi", "--vmapi", "--cnapi", "--imgapi"] {
+        args.extend([flag, url]);
+    }
+    for format in ["text", "markdown", "json"] {
+        let mut a = args.clone();
+        a.extend(["-o", format]);
+        let o = e2e::run(&store, &a);
+        assert_eq!(o.status.code(), Some(2), "{format}: {}", e2e::stderr(&o));
+        let all = format!("{}{}", e2e::stdout(&o), e2e::stderr(&o));
+        assert!(!all.contains("s3cret"), "{format}: {all}");
+    }
+    // A snapshot that recorded an endpoint with its credentials (an older
+    // tritonctl's, or one edited by hand): diff from it prints none of them.
+    let snap = dir.path().join("observed.json");
+    std::fs::write(
+        &snap,
+        serde_json::json!({
+            "format": tritonctl::gitops::observed::SNAPSHOT_FORMAT,
+            "capturedAt": "t", "source": format!("SAPI {url} VMAPI {url}"),
+            "stored": {"documents": {}},
+            "shards": {"sdc": {"observation": null,
+                "error": format!("error sending request for url ({url}/applications)")}},
+            "images": {images::MANATEE_V2_NEXT: {
+                "uuid": images::MANATEE_V2_NEXT, "name": "sdc-manatee",
+                "version": "20251104T182201Z", "state": "active", "manatee_major": 2}},
+            "ringImage": null
+        })
+        .to_string(),
+    )
+    .unwrap();
+    for format in ["text", "markdown", "json"] {
+        let o = e2e::run(
+            &store,
+            &[
+                "diff",
+                "-f",
+                "examples/lab",
+                "--observed",
+                snap.to_str().unwrap(),
+                "-o",
+                format,
+            ],
+        );
+        let all = format!("{}{}", e2e::stdout(&o), e2e::stderr(&o));
+        assert!(!all.contains("s3cret"), "{format}: {all}");
+        assert!(all.contains("http://***@127.0.0.1:9"), "{format}: {all}");
+    }
 }

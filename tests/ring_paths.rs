@@ -89,7 +89,7 @@ async fn every_example_ring_is_the_same_through_the_review_and_the_simulator() {
     let mut splits = 0;
     for (file, t) in &topologies {
         let what = file.display();
-        let review = tritonctl::gitops::diff::desired_ring(&t.spec)
+        let review = tritonctl::gitops::review::desired_ring(&t.spec)
             .unwrap_or_else(|e| panic!("{what}: the review builds no ring: {e}"));
         let loaded = ring_electric_moray_loads(t).await;
         assert_eq!(

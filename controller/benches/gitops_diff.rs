@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 
 use crds::Document;
 use reconcilers::manatee::{ImageInfo, PeerObservation, ShardObservation};
-use tritonctl::gitops::diff::review;
 use tritonctl::gitops::observed::{Observed, Recorded, SNAPSHOT_FORMAT, ShardRecord, StoredView};
 use tritonctl::gitops::render;
+use tritonctl::gitops::review::review;
 use wire::manatee::{ClusterState, PeerIdent};
 
 const CURRENT: &str = "b3a5c1d2-7e8f-4a9b-8c0d-1e2f3a4b5c60";
@@ -262,7 +262,7 @@ fn measure(
         .documents
         .iter()
         .filter_map(|d| match &d.plan {
-            tritonctl::gitops::diff::KindPlan::Topology(t) => {
+            tritonctl::gitops::review::KindPlan::Topology(t) => {
                 Some(t.moves.iter().map(|m| m.count).sum::<usize>())
             }
             _ => None,
@@ -289,7 +289,7 @@ fn measure(
         r.documents
             .iter()
             .filter_map(|d| match &d.plan {
-                tritonctl::gitops::diff::KindPlan::Manatee(m) =>
+                tritonctl::gitops::review::KindPlan::Manatee(m) =>
                     Some(m.shards.iter().filter(|s| s.operation.is_some()).count()),
                 _ => None,
             })

@@ -10,5 +10,6 @@ pub mod error;
 pub mod manatee;
 pub mod manatee_ha;
 pub mod operation;
+pub mod rollout;
 pub mod transplant;
 pub mod window;

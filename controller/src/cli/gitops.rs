@@ -8,28 +8,30 @@ use crds::Document;
 
 use super::{EXIT_ERROR, EXIT_INVALID, Failure, StoreArgs, input, store_open};
 use crate::clients::{Endpoints, Triton, Unguarded};
-use crate::gitops::diff::review;
 use crate::gitops::observed::{Live, Observed, Recorded, StoredView, World, capture};
 use crate::gitops::plan::{self, ApplyError, PlanFile};
+use crate::gitops::redact::{Endpoint, redact_urls};
 use crate::gitops::render;
+use crate::gitops::review::review;
 use crate::world::manatee::TritonManatee;
 
 /// The datacenter's APIs. Manatee state is read from the store's ZooKeeper
-/// (`--zk`, the DC's binder ensemble).
+/// (`--zk`, the DC's binder ensemble). Credentials in a URL
+/// (`http://user:pw@host`) are used, never printed or stored.
 #[derive(Args, Debug, Clone, Default)]
 pub struct WorldArgs {
     /// SAPI URL, e.g. http://10.99.99.32.
     #[arg(long, env = "TRITONCTL_SAPI")]
-    pub sapi: Option<String>,
+    pub sapi: Option<Endpoint>,
     /// VMAPI URL.
     #[arg(long, env = "TRITONCTL_VMAPI")]
-    pub vmapi: Option<String>,
+    pub vmapi: Option<Endpoint>,
     /// CNAPI URL.
     #[arg(long, env = "TRITONCTL_CNAPI")]
-    pub cnapi: Option<String>,
+    pub cnapi: Option<Endpoint>,
     /// IMGAPI URL.
     #[arg(long, env = "TRITONCTL_IMGAPI")]
-    pub imgapi: Option<String>,
+    pub imgapi: Option<Endpoint>,
 }
 
 impl WorldArgs {
@@ -37,10 +39,10 @@ impl WorldArgs {
     pub fn endpoints(&self) -> Result<Option<Endpoints>, Failure> {
         match (&self.sapi, &self.vmapi, &self.cnapi, &self.imgapi) {
             (Some(s), Some(v), Some(c), Some(i)) => Ok(Some(Endpoints {
-                sapi: s.clone(),
-                vmapi: v.clone(),
-                cnapi: c.clone(),
-                imgapi: i.clone(),
+                sapi: s.secret_url().to_string(),
+                vmapi: v.secret_url().to_string(),
+                cnapi: c.secret_url().to_string(),
+                imgapi: i.secret_url().to_string(),
             })),
             (None, None, None, None) => Ok(None),
             _ => Err(Failure::error(
@@ -132,10 +134,10 @@ fn live(store: &crate::store::Store, e: &Endpoints, zk: &str) -> Live {
             coord: store.coord().clone(),
             fence: None,
         },
-        format!(
+        redact_urls(&format!(
             "SAPI {} VMAPI {} CNAPI {} IMGAPI {}, manatee state in {zk}",
             e.sapi, e.vmapi, e.cnapi, e.imgapi
-        ),
+        )),
     )
 }
 
@@ -162,7 +164,7 @@ fn read_snapshot(path: &PathBuf) -> Result<Recorded, Failure> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::error(format!("cannot read snapshot {origin}: {e}")))?;
-    let observed = Observed::from_json(&text, &origin).map_err(Failure::error)?;
+    let observed = Observed::from_json(&text, &origin).map_err(fail)?;
     Ok(Recorded { observed, origin })
 }
 
@@ -188,22 +190,18 @@ pub async fn diff(store: &StoreArgs, a: DiffArgs) -> Result<(), Failure> {
     let r = if let Some(path) = &a.observed {
         let rec = read_snapshot(path)?;
         let stored = rec.observed.stored.clone();
-        review(&docs, &stored, Some(&rec))
-            .await
-            .map_err(Failure::error)?
+        review(&docs, &stored, Some(&rec)).await.map_err(fail)?
     } else {
         let open = store_open::open(store).await?;
-        let stored = StoredView::load(&open.store)
-            .await
-            .map_err(Failure::error)?;
+        let stored = StoredView::load(&open.store).await.map_err(fail)?;
         match a.world.endpoints()? {
             Some(e) => {
                 let w = live(&open.store, &e, &zk_desc(store));
                 review(&docs, &stored, Some(&w as &dyn World))
                     .await
-                    .map_err(Failure::error)?
+                    .map_err(fail)?
             }
-            None => review(&docs, &stored, None).await.map_err(Failure::error)?,
+            None => review(&docs, &stored, None).await.map_err(fail)?,
         }
     };
     let out = match a.output {
@@ -219,6 +217,18 @@ pub async fn diff(store: &StoreArgs, a: DiffArgs) -> Result<(), Failure> {
         }
     };
     print!("{out}");
+    // A review that could not observe is a failure, not a difference: CI
+    // must tell a change from an outage.
+    let failures = r.observation_failures();
+    if !failures.is_empty() {
+        return Err(Failure {
+            code: EXIT_ERROR,
+            message: format!(
+                "could not observe the datacenter, so this review is incomplete:\n  - {}",
+                failures.join("\n  - ")
+            ),
+        });
+    }
     if r.has_differences() {
         Err(Failure {
             code: EXIT_INVALID,
@@ -239,13 +249,9 @@ pub async fn snapshot(store: &StoreArgs, a: SnapshotArgs) -> Result<(), Failure>
         Failure::error("snapshot observes the datacenter: give --sapi, --vmapi, --cnapi and --imgapi (and --zk for the manatee state)")
     })?;
     let open = store_open::open(store).await?;
-    let stored = StoredView::load(&open.store)
-        .await
-        .map_err(Failure::error)?;
+    let stored = StoredView::load(&open.store).await.map_err(fail)?;
     let w = live(&open.store, &e, &zk_desc(store));
-    let observed = capture(stored, &w, &docs, now())
-        .await
-        .map_err(Failure::error)?;
+    let observed = capture(stored, &w, &docs, now()).await.map_err(fail)?;
     write_out(&a.output, &observed.to_json())?;
     if a.output.as_os_str() != "-" {
         eprintln!(
@@ -269,19 +275,15 @@ pub async fn plan(store: &StoreArgs, a: PlanArgs) -> Result<(), Failure> {
             Failure::error("a plan is bound to the observed state: give --sapi, --vmapi, --cnapi and --imgapi (and --zk), or --observed SNAPSHOT")
         })?;
         let open = store_open::open(store).await?;
-        let stored = StoredView::load(&open.store)
-            .await
-            .map_err(Failure::error)?;
+        let stored = StoredView::load(&open.store).await.map_err(fail)?;
         let w = live(&open.store, &e, &zk_desc(store));
-        let o = capture(stored, &w, &docs, now())
-            .await
-            .map_err(Failure::error)?;
+        let o = capture(stored, &w, &docs, now()).await.map_err(fail)?;
         let origin = w.source();
         (o, origin)
     };
     let p = plan::make(&docs, observed, &origin, now())
         .await
-        .map_err(Failure::error)?;
+        .map_err(fail)?;
     write_out(&a.output, &p.to_json())?;
     print!(
         "{}",
@@ -308,7 +310,7 @@ pub async fn apply_plan(
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::error(format!("cannot read plan {origin}: {e}")))?;
-    let p = PlanFile::from_json(&text, &origin).map_err(Failure::error)?;
+    let p = PlanFile::from_json(&text, &origin).map_err(fail)?;
     // An edited plan is refused before anything is contacted.
     p.verified_documents().map_err(Failure::invalid)?;
     let e = world.endpoints()?.ok_or_else(|| {
@@ -330,7 +332,12 @@ pub async fn apply_plan(
             println!("plan {} applied", p.id);
             Ok(())
         }
-        Err(ApplyError::Refused(m)) => Err(Failure::invalid(m)),
-        Err(ApplyError::Error(m)) => Err(Failure::error(m)),
+        Err(ApplyError::Refused(m)) => Err(Failure::invalid(redact_urls(&m))),
+        Err(ApplyError::Error(m)) => Err(fail(m)),
     }
+}
+
+/// An error for stderr, with the credentials of any URL it quotes redacted.
+fn fail(message: String) -> Failure {
+    Failure::error(redact_urls(&message))
 }

@@ -7,18 +7,20 @@
 //! - [`observed::World`]: the datacenter as the reconcilers observe it (the
 //!   real clients, or [`observed::Recorded`] over a snapshot file).
 //!
-//! [`diff::review`] turns the documents and both views into a
-//! [`diff::Review`]: per document the spec change and the operation each
+//! [`review::review`] turns the documents and both views into a
+//! [`review::Review`]: per document the spec change and the operation each
 //! reconciler would run (the manatee steps come from the same pure
 //! `plan_shard` the controller runs). [`plan`] binds a review to a
 //! fingerprint of what it was planned against, and refuses to apply it once
 //! the world or the documents moved. [`running`] holds the rules for a
 //! change that meets an operation in flight.
 
-pub mod diff;
 pub mod observed;
 pub mod plan;
+pub mod redact;
 pub mod render;
+pub mod resolve;
+pub mod review;
 pub mod running;
 
 /// Documents compared as canonical JSON: keys sorted at every level.
@@ -44,4 +46,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     let d = Sha256::digest(bytes);
     d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A value as YAML (the spec diff's form).
+pub fn to_yaml(v: &serde_json::Value) -> String {
+    serde_saphyr::to_string(v).unwrap_or_else(|e| format!("# cannot render YAML: {e}\n"))
 }

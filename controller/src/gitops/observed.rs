@@ -491,7 +491,7 @@ pub async fn capture(
                         continue;
                     };
                     let resolved =
-                        super::diff::resolve_shard(&mv.spec, obs, target.as_ref(), &out_images);
+                        super::resolve::resolve_shard(&mv.spec, obs, target.as_ref(), &out_images);
                     if resolved == Ok(reconcilers::transplant::Resolved::Transplant)
                         && !transplants.contains_key(s)
                     {
@@ -533,7 +533,9 @@ pub async fn capture(
     } else {
         None
     };
-    Ok(Observed {
+    // Nothing observed leaves with a credential in it (an endpoint's, or
+    // one an error message quotes).
+    Ok(super::redact::scrubbed(Observed {
         format: SNAPSHOT_FORMAT.to_string(),
         captured_at: now,
         source: world.source(),
@@ -543,5 +545,5 @@ pub async fn capture(
         ring_image,
         transplants,
         servers,
-    })
+    }))
 }

@@ -18,8 +18,8 @@ use coord::{CoordError, CreateMode, Op};
 use crds::{Document, Kind};
 use serde::{Deserialize, Serialize};
 
-use super::diff::{Review, review};
 use super::observed::{Observed, Recorded, StoredView, World, capture};
+use super::review::{Review, review};
 use crate::store::{ApplyOutcome, Store, StoreError};
 
 pub const PLAN_FORMAT: &str = "tritonctl.plan/v1";
@@ -366,13 +366,13 @@ pub async fn make(
         .documents
         .iter()
         .filter_map(|d| match &d.plan {
-            super::diff::KindPlan::Manatee(m) => Some((d.key(), m)),
+            super::review::KindPlan::Manatee(m) => Some((d.key(), m)),
             _ => None,
         })
         .flat_map(|(key, m)| {
             m.shards
                 .iter()
-                .filter(|s| s.outcome == super::diff::ShardOutcome::NotObserved)
+                .filter(|s| s.outcome == super::review::ShardOutcome::NotObserved)
                 .map(move |s| {
                     format!(
                         "{key}: shard {}: {}",

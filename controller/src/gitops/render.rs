@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use console::Style;
 
-use super::diff::{
+use super::review::{
     Change, DocReview, HeadnodePlan, KindPlan, ManateePlan, OpReview, Review, Risk, ShardOutcome,
     ShardReview, TopologyPlan,
 };

@@ -1,47 +1,26 @@
 //! A ManateeVersion's rolling upgrade: plan each shard with the pure
-//! `reconcilers::manatee::plan_shard_with`, start operations in rollout
-//! order (canary, parallelism, the shard's lock), drive them concurrently
+//! `reconcilers::manatee::plan_shard_with`, start the operations
+//! `reconcilers::rollout::schedule` says may start (canary, parallelism;
+//! then the shard's lock), drive them concurrently
 //! with the engine, and report what happened as an [`Outcome`].
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use coord::{Expect, Op};
-use crds::manatee::{ManateeVersion, ManateeVersionSpec};
+use crds::manatee::ManateeVersion;
 use crds::status::OperationPhase;
 use crds::{Kind, Status};
 use reconcilers::error::{BlockReason, RefusalReason, WaitReason};
 use reconcilers::manatee::{ManateeAct, ManateeAction, ManateeRunner, ShardPlan, plan_shard_with};
 use reconcilers::operation::{Advance, Operation, advance};
+use reconcilers::rollout::{self, Decision, Planned};
 
 use super::journal::{StoreJournal, load_journals, with_retry_hint};
 use super::{Block, Context, Note, Outcome, ReconcileError};
 use crate::layout::journal_path;
 use crate::runtime::events::Event;
 use crate::store::Fence;
-
-/// Shards in rollout order: the canary, then `order`, then the rest.
-fn rollout_order(spec: &ManateeVersionSpec) -> Vec<String> {
-    let mut out: Vec<String> = spec.rollout.canary.iter().cloned().collect();
-    for s in spec.rollout.order.iter().chain(&spec.shards) {
-        if !out.contains(s) {
-            out.push(s.clone());
-        }
-    }
-    out
-}
-
-/// Whether a shard whose plan is an upgrade may start now: within the
-/// parallelism, and never before the canary is up to date. The rollout
-/// schedule in one place (to become `reconcilers::rollout::schedule`).
-fn may_start(spec: &ManateeVersionSpec, shard: &str, active: usize, up_to_date: &[String]) -> bool {
-    let parallelism = spec.rollout.parallelism.max(1) as usize;
-    let canary_pending = spec
-        .rollout
-        .canary
-        .as_ref()
-        .is_some_and(|c| c != shard && !up_to_date.contains(c));
-    active < parallelism && !canary_pending
-}
 
 fn new_op_id(name: &str, shard: &str, generation: i64) -> String {
     let short = uuid::Uuid::new_v4().simple().to_string();
@@ -91,7 +70,10 @@ pub async fn reconcile<W: ManateeAct>(
     let mut refused: Vec<(String, BlockReason, String)> = Vec::new();
     let image = cx.world.image(&spec.image.uuid).await?;
     let holder = object.clone();
-    for shard in rollout_order(spec) {
+    // Plan every shard without an operation in flight ...
+    let mut planned: BTreeMap<String, Planned> = BTreeMap::new();
+    let mut upgrades: BTreeMap<String, Operation<ManateeAction>> = BTreeMap::new();
+    for shard in rollout::order(spec) {
         if active.iter().any(|(s, _)| s == &shard) {
             continue;
         }
@@ -108,36 +90,57 @@ pub async fn reconcile<W: ManateeAct>(
         ) {
             ShardPlan::UpToDate => {
                 crate::shard_lock::release(cx.coord(), cx.fence.as_ref(), &shard, &holder).await?;
-                up_to_date.push(shard)
+                planned.insert(shard.clone(), Planned::UpToDate);
+                up_to_date.push(shard);
             }
-            ShardPlan::Refused(r) => refused.push((shard, r.reason.into(), r.message)),
+            ShardPlan::Refused(r) => {
+                planned.insert(shard.clone(), Planned::Refused);
+                refused.push((shard, r.reason.into(), r.message));
+            }
             ShardPlan::Upgrade(op) => {
-                if may_start(spec, &shard, active.len(), &up_to_date) {
-                    // One disruptive operation per shard, across documents.
-                    if let Some(other) =
-                        crate::shard_lock::acquire(cx.coord(), cx.fence.as_ref(), &shard, &holder)
-                            .await?
-                    {
-                        refused.push((
-                            shard.clone(),
-                            RefusalReason::ShardLocked.into(),
-                            format!("{other} is working on this shard; waiting for it"),
-                        ));
-                        continue;
-                    }
-                    cx.event(
-                        Event::normal(
-                            &object,
-                            "OperationPlanned",
-                            format!("{shard}: {} steps", op.status.steps.len()),
-                        )
-                        .with_operation(op.status.id.clone()),
-                    )
-                    .await;
-                    active.push((shard, op));
-                }
+                planned.insert(shard.clone(), Planned::Upgrade);
+                upgrades.insert(shard, op);
             }
         }
+    }
+    // ... then start what the rollout schedule (order, canary, parallelism)
+    // says may start. A shard whose lock another document holds is refused
+    // and the schedule asked again, so its slot goes to the next shard.
+    loop {
+        let in_flight: Vec<String> = active.iter().map(|(s, _)| s.clone()).collect();
+        let start = rollout::schedule(spec, &in_flight, &planned)
+            .into_iter()
+            .find(|s| s.decision == Decision::StartNow);
+        let Some(rollout::Scheduled { shard, .. }) = start else {
+            break;
+        };
+        let Some(op) = upgrades.remove(&shard) else {
+            planned.insert(shard, Planned::Unplanned);
+            continue;
+        };
+        // One disruptive operation per shard, across documents.
+        if let Some(other) =
+            crate::shard_lock::acquire(cx.coord(), cx.fence.as_ref(), &shard, &holder).await?
+        {
+            planned.insert(shard.clone(), Planned::Refused);
+            refused.push((
+                shard,
+                RefusalReason::ShardLocked.into(),
+                format!("{other} is working on this shard; waiting for it"),
+            ));
+            continue;
+        }
+        cx.event(
+            Event::normal(
+                &object,
+                "OperationPlanned",
+                format!("{shard}: {} steps", op.status.steps.len()),
+            )
+            .with_operation(op.status.id.clone()),
+        )
+        .await;
+        planned.remove(&shard);
+        active.push((shard, op));
     }
 
     // Drive every active operation (one per shard) concurrently.
