@@ -408,9 +408,16 @@ async fn diff_scenario_split_shard() {
     // round-robin over shards 2, 3, 4) moves to shard 5, and nothing else.
     let two: Vec<u32> = (0..131072u32).filter(|v| v % 3 == 0).collect();
     let moved = &two[two.len() - two.len() / 2..];
+    // The ring names shards as electric-moray does (crds::ring).
     assert_eq!(t.moves.len(), 1, "{:?}", t.moves);
-    assert_eq!(t.moves[0].from, "2.moray.us-east.joyent.us");
-    assert_eq!(t.moves[0].to, "5.moray.us-east.joyent.us");
+    assert_eq!(
+        t.moves[0].from,
+        crds::ring::pnode_of_shard("2.moray.us-east.joyent.us")
+    );
+    assert_eq!(
+        t.moves[0].to,
+        crds::ring::pnode_of_shard("5.moray.us-east.joyent.us")
+    );
     assert_eq!(t.moves[0].count, moved.len());
     assert_eq!(
         t.moves[0].vnodes,

@@ -201,7 +201,7 @@ async fn a_reconcile_error_reaches_status_and_one_warning_event() {
     lab.apply(&[hs, mv]).await;
     for _ in 0..3 {
         let e = reconcile_manatee(&lab.cx, &name).await.unwrap_err();
-        assert!(e.contains("manta"), "{e}");
+        assert!(e.to_string().contains("manta"), "{e}");
     }
     let st = lab
         .store

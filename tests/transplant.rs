@@ -1051,7 +1051,14 @@ async fn coal_failure_past_the_point_of_no_return_waits_for_an_explicit_decision
         let e = tritonctl::reconcile::decisions::decide(&coord, "sdc", option)
             .await
             .unwrap_err();
-        assert!(e.contains("not automated"), "{e}");
+        assert!(
+            matches!(
+                e,
+                tritonctl::reconcile::decisions::DecisionError::Refused(_)
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("not automated"), "{e}");
         assert!(
             !h.world
                 .approved(&id, &decision_key(stop.seq, option))
@@ -1061,7 +1068,8 @@ async fn coal_failure_past_the_point_of_no_return_waits_for_an_explicit_decision
     }
     let e = tritonctl::reconcile::decisions::decide(&coord, "sdc", "restore-backup")
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("zfs rollback -r") && e.contains("DISCARDS every write"),
         "{e}"

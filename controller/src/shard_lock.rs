@@ -11,6 +11,20 @@ use coord::{CoordError, Coordination, CreateMode, Expect, Op};
 use crate::layout::{shard_lock_path as lock_path, shard_locks_dir};
 use crate::store::Fence;
 
+/// The shard lock could not be read, taken or released.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("{0}")]
+    Coordination(#[from] CoordError),
+    #[error("taking the lock of shard {shard}: {source}")]
+    Take { shard: String, source: CoordError },
+    #[error("releasing the lock of shard {shard}: {source}")]
+    Release { shard: String, source: CoordError },
+    /// Created and deleted under us three times in a row.
+    #[error("the lock of shard {0} keeps changing")]
+    Churning(String),
+}
+
 /// Take the shard's lock for `holder`. `Ok(None)` when held by `holder`
 /// (now or already), `Ok(Some(other))` when someone else holds it.
 pub async fn acquire(
@@ -18,12 +32,9 @@ pub async fn acquire(
     fence: Option<&Fence>,
     shard: &str,
     holder: &str,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, LockError> {
     let path = lock_path(shard);
-    coord
-        .mkdirp(&shard_locks_dir())
-        .await
-        .map_err(|e| e.to_string())?;
+    coord.mkdirp(&shard_locks_dir()).await?;
     for _ in 0..3 {
         match coord.get(&path).await {
             Ok((data, _)) => {
@@ -31,7 +42,7 @@ pub async fn acquire(
                 return Ok((owner != holder).then_some(owner));
             }
             Err(CoordError::NoNode(_)) => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         }
         let mut ops: Vec<Op> = fence.iter().map(|f| f.op()).collect();
         ops.push(Op::create(
@@ -46,10 +57,15 @@ pub async fn acquire(
             {
                 continue; // raced: read who won
             }
-            Err(e) => return Err(format!("taking the lock of shard {shard}: {e}")),
+            Err(source) => {
+                return Err(LockError::Take {
+                    shard: shard.to_string(),
+                    source,
+                });
+            }
         }
     }
-    Err(format!("the lock of shard {shard} keeps changing"))
+    Err(LockError::Churning(shard.to_string()))
 }
 
 /// Release the shard's lock if `holder` holds it.
@@ -58,12 +74,12 @@ pub async fn release(
     fence: Option<&Fence>,
     shard: &str,
     holder: &str,
-) -> Result<(), String> {
+) -> Result<(), LockError> {
     let path = lock_path(shard);
     let (data, stat) = match coord.get(&path).await {
         Ok(x) => x,
         Err(CoordError::NoNode(_)) => return Ok(()),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
     if data != holder.as_bytes() {
         return Ok(());
@@ -77,7 +93,10 @@ pub async fn release(
         {
             Ok(())
         }
-        Err(e) => Err(format!("releasing the lock of shard {shard}: {e}")),
+        Err(source) => Err(LockError::Release {
+            shard: shard.to_string(),
+            source,
+        }),
     }
 }
 

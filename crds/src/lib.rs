@@ -16,6 +16,7 @@ pub mod image_version;
 pub mod manatee;
 pub mod meta;
 pub mod parse;
+pub mod ring;
 pub mod schema;
 mod schema_check;
 pub mod shards;

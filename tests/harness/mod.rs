@@ -245,10 +245,11 @@ pub fn job_spans(dc: &sim::dc::Datacenter, task: &str) -> Vec<JobSpan> {
 }
 
 /// Drive a reconcile function until `done` holds or the deadline passes.
-pub async fn drive<F, Fut, D, DFut>(deadline: Duration, mut step: F, mut done: D)
+pub async fn drive<F, Fut, E, D, DFut>(deadline: Duration, mut step: F, mut done: D)
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<tritonctl::runtime::queue::Action, String>>,
+    Fut: std::future::Future<Output = Result<tritonctl::runtime::queue::Action, E>>,
+    E: std::fmt::Display,
     D: FnMut() -> DFut,
     DFut: std::future::Future<Output = bool>,
 {

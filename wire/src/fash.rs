@@ -95,184 +95,29 @@ pub enum FashError {
 }
 
 // ---------------------------------------------------------------------------
-// 256-bit arithmetic: only what the ring needs, so no bignum dependency.
+// 256-bit arithmetic: `ruint`'s fixed-size unsigned integer (no allocation;
+// division by a 256-bit interval is all the ring needs), plus the two hex
+// forms fash writes.
 
-/// Unsigned 256-bit integer, little-endian `u64` limbs.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
-struct U256([u64; 4]);
+type U256 = ruint::aliases::U256;
 
-impl U256 {
-    const ZERO: U256 = U256([0; 4]);
-    const MAX: U256 = U256([u64::MAX; 4]);
-
-    fn from_be_bytes(b: &[u8; 32]) -> U256 {
-        let mut l = [0u64; 4];
-        for (i, chunk) in b.chunks_exact(8).enumerate() {
-            l[3 - i] = u64::from_be_bytes(chunk.try_into().expect("8-byte chunk"));
-        }
-        U256(l)
+/// A hex number as fash stores it (either case, leading zeros allowed),
+/// `None` when empty, not hex, or wider than 256 bits.
+fn u256_from_hex(s: &str) -> Option<U256> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
     }
-
-    fn leading_zeros(&self) -> u32 {
-        let mut n = 0;
-        for limb in self.0.iter().rev() {
-            if *limb == 0 {
-                n += 64;
-            } else {
-                return n + limb.leading_zeros();
-            }
-        }
-        n
-    }
-
-    fn shr(&self, n: u32) -> U256 {
-        if n >= 256 {
-            return U256::ZERO;
-        }
-        let (ls, bs) = ((n / 64) as usize, n % 64);
-        let mut out = [0u64; 4];
-        for (i, o) in out.iter_mut().enumerate() {
-            let src = i + ls;
-            if src < 4 {
-                let mut v = self.0[src] >> bs;
-                if bs > 0 && src + 1 < 4 {
-                    v |= self.0[src + 1] << (64 - bs);
-                }
-                *o = v;
-            }
-        }
-        U256(out)
-    }
-
-    fn low_u128(&self) -> u128 {
-        (u128::from(self.0[1]) << 64) | u128::from(self.0[0])
-    }
-
-    fn bit(&self, i: u32) -> bool {
-        (self.0[(i / 64) as usize] >> (i % 64)) & 1 == 1
-    }
-
-    fn div_u64(&self, d: u64) -> U256 {
-        assert!(d != 0, "division by zero");
-        let mut out = [0u64; 4];
-        let mut rem: u128 = 0;
-        for i in (0..4).rev() {
-            let cur = (rem << 64) | u128::from(self.0[i]);
-            out[i] = (cur / u128::from(d)) as u64;
-            rem = cur % u128::from(d);
-        }
-        U256(out)
-    }
-
-    fn checked_mul_u64(&self, m: u64) -> Option<U256> {
-        let mut out = [0u64; 4];
-        let mut carry: u128 = 0;
-        for (i, o) in out.iter_mut().enumerate() {
-            let p = u128::from(self.0[i]) * u128::from(m) + carry;
-            *o = p as u64;
-            carry = p >> 64;
-        }
-        (carry == 0).then_some(U256(out))
-    }
-
-    fn wrapping_sub(&self, o: &U256) -> U256 {
-        let mut out = [0u64; 4];
-        let mut borrow = false;
-        for (i, r) in out.iter_mut().enumerate() {
-            let (d1, b1) = self.0[i].overflowing_sub(o.0[i]);
-            let (d2, b2) = d1.overflowing_sub(u64::from(borrow));
-            *r = d2;
-            borrow = b1 || b2;
-        }
-        U256(out)
-    }
-
-    /// Plain shift-and-subtract division: slow, obviously right; the
-    /// reference the fast path is checked against and its fallback.
-    fn div_rem_slow(&self, d: &U256) -> (U256, U256) {
-        assert!(*d != U256::ZERO, "division by zero");
-        let mut q = [0u64; 4];
-        let mut r = U256::ZERO;
-        for i in (0..256).rev() {
-            let carry = r.0[3] >> 63 == 1;
-            let mut s = [0u64; 4];
-            for (j, limb) in s.iter_mut().enumerate() {
-                *limb = (r.0[j] << 1) | if j > 0 { r.0[j - 1] >> 63 } else { 0 };
-            }
-            s[0] |= u64::from(self.bit(i));
-            r = U256(s);
-            // With the carry, the true remainder is >= 2^256 > d, and the
-            // wrapping subtraction yields the right (smaller than d) value.
-            if carry || r >= *d {
-                r = r.wrapping_sub(d);
-                q[(i / 64) as usize] |= 1 << (i % 64);
-            }
-        }
-        (U256(q), r)
-    }
-
-    /// floor(self / d) when it fits in a u64, else None.
-    ///
-    /// Estimates the quotient from the top 64 significant bits of `d`, then
-    /// corrects by at most a couple of steps; exact for all inputs.
-    fn div_to_u64(&self, d: &U256) -> Option<u64> {
-        let lz = d.leading_zeros();
-        if lz > 62 {
-            let (q, _) = self.div_rem_slow(d);
-            return (q.0[1] == 0 && q.0[2] == 0 && q.0[3] == 0).then_some(q.0[0]);
-        }
-        let k = 192 - lz; // d >> k has exactly 64 significant bits
-        let dh = d.shr(k).0[0];
-        let hh = self.shr(k).low_u128(); // at most 64 + lz <= 126 bits
-        let mut q = (hh / u128::from(dh)) as u64; // < 2^(lz + 1)
-        while d.checked_mul_u64(q).is_none_or(|p| p > *self) {
-            q -= 1;
-        }
-        while let Some(p) = d.checked_mul_u64(q + 1)
-            && p <= *self
-        {
-            q += 1;
-        }
-        Some(q)
-    }
-
-    fn from_hex(s: &str) -> Option<U256> {
-        if s.is_empty() {
-            return None;
-        }
-        let digits = s.trim_start_matches('0');
-        if digits.len() > 64 {
-            return None;
-        }
-        let mut out = [0u64; 4];
-        for (pos, c) in digits.bytes().rev().enumerate() {
-            let v = (c as char).to_digit(16)?;
-            out[pos / 16] |= u64::from(v) << ((pos % 16) * 4);
-        }
-        Some(U256(out))
-    }
-
-    /// Lowercase hex without leading zeros, as bignum's `toString(16)`.
-    fn to_hex(self) -> String {
-        let mut s = String::with_capacity(64);
-        for limb in self.0.iter().rev() {
-            s.push_str(&format!("{limb:016x}"));
-        }
-        let t = s.trim_start_matches('0');
-        if t.is_empty() { "0".into() } else { t.into() }
-    }
+    U256::from_str_radix(s, 16).ok()
 }
 
-impl Ord for U256 {
-    fn cmp(&self, o: &Self) -> Ordering {
-        self.0.iter().rev().cmp(o.0.iter().rev())
-    }
+/// Lowercase hex without leading zeros, as bignum's `toString(16)`.
+fn u256_to_hex(v: U256) -> String {
+    format!("{v:x}")
 }
 
-impl PartialOrd for U256 {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
+/// floor(h / d) when it fits in a u64, else None.
+fn div_to_u64(h: U256, d: U256) -> Option<u64> {
+    u64::try_from(h / d).ok()
 }
 
 // ---------------------------------------------------------------------------
@@ -329,7 +174,7 @@ impl HashSpace {
         }
         Ok(HashSpace {
             vnode_count,
-            interval: U256::MAX.div_u64(vnode_count.into()),
+            interval: U256::MAX / U256::from(vnode_count),
         })
     }
 
@@ -337,7 +182,7 @@ impl HashSpace {
     /// interval disagrees would route keys differently from fash.
     fn with_stored_interval(vnode_count: u32, stored: &str) -> Result<HashSpace, FashError> {
         let space = HashSpace::new(vnode_count)?;
-        match U256::from_hex(stored) {
+        match u256_from_hex(stored) {
             Some(iv) if iv == space.interval => Ok(space),
             _ => Err(FashError::BadInterval {
                 stored: stored.into(),
@@ -351,14 +196,14 @@ impl HashSpace {
     }
 
     pub fn interval_hex(&self) -> String {
-        self.interval.to_hex()
+        u256_to_hex(self.interval)
     }
 
     /// vnode = floor(H / INTERVAL), with an error (never a clamp) for the
     /// top sliver of the hash space that lies past the last vnode.
     pub fn vnode_of_digest(&self, digest: &[u8; 32]) -> Result<u32, FashError> {
-        let h = U256::from_be_bytes(digest);
-        let q = h.div_to_u64(&self.interval).unwrap_or(u64::MAX);
+        let h = U256::from_be_bytes(*digest);
+        let q = div_to_u64(h, self.interval).unwrap_or(u64::MAX);
         if q >= u64::from(self.vnode_count) {
             return Err(FashError::HashBeyondRing {
                 quotient: q,
@@ -1098,7 +943,7 @@ impl RawRing {
         if !ALGORITHM_ALIASES.contains(&name.as_str()) {
             return Err(FashError::UnsupportedAlgorithm(name));
         }
-        if U256::from_hex(&max) != Some(U256::MAX) {
+        if u256_from_hex(&max) != Some(U256::MAX) {
             return Err(FashError::BadMax(max));
         }
         let space = HashSpace::with_stored_interval(n, &interval)?;
@@ -1299,52 +1144,75 @@ mod tests {
     use super::*;
 
     fn u(v: u128) -> U256 {
-        U256([v as u64, (v >> 64) as u64, 0, 0])
+        U256::from(v)
+    }
+
+    /// Plain shift-and-subtract division: slow, obviously right, and
+    /// independent of the library's division; the reference the ring's
+    /// arithmetic is checked against.
+    fn div_rem_slow(h: U256, d: U256) -> (U256, U256) {
+        assert!(d != U256::ZERO, "division by zero");
+        let mut q = U256::ZERO;
+        let mut r = U256::ZERO;
+        for i in (0..256).rev() {
+            let carry = r.bit(255);
+            r = (r << 1usize) | u(u128::from(h.bit(i)));
+            // With the carry, the true remainder is >= 2^256 > d, and the
+            // wrapping subtraction yields the right (smaller than d) value.
+            if carry || r >= d {
+                r = r.wrapping_sub(d);
+                q.set_bit(i, true);
+            }
+        }
+        (q, r)
     }
 
     #[test]
     fn hex_round_trip() {
-        assert_eq!(U256::MAX.to_hex(), "f".repeat(64));
-        assert_eq!(U256::ZERO.to_hex(), "0");
-        assert_eq!(U256::from_hex("00ff"), Some(u(255)));
-        assert_eq!(U256::from_hex(SHA256_MAX_HEX), Some(U256::MAX));
-        assert_eq!(U256::from_hex(""), None);
-        assert_eq!(U256::from_hex("xyz"), None);
-        assert_eq!(U256::from_hex(&"1".repeat(65)), None);
+        assert_eq!(u256_to_hex(U256::MAX), "f".repeat(64));
+        assert_eq!(u256_to_hex(U256::ZERO), "0");
+        assert_eq!(u256_to_hex(u(0x2a0)), "2a0");
+        assert_eq!(u256_from_hex("00ff"), Some(u(255)));
+        assert_eq!(u256_from_hex(SHA256_MAX_HEX), Some(U256::MAX));
+        assert_eq!(u256_from_hex(""), None);
+        assert_eq!(u256_from_hex("xyz"), None);
+        assert_eq!(u256_from_hex("f_f"), None);
+        assert_eq!(u256_from_hex(&"1".repeat(65)), None);
     }
 
     #[test]
     fn slow_division_small_values() {
-        let (q, r) = u(1000).div_rem_slow(&u(7));
+        let (q, r) = div_rem_slow(u(1000), u(7));
         assert_eq!((q, r), (u(142), u(6)));
-        let (q, r) = U256::MAX.div_rem_slow(&U256::MAX);
+        let (q, r) = div_rem_slow(U256::MAX, U256::MAX);
         assert_eq!((q, r), (u(1), U256::ZERO));
         // Divisor above 2^255 exercises the carry path.
-        let big = U256([0, 0, 0, 1 << 63]);
-        let (q, r) = U256::MAX.div_rem_slow(&big);
+        let big = U256::from_limbs([0, 0, 0, 1 << 63]);
+        let (q, r) = div_rem_slow(U256::MAX, big);
         assert_eq!(q, u(1));
-        assert_eq!(r, U256::MAX.wrapping_sub(&big));
-        assert_eq!(U256::MAX.div_u64(3), U256::MAX.div_rem_slow(&u(3)).0);
+        assert_eq!(r, U256::MAX.wrapping_sub(big));
+        assert_eq!(U256::MAX / u(3), div_rem_slow(U256::MAX, u(3)).0);
     }
 
     fn arb_u256() -> impl proptest::strategy::Strategy<Value = U256> {
         use proptest::prelude::*;
-        (any::<[u64; 4]>(), 0u32..256).prop_map(|(l, shift)| U256(l).shr(shift))
+        (any::<[u64; 4]>(), 0usize..256).prop_map(|(l, shift)| U256::from_limbs(l) >> shift)
     }
 
     proptest::proptest! {
         #[test]
         fn fast_division_matches_slow(h in arb_u256(), d in arb_u256()) {
             proptest::prop_assume!(d != U256::ZERO);
-            let (q, _) = h.div_rem_slow(&d);
-            let fits = q.0[1] == 0 && q.0[2] == 0 && q.0[3] == 0;
-            proptest::prop_assert_eq!(h.div_to_u64(&d), fits.then_some(q.0[0]));
+            let (q, _) = div_rem_slow(h, d);
+            let l = q.as_limbs();
+            let fits = l[1] == 0 && l[2] == 0 && l[3] == 0;
+            proptest::prop_assert_eq!(div_to_u64(h, d), fits.then_some(l[0]));
         }
 
         #[test]
         fn vnode_matches_slow_division(digest in proptest::prelude::any::<[u8; 32]>(), n in 1u32..=MAX_VNODES) {
             let space = HashSpace::new(n).unwrap();
-            let (q, _) = U256::from_be_bytes(&digest).div_rem_slow(&space.interval);
+            let (q, _) = div_rem_slow(U256::from_be_bytes(digest), space.interval);
             match space.vnode_of_digest(&digest) {
                 Ok(v) => proptest::prop_assert_eq!(u(v.into()), q),
                 Err(FashError::HashBeyondRing { quotient, .. }) => {

@@ -124,7 +124,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 Some(o) if kind == crds::Kind::ManateeVersion => {
                     crate::transplant::decide(open.store.coord(), &name, o)
                         .await
-                        .map_err(Failure::invalid)?
+                        .map_err(|e| Failure::invalid(e.to_string()))?
                 }
                 Some(_) => {
                     return Err(Failure::invalid(format!(
@@ -133,14 +133,14 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 None => crate::reconcile::approve(open.store.coord(), kind, &name)
                     .await
-                    .map_err(Failure::error)?,
+                    .map_err(|e| Failure::error(e.to_string()))?,
             };
             if done.is_empty() {
                 let mut msg = format!("{object}: no operation step is waiting for approval");
                 if kind == crds::Kind::ManateeVersion {
                     for s in crate::transplant::stopped(open.store.coord(), &name)
                         .await
-                        .map_err(Failure::error)?
+                        .map_err(|e| Failure::error(e.to_string()))?
                     {
                         msg.push_str(&format!("\n{s}"));
                     }
@@ -168,7 +168,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             let open = store_open::open(&cli.store).await?;
             let done = crate::transplant::cancel(open.store.coord(), &name)
                 .await
-                .map_err(Failure::error)?;
+                .map_err(|e| Failure::error(e.to_string()))?;
             if done.is_empty() {
                 return Err(Failure::invalid(format!(
                     "{object}: no transplant is in flight"
@@ -239,12 +239,7 @@ fn report_diagnostics(input: &input::Input) -> Result<(), Failure> {
 
 pub use super::objref::parse_kind;
 
-pub fn not_found(kind: Kind, name: &str) -> Failure {
-    Failure::invalid(format!(
-        "{kind} `{name}` not found; `tritonctl get {}` lists what is stored",
-        kind.short()
-    ))
-}
+pub use super::objref::not_found;
 
 /// Record an operator's decision (approve, cancel) as an event naming who
 /// made it (the local user and host until access control lands). The

@@ -50,6 +50,14 @@ pub fn object(first: &str, second: Option<&str>) -> Result<(Kind, String), Failu
     }
 }
 
+/// The document named does not exist (exit 1: the request can be fixed).
+pub fn not_found(kind: Kind, name: &str) -> Failure {
+    Failure::invalid(format!(
+        "{kind} `{name}` not found; `tritonctl get {}` lists what is stored",
+        kind.short()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

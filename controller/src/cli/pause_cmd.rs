@@ -16,7 +16,7 @@ pub async fn pause(
     reason: Option<String>,
 ) -> Result<(), Failure> {
     if store.get(kind, name).await?.is_none() {
-        return Err(super::commands::not_found(kind, name));
+        return Err(super::objref::not_found(kind, name));
     }
     let marker = PauseMarker::new(by.unwrap_or_else(pause::current_user), reason);
     match pause::pause(store.coord(), kind, name, marker).await? {
@@ -64,7 +64,7 @@ pub async fn resume(store: &Store, kind: Kind, name: &str) -> Result<(), Failure
             Ok(())
         }
         None => match store.get(kind, name).await? {
-            None => Err(super::commands::not_found(kind, name)),
+            None => Err(super::objref::not_found(kind, name)),
             Some(_) => Err(Failure::invalid(format!(
                 "{kind} `{name}` is not paused by `tritonctl pause`; nothing to resume"
             ))),

@@ -294,7 +294,7 @@ pub async fn get_watch(
                     }
                 }
                 None if first && name.is_some() => {
-                    return Err(super::commands::not_found(kind, n));
+                    return Err(super::objref::not_found(kind, n));
                 }
                 None => {
                     if last.remove(n).is_some() {

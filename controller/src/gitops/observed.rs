@@ -188,7 +188,8 @@ async fn load_journals(
     name: &str,
 ) -> Result<Vec<JournalRecord>, String> {
     let mut out: Vec<JournalRecord> = crate::reconcile::load_journals(coord, kind, name)
-        .await?
+        .await
+        .map_err(|e| e.to_string())?
         .into_iter()
         .map(|(target, operation, _)| JournalRecord { target, operation })
         .collect();

@@ -397,7 +397,7 @@ pub async fn guard(
     for d in docs.iter().filter(|d| d.kind() == Kind::ManateeVersion) {
         let js = crate::reconcile::load_journals(store.coord(), d.kind(), d.name())
             .await
-            .map_err(Guard::Error)?;
+            .map_err(|e| Guard::Error(e.to_string()))?;
         let dir = crate::reconcile::journal_dir(d.kind(), d.name());
         let mut records = Vec::new();
         for (target, operation, version) in js {
@@ -414,7 +414,7 @@ pub async fn guard(
         let tdir = probe.rsplit_once('/').map_or(probe.as_str(), |(p, _)| p);
         let ts = super::observed::load_transplants(store.coord(), d.name())
             .await
-            .map_err(Guard::Error)?;
+            .map_err(|e| Guard::Error(e.to_string()))?;
         for t in &ts {
             if !t.journal.forward.is_finished() {
                 let path = format!("{tdir}/{}", t.target);
@@ -469,7 +469,7 @@ pub async fn guard_delete(
                 reconcilers::manatee::ManateeAction,
             >(store.coord(), kind, name)
             .await
-            .map_err(Guard::Error)?
+            .map_err(|e| Guard::Error(e.to_string()))?
             .into_iter()
             .filter(|(_, op, _)| !op.is_finished())
             .map(|(target, op, _)| format!("{target}: {} ({})", op.status.id, op.status.kind))
@@ -478,7 +478,7 @@ pub async fn guard_delete(
                 reconcilers::manatee_ha::HaAction,
             >(store.coord(), kind, name)
             .await
-            .map_err(Guard::Error)?
+            .map_err(|e| Guard::Error(e.to_string()))?
             .into_iter()
             .filter(|(_, op, _)| !op.is_finished())
             .map(|(target, op, _)| format!("{target}: {} ({})", op.status.id, op.status.kind))
@@ -497,7 +497,7 @@ pub async fn guard_delete(
     }
     let ts = super::observed::load_transplants(store.coord(), name)
         .await
-        .map_err(Guard::Error)?;
+        .map_err(|e| Guard::Error(e.to_string()))?;
     let open: Vec<String> = ts
         .iter()
         .filter(|t| !t.journal.forward.is_finished())

@@ -10,8 +10,23 @@ use crds::Kind;
 use crds::status::StepState;
 use reconcilers::manatee::ManateeAction;
 
-use super::journal::{load_journals, load_journals_of, transplant_journals as journals};
+use super::journal::{
+    JournalError, load_journals, load_journals_of, transplant_journals as journals,
+};
 use crate::layout::approval_path;
+
+/// Why an answer was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecisionError {
+    #[error("{0}")]
+    Journal(#[from] JournalError),
+    #[error("{0}")]
+    Coordination(#[from] coord::CoordError),
+    /// The answer does not fit the operations as they stand; nothing was
+    /// recorded (the message says what would, or what to do instead).
+    #[error("{0}")]
+    Refused(String),
+}
 
 /// `tritonctl approve <operation> cancel` asks for a rollback.
 pub const CANCEL_STEP: &str = "cancel";
@@ -21,7 +36,7 @@ pub async fn approve(
     coord: &Arc<dyn Coordination>,
     kind: Kind,
     name: &str,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, DecisionError> {
     let mut approved = Vec::new();
     // A step stopped by a timeout, in an operation of any kind: approve one
     // more attempt (the actions are not needed, so read them untyped).
@@ -38,7 +53,7 @@ pub async fn approve(
         {
             let key = reconcilers::operation::retry_key(&s.name, s.attempts);
             let path = approval_path(&op.status.id, &key);
-            coord.mkdirp(&path).await.map_err(|e| e.to_string())?;
+            coord.mkdirp(&path).await?;
             approved.push(format!(
                 "{target}: retry of {} (attempt {}) ({})",
                 s.name,
@@ -60,7 +75,7 @@ pub async fn approve(
                 && !matches!(s.state, StepState::Succeeded)
             {
                 let path = approval_path(&op.status.id, &s.name);
-                coord.mkdirp(&path).await.map_err(|e| e.to_string())?;
+                coord.mkdirp(&path).await?;
                 approved.push(format!("{shard}: {} ({})", s.name, op.status.id));
                 break;
             }
@@ -78,7 +93,7 @@ pub async fn approve_transplant(
     coord: &Arc<dyn Coordination>,
     name: &str,
     option: Option<&str>,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, DecisionError> {
     use reconcilers::transplant::TransplantAction;
     if let Some(o) = option {
         return decide(coord, name, o).await;
@@ -98,7 +113,7 @@ pub async fn approve_transplant(
                 && s.state != StepState::Succeeded
             {
                 let path = approval_path(id, &s.name);
-                coord.mkdirp(&path).await.map_err(|e| e.to_string())?;
+                coord.mkdirp(&path).await?;
                 done.push(format!("{shard}: {} ({id})", s.name));
                 break;
             }
@@ -109,21 +124,26 @@ pub async fn approve_transplant(
 
 /// `tritonctl cancel`: roll back a transplant that has not reached its
 /// point of no return. Past it, the cancel is refused with the options.
-pub async fn cancel(coord: &Arc<dyn Coordination>, name: &str) -> Result<Vec<String>, String> {
+pub async fn cancel(
+    coord: &Arc<dyn Coordination>,
+    name: &str,
+) -> Result<Vec<String>, DecisionError> {
     let mut done = Vec::new();
     for (shard, j) in journals(coord, name).await? {
         if j.forward.is_finished() {
             continue;
         }
         if !j.forward.status.can_roll_back() {
-            return Err(reconcilers::transplant::after_pnr_message(
-                &j.forward,
-                &format!("{shard}: cancel refused"),
-            )
-            .replace("manateeversion/<name>", &format!("manateeversion/{name}")));
+            return Err(DecisionError::Refused(
+                reconcilers::transplant::after_pnr_message(
+                    &j.forward,
+                    &format!("{shard}: cancel refused"),
+                )
+                .replace("manateeversion/<name>", &format!("manateeversion/{name}")),
+            ));
         }
         let path = approval_path(&j.forward.status.id, CANCEL_STEP);
-        coord.mkdirp(&path).await.map_err(|e| e.to_string())?;
+        coord.mkdirp(&path).await?;
         done.push(format!(
             "{shard}: rollback requested ({})",
             j.forward.status.id
@@ -134,7 +154,10 @@ pub async fn cancel(coord: &Arc<dyn Coordination>, name: &str) -> Result<Vec<Str
 
 /// The transplants of `name` stopped past their point of no return, with
 /// the options (for `tritonctl approve` without `--option`).
-pub async fn stopped(coord: &Arc<dyn Coordination>, name: &str) -> Result<Vec<String>, String> {
+pub async fn stopped(
+    coord: &Arc<dyn Coordination>,
+    name: &str,
+) -> Result<Vec<String>, DecisionError> {
     Ok(journals(coord, name)
         .await?
         .into_iter()
@@ -162,15 +185,15 @@ pub async fn decide(
     coord: &Arc<dyn Coordination>,
     name: &str,
     option: &str,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, DecisionError> {
     use reconcilers::transplant::{
         DECISIONS, decision_key, restore_backup_plan, reverse_transplant_plan,
     };
     if !DECISIONS.contains(&option) {
-        return Err(format!(
+        return Err(DecisionError::Refused(format!(
             "--option {option}: not an option; choose one of {}",
             DECISIONS.join(", ")
-        ));
+        )));
     }
     let mut done = Vec::new();
     for (shard, j) in journals(coord, name).await? {
@@ -184,7 +207,7 @@ pub async fn decide(
         match option {
             "resume" => {
                 let path = approval_path(id, &decision_key(stop.seq, option));
-                coord.mkdirp(&path).await.map_err(|e| e.to_string())?;
+                coord.mkdirp(&path).await?;
                 done.push(format!(
                     "{shard}: resume ({id}, stop {}): step {} ({}) will be retried once",
                     stop.seq,
@@ -198,16 +221,16 @@ pub async fn decide(
                 } else {
                     reverse_transplant_plan(&j.forward)
                 };
-                return Err(format!(
+                return Err(DecisionError::Refused(format!(
                     "manateeversion/{name} {shard}: `{other}` is not automated; tritonctl refuses to approve it and recorded nothing (the transplant stays stopped). What it takes, by hand: {plan}"
-                ));
+                )));
             }
         }
     }
     if done.is_empty() {
-        return Err(format!(
+        return Err(DecisionError::Refused(format!(
             "manateeversion/{name}: no transplant is stopped past its point of no return; --option answers only such a stop (see `tritonctl describe manateeversion/{name}`)"
-        ));
+        )));
     }
     Ok(done)
 }

@@ -24,8 +24,10 @@ use reconcilers::error::RefusalReason;
 use reconcilers::manatee_ha::{HaAct, HaAction, HaPlan, HaRunner, plan_ha};
 use reconcilers::operation::{Advance, Operation, advance};
 
+use super::context::Context;
+use super::finish::run;
 use super::journal::{StoreJournal, load_journals_of, with_retry_hint};
-use super::{Block, Context, KindReconcile, Note, Outcome, ReconcileError, run};
+use super::outcome::{Block, KindReconcile, Note, Outcome, ReconcileError};
 use crate::runtime::events::Event;
 use crate::runtime::queue::Action;
 
@@ -64,10 +66,11 @@ impl<W: HaAct> KindReconcile<W> for HeadnodesKind {
 }
 
 /// Reconcile one HeadnodeSet's manatee placement.
-pub async fn reconcile_headnodes<W: HaAct>(cx: &Context<W>, name: &str) -> Result<Action, String> {
-    run(cx, &HeadnodesKind, name)
-        .await
-        .map_err(|e| e.to_string())
+pub async fn reconcile_headnodes<W: HaAct>(
+    cx: &Context<W>,
+    name: &str,
+) -> Result<Action, ReconcileError> {
+    run(cx, &HeadnodesKind, name).await
 }
 
 async fn reconcile<W: HaAct>(

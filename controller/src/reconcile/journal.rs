@@ -14,7 +14,7 @@ use reconcilers::manatee::ManateeAction;
 use reconcilers::operation::{Journal, Operation};
 use reconcilers::transplant::TransplantJournal;
 
-use super::Context;
+use super::context::Context;
 use crate::layout::{journal_dir, status_path, transplant_dir};
 use crate::runtime::events::Event;
 use crate::store::{Fence, upsert_op};
@@ -55,12 +55,26 @@ pub fn step_kind(name: &str) -> &str {
     }
 }
 
+/// A journal that could not be read from the store.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("{0}")]
+    Coordination(#[from] CoordError),
+    /// The stored journal does not parse (`what` names the kind of journal).
+    #[error("{what} {path}: {source}")]
+    Malformed {
+        what: &'static str,
+        path: String,
+        source: serde_json::Error,
+    },
+}
+
 /// Load every operation journal of a document, by target.
 pub async fn load_journals(
     coord: &Arc<dyn Coordination>,
     kind: Kind,
     name: &str,
-) -> Result<Vec<(String, Operation<ManateeAction>, i32)>, String> {
+) -> Result<Vec<(String, Operation<ManateeAction>, i32)>, JournalError> {
     load_journals_of(coord, kind, name).await
 }
 
@@ -69,21 +83,23 @@ pub async fn load_journals_of<A: serde::de::DeserializeOwned + serde::Serialize>
     coord: &Arc<dyn Coordination>,
     kind: Kind,
     name: &str,
-) -> Result<Vec<(String, Operation<A>, i32)>, String> {
+) -> Result<Vec<(String, Operation<A>, i32)>, JournalError> {
     let dir = journal_dir(kind, name);
     let children = match coord.children(&dir).await {
         Ok(c) => c,
         Err(CoordError::NoNode(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
     let mut out = Vec::new();
     for c in children {
-        let (data, stat) = coord
-            .get(&format!("{dir}/{c}"))
-            .await
-            .map_err(|e| e.to_string())?;
+        let path = format!("{dir}/{c}");
+        let (data, stat) = coord.get(&path).await?;
         let op: Operation<A> =
-            serde_json::from_slice(&data).map_err(|e| format!("journal {dir}/{c}: {e}"))?;
+            serde_json::from_slice(&data).map_err(|source| JournalError::Malformed {
+                what: "journal",
+                path,
+                source,
+            })?;
         out.push((c, op, stat.version));
     }
     Ok(out)
@@ -93,13 +109,19 @@ pub async fn load_journals_of<A: serde::de::DeserializeOwned + serde::Serialize>
 pub async fn load_transplant(
     coord: &Arc<dyn Coordination>,
     path: &str,
-) -> Result<Option<TransplantJournal>, String> {
+) -> Result<Option<TransplantJournal>, JournalError> {
     match coord.get(path).await {
-        Ok((data, _)) => serde_json::from_slice(&data)
-            .map(Some)
-            .map_err(|e| format!("transplant journal {path}: {e}")),
+        Ok((data, _)) => {
+            serde_json::from_slice(&data)
+                .map(Some)
+                .map_err(|source| JournalError::Malformed {
+                    what: "transplant journal",
+                    path: path.to_string(),
+                    source,
+                })
+        }
         Err(CoordError::NoNode(_)) => Ok(None),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -107,12 +129,12 @@ pub async fn load_transplant(
 pub async fn transplant_journals(
     coord: &Arc<dyn Coordination>,
     name: &str,
-) -> Result<Vec<(String, TransplantJournal)>, String> {
+) -> Result<Vec<(String, TransplantJournal)>, JournalError> {
     let dir = transplant_dir(name);
     let children = match coord.children(&dir).await {
         Ok(c) => c,
         Err(CoordError::NoNode(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
     let mut out = Vec::new();
     for c in children {

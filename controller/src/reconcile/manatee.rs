@@ -16,8 +16,9 @@ use reconcilers::manatee::{ManateeAct, ManateeAction, ManateeRunner, ShardPlan, 
 use reconcilers::operation::{Advance, Operation, advance};
 use reconcilers::rollout::{self, Decision, Planned};
 
+use super::context::Context;
 use super::journal::{StoreJournal, load_journals, with_retry_hint};
-use super::{Block, Context, Note, Outcome, ReconcileError};
+use super::outcome::{Block, Note, Outcome, ReconcileError};
 use crate::layout::journal_path;
 use crate::runtime::events::Event;
 use crate::store::Fence;

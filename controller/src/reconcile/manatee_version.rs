@@ -8,7 +8,9 @@ use crds::meta::Resource;
 use crds::{Document, Kind, Status};
 use reconcilers::manatee::ManateeAct;
 
-use super::{Context, KindReconcile, Outcome, ReconcileError, run};
+use super::context::Context;
+use super::finish::run;
+use super::outcome::{KindReconcile, Outcome, ReconcileError};
 use crate::runtime::queue::Action;
 
 /// The ManateeVersion reconciler.
@@ -58,8 +60,6 @@ impl<W: ManateeAct> KindReconcile<W> for ManateeVersionKind {
 pub async fn reconcile_manatee<W: ManateeAct>(
     cx: &Context<W>,
     name: &str,
-) -> Result<Action, String> {
-    run(cx, &ManateeVersionKind, name)
-        .await
-        .map_err(|e| e.to_string())
+) -> Result<Action, ReconcileError> {
+    run(cx, &ManateeVersionKind, name).await
 }

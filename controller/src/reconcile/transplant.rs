@@ -21,9 +21,10 @@ use reconcilers::transplant::{
     TransplantStore, drive, manatee_major, plan_transplant, resolve_strategy,
 };
 
+use super::context::Context;
 use super::decisions::CANCEL_STEP;
 use super::journal::load_transplant as load;
-use super::{Block, Context, Note, Outcome, ReconcileError};
+use super::outcome::{Block, Note, Outcome, ReconcileError};
 use crate::layout::{status_path, transplant_journal_path};
 use crate::runtime::events::{Event, EventType};
 use crate::store::{Fence, upsert_op};

@@ -6,12 +6,21 @@ use wire::apis::{ImageFile, ImageManifest, ImageState, JsonMap, codes};
 use super::error::ApiError;
 use super::ids::is_uuid;
 use super::params::{str_param, uint_param};
-use super::sha1::sha1_hex;
 use super::state::SimImage;
 use super::{Datacenter, now_iso};
 
 const MAX_LIMIT: u64 = 1000;
 const COMPRESSIONS: &[&str] = &["gzip", "bzip2", "xz", "none"];
+
+/// Lowercase hex SHA-1 of an image file: IMGAPI manifests name files by it
+/// (a checksum, never a security check).
+pub(super) fn sha1_hex(data: &[u8]) -> String {
+    use sha1::{Digest, Sha1};
+    Sha1::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 fn image_not_found(uuid: &str) -> ApiError {
     ApiError::not_found(format!("image \"{uuid}\" was not found"))
@@ -351,5 +360,25 @@ impl Datacenter {
         }
         st.images.remove(uuid);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sha1_hex;
+
+    #[test]
+    fn known_vectors() {
+        assert_eq!(sha1_hex(b""), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        assert_eq!(sha1_hex(b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(
+            sha1_hex(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
+        );
+        let million_a = vec![b'a'; 1_000_000];
+        assert_eq!(
+            sha1_hex(&million_a),
+            "34aa973cd4c4daa4f61eeb2bdbad27316534016f"
+        );
     }
 }

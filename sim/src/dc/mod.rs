@@ -24,7 +24,6 @@ mod jobs;
 pub mod params;
 pub mod sapi;
 pub mod seed;
-mod sha1;
 pub mod state;
 pub mod vmapi;
 

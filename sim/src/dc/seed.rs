@@ -12,8 +12,8 @@ use wire::apis::{
 
 use super::error::ApiError;
 use super::events::{EventCause, VmEventKind};
+use super::imgapi::sha1_hex;
 use super::sapi::zone_params;
-use super::sha1::sha1_hex;
 use super::state::{SimImage, SimServer};
 use super::vmapi::VmCreate;
 use super::{Datacenter, now_iso};

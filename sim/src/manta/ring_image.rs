@@ -97,40 +97,16 @@ pub fn set_ring_image(
 }
 
 /// The pnode electric-moray knows an index shard by (`manta-adm
-/// create-topology`: `tcp://<shard host>:<port>`, port 2020).
-pub fn pnode_of_shard(shard: &str) -> String {
-    format!("tcp://{shard}:2020")
-}
+/// create-topology`: `tcp://<shard host>:2020`).
+pub use crds::ring::pnode_of_shard;
 
-/// The ring a `ShardTopology` describes as it stands: `fash create` over its
-/// index shards (round-robin in sorted order), then its explicit
-/// `assignment`, if any. Intents are changes for the controller to make;
-/// they are not applied here.
+/// The ring a `ShardTopology` describes, as [`crds::ring::topology_ring`]
+/// builds it for the review and the controller too: a scenario starts the
+/// datacenter as its documents describe it, split intents done. (A scenario
+/// that needs the ring before a split starts from the document without the
+/// intent, as `examples/scenarios/split-shard` applies over `us-east`.)
 pub fn ring_for_topology(spec: &crds::shards::ShardTopologySpec) -> Result<Ring, String> {
-    use crds::shards::ShardRole;
-    let pnodes: Vec<String> = spec
-        .shards
-        .iter()
-        .filter(|s| s.roles.contains(&ShardRole::Index))
-        .map(|s| pnode_of_shard(&s.name))
-        .collect();
-    let mut ring = Ring::create(spec.ring.vnodes, &pnodes).map_err(|e| e.to_string())?;
-    for a in spec.ring.assignment.iter().flatten() {
-        let to = pnode_of_shard(&a.shard);
-        let mut vnodes = Vec::new();
-        for r in &a.vnodes {
-            let (lo, hi) = crds::shards::parse_vnode_range(r)?;
-            for v in lo..=hi {
-                if ring.vnode_node(v).map_err(|e| e.to_string())?.pnode != to {
-                    vnodes.push(v);
-                }
-            }
-        }
-        if !vnodes.is_empty() {
-            ring.remap(&vnodes, &to).map_err(|e| e.to_string())?;
-        }
-    }
-    Ok(ring)
+    crds::ring::topology_ring(spec).map_err(|e| e.to_string())
 }
 
 /// Store `ring` as a new active `manta-hash-ring` image (import, add file,

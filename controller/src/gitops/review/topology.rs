@@ -3,68 +3,18 @@
 use std::collections::BTreeSet;
 
 use crds::Kind;
-use crds::shards::{ShardTopologySpec, parse_fraction};
+use crds::shards::ShardTopologySpec;
 use wire::fash::Ring;
 
 use super::common::executed;
 use super::types::{TopologyPlan, VnodeMove};
 use crate::gitops::observed::World;
 
-/// The ring a topology spec describes: the explicit assignment, or the
-/// round-robin `fash create` over the index shards that are not split
-/// targets; then the split intents in order (the highest-numbered vnodes of
-/// `from` move).
+/// The ring a topology spec describes: the one builder the controller and
+/// the simulator use too (`crds::ring::topology_ring`; its docs give the
+/// rules).
 pub fn desired_ring(spec: &ShardTopologySpec) -> Result<Ring, String> {
-    let e = |x: wire::fash::FashError| x.to_string();
-    let n = spec.ring.vnodes;
-    let mut ring = match &spec.ring.assignment {
-        Some(a) => {
-            let mut names: Vec<&str> = a.iter().map(|x| x.shard.as_str()).collect();
-            names.sort();
-            names.dedup();
-            let mut ring = Ring::create(n, &names).map_err(e)?;
-            for x in a {
-                let mut vs = Vec::new();
-                for r in &x.vnodes {
-                    let (lo, hi) = crds::shards::parse_vnode_range(r)?;
-                    vs.extend(lo..=hi);
-                }
-                vs.retain(|v| ring.pnode_of(*v).is_ok_and(|p| p != x.shard));
-                if !vs.is_empty() {
-                    ring.remap(&vs, &x.shard).map_err(e)?;
-                }
-            }
-            ring
-        }
-        None => {
-            let targets: BTreeSet<&str> = spec
-                .ring
-                .intents
-                .iter()
-                .map(|i| i.split.to.as_str())
-                .collect();
-            let mut base: Vec<&str> = spec
-                .index_shards()
-                .into_iter()
-                .filter(|s| !targets.contains(s))
-                .collect();
-            if base.is_empty() {
-                base = spec.index_shards();
-            }
-            Ring::create(n, &base).map_err(e)?
-        }
-    };
-    for i in &spec.ring.intents {
-        let s = &i.split;
-        let (num, den) = parse_fraction(&s.fraction)?;
-        let vs = ring.vnodes_of(&s.from).map_err(e)?;
-        let count = (vs.len() as u64 * u64::from(num) / u64::from(den)) as usize;
-        let moving = &vs[vs.len() - count..];
-        if !moving.is_empty() {
-            ring.remap_from(&s.from, moving, &s.to).map_err(e)?;
-        }
-    }
-    Ok(ring)
+    crds::ring::topology_ring(spec).map_err(|e| e.to_string())
 }
 
 /// Sorted vnodes as inclusive ranges.
@@ -211,39 +161,7 @@ pub(super) async fn plan_topology(
 mod tests {
     use super::*;
 
-    fn topology(extra: &str) -> ShardTopologySpec {
-        let yaml = format!(
-            "region: r\ndnsDomain: r.example\nshards:\n  - {{name: 1.moray.r.example, roles: [index], peers: [{{server: a}}]}}\n  - {{name: 2.moray.r.example, roles: [index], peers: [{{server: b}}]}}\n  - {{name: 3.moray.r.example, roles: [index], peers: [{{server: c}}]}}\nring:\n  vnodes: 10\n{extra}"
-        );
-        serde_saphyr::from_str(&yaml).unwrap()
-    }
-
-    #[test]
-    fn an_explicit_assignment_is_the_ring() {
-        let t = topology(
-            "  assignment:\n    - {shard: 1.moray.r.example, vnodes: [\"0-6\"]}\n    - {shard: 2.moray.r.example, vnodes: [\"7-9\"]}\n",
-        );
-        let ring = desired_ring(&t).unwrap();
-        let one = ring.vnodes_of("1.moray.r.example").unwrap();
-        assert_eq!(one, (0..=6).collect::<Vec<u32>>());
-        assert_eq!(ring.vnodes_of("2.moray.r.example").unwrap(), vec![7, 8, 9]);
-    }
-
-    #[test]
-    fn a_split_moves_the_highest_share_of_the_source_onto_a_target_that_had_none() {
-        // 3 is only a split target: the base ring is round-robin over 1 and 2.
-        let t = topology(
-            "  intents:\n    - split: {from: 1.moray.r.example, to: 3.moray.r.example, fraction: 2/5}\n",
-        );
-        let ring = desired_ring(&t).unwrap();
-        // 1 held 0,2,4,6,8; 2/5 of 5 = 2 vnodes, the highest: 6 and 8.
-        assert_eq!(ring.vnodes_of("3.moray.r.example").unwrap(), vec![6, 8]);
-        assert_eq!(ring.vnodes_of("1.moray.r.example").unwrap(), vec![0, 2, 4]);
-        assert_eq!(
-            ring.vnodes_of("2.moray.r.example").unwrap(),
-            vec![1, 3, 5, 7, 9]
-        );
-    }
+    // The ring's own tests moved with the builder to crds/src/ring.rs.
 
     #[test]
     fn vnode_ranges() {
