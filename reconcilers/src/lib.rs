@@ -7,6 +7,7 @@
 
 pub mod clock;
 pub mod error;
+pub mod gates;
 pub mod manatee;
 pub mod manatee_ha;
 pub mod operation;
