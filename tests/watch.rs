@@ -126,6 +126,15 @@ fn lab_manatee(image_version: &str) -> crds::Document {
     docs.remove(0).document
 }
 
+/// ManateeVersion `sdc` (image v1) stored with a status whose Ready is `ready`.
+async fn stored_lab_manatee(store: &Store, ready: ConditionStatus) {
+    store.apply(&[lab_manatee("v1")]).await.unwrap();
+    store
+        .write_status(Kind::ManateeVersion, "sdc", &status(ready, 1), None)
+        .await
+        .unwrap();
+}
+
 fn status(ready: ConditionStatus, generation: i64) -> Status {
     let mut s = Status {
         observed_generation: Some(generation),
@@ -192,16 +201,7 @@ async fn zk_events_w_prints_an_event_recorded_after_it_started() {
 async fn zk_wait_exits_0_once_the_condition_is_set() {
     let zk = ZkServer::start().await.unwrap();
     let store = zk_store(&zk).await;
-    store.apply(&[lab_manatee("v1")]).await.unwrap();
-    store
-        .write_status(
-            Kind::ManateeVersion,
-            "sdc",
-            &status(ConditionStatus::False, 1),
-            None,
-        )
-        .await
-        .unwrap();
+    stored_lab_manatee(&store, ConditionStatus::False).await;
     let mut wait = Running::start(
         &zk.connect_string(),
         &[
@@ -247,16 +247,7 @@ async fn zk_wait_exits_0_once_the_condition_is_set() {
 async fn zk_wait_reports_a_degraded_document_and_exits_2() {
     let zk = ZkServer::start().await.unwrap();
     let store = zk_store(&zk).await;
-    store.apply(&[lab_manatee("v1")]).await.unwrap();
-    store
-        .write_status(
-            Kind::ManateeVersion,
-            "sdc",
-            &status(ConditionStatus::False, 1),
-            None,
-        )
-        .await
-        .unwrap();
+    stored_lab_manatee(&store, ConditionStatus::False).await;
     let mut wait = Running::start(
         &zk.connect_string(),
         &[
@@ -480,16 +471,7 @@ fn new_commands_have_help_with_examples() {
 async fn zk_wait_with_timeout_0s_succeeds_when_the_condition_already_holds() {
     let zk = ZkServer::start().await.unwrap();
     let store = zk_store(&zk).await;
-    store.apply(&[lab_manatee("v1")]).await.unwrap();
-    store
-        .write_status(
-            Kind::ManateeVersion,
-            "sdc",
-            &status(ConditionStatus::True, 1),
-            None,
-        )
-        .await
-        .unwrap();
+    stored_lab_manatee(&store, ConditionStatus::True).await;
     let wait = |args: &[&str]| {
         Command::new(tritonctl_bin())
             .args(["--zk", &zk.connect_string(), "wait"])

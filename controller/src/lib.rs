@@ -13,12 +13,4 @@ pub mod reconcile;
 pub mod runtime;
 pub mod shard_lock;
 pub mod store;
-/// The transplant's commands, where the CLI and the review found them
-/// before they moved to [`reconcile::decisions`].
-pub mod transplant {
-    pub use crate::layout::transplant_journal_path;
-    pub use crate::reconcile::decisions::{
-        CANCEL_STEP, approve_transplant as approve, cancel, decide, stopped,
-    };
-}
 pub mod world;

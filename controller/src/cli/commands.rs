@@ -122,7 +122,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             let open = store_open::open(&cli.store).await?;
             let done = match &option {
                 Some(o) if kind == crds::Kind::ManateeVersion => {
-                    crate::transplant::decide(open.store.coord(), &name, o)
+                    crate::reconcile::decisions::decide(open.store.coord(), &name, o)
                         .await
                         .map_err(|e| Failure::invalid(e.to_string()))?
                 }
@@ -138,7 +138,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             if done.is_empty() {
                 let mut msg = format!("{object}: no operation step is waiting for approval");
                 if kind == crds::Kind::ManateeVersion {
-                    for s in crate::transplant::stopped(open.store.coord(), &name)
+                    for s in crate::reconcile::decisions::stopped(open.store.coord(), &name)
                         .await
                         .map_err(|e| Failure::error(e.to_string()))?
                     {
@@ -166,7 +166,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 )));
             }
             let open = store_open::open(&cli.store).await?;
-            let done = crate::transplant::cancel(open.store.coord(), &name)
+            let done = crate::reconcile::decisions::cancel(open.store.coord(), &name)
                 .await
                 .map_err(|e| Failure::error(e.to_string()))?;
             if done.is_empty() {

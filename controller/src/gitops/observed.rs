@@ -151,33 +151,19 @@ impl StoredView {
     }
 }
 
-/// The transplant journals of ManateeVersion `name`, by shard.
+/// The transplant journals of ManateeVersion `name`, by shard (read as the
+/// controller reads them).
 pub async fn load_transplants(
     coord: &Arc<dyn Coordination>,
     name: &str,
 ) -> Result<Vec<TransplantRecord>, String> {
-    let probe = crate::transplant::transplant_journal_path(name, "x");
-    let dir = probe.rsplit_once('/').map_or(probe.as_str(), |(d, _)| d);
-    let children = match coord.children(dir).await {
-        Ok(c) => c,
-        Err(coord::CoordError::NoNode(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e.to_string()),
-    };
-    let mut out = Vec::new();
-    for shard in children {
-        let path = format!("{dir}/{shard}");
-        let data = match coord.get(&path).await {
-            Ok((d, _)) => d,
-            Err(coord::CoordError::NoNode(_)) => continue,
-            Err(e) => return Err(e.to_string()),
-        };
-        let journal: TransplantJournal =
-            serde_json::from_slice(&data).map_err(|e| format!("transplant journal {path}: {e}"))?;
-        out.push(TransplantRecord {
-            target: shard,
-            journal,
-        });
-    }
+    let mut out: Vec<TransplantRecord> =
+        crate::reconcile::journal::transplant_journals(coord, name)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|(target, journal)| TransplantRecord { target, journal })
+            .collect();
     out.sort_by(|a, b| a.target.cmp(&b.target));
     Ok(out)
 }

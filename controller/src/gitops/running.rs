@@ -410,14 +410,12 @@ pub async fn guard(
             records.push(JournalRecord { target, operation });
         }
         view.journals.insert(d.key(), records);
-        let probe = crate::transplant::transplant_journal_path(d.name(), "x");
-        let tdir = probe.rsplit_once('/').map_or(probe.as_str(), |(p, _)| p);
         let ts = super::observed::load_transplants(store.coord(), d.name())
             .await
-            .map_err(|e| Guard::Error(e.to_string()))?;
+            .map_err(Guard::Error)?;
         for t in &ts {
             if !t.journal.forward.is_finished() {
-                let path = format!("{tdir}/{}", t.target);
+                let path = crate::layout::transplant_journal_path(d.name(), &t.target);
                 let version = match store.coord().exists(&path).await {
                     Ok(Some(stat)) => stat.version,
                     Ok(None) => continue,
@@ -497,7 +495,7 @@ pub async fn guard_delete(
     }
     let ts = super::observed::load_transplants(store.coord(), name)
         .await
-        .map_err(|e| Guard::Error(e.to_string()))?;
+        .map_err(Guard::Error)?;
     let open: Vec<String> = ts
         .iter()
         .filter(|t| !t.journal.forward.is_finished())
