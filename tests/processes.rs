@@ -175,6 +175,107 @@ fn zk_controller_processes_one_leads_sigterm_hands_over_and_a_stopped_leader_exi
     assert_eq!(status.code(), Some(3), "{status}");
 }
 
+/// Run a coordination call against `zk` from a synchronous test.
+fn on_zk<T>(zk: &str, f: impl AsyncFnOnce(&dyn coord::Coordination) -> T) -> T {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let s = coord::ZkCoordination::connect(zk, Duration::from_secs(5))
+            .await
+            .expect("connect to ZooKeeper");
+        let out = f(s.as_ref()).await;
+        coord::Coordination::close(s.as_ref()).await;
+        out
+    })
+}
+
+/// `tritonctl --zk ZK ARGS...` (stdout, exit code).
+fn tritonctl_zk(zk: &str, args: &[&str]) -> (String, Option<i32>) {
+    let o = Command::new(e2e::tritonctl_bin())
+        .args(["--zk", zk])
+        .args(args)
+        .env_remove("TRITONCTL_DATA_DIR")
+        .output()
+        .expect("run tritonctl");
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        o.status.code(),
+    )
+}
+
+/// A `set` on the leading controller's own candidate node (before: every
+/// fenced write failed "bad version" forever while /healthz said leading
+/// and the process never exited): it steps down and exits 3.
+#[test]
+fn zk_a_controller_whose_candidate_node_is_modified_exits_3() {
+    let zk = ZkServer::start_blocking().expect("start ZooKeeper");
+    let (mut a, a_addr) = controller(&zk.connect_string());
+    wait_until("the controller leads", Duration::from_secs(30), || {
+        leads(&a_addr)
+    });
+    let node = healthz(&a_addr).unwrap()["node"]
+        .as_str()
+        .expect("a leader names its node")
+        .to_string();
+    on_zk(&zk.connect_string(), async |s| {
+        s.set(&node, b"tampered", coord::Expect::Any)
+            .await
+            .expect("set the candidate node")
+    });
+    let status = a
+        .wait_exit(Duration::from_secs(30))
+        .expect("a leader whose fence can never pass again exits");
+    assert_eq!(status.code(), Some(3), "{status}");
+}
+
+/// A persistent `candidate-0000000000` (anyone could create it) does not
+/// keep the controller on standby, is reported (metric, Warning event), and
+/// `tritonctl get leader` does not show it as the leader.
+#[test]
+fn zk_a_persistent_candidate_node_is_ignored_and_reported() {
+    let zk = ZkServer::start_blocking().expect("start ZooKeeper");
+    let cs = zk.connect_string();
+    on_zk(&cs, async |s| {
+        s.mkdirp("/tritonctl/v1/leader").await.unwrap();
+        s.create(
+            "/tritonctl/v1/leader/candidate-0000000000",
+            b"forged",
+            coord::CreateMode::Persistent,
+        )
+        .await
+        .unwrap();
+    });
+    let (_a, a_addr) = controller(&cs);
+    wait_until(
+        "the controller leads despite the forged node",
+        Duration::from_secs(30),
+        || leads(&a_addr),
+    );
+    let (_, metrics) = get(&a_addr, "/metrics").unwrap();
+    assert!(
+        metrics.contains("tritonctl_election_ignored_candidates_total{reason=\"not_ephemeral\"} 1"),
+        "{metrics}"
+    );
+    let (out, code) = tritonctl_zk(&cs, &["get", "leader", "-o", "json"]);
+    assert_eq!(code, Some(0), "{out}");
+    let leader: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        leader["identity"]
+            .as_str()
+            .unwrap()
+            .starts_with("tritonctl@"),
+        "{leader}"
+    );
+    assert_ne!(leader["node"], "/tritonctl/v1/leader/candidate-0000000000");
+    wait_until(
+        "a Warning event names the ignored node",
+        Duration::from_secs(30),
+        || {
+            let (out, _) = tritonctl_zk(&cs, &["events"]);
+            out.contains("IgnoredCandidate") && out.contains("candidate-0000000000")
+        },
+    );
+}
+
 #[test]
 fn zk_sim_serve_prints_its_endpoints_and_stops_its_zookeeper_on_sigterm() {
     let mut child = Command::new(e2e::tritonctl_bin())
