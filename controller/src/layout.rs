@@ -14,6 +14,7 @@
 //!   locks/shard/<shard>                one disruptive operation per shard
 //!   plans/<id>                         saved plans applied (`apply --plan`)
 //!   leader/candidate-<seq>             leader election (the fence)
+//!   secrets/plan-key                   the key saved plans are signed with
 //! ```
 
 use crds::Kind;
@@ -113,6 +114,12 @@ pub fn plan_marker_path(id: &str) -> String {
     format!("{}/{id}", plans_dir())
 }
 
+/// `secrets/plan-key`: the HMAC key of saved plans (32 random bytes,
+/// created on first use; only tritonctl's identity may read it).
+pub fn plan_key_path() -> String {
+    format!("{ROOT}/secrets/plan-key")
+}
+
 /// `leader`: where controller candidates register.
 pub fn leader_dir() -> String {
     format!("{ROOT}/leader")
@@ -152,5 +159,6 @@ mod tests {
         assert_eq!(shard_lock_path("sdc"), "/tritonctl/v1/locks/shard/sdc");
         assert_eq!(plan_marker_path("p1"), "/tritonctl/v1/plans/p1");
         assert_eq!(leader_dir(), "/tritonctl/v1/leader");
+        assert_eq!(plan_key_path(), "/tritonctl/v1/secrets/plan-key");
     }
 }
