@@ -276,6 +276,60 @@ fn zk_a_persistent_candidate_node_is_ignored_and_reported() {
     );
 }
 
+/// 100 connections that never send a byte against the controller's
+/// /metrics and /healthz: /healthz still answers, and every one of them is
+/// closed by the server (the cap evicts the oldest, the header read
+/// timeout the rest).
+#[test]
+fn zk_idle_connections_cannot_hold_the_controller_endpoints() {
+    let zk = ZkServer::start_blocking().expect("start ZooKeeper");
+    let (_a, addr) = controller(&zk.connect_string());
+    wait_until("/healthz answers", Duration::from_secs(30), || {
+        healthz(&addr).is_some()
+    });
+    let mut held: Vec<std::net::TcpStream> = (0..100)
+        .map(|_| std::net::TcpStream::connect(&addr).expect("connect"))
+        .collect();
+    assert!(
+        healthz(&addr).is_some(),
+        "/healthz answers while they are held"
+    );
+    for (i, s) in held.iter_mut().enumerate() {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut b = [0u8; 1];
+        match s.read(&mut b) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("connection {i} is still held: {other:?}"),
+        }
+    }
+}
+
+/// The endpoints bind loopback unless told otherwise.
+#[test]
+fn a_controller_refuses_a_remote_metrics_address_without_the_flag() {
+    let o = Command::new(e2e::tritonctl_bin())
+        .args(["--zk", "127.0.0.1:1", "controller"])
+        .args([
+            "--sapi",
+            "http://127.0.0.1:9",
+            "--vmapi",
+            "http://127.0.0.1:9",
+        ])
+        .args([
+            "--cnapi",
+            "http://127.0.0.1:9",
+            "--imgapi",
+            "http://127.0.0.1:9",
+        ])
+        .args(["--metrics-addr", "0.0.0.0:0"])
+        .output()
+        .expect("run tritonctl controller");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("--metrics-allow-remote"), "{err}");
+}
+
 #[test]
 fn zk_sim_serve_prints_its_endpoints_and_stops_its_zookeeper_on_sigterm() {
     let mut child = Command::new(e2e::tritonctl_bin())
