@@ -71,19 +71,27 @@ fn controller(zk: &str) -> (Proc, String) {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut sent = false;
+        let mut before = Vec::new();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if !sent
                 && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                 && let Some(addr) = v["addr"].as_str()
             {
-                let _ = tx.send(addr.to_string());
+                let _ = tx.send(Ok(addr.to_string()));
                 sent = true;
+            } else if !sent {
+                before.push(line);
             }
         }
+        if !sent {
+            let _ = tx.send(Err(before.join("\n")));
+        }
     });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the controller logs its metrics address");
+    let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(Ok(addr)) => addr,
+        Ok(Err(stderr)) => panic!("the controller exited before serving its metrics:\n{stderr}"),
+        Err(e) => panic!("the controller logs its metrics address: {e}"),
+    };
     (Proc(child), addr)
 }
 
