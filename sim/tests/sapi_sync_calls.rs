@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
-use sim::dc::{Datacenter, DcConfig, SdcScenario, SeededSdc, seed_sdc};
+use sim::dc::{Datacenter, DcConfig, SdcScenario, SeededSdc, SimDurations, seed_sdc};
 use sim::http::SimServers;
 use tokio::task::JoinHandle;
 use wire::apis::{Job, JobExecution};
@@ -24,9 +24,14 @@ struct Env {
 
 impl Env {
     async fn new(scale: f64) -> Env {
+        Self::with_durations(scale, SimDurations::default()).await
+    }
+
+    async fn with_durations(scale: f64, durations: SimDurations) -> Env {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dc = Datacenter::new(DcConfig {
             time_scale: scale,
+            durations,
             ..Default::default()
         });
         let seeded = seed_sdc(&dc, &SdcScenario::default());
@@ -214,5 +219,59 @@ async fn a_client_gone_mid_delete_still_sees_the_record_dropped() {
     })
     .await;
     assert_eq!(e.dc.vm(&b2).unwrap().state.as_str(), "destroyed");
+    e.srv.shutdown().await;
+}
+
+/// SAPI polls a job for an hour at most: a job that takes longer gets a
+/// 500 without a code ("polling for job timed out") while it carries on;
+/// a create then deletes its instance record, as on any failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sapi_stops_waiting_for_a_job_after_an_hour() {
+    // An hour is 100 ms; provisions and reprovisions take two hours.
+    let two_hours = Duration::from_secs(2 * 3600);
+    let e = Env::with_durations(
+        1.0 / 36000.0,
+        SimDurations {
+            provision: two_hours,
+            reprovision: two_hours,
+            ..SimDurations::default()
+        },
+    )
+    .await;
+    let m0 = e.seeded.instance("manatee0").to_string();
+    let next = e.seeded.images["manatee-next"].clone();
+    let (s, v) = e
+        .spawn(
+            reqwest::Method::PUT,
+            e.sapi(&format!("/instances/{m0}/upgrade")),
+            Some(json!({"image_uuid": next})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{v}");
+    assert_eq!(v, json!({"message": "polling for job timed out"}));
+    let job = e.job_of(&m0, "reprovision").await;
+    let done = e.dc.wait_job(&job.uuid).await.unwrap();
+    assert_eq!(
+        done.execution,
+        JobExecution::Succeeded,
+        "the job carries on"
+    );
+    assert_eq!(e.dc.vm(&m0).unwrap().image_uuid.as_deref(), Some(&*next));
+
+    let manatee = e.seeded.services["manatee"].clone();
+    let cn = e.seeded.computes[0].clone();
+    let uuid = "33333333-3333-4333-8333-333333333333";
+    let (s, v) = e
+        .spawn(
+            reqwest::Method::POST,
+            e.sapi("/instances"),
+            Some(json!({"service_uuid": manatee, "uuid": uuid,
+                        "params": {"alias": "manatee9", "server_uuid": cn}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{v}");
+    assert!(e.dc.instance(uuid).is_none(), "the record is deleted");
     e.srv.shutdown().await;
 }
