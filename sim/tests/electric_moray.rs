@@ -514,3 +514,91 @@ async fn a_process_started_with_a_bad_ring_image_keeps_no_ring_and_says_why() {
     assert_eq!(em.ring_fingerprint(), good);
     assert!(em.status().ring_image_error.is_some());
 }
+
+#[tokio::test]
+async fn a_manta_scenario_runs_electric_moray_in_sapi_zones() {
+    let text = r#"
+apiVersion: tritonctl/v1alpha1
+kind: ShardTopology
+metadata: {name: small}
+spec:
+  region: small
+  dnsDomain: small.example.com
+  shards:
+    - name: 1.moray.small.example.com
+      roles: [marlin, storage]
+      peers: [{server: cn01}]
+    - name: 2.moray.small.example.com
+      roles: [index]
+      peers: [{server: cn02}]
+    - name: 3.moray.small.example.com
+      roles: [index]
+      peers: [{server: cn03}]
+  ring:
+    vnodes: 64
+"#;
+    let (docs, diags) = crds::parse_documents("small.yaml", text);
+    assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+    let sc = sim::scenario::SimScenario::start(
+        &[docs[0].document.clone()],
+        Arc::new(coord::mem::MemEnsemble::new()),
+        sim::scenario::ScenarioOptions {
+            electric_morays: 3,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let plane = sc.manta.clone().expect("a Manta scenario has a data plane");
+    // SAPI instances of the electric-moray service, each a VMAPI zone.
+    let em_instances: Vec<_> = sc
+        .dc
+        .instances()
+        .into_iter()
+        .filter(|i| {
+            sc.dc
+                .service(&i.service_uuid)
+                .is_some_and(|s| s.name == "electric-moray")
+        })
+        .collect();
+    assert_eq!(em_instances.len(), 3);
+    assert!(em_instances.iter().all(|i| sc.dc.vm(&i.uuid).is_some()));
+    let image = sim::manta::ring_image::current_ring_image(&sc.dc)
+        .unwrap()
+        .unwrap();
+    let http = sim::manta::em_client::http_client(std::time::Duration::from_secs(10));
+    let procs = plane.fleet.processes();
+    assert_eq!(procs.len(), 3);
+    for p in &procs {
+        let st: EmStatusBody = http
+            .get(format!("{}/status", p.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        // INDEX_MORAY_SHARDS names the index shards only.
+        assert_eq!(
+            st.index_shards,
+            Some(vec![
+                IndexShard::new("2.moray.small.example.com", false),
+                IndexShard::new("3.moray.small.example.com", false),
+            ])
+        );
+        assert_eq!(st.hash_ring_stamp.unwrap().image_uuid, image);
+        assert_eq!(st.client_list.len(), 2);
+    }
+    // A write through one process reads back through another.
+    let clients = plane.http_clients(std::time::Duration::from_secs(10));
+    let key = format!("{ACCT}/stor/scenario/o1");
+    clients[0]
+        .put("manta", &key, &json!({"v": 1}))
+        .await
+        .unwrap();
+    assert_eq!(
+        clients[2].get("manta", &key).await.unwrap(),
+        json!({"v": 1})
+    );
+    sc.shutdown().await;
+}

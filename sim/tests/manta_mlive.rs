@@ -143,8 +143,17 @@ async fn mlive_through_a_vnode_move_loses_nothing_and_splits_refusals() {
     // Refusals only where a pnode was read-only: B's vnodes, moved or not.
     let b_set: BTreeSet<u32> = b_vnodes.iter().copied().collect();
     for (v, blk) in &report.blocked {
-        assert!(b_set.contains(v), "vnode {v} of A was blocked: {blk:?}");
-        assert_eq!(blk.failed, 0, "vnode {v}: {blk:?}");
+        if blk.refused > 0 {
+            assert!(b_set.contains(v), "vnode {v} of A was refused: {blk:?}");
+        }
+    }
+    // Anything else that failed did so while a process restarted.
+    for f in report.failures() {
+        let name = &f.error.as_ref().unwrap().name;
+        assert!(
+            name == "ReadOnlyError" || name == "ServiceUnavailableError",
+            "{f:?}"
+        );
     }
     let (m, u) = report.blocked_split(&moved);
     let refused: u64 = report.blocked.values().map(|b| b.refused).sum();

@@ -316,36 +316,56 @@ async fn pg_mlive_over_real_postgres_loses_no_acknowledged_write() {
     sim.shutdown().await;
 }
 
-/// Stretch: the shard's asyncs hold every committed Moray row by physical
-/// streaming replication (the manatee simulation's real replication).
+/// A peer added to a real-PG shard as an async holds every committed
+/// Moray row: restored by `pg_basebackup` from the primary (a physical
+/// copy), then streaming what is committed after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pg_an_async_peer_holds_every_committed_moray_row() {
-    let Some(bins) = binaries("pg_an_async_peer_holds_every_committed_moray_row") else {
+async fn pg_an_added_async_holds_every_committed_moray_row() {
+    let Some(bins) = binaries("pg_an_added_async_holds_every_committed_moray_row") else {
         return;
     };
     let name = "3.moray.test";
     let (sim, _pg) = shard(bins, name, 3).await;
-    let async_zone = sim
-        .zones()
-        .into_iter()
-        .find(|z| z.role() == PeerRole::Async)
-        .expect("an async");
     let (store, _tier, em) = moray(&sim, name).await;
+    let put = |i: usize| {
+        let em = em.clone();
+        async move {
+            let dir = format!("/{ACCT}/stor/d{}", i % 7);
+            em.put_object(
+                "manta",
+                &format!("{dir}/o{i}"),
+                json!({"dirname": dir, "i": i}),
+            )
+            .await
+            .unwrap();
+        }
+    };
     for i in 0..40 {
-        let dir = format!("/{ACCT}/stor/d{}", i % 7);
-        em.put_object(
-            "manta",
-            &format!("{dir}/o{i}"),
-            json!({"dirname": dir, "i": i}),
+        put(i).await;
+    }
+    // A fourth peer joins the shard: an async at the end of the chain.
+    let added = sim
+        .add_zone(
+            ZoneSpec::new(&format!("{name}-node4"), "10.0.0.4"),
+            BootOptions::new(name),
         )
         .await
-        .unwrap();
+        .expect("add zone");
+    tokio::time::timeout(T, async {
+        while added.role() != PeerRole::Async || !added.pg_online() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the added peer becomes an async");
+    for i in 40..50 {
+        put(i).await;
     }
     let primary_rows = store.all_rows().await.unwrap();
-    // Read the async's own server (a hot standby) directly.
+    // Read the added async's own server (a hot standby) directly.
     let standby = PgShardStore::new(
         "standby",
-        Arc::new(FixedPrimary(async_zone.pg_conninfo().expect("real pg"))),
+        Arc::new(FixedPrimary(added.pg_conninfo().expect("real pg"))),
     );
     let rows = tokio::time::timeout(T, async {
         loop {
@@ -359,6 +379,8 @@ async fn pg_an_async_peer_holds_every_committed_moray_row() {
     })
     .await
     .expect("the async catches up with every committed row");
-    assert_eq!(rows.iter().filter(|r| r.bucket == "manta").count(), 40);
+    assert_eq!(rows.iter().filter(|r| r.bucket == "manta").count(), 50);
+    // Directory counts came along too.
+    assert!(rows.iter().any(|r| r.bucket == "manta_directory_counts"));
     sim.shutdown().await;
 }
