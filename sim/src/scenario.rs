@@ -244,6 +244,9 @@ impl SimScenario {
                 }
             }
         }
+        // (manta app, index shards, servers): electric-moray is seeded once
+        // its ring image exists (and so after every uuid drawn before).
+        let mut em_seed: Option<(String, Vec<String>, Vec<String>)> = None;
         if let Some(t) = topo {
             let app = dc.seed_application(
                 "manta",
@@ -301,13 +304,7 @@ impl SimScenario {
                 .collect();
             em_servers.sort();
             em_servers.dedup();
-            crate::manta::plane::seed_electric_moray(
-                &dc,
-                &app,
-                &index,
-                &em_servers,
-                opts.electric_morays,
-            )?;
+            em_seed = Some((app, index, em_servers));
         }
 
         let cfg = ManateeSimConfig {
@@ -424,7 +421,16 @@ impl SimScenario {
             ring_image::publish_ring_image(&dc, &ring, &owner, JsonMap::new())
                 .and_then(|i| ring_image::set_ring_image(&dc, &i, Some(&servers.urls().imgapi)))
                 .map_err(|e| format!("hash ring image: {e}"))?;
-            // electric-moray starts once its ring image exists.
+            // electric-moray zones come once their ring image exists.
+            if let Some((app, index, em_servers)) = &em_seed {
+                crate::manta::plane::seed_electric_moray(
+                    &dc,
+                    app,
+                    index,
+                    em_servers,
+                    opts.electric_morays,
+                )?;
+            }
             manta = Some(crate::manta::plane::MantaPlane::start(&dc, ring.pnodes()).await?);
         }
         tasks.shrink_to_fit();

@@ -384,3 +384,56 @@ async fn pg_an_added_async_holds_every_committed_moray_row() {
     assert!(rows.iter().any(|r| r.bucket == "manta_directory_counts"));
     sim.shutdown().await;
 }
+
+/// A vnode moved between two real-PG shards with `moves`: the rows by
+/// `_vnode` and, placed by key, the batch rows and count rows whose
+/// `_vnode` is NULL; the copy is identical (`_id`, `_etag`, `_vnode`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_a_vnode_move_between_real_shards_takes_null_vnode_rows_by_key() {
+    use sim::manta::moves::{NullVnodes, copy_rows, delete_moved_rows};
+    let Some(bins) = binaries("pg_a_vnode_move_between_real_shards_takes_null_vnode_rows_by_key")
+    else {
+        return;
+    };
+    let (sim_b, _pg_b) = shard(bins.clone(), "4.moray.test", 1).await;
+    let (sim_c, _pg_c) = shard(bins, "5.moray.test", 1).await;
+    let (b, _tier, em) = moray(&sim_b, "4.moray.test").await;
+    let (c, _tier_c, _em_c) = moray(&sim_c, "5.moray.test").await;
+    let ring = em.ring().unwrap();
+    let dir = format!("/{ACCT}/stor/uploads");
+    let vnode = em.locate("manta", &format!("{dir}/x")).unwrap().vnode;
+    em.put_object("manta", &format!("{dir}/a"), json!({"dirname": dir}))
+        .await
+        .unwrap();
+    // A batch into a directory of its own: its count row has a NULL `_vnode`.
+    let mpu_dir = format!("/{ACCT}/stor/mpu");
+    let mpu_vnode = em.locate("manta", &format!("{mpu_dir}/x")).unwrap().vnode;
+    em.batch(&[BatchOp::Put {
+        bucket: "manta".into(),
+        key: format!("{mpu_dir}/big.iso"),
+        value: json!({"dirname": mpu_dir}),
+    }])
+    .await
+    .unwrap();
+    let set: BTreeSet<u32> = [vnode, mpu_vnode].into();
+    let before = b.all_rows().await.unwrap();
+    let report = copy_rows(b.as_ref(), c.as_ref(), &set, NullVnodes::ByKey(&ring))
+        .await
+        .unwrap();
+    // manta: 2 rows; counts: 2 rows (one with a NULL `_vnode`).
+    assert_eq!(report.selected, 4, "{report:?}");
+    assert_eq!(report.null_vnode_rows, 0);
+    assert_eq!(c.all_rows().await.unwrap(), before);
+    // Rerun: nothing new.
+    let again = copy_rows(b.as_ref(), c.as_ref(), &set, NullVnodes::ByKey(&ring))
+        .await
+        .unwrap();
+    assert_eq!(again.copied, 0);
+    delete_moved_rows(b.as_ref(), &set, NullVnodes::ByKey(&ring))
+        .await
+        .unwrap();
+    assert!(b.all_rows().await.unwrap().is_empty());
+    assert_eq!(c.directory_count(&mpu_dir).await.unwrap(), Some(1));
+    sim_b.shutdown().await;
+    sim_c.shutdown().await;
+}

@@ -22,7 +22,8 @@
 //!   windows; [`mlive`]: the ring-wide one (writes, reads, deletes over every
 //!   vnode, refusals per vnode, blocked key-seconds, read latency);
 //!   [`verify`] proves acknowledged writes are neither lost nor duplicated;
-//!   [`reshard`] moves `_vnode` sets of rows.
+//!   [`reshard`] moves `_vnode` sets of rows between in-memory shards,
+//!   [`moves`] between any shards, NULL-`_vnode` rows placed by key.
 
 mod backend;
 pub mod config;
@@ -33,6 +34,7 @@ mod error;
 pub mod fleet;
 pub mod load;
 pub mod mlive;
+pub mod moves;
 pub mod pg_store;
 pub mod plane;
 pub mod reshard;

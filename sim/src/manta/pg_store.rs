@@ -332,22 +332,28 @@ impl PgShardStore {
         key: &str,
         value: &Value,
         vnode: Option<u32>,
-        restore: Option<(u64, &str)>,
+        restore: Option<&Row>,
     ) -> Result<Row, MantaError> {
         let cols = self.columns_of(c, bucket).await?;
         let stored = stored_value(value, vnode);
         let etag = match restore {
-            Some((_, e)) => e.to_owned(),
+            Some(r) => r.etag.clone(),
             None => etag_of(value, vnode),
         };
         let mtime = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000;
         let vn = vnode_param(vnode);
-        let texts: Vec<Option<String>> = cols.iter().map(|(n, _)| column_text(value, n)).collect();
+        let texts: Vec<Option<String>> = cols
+            .iter()
+            .map(|(n, _)| match restore {
+                Some(r) => r.columns.get(n).cloned(),
+                None => column_text(value, n),
+            })
+            .collect();
         let mut names = vec!["_key", "_value", "_etag", "_mtime", "_vnode"];
         let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
             vec![&key, &stored, &etag, &mtime, &vn];
         let mut placeholders: Vec<String> = (1..=5).map(|i| format!("${i}")).collect();
-        let id = restore.map(|(id, _)| id as i64);
+        let id = restore.map(|r| r.id as i64);
         if let Some(id) = &id {
             names.push("_id");
             params.push(id);
@@ -381,12 +387,21 @@ impl PgShardStore {
             vnode,
             etag,
             id: row.get::<_, i64>(0) as u64,
+            columns: cols
+                .iter()
+                .zip(texts)
+                .filter_map(|((n, _), t)| Some((n.clone(), t?)))
+                .collect(),
         })
     }
 
-    fn to_row(&self, bucket: &str, r: &tokio_postgres::Row) -> Row {
+    fn to_row(&self, bucket: &str, cols: &Columns, r: &tokio_postgres::Row) -> Row {
         let value: String = r.get("_value");
         Row {
+            columns: cols
+                .iter()
+                .filter_map(|(n, _)| Some((n.clone(), r.get::<_, Option<String>>(n.as_str())?)))
+                .collect(),
             bucket: bucket.to_owned(),
             key: r.get("_key"),
             value: client_value(serde_json::from_str(&value).unwrap_or(Value::String(value))),
@@ -396,15 +411,26 @@ impl PgShardStore {
         }
     }
 
+    /// The select list of a bucket's rows: Moray's columns, then the index
+    /// columns as text.
+    fn select_list(cols: &Columns) -> String {
+        let mut s = String::from("_key, _id, _value, _etag, _vnode");
+        for (n, _) in cols {
+            s.push_str(&format!(", {n}::text AS \"{n}\""));
+        }
+        s
+    }
+
     async fn delete_one<C: GenericClient + Sync>(
         &self,
         c: &C,
         bucket: &str,
         key: &str,
     ) -> Result<Row, MantaError> {
-        self.columns_of(c, bucket).await?;
+        let cols = self.columns_of(c, bucket).await?;
         let sql = format!(
-            "DELETE FROM {bucket} WHERE _key = $1 RETURNING _key, _id, _value, _etag, _vnode"
+            "DELETE FROM {bucket} WHERE _key = $1 RETURNING {}",
+            Self::select_list(&cols)
         );
         let r = c
             .query_opt(sql.as_str(), &[&key])
@@ -414,7 +440,7 @@ impl PgShardStore {
                 bucket: bucket.into(),
                 key: key.into(),
             })?;
-        Ok(self.to_row(bucket, &r))
+        Ok(self.to_row(bucket, &cols, &r))
     }
 
     /// Runs a query on the primary (tests look at the tables directly).
@@ -467,7 +493,8 @@ impl PgShardStore {
             .unwrap_or_default();
         let mut out = Vec::new();
         for b in self.buckets(c).await? {
-            let cols = "_key, _id, _value, _etag, _vnode";
+            let columns = self.columns_of(c, &b).await?;
+            let cols = Self::select_list(&columns);
             let rows = match filter {
                 None => {
                     c.query(
@@ -486,7 +513,7 @@ impl PgShardStore {
                 }
             }
             .map_err(|e| self.db_err(e))?;
-            out.extend(rows.iter().map(|r| self.to_row(&b, r)));
+            out.extend(rows.iter().map(|r| self.to_row(&b, &columns, r)));
         }
         Ok(out)
     }
@@ -513,8 +540,11 @@ impl RowStore for PgShardStore {
     async fn get(&self, bucket: &str, key: &str) -> Result<Row, MantaError> {
         let g = self.client().await?;
         let c = &g.as_ref().expect("connected").1;
-        self.columns_of(c, bucket).await?;
-        let sql = format!("SELECT _key, _id, _value, _etag, _vnode FROM {bucket} WHERE _key = $1");
+        let cols = self.columns_of(c, bucket).await?;
+        let sql = format!(
+            "SELECT {} FROM {bucket} WHERE _key = $1",
+            Self::select_list(&cols)
+        );
         let r = c
             .query_opt(sql.as_str(), &[&key])
             .await
@@ -523,7 +553,7 @@ impl RowStore for PgShardStore {
                 bucket: bucket.into(),
                 key: key.into(),
             })?;
-        Ok(self.to_row(bucket, &r))
+        Ok(self.to_row(bucket, &cols, &r))
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<Row, MantaError> {
@@ -700,9 +730,10 @@ impl RowStore for PgShardStore {
         let mut added = 0;
         let mut touched = BTreeSet::new();
         for r in rows {
-            self.columns_of(&tx, &r.bucket).await?;
+            let cols = self.columns_of(&tx, &r.bucket).await?;
             let sql = format!(
-                "SELECT _key, _id, _value, _etag, _vnode FROM {} WHERE _key = $1",
+                "SELECT {} FROM {} WHERE _key = $1",
+                Self::select_list(&cols),
                 r.bucket
             );
             let old = tx
@@ -710,7 +741,7 @@ impl RowStore for PgShardStore {
                 .await
                 .map_err(|e| self.db_err(e))?;
             match old {
-                Some(o) if self.to_row(&r.bucket, &o) == *r => {}
+                Some(o) if self.to_row(&r.bucket, &cols, &o) == *r => {}
                 Some(_) => {
                     return Err(MantaError::RowConflict {
                         pnode: self.pnode.clone(),
@@ -719,15 +750,8 @@ impl RowStore for PgShardStore {
                     });
                 }
                 None => {
-                    self.upsert(
-                        &tx,
-                        &r.bucket,
-                        &r.key,
-                        &r.value,
-                        r.vnode,
-                        Some((r.id, &r.etag)),
-                    )
-                    .await?;
+                    self.upsert(&tx, &r.bucket, &r.key, &r.value, r.vnode, Some(r))
+                        .await?;
                     touched.insert(r.bucket.clone());
                     added += 1;
                 }

@@ -26,6 +26,12 @@ pub struct Row {
     pub etag: String,
     #[serde(rename = "_id")]
     pub id: u64,
+    /// The bucket's index columns as PostgreSQL holds them (as text), for
+    /// rows of a real-PostgreSQL shard: a physical copy keeps them even
+    /// when the value lacks the field (trigger-made count rows). Empty in
+    /// memory.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub columns: BTreeMap<String, String>,
 }
 
 pub(super) type Table = BTreeMap<(String, String), Row>;
@@ -111,6 +117,7 @@ impl ShardStore {
             value,
             vnode,
             id,
+            columns: BTreeMap::new(),
         };
         t.insert(k, row.clone());
         row
