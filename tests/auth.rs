@@ -284,9 +284,38 @@ async fn an_open_tree_is_locked_down_and_zookeeper_refuses_each_role() {
             &format!("{who}'s forged audit record"),
         );
     }
-    ctl.create(&status, b"{}", CreateMode::Persistent)
+    // The controller, as its identity through the policy's session, leads
+    // and writes status, events and journals behind its fence; the nodes
+    // it makes are readable by the roles and writable by nobody else.
+    let ctl_coord: Arc<dyn Coordination> = tritonctl::auth::session::AclSession::new(ctl.clone());
+    let leadership = tritonctl::runtime::leader::LeaderElection::new(ctl_coord.clone(), "ctl")
+        .campaign()
         .await
         .unwrap();
+    let store = tritonctl::store::Store::new(ctl_coord.clone());
+    store
+        .write_status(
+            Kind::ManateeVersion,
+            "sdc",
+            &crds::Status::default(),
+            Some(leadership.fence()),
+        )
+        .await
+        .unwrap();
+    tritonctl::runtime::events::Events::new(ctl_coord.clone())
+        .record(
+            &tritonctl::runtime::events::Event::normal("ManateeVersion/sdc", "Test", "m"),
+            Some(leadership.fence()),
+        )
+        .await
+        .unwrap();
+    let journal = layout::journal_path(Kind::ManateeVersion, "sdc", "sdc");
+    ctl_coord.mkdirp(&journal).await.unwrap();
+    for path in [&status, &journal, leadership.node()] {
+        assert!(vera.get(path).await.is_ok(), "{path}");
+        no_auth(otto.set(path, b"{}", Expect::Any).await, path);
+        no_auth(anon.get(path).await, path);
+    }
     // The controller's plan key (H2's secret) is unreadable to all others.
     let key = "/tritonctl/v1/secrets/plan-key";
     let ctl_store = tritonctl::auth::session::AclSession::new(ctl.clone());
