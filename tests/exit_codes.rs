@@ -76,6 +76,11 @@ fn every_help_states_the_readme_exit_status_table() {
         "controller",
         "sim serve",
         "schema",
+        "auth init",
+        "auth add",
+        "auth remove",
+        "auth list",
+        "auth whoami",
     ] {
         let first = cmd.split(' ').next().unwrap();
         assert!(
@@ -104,7 +109,7 @@ fn every_help_states_the_readme_exit_status_table() {
             stdout(&o)
         );
     }
-    assert_eq!(table.len(), 18, "{table:#?}");
+    assert_eq!(table.len(), 23, "{table:#?}");
 }
 
 /// A data directory holding `examples/lab/`, and an invalid document.

@@ -35,7 +35,7 @@ then sets the ACL of every node under /tritonctl to what its path calls for. Aft
 a client without credentials reads and writes nothing there. Give the controller process\n\
 the same credentials file (TRITONCTL_CREDENTIALS). --dry-run lists every node whose ACL\n\
 would change and changes nothing. Running it again re-applies the ACLs.\n\
-Exit status: 0 done (or listed), 1 invalid arguments or refused, 2 error.\n\n\
+Exit status: 0 done (or listed with --dry-run), 1 invalid arguments or refused, 2 error.\n\n\
 Examples:\n  umask 077; TRITONCTL_CREDENTIALS=~/admin.cred tritonctl --zk 10.99.99.11:2181 auth init \\\n      --admin admin --controller-credentials /opt/tritonctl/controller.cred --dry-run\n  \
 TRITONCTL_CREDENTIALS=~/admin.cred tritonctl --zk 10.99.99.11:2181 auth init \\\n      --controller-credentials /opt/tritonctl/controller.cred"
     )]
@@ -68,7 +68,8 @@ Example:\n  tritonctl auth remove alice"
     /// List identities and their roles.
     #[command(
         after_help = "Output: as `get`: -H, -o COL,COL, -j, -o yaml, -o name.\n\
-Columns: IDENTITY ROLES ADDED (and, with -o wide, ADDED-BY).\n\n\
+Columns: IDENTITY ROLES ADDED (and, with -o wide, ADDED-BY). Any identity with a role may list.\n\
+Exit status: 0 listed, 1 invalid arguments or refused, 2 error.\n\n\
 Example:\n  tritonctl auth list -o identity,roles"
     )]
     List {
@@ -76,6 +77,9 @@ Example:\n  tritonctl auth list -o identity,roles"
         listing: ListingArgs,
     },
     /// Who this process is to ZooKeeper, where its credentials come from, and its roles.
+    #[command(after_help = "Never prints a secret.\n\
+Exit status: 0 shown, 1 invalid arguments, 2 error (credentials unreadable or refused).\n\n\
+Example:\n  TRITONCTL_CREDENTIALS=~/alice.cred tritonctl --zk 10.99.99.11:2181 auth whoami")]
     Whoami,
 }
 
