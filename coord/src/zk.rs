@@ -923,6 +923,29 @@ mod tests {
     }
 
     #[test]
+    fn options_never_show_the_secret() {
+        let o = ZkOptions {
+            auth: Some(DigestCredentials::new(
+                "tritonctl",
+                crate::Secret::new("s3cret-value-123456"),
+            )),
+            ..ZkOptions::default()
+        };
+        let shown = format!("{o:?}");
+        assert!(
+            shown.contains("tritonctl") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        // ACLs go to the client and come back unchanged.
+        let acl = vec![
+            Acl::new(Perms::READ | Perms::ADMIN, Id::digest("a:h")),
+            Acl::new(Perms::ALL, Id::anyone()),
+            Acl::new(Perms::DELETE, Id::creator()),
+        ];
+        assert_eq!(from_zk_acl(&to_zk_acl(&acl)), acl);
+    }
+
+    #[test]
     fn the_refusal_says_what_happened_and_what_to_do() {
         let m = ephemeral_in_multi_refused(Some((3, 4, 13)));
         assert!(
