@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use coord::{
-    CoordError, Coordination, CreateMode, Expect, Op, OpResult, SessionState, Stat, Watch,
+    Acl, CoordError, Coordination, CreateMode, Expect, Op, OpResult, SessionState, Stat, Watch,
 };
 use tokio::sync::watch;
 
@@ -102,6 +102,24 @@ impl Coordination for Tripwire {
             self.fence_refused().await;
         }
         result
+    }
+
+    async fn create_with_acl(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: CreateMode,
+        acl: &[Acl],
+    ) -> coord::Result<String> {
+        self.inner.create_with_acl(path, data, mode, acl).await
+    }
+
+    async fn get_acl(&self, path: &str) -> coord::Result<(Vec<Acl>, Stat)> {
+        self.inner.get_acl(path).await
+    }
+
+    async fn set_acl(&self, path: &str, acl: &[Acl], expect: Expect) -> coord::Result<()> {
+        self.inner.set_acl(path, acl, expect).await
     }
 
     async fn close(&self) {
