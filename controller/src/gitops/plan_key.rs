@@ -4,8 +4,9 @@
 //! The key is 32 random bytes from the operating system, kept in the
 //! coordination store at [`crate::layout::plan_key_path`] and created on
 //! first use (a create that only one first user wins; the others read the
-//! winner's). Whoever can read that node can sign and verify plans: once
-//! the store's ACLs are in, that is tritonctl's own identity (the
+//! winner's). Whoever can read that node can sign and verify plans: with
+//! access control on (`tritonctl auth lock`, `auth::policy`: `secrets/<name>`
+//! is the controller's alone), that is tritonctl's own identity (the
 //! controller's, which a GitOps pipeline runs `plan` and `apply --plan`
 //! with), and not the operators' roles. A plan's JSON can be read and
 //! edited by anyone who holds the file; without the key an edit cannot be
