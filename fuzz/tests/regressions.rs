@@ -98,3 +98,25 @@ fn the_location_index_grows_linearly_with_the_input() {
         "4x the input took {large} bytes against {small}: not linear"
     );
 }
+
+/// A ring that declares 2^28 vnodes but lists few of them is refused
+/// without an owner table of 2^28 slots (512 MiB): found by the heap budget
+/// of the `fash_ring` target; the table is built once the map is complete.
+#[test]
+fn a_ring_that_only_declares_many_vnodes_allocates_by_what_it_lists() {
+    let n: u32 = 1 << 28;
+    let interval = wire::fash::vnode_hash_interval(n).expect("a valid count");
+    let algorithm = format!(
+        r#""algorithm":{{"NAME":"sha256","MAX":"{}","VNODE_HASH_INTERVAL":"{interval}"}},"version":"2.1.0""#,
+        "F".repeat(64)
+    );
+    let map = r#""pnodeToVnodeMap":{"tcp://1.moray.x:2020":{"0":1,"1":1}}"#;
+    for input in [
+        format!(r#"{{"vnodes":{n}}}"#),
+        format!(r#"{{"vnodes":{n},{map},{algorithm}}}"#),
+        format!(r#"{{{map},"vnodes":{n},{algorithm}}}"#),
+    ] {
+        assert!(wire::fash::Ring::from_json(&input).is_err());
+        clean(targets::FASH_RING, input.as_bytes());
+    }
+}
