@@ -37,6 +37,10 @@ pub const READ_ONLY: &str = "ro";
 /// Largest vnode count accepted. Far above production (10M) and bounds the
 /// memory a ring file can make us allocate.
 pub const MAX_VNODES: u32 = 1 << 28;
+
+/// Rings up to this many vnodes get their owner table when `vnodes` is read
+/// (2 MiB); larger ones once their map is complete.
+const PREALLOCATE_VNODES: u32 = 1 << 20;
 /// Largest pnode count: indices are `u16` and one value is the "unassigned"
 /// marker used while loading.
 pub const MAX_PNODES: usize = u16::MAX as usize;
@@ -957,18 +961,29 @@ impl RawRing {
             OwnerSink::Direct(o) => o,
             OwnerSink::Pairs(mut pairs) => {
                 pairs.sort_unstable_by_key(|p| p.0);
-                let mut o = vec![UNASSIGNED; n as usize];
-                for (v, p) in pairs {
-                    let slot = o.get_mut(v as usize).ok_or(FashError::VnodeOutOfRange {
-                        vnode: v.into(),
-                        vnode_count: n,
-                    })?;
-                    if *slot != UNASSIGNED {
+                // Sorted: out of range, duplicates and the first vnode left
+                // out show without the table, which is built only for a map
+                // that lists every vnode once.
+                for (i, &(v, _)) in pairs.iter().enumerate() {
+                    if v >= n {
+                        return Err(FashError::VnodeOutOfRange {
+                            vnode: v.into(),
+                            vnode_count: n,
+                        });
+                    }
+                    if i > 0 && pairs[i - 1].0 == v {
                         return Err(FashError::DuplicateVnode(v));
                     }
-                    *slot = p;
                 }
-                o
+                // In range and once each: the first gap is the first vnode
+                // no pnode holds.
+                if let Some(i) = (0..pairs.len()).find(|&i| pairs[i].0 as usize != i) {
+                    return Err(FashError::UnassignedVnode(i as u32));
+                }
+                if pairs.len() != n as usize {
+                    return Err(FashError::UnassignedVnode(pairs.len() as u32));
+                }
+                pairs.into_iter().map(|(_, p)| p).collect()
             }
         };
         if owner.len() != n as usize {
@@ -1028,7 +1043,10 @@ impl<'de> Visitor<'de> for RawRingVisitor {
                 "vnodes" => {
                     let n: u64 = map.next_value()?;
                     raw.vnodes = Some(n);
-                    if !raw.saw_map && n > 0 && n <= u64::from(MAX_VNODES) {
+                    // The table up front only for a ring whose size is no
+                    // risk; a larger one is built from what the map lists,
+                    // so a count alone never allocates (2^28 slots: 512 MiB).
+                    if !raw.saw_map && n > 0 && n <= u64::from(PREALLOCATE_VNODES) {
                         raw.owners = OwnerSink::Direct(vec![UNASSIGNED; n as usize]);
                     }
                 }
