@@ -23,6 +23,7 @@ pub mod imgapi;
 mod jobs;
 pub mod params;
 pub mod sapi;
+pub mod sapi_sync;
 pub mod seed;
 pub mod state;
 pub mod vmapi;
