@@ -117,17 +117,26 @@ fn tool() -> Option<PathBuf> {
         if !Path::new("/usr/include/leveldb/c.h").exists() {
             return Err("the LevelDB headers (/usr/include/leveldb/c.h, Debian's libleveldb-dev) are not installed".into());
         }
-        let dir = std::env::temp_dir().join(format!("fashdb-ldbtool-{}", std::process::id()));
+        // Built once into cargo's per-target scratch directory; each
+        // process builds under its own name and renames, so parallel test
+        // processes never see half a binary.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fashdb-ldbtool");
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let src = dir.join("ldbtool.c");
-        std::fs::write(&src, TOOL_C).map_err(|e| e.to_string())?;
         let bin = dir.join("ldbtool");
+        let src = dir.join("ldbtool.c");
+        if bin.exists() && std::fs::read_to_string(&src).is_ok_and(|s| s == TOOL_C) {
+            return Ok(bin);
+        }
+        let pid = std::process::id();
+        let my_src = dir.join(format!("ldbtool.{pid}.c"));
+        std::fs::write(&my_src, TOOL_C).map_err(|e| e.to_string())?;
+        let my_bin = dir.join(format!("ldbtool.{pid}"));
         let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
         let out = Command::new(&cc)
             .arg("-O1")
             .arg("-o")
-            .arg(&bin)
-            .arg(&src)
+            .arg(&my_bin)
+            .arg(&my_src)
             .arg("-lleveldb")
             .output()
             .map_err(|e| format!("cannot run the C compiler `{cc}`: {e}"))?;
@@ -137,6 +146,8 @@ fn tool() -> Option<PathBuf> {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
+        std::fs::rename(&my_bin, &bin).map_err(|e| e.to_string())?;
+        std::fs::rename(&my_src, &src).map_err(|e| e.to_string())?;
         Ok(bin)
     });
     match built {
