@@ -195,6 +195,29 @@ impl HashSpace {
         }
     }
 
+    /// The hash space a stored ring describes, checked as fash's loaders
+    /// check it and then some: the vnode count in range, an algorithm name
+    /// fash accepts for sha256, MAX = 2^256-1, and the stored interval equal
+    /// to MAX / vnodes (a ring whose interval disagrees would route keys
+    /// differently from fash).
+    pub fn from_stored(
+        vnode_count: u64,
+        name: &str,
+        max: &str,
+        interval: &str,
+    ) -> Result<HashSpace, FashError> {
+        if vnode_count == 0 || vnode_count > u64::from(MAX_VNODES) {
+            return Err(FashError::BadVnodeCount(vnode_count));
+        }
+        if !ALGORITHM_ALIASES.contains(&name) {
+            return Err(FashError::UnsupportedAlgorithm(name.into()));
+        }
+        if u256_from_hex(max) != Some(U256::MAX) {
+            return Err(FashError::BadMax(max.into()));
+        }
+        HashSpace::with_stored_interval(vnode_count as u32, interval)
+    }
+
     pub fn vnode_count(&self) -> u32 {
         self.vnode_count
     }
@@ -405,6 +428,63 @@ impl Ring {
 
     pub fn space(&self) -> &HashSpace {
         &self.space
+    }
+
+    /// A ring from its stored parts (a LevelDB ring directory is read into
+    /// these): `owner[v]` is the index in `pnodes` of vnode v's pnode, and
+    /// `data` holds the vnodes whose data is not the default `1` (a `1`
+    /// given there is dropped). Checked: pnodes present, unique and few
+    /// enough, one owner per vnode naming a pnode, data only for vnodes of
+    /// the ring.
+    pub fn from_parts(
+        space: HashSpace,
+        pnodes: Vec<String>,
+        owner: Vec<u16>,
+        mut data: BTreeMap<u32, Value>,
+    ) -> Result<Ring, FashError> {
+        if pnodes.is_empty() {
+            return Err(FashError::NoPnodes);
+        }
+        if pnodes.len() > MAX_PNODES {
+            return Err(FashError::TooManyPnodes(pnodes.len()));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(pnodes.len());
+        if let Some(dup) = pnodes.iter().find(|p| !seen.insert(p.as_str())) {
+            return Err(FashError::DuplicatePnode(dup.clone()));
+        }
+        let n = space.vnode_count;
+        if owner.len() != n as usize {
+            return Err(FashError::UnassignedVnode(
+                owner.len().min(n as usize) as u32
+            ));
+        }
+        let mut counts = vec![0u32; pnodes.len()];
+        for (v, o) in owner.iter().enumerate() {
+            match counts.get_mut(*o as usize) {
+                Some(c) => *c += 1,
+                None => return Err(FashError::UnassignedVnode(v as u32)),
+            }
+        }
+        if let Some((&v, _)) = data.range(n..).next() {
+            return Err(FashError::VnodeOutOfRange {
+                vnode: v.into(),
+                vnode_count: n,
+            });
+        }
+        data.retain(|_, d| *d != *DEFAULT_DATA);
+        Ok(Ring {
+            space,
+            pnodes,
+            owner,
+            counts,
+            data,
+        })
+    }
+
+    /// The pnode index (into [`Ring::pnodes`]) of every vnode, in vnode
+    /// order: what a writer walks to store the ring.
+    pub fn owner_indices(&self) -> &[u16] {
+        &self.owner
     }
 
     pub fn vnode_count(&self) -> u32 {
@@ -793,6 +873,16 @@ fn hex(bytes: &[u8]) -> String {
         s.push_str(&format!("{b:02x}"));
     }
     s
+}
+
+/// fash's `assertVersion` as an error: [`FashError::UnsupportedVersion`]
+/// for a version fash would refuse.
+pub fn check_version(v: &str) -> Result<(), FashError> {
+    if version_supported(v) {
+        Ok(())
+    } else {
+        Err(FashError::UnsupportedVersion(v.into()))
+    }
 }
 
 /// fash's `assertVersion`: rejects a version with any component greater than

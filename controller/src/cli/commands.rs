@@ -27,6 +27,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             super::gitops::apply_plan(&cli.store, plan, &f.world).await
         }
         Command::Diff(a) => super::gitops::diff(&cli.store, a).await,
+        Command::Ring(r) => super::ring::run(r).await,
         Command::Snapshot(a) => super::gitops::snapshot(&cli.store, a).await,
         Command::Plan(a) => super::gitops::plan(&cli.store, a).await,
         Command::Apply(f) => {

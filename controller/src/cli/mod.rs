@@ -15,6 +15,9 @@ pub mod listing;
 pub mod objref;
 pub mod output;
 pub mod pause_cmd;
+pub mod ring;
+pub mod ring_listing;
+pub mod ring_source;
 pub mod serve;
 pub mod store_args;
 pub mod store_open;
@@ -293,6 +296,16 @@ Example:\n  tritonctl --zk 10.99.99.11:2181 controller --sapi http://10.99.99.32
     /// The simulated datacenter as a standalone process.
     #[command(subcommand)]
     Sim(serve::SimCommand),
+    /// fash's verbs on Manta hash rings: LevelDB ring directories and ring images.
+    #[command(
+        subcommand,
+        after_help = "A ring is a LevelDB directory in node-fash's layout (what electric-moray serves\n\
+from, `-l DIR`), a manta-hash-ring image in IMGAPI (a gzip tar of that directory,\n\
+`--image UUID --imgapi URL`), or for `diff` also a fash JSON file (plans keep that form).\n\n\
+Examples:\n  tritonctl ring create -v 6 -p tcp://1.moray.emy-11.joyent.us:2020,tcp://2.moray.emy-11.joyent.us:2020 -o hash_ring\n  \
+tritonctl ring locate -l hash_ring /yunong/yunong.txt\n  tritonctl ring show -l hash_ring\n  tritonctl ring diff old_ring hash_ring"
+    )]
+    Ring(ring::RingCommand),
     /// Identities and roles on the datacenter's ZooKeeper (access control), as the admin identity.
     #[command(
         subcommand,
