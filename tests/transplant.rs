@@ -22,7 +22,7 @@ use reconcilers::transplant::{
     TransplantStore, drive, plan_transplant,
 };
 use sim::scenario::{ScenarioOptions, SimScenario, images};
-use tritonctl::clients::{Endpoints, Triton, Unguarded};
+use tritonctl::clients::{Endpoints, Timeouts, Triton, Unguarded};
 use tritonctl::world::transplant::TritonTransplant;
 
 const COAL: &str = include_str!("../examples/coal/headnodeset.yaml");
@@ -64,19 +64,24 @@ struct Harness {
 
 impl Harness {
     async fn start(hs: &str) -> Harness {
+        Self::start_with(hs, ScenarioOptions::default(), Timeouts::default()).await
+    }
+
+    /// `opts` with the v1 image, the clients giving up after `timeouts`.
+    async fn start_with(hs: &str, opts: ScenarioOptions, timeouts: Timeouts) -> Harness {
         let ensemble = coord::mem::MemEnsemble::new();
         let scenario = SimScenario::start(
             &[doc("headnodeset.yaml", hs)],
             Arc::new(ensemble.clone()),
             ScenarioOptions {
                 manatee_image: images::MANATEE_V1.into(),
-                ..Default::default()
+                ..opts
             },
         )
         .await
         .expect("the v1 datacenter comes up");
         let urls = scenario.servers.urls().clone();
-        let triton = Triton::new(
+        let triton = Triton::with_timeouts(
             &Endpoints {
                 sapi: urls.sapi.clone(),
                 vmapi: urls.vmapi.clone(),
@@ -84,6 +89,7 @@ impl Harness {
                 imgapi: urls.imgapi.clone(),
             },
             Arc::new(Unguarded),
+            timeouts,
         );
         let session: Arc<dyn Coordination> = ensemble.connect();
         let world = TritonTransplant {
@@ -327,6 +333,66 @@ async fn lab_transplant_both_options_lose_no_acknowledged_write() {
         assert_eq!(m.lost, 0, "{first}");
         assert!(m.acked > 10, "{first}: the writer barely ran");
         assert!(m.outage < m.total, "{first}");
+    }
+}
+
+/// Every SAPI create, upgrade and delete outlasts the client's timeout
+/// (a reprovision takes 2.25 s, a provision 300 ms, the client waits
+/// 100 ms): both options still complete without a rollback or a stop, no
+/// step ever fails, and no zone gets a second job of a kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_transplant_whose_sapi_calls_outlast_the_client_completes() {
+    let slow = ScenarioOptions {
+        dc_time_scale: 1.0 / 400.0,
+        ..ScenarioOptions::default()
+    };
+    let impatient = Timeouts {
+        sapi_job: Duration::from_millis(100),
+        sapi_delete: Duration::from_millis(100),
+        job_poll: Duration::from_millis(20),
+        settle: Duration::from_millis(50),
+        ..Timeouts::default()
+    };
+    for first in ["reprovisionAsync", "newInstanceOnPrimaryServer"] {
+        let mut h = Harness::start_with(LAB, slow.clone(), impatient).await;
+        let mut j = h.plan(first, "op-slow").await;
+        let store = Saves::default();
+        let out = drive_to_end(&h, &mut j, &store, false).await;
+        assert_eq!(out, Outcome::Completed, "{first}: {:#?}", j.forward.status);
+        for saved in store.all.lock().unwrap().iter() {
+            assert!(saved.rollback.is_none(), "{first}: rolled back");
+            assert!(
+                saved
+                    .forward
+                    .status
+                    .steps
+                    .iter()
+                    .all(|s| s.state != StepState::Failed),
+                "{first}: a step failed: {:#?}",
+                saved.forward.status
+            );
+        }
+        let (_, lost, _) = h.finish().await;
+        assert_eq!(lost, 0, "{first}");
+        assert_all_v2(&h, 3).await;
+        let dc = &h.scenario.dc;
+        let mut reprovisioned = 0;
+        for task in ["reprovision", "provision", "destroy"] {
+            let mut per_vm: BTreeMap<String, usize> = BTreeMap::new();
+            for job in dc.jobs().iter().filter(|j| j.task() == Some(task)) {
+                *per_vm
+                    .entry(job.vm_uuid().unwrap().to_string())
+                    .or_default() += 1;
+            }
+            assert!(
+                per_vm.values().all(|n| *n == 1),
+                "{first}: {task} jobs per zone: {per_vm:?}"
+            );
+            if task == "reprovision" {
+                reprovisioned = per_vm.len();
+            }
+        }
+        assert!(reprovisioned >= 1, "{first}: no reprovision ran");
     }
 }
 

@@ -44,7 +44,7 @@ use coord::Coordination;
 use crds::{Document, Kind};
 use tokio_util::sync::CancellationToken;
 
-use crate::clients::{Endpoints, MutationGuard, Triton};
+use crate::clients::{Endpoints, MutationGuard, Timeouts, Triton};
 use crate::reconcile::headnodes::HeadnodesKind;
 use crate::reconcile::manatee_version::ManateeVersionKind;
 use crate::reconcile::{Context, KindReconcile, context, run};
@@ -73,6 +73,8 @@ pub struct DaemonConfig {
     pub shutdown_grace: Duration,
     /// Re-queue every known key this often.
     pub resync: Option<Duration>,
+    /// How long the Triton clients wait for each kind of call.
+    pub timeouts: Timeouts,
 }
 
 impl DaemonConfig {
@@ -86,6 +88,7 @@ impl DaemonConfig {
             metrics_addr: None,
             shutdown_grace: Duration::from_secs(10),
             resync: Some(Duration::from_secs(600)),
+            timeouts: Timeouts::default(),
         }
     }
 }
@@ -442,7 +445,11 @@ impl Daemon {
         phase.send_replace(Phase::Leading(leadership.node().to_string()));
 
         let fence = Some(leadership.fence().clone());
-        let triton = Triton::new(&cfg.endpoints, Arc::new(LeaderGuard(leadership.clone())));
+        let triton = Triton::with_timeouts(
+            &cfg.endpoints,
+            Arc::new(LeaderGuard(leadership.clone())),
+            cfg.timeouts,
+        );
         let world = TritonManatee {
             triton,
             coord: session.clone(),

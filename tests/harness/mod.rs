@@ -13,7 +13,7 @@ use coord::Coordination;
 use crds::{ConditionType, Document, Kind};
 use reconcilers::clock::Clock;
 use sim::scenario::{ScenarioOptions, SimScenario};
-use tritonctl::clients::{Endpoints, MutationGuard, Triton};
+use tritonctl::clients::{Endpoints, MutationGuard, Timeouts, Triton};
 use tritonctl::reconcile::{Context, context};
 use tritonctl::runtime::leader::{LeaderElection, Leadership};
 use tritonctl::store::Store;
@@ -55,6 +55,16 @@ impl Lab {
         opts: ScenarioOptions,
         clock: Option<Arc<dyn Clock>>,
     ) -> Lab {
+        Self::start_with_timeouts(sim_docs, opts, clock, Timeouts::default()).await
+    }
+
+    /// As [`Lab::start`], the clients giving up after `timeouts`.
+    pub async fn start_with_timeouts(
+        sim_docs: &[Document],
+        opts: ScenarioOptions,
+        clock: Option<Arc<dyn Clock>>,
+        timeouts: Timeouts,
+    ) -> Lab {
         let ensemble = coord::mem::MemEnsemble::new();
         let scenario = SimScenario::start(sim_docs, Arc::new(ensemble.clone()), opts)
             .await
@@ -75,7 +85,11 @@ impl Lab {
             cnapi: urls.cnapi.clone(),
             imgapi: urls.imgapi.clone(),
         };
-        let triton = Triton::new(&endpoints, Arc::new(LeaderGuard(leadership.clone())));
+        let triton = Triton::with_timeouts(
+            &endpoints,
+            Arc::new(LeaderGuard(leadership.clone())),
+            timeouts,
+        );
         let fence = Some(leadership.fence().clone());
         let world = TritonManatee {
             triton,
@@ -247,6 +261,87 @@ pub fn job_spans(dc: &sim::dc::Datacenter, task: &str) -> Vec<JobSpan> {
         .collect();
     out.sort_by_key(|s| s.start);
     out
+}
+
+/// Client timeouts far shorter than a SAPI call that waits for its job
+/// under [`slow_jobs`]: every create, upgrade and delete loses its answer.
+pub fn impatient_timeouts() -> Timeouts {
+    Timeouts {
+        sapi_job: Duration::from_millis(100),
+        sapi_delete: Duration::from_millis(100),
+        job_poll: Duration::from_millis(20),
+        settle: Duration::from_millis(50),
+        ..Timeouts::default()
+    }
+}
+
+/// A datacenter time scale where a reprovision takes 2.25 s, a provision
+/// 300 ms and a destroy 150 ms: longer than [`impatient_timeouts`].
+pub fn slow_jobs() -> ScenarioOptions {
+    ScenarioOptions {
+        dc_time_scale: 1.0 / 400.0,
+        ..ScenarioOptions::default()
+    }
+}
+
+/// Every span lasted longer than `client` waits: each call that waited for
+/// it lost its answer (SAPI answers only once the job ends).
+pub fn assert_outlasted(spans: &[JobSpan], client: Duration) {
+    for s in spans {
+        assert!(
+            s.end - s.start > client.as_millis() as i128,
+            "{} job of {} took {} ms, not longer than the client's {client:?}",
+            s.task,
+            s.vm,
+            s.end - s.start
+        );
+    }
+}
+
+/// VMs with more than one job of `task`, from the simulator's record.
+pub fn vms_with_repeated_jobs(dc: &sim::dc::Datacenter, task: &str) -> Vec<String> {
+    let mut count: std::collections::HashMap<String, usize> = Default::default();
+    for j in dc.jobs() {
+        if j.task() == Some(task)
+            && let Some(vm) = j.vm_uuid()
+        {
+            *count.entry(vm.to_string()).or_default() += 1;
+        }
+    }
+    count
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(vm, _)| vm)
+        .collect()
+}
+
+/// Drive a reconcile function until `done` holds or the deadline passes;
+/// any reconcile error fails the test (nothing may be decided, not even an
+/// error reported, while a call's outcome is unknown).
+pub async fn drive_without_errors<F, Fut, E, D, DFut>(deadline: Duration, mut step: F, mut done: D)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<tritonctl::runtime::queue::Action, E>>,
+    E: std::fmt::Display,
+    D: FnMut() -> DFut,
+    DFut: std::future::Future<Output = bool>,
+{
+    let until = Instant::now() + deadline;
+    loop {
+        let after = match step().await {
+            Ok(tritonctl::runtime::queue::Action::RequeueAfter(d)) => d,
+            Ok(_) => Duration::from_millis(50),
+            Err(e) => panic!("reconcile error: {e}"),
+        };
+        if done().await {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "did not converge within {deadline:?}"
+        );
+        tokio::time::sleep(after.min(Duration::from_millis(50))).await;
+    }
 }
 
 /// Drive a reconcile function until `done` holds or the deadline passes.

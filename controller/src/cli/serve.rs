@@ -50,6 +50,17 @@ pub struct ControllerArgs {
     /// On SIGTERM/SIGINT, how long running reconciles may go on before they are abandoned.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// How long a read or a quick mutation (metadata, CNAPI commands) may take.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub api_timeout: Duration,
+    /// How long SAPI CreateInstance/UpgradeInstance may take: SAPI answers
+    /// once the VMAPI job ends, after up to an hour. A call that runs out
+    /// is resolved from VMAPI and SAPI, never resent blindly.
+    #[arg(long, default_value = "65m", value_parser = parse_duration)]
+    pub sapi_job_timeout: Duration,
+    /// How long SAPI DeleteInstance may take (it waits for the destroy job).
+    #[arg(long, default_value = "11m", value_parser = parse_duration)]
+    pub sapi_delete_timeout: Duration,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -141,6 +152,9 @@ pub async fn controller(args: ControllerArgs, store: &StoreArgs) -> Result<(), F
     cfg.step_poll = Some(args.step_poll);
     cfg.concurrency = args.concurrency;
     cfg.shutdown_grace = args.shutdown_grace;
+    cfg.timeouts.default = args.api_timeout;
+    cfg.timeouts.sapi_job = args.sapi_job_timeout;
+    cfg.timeouts.sapi_delete = args.sapi_delete_timeout;
     let result = Daemon::new(session.clone(), cfg).run(terminated()).await;
     session.close().await;
     match result {

@@ -125,6 +125,44 @@ impl MutationGuard for Unguarded {
     }
 }
 
+/// How long each kind of call may take before the client stops waiting.
+/// A mutation that times out has an unknown outcome
+/// ([`ApiError::TimedOut`]); the world finds out what happened
+/// (`world::outcome`) before anything is decided, and never resends blindly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Reads and quick mutations (metadata writes, CNAPI commands).
+    pub default: Duration,
+    /// SAPI CreateInstance and UpgradeInstance: SAPI answers once the
+    /// VMAPI job ends and polls it for up to an hour (720 polls of 5 s).
+    pub sapi_job: Duration,
+    /// SAPI DeleteInstance: SAPI waits for the destroy job (its socket
+    /// timeout is 10 minutes).
+    pub sapi_delete: Duration,
+    /// After a SAPI call timed out: how long a job it started may still
+    /// be waited for.
+    pub job_wait: Duration,
+    /// How often that job is polled.
+    pub job_poll: Duration,
+    /// After a SAPI call timed out with no trace in the world: how long to
+    /// look again before calling it not started (the request may still be
+    /// on its way through SAPI).
+    pub settle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            default: Duration::from_secs(30),
+            sapi_job: Duration::from_secs(65 * 60),
+            sapi_delete: Duration::from_secs(11 * 60),
+            job_wait: Duration::from_secs(2 * 60 * 60),
+            job_poll: Duration::from_secs(5),
+            settle: Duration::from_secs(10),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct HttpApi {
     api: &'static str,
@@ -134,6 +172,7 @@ pub struct HttpApi {
     /// Extra headers sent with every request (SAPI's Accept-Version).
     headers: Vec<(&'static str, String)>,
     retries: u32,
+    timeouts: Timeouts,
 }
 
 /// The shared reqwest client: rustls with the ring provider, no proxies.
@@ -162,7 +201,19 @@ impl HttpApi {
             guard,
             headers: Vec::new(),
             retries: 3,
+            timeouts: Timeouts::default(),
         }
+    }
+
+    /// The timeouts this API's calls use (`default` is also the reqwest
+    /// client's own).
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> HttpApi {
+        self.timeouts = timeouts;
+        self
+    }
+
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
     }
 
     pub fn with_header(mut self, name: &'static str, value: &str) -> HttpApi {
@@ -179,7 +230,8 @@ impl HttpApi {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<T, ApiError> {
-        self.request(Method::GET, path, query, None::<&()>).await
+        self.request(Method::GET, path, query, None::<&()>, None)
+            .await
     }
 
     pub async fn send<B: Serialize + ?Sized, T: DeserializeOwned>(
@@ -189,7 +241,19 @@ impl HttpApi {
         query: &[(&str, String)],
         body: Option<&B>,
     ) -> Result<T, ApiError> {
-        self.request(method, path, query, body).await
+        self.request(method, path, query, body, None).await
+    }
+
+    /// A mutation that may take `timeout` rather than the default (SAPI's
+    /// synchronous instance calls wait for their VMAPI job).
+    pub async fn send_waiting<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> Result<T, ApiError> {
+        self.request(method, path, &[], body, Some(timeout)).await
     }
 
     async fn request<B: Serialize + ?Sized, T: DeserializeOwned>(
@@ -198,6 +262,7 @@ impl HttpApi {
         path: &str,
         query: &[(&str, String)],
         body: Option<&B>,
+        timeout: Option<Duration>,
     ) -> Result<T, ApiError> {
         let idempotent = method == Method::GET || method == Method::HEAD;
         if !idempotent {
@@ -219,6 +284,9 @@ impl HttpApi {
                 .query(query);
             for (k, v) in &self.headers {
                 req = req.header(*k, v);
+            }
+            if let Some(t) = timeout {
+                req = req.timeout(t);
             }
             if let Some(b) = body {
                 req = req.json(b);
@@ -320,16 +388,24 @@ pub struct Triton {
 
 impl Triton {
     pub fn new(e: &Endpoints, guard: Arc<dyn MutationGuard>) -> Triton {
-        let http = http_client(Duration::from_secs(30));
+        Triton::with_timeouts(e, guard, Timeouts::default())
+    }
+
+    pub fn with_timeouts(e: &Endpoints, guard: Arc<dyn MutationGuard>, t: Timeouts) -> Triton {
+        let http = http_client(t.default);
+        let api = |name, base: &str| {
+            HttpApi::new(name, base, http.clone(), guard.clone()).with_timeouts(t)
+        };
         Triton {
-            sapi: sapi::Sapi(
-                HttpApi::new("sapi", &e.sapi, http.clone(), guard.clone())
-                    .with_header("accept-version", "~2"),
-            ),
-            vmapi: vmapi::Vmapi(HttpApi::new("vmapi", &e.vmapi, http.clone(), guard.clone())),
-            cnapi: cnapi::Cnapi(HttpApi::new("cnapi", &e.cnapi, http.clone(), guard.clone())),
-            imgapi: imgapi::Imgapi(HttpApi::new("imgapi", &e.imgapi, http, guard)),
+            sapi: sapi::Sapi(api("sapi", &e.sapi).with_header("accept-version", "~2")),
+            vmapi: vmapi::Vmapi(api("vmapi", &e.vmapi)),
+            cnapi: cnapi::Cnapi(api("cnapi", &e.cnapi)),
+            imgapi: imgapi::Imgapi(api("imgapi", &e.imgapi)),
         }
+    }
+
+    pub fn timeouts(&self) -> &Timeouts {
+        self.sapi.0.timeouts()
     }
 }
 
@@ -378,6 +454,46 @@ mod tests {
         assert!(matches!(w, WorldError::TimedOut(_)), "{w:?}");
         assert!(w.outcome_unknown());
         assert!(w.refusal().is_none());
+    }
+
+    /// A call that waits for a job gets its own, longer timeout; every
+    /// other call keeps the client's default.
+    #[tokio::test]
+    async fn a_waiting_call_outlives_the_default_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        // Answers every request 300 ms after reading it.
+        let slow = tokio::spawn(async move {
+            loop {
+                let (mut c, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = [0u8; 4096];
+                    let _ = c.read(&mut buf).await;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let _ = c
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                        .await;
+                });
+            }
+        });
+        let a = api(&base, Duration::from_millis(100), Arc::new(Unguarded));
+        let e = a
+            .get::<serde_json::Value>("/instances/z", &[])
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ApiError::TimedOut { .. }), "{e:?}");
+        let v: serde_json::Value = a
+            .send_waiting(
+                Method::PUT,
+                "/instances/z/upgrade",
+                Some(&serde_json::json!({})),
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+        assert_eq!(v, serde_json::json!({}));
+        slow.abort();
     }
 
     /// Nothing is sent without leadership: a refusal, with a known outcome.

@@ -49,12 +49,13 @@ impl Sapi {
         uuid: &str,
         image_uuid: &str,
     ) -> Result<Instance, ApiError> {
+        // Synchronous: SAPI answers once the reprovision job ends.
         self.0
-            .send(
+            .send_waiting(
                 Method::PUT,
                 &format!("/instances/{uuid}/upgrade"),
-                &[],
                 Some(&json!({"image_uuid": image_uuid})),
+                self.0.timeouts().sapi_job,
             )
             .await
     }
@@ -76,21 +77,38 @@ impl Sapi {
             .await
     }
 
+    /// CreateInstance with the instance's (and zone's) uuid chosen by the
+    /// caller, so that a call whose answer is lost can be looked up.
+    /// Synchronous: SAPI answers once the provision job ends.
     pub async fn create_instance(
         &self,
+        uuid: &str,
         service_uuid: &str,
         params: Map<String, Value>,
         metadata: Map<String, Value>,
     ) -> Result<Instance, ApiError> {
         self.0
-            .send(
+            .send_waiting(
                 Method::POST,
                 "/instances",
-                &[],
-                Some(
-                    &json!({"service_uuid": service_uuid, "params": params, "metadata": metadata}),
-                ),
+                Some(&json!({"uuid": uuid, "service_uuid": service_uuid,
+                             "params": params, "metadata": metadata})),
+                self.0.timeouts().sapi_job,
             )
             .await
+    }
+
+    /// DeleteInstance. Synchronous: SAPI answers once the destroy job ends.
+    pub async fn delete_instance(&self, uuid: &str) -> Result<(), ApiError> {
+        let _: Value = self
+            .0
+            .send_waiting(
+                Method::DELETE,
+                &format!("/instances/{uuid}"),
+                None::<&()>,
+                self.0.timeouts().sapi_delete,
+            )
+            .await?;
+        Ok(())
     }
 }

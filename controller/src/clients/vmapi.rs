@@ -23,6 +23,11 @@ impl Vmapi {
         self.0.get(&format!("/jobs/{uuid}"), &[]).await
     }
 
+    /// One job, typed.
+    pub async fn get_job(&self, uuid: &str) -> Result<Job, ApiError> {
+        self.0.get(&format!("/jobs/{uuid}"), &[]).await
+    }
+
     /// The VM's jobs, newest first (VMAPI ListVmJobs).
     pub async fn vm_jobs(&self, vm: &str) -> Result<Vec<Job>, ApiError> {
         self.0.get(&format!("/vms/{vm}/jobs"), &[]).await

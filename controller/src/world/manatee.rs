@@ -22,6 +22,7 @@ use wire::manatee::{
 use crate::clients::Triton;
 use crate::store::Fence;
 use crate::world::e;
+use crate::world::outcome::{SapiCall, sapi_call};
 
 #[derive(Clone)]
 pub struct TritonManatee {
@@ -265,23 +266,13 @@ impl ManateeObserve for TritonManatee {
 impl ManateeAct for TritonManatee {
     async fn reprovision(&self, zone: &str, image: &str, _op_id: &str) -> Result<(), WorldError> {
         // A reprovision already under way (sent by us before a restart, or a
-        // call that timed out while its job kept running) is not sent again.
-        if self.reprovision_in_flight(zone).await? {
-            return Ok(());
-        }
-        match self.triton.sapi.upgrade_instance(zone, image).await {
-            Ok(_) => Ok(()),
-            // The outcome of a call that failed in transit is unknown: if the
-            // job exists, it was dispatched; never send a second one blindly.
-            Err(err) if err.outcome_unknown() => {
-                if self.reprovision_in_flight(zone).await? {
-                    Ok(())
-                } else {
-                    Err(e(err))
-                }
-            }
-            Err(err) => Err(e(err)),
-        }
+        // call whose answer was lost) is waited for, not sent again; a call
+        // whose answer is lost is resolved from the world (`outcome`).
+        let call = SapiCall::Upgrade { zone, image };
+        sapi_call(&self.triton, call, || {
+            self.triton.sapi.upgrade_instance(zone, image)
+        })
+        .await
     }
 
     async fn freeze(&self, shard: &str, reason: &str) -> Result<(), WorldError> {
@@ -416,12 +407,17 @@ impl HaAct for TritonManatee {
                 format!("/manatee/{shard}").into(),
             );
         }
-        self.triton
-            .sapi
-            .create_instance(&svc, params, md)
-            .await
-            .map(|i| i.uuid)
-            .map_err(|x| e(x).context(format!("creating {alias} on server {server} in SAPI")))
+        // Our own uuid: a call whose answer is lost is looked up by it.
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let call = SapiCall::Create { uuid: &uuid };
+        sapi_call(&self.triton, call, || {
+            self.triton
+                .sapi
+                .create_instance(&uuid, &svc, params.clone(), md.clone())
+        })
+        .await
+        .map_err(|x| x.context(format!("creating {alias} on server {server} in SAPI")))?;
+        Ok(uuid)
     }
 
     async fn clear_one_node_write_mode(&self, zone: &str) -> Result<(), WorldError> {

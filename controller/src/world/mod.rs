@@ -2,6 +2,7 @@
 //! SAPI/VMAPI/CNAPI/IMGAPI and the coordination store for ZooKeeper.
 
 pub mod manatee;
+pub mod outcome;
 pub mod transplant;
 
 /// Where `tritonctl approve` records approvals (see [`crate::layout`]).

@@ -20,6 +20,7 @@ use wire::manatee::{
 use crate::clients::Triton;
 use crate::store::Fence;
 use crate::world::e;
+use crate::world::outcome::{SapiCall, sapi_call};
 
 /// sitter.json in a manatee zone.
 pub const SITTER_JSON: &str = "/opt/smartdc/manatee/etc/sitter.json";
@@ -464,12 +465,11 @@ impl TransplantAct for TritonTransplant {
     }
 
     async fn reprovision(&self, zone: &str, image: &str) -> Result<(), WorldError> {
-        self.triton
-            .sapi
-            .upgrade_instance(zone, image)
-            .await
-            .map(|_| ())
-            .map_err(e)
+        let call = SapiCall::Upgrade { zone, image };
+        sapi_call(&self.triton, call, || {
+            self.triton.sapi.upgrade_instance(zone, image)
+        })
+        .await
     }
 
     async fn create_instance(
@@ -487,30 +487,25 @@ impl TransplantAct for TritonTransplant {
             .iter()
             .map(|(k, v)| (k.to_string(), json!(v)))
             .collect();
-        self.triton
-            .sapi
-            .create_instance(&svc.uuid, params, md)
-            .await
-            .map(|_| ())
-            .map_err(e)
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let call = SapiCall::Create { uuid: &uuid };
+        sapi_call(&self.triton, call, || {
+            self.triton
+                .sapi
+                .create_instance(&uuid, &svc.uuid, params.clone(), md.clone())
+        })
+        .await
     }
 
     async fn delete_instance(&self, zone: &str) -> Result<(), WorldError> {
-        let r: Result<Value, _> = self
-            .triton
-            .sapi
-            .0
-            .send(
-                Method::DELETE,
-                &format!("/instances/{zone}"),
-                &[],
-                None::<&()>,
-            )
-            .await;
+        let call = SapiCall::Delete { zone };
+        let r = sapi_call(&self.triton, call, || {
+            self.triton.sapi.delete_instance(zone)
+        })
+        .await;
         match r {
-            Ok(_) => Ok(()),
-            Err(x) if x.is_not_found() => Ok(()),
-            Err(x) => Err(e(x)),
+            Err(x) if x.status() == Some(404) => Ok(()),
+            other => other,
         }
     }
 

@@ -26,6 +26,7 @@ pub mod sapi;
 pub mod sapi_rules;
 pub mod sapi_schema;
 pub mod sapi_store;
+pub mod sapi_sync;
 pub mod sapi_vm;
 pub mod seed;
 pub mod state;

@@ -434,7 +434,14 @@ impl Datacenter {
             if run_async {
                 return Ok((inst, Some(job)));
             }
-            let done = self.wait_job(&job).await?;
+            // On any failure, waiting included, SAPI deletes the instance again.
+            let done = match self.sapi_wait_job(&job).await {
+                Ok(done) => done,
+                Err(e) => {
+                    self.lock().instances.remove(&inst.uuid);
+                    return Err(e);
+                }
+            };
             if done.execution != JobExecution::Succeeded {
                 self.lock().instances.remove(&uuid);
                 let msg = done
@@ -543,7 +550,7 @@ impl Datacenter {
             req.insert("action".into(), json!("reprovision"));
             req.insert("image_uuid".into(), json!(image));
             let resp = self.vmapi_vm_action(uuid, &req)?;
-            let done = self.wait_job(&resp.job_uuid).await?;
+            let done = self.sapi_wait_job(&resp.job_uuid).await?;
             if done.execution != JobExecution::Succeeded {
                 let msg = done
                     .error_message()
@@ -569,7 +576,7 @@ impl Datacenter {
         if vm_work {
             self.sapi_teardown_hook(uuid)?;
             let resp = self.vmapi_delete_vm(uuid, &JsonMap::new())?;
-            let done = self.wait_job(&resp.job_uuid).await?;
+            let done = self.sapi_wait_job(&resp.job_uuid).await?;
             if done.execution != JobExecution::Succeeded {
                 let msg = done.error_message().unwrap_or_default();
                 // SAPI ignores "already gone" from the destroy job.

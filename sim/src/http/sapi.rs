@@ -237,13 +237,20 @@ async fn delete_service(State(dc): State<Datacenter>, Path(uuid): Path<String>) 
 }
 
 // ---- instances ----
+//
+// Create, upgrade and delete hold the answer until their VMAPI job ends
+// and run detached from the handler: a client that goes away mid-call
+// leaves the call to finish as real SAPI would (`dc::sapi_sync`).
 
 async fn create_instance(
     State(dc): State<Datacenter>,
     Extension(V2(v2)): Extension<V2>,
     p: Params,
 ) -> R {
-    let (inst, job) = dc.sapi_create_instance(&p.all).await?;
+    let call = dc.clone();
+    let (inst, job) = dc
+        .sapi_detached(async move { call.sapi_create_instance(&p.all).await })
+        .await?;
     ok(&render_instance(&inst, v2, job.as_deref()))
 }
 
@@ -291,15 +298,17 @@ async fn upgrade_instance(
     Path(uuid): Path<String>,
     p: Params,
 ) -> R {
-    ok(&render_instance(
-        &dc.sapi_upgrade_instance(&uuid, &p.all).await?,
-        v2,
-        None,
-    ))
+    let call = dc.clone();
+    let inst = dc
+        .sapi_detached(async move { call.sapi_upgrade_instance(&uuid, &p.all).await })
+        .await?;
+    ok(&render_instance(&inst, v2, None))
 }
 
 async fn delete_instance(State(dc): State<Datacenter>, Path(uuid): Path<String>) -> R {
-    dc.sapi_delete_instance(&uuid).await?;
+    let call = dc.clone();
+    dc.sapi_detached(async move { call.sapi_delete_instance(&uuid).await })
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
