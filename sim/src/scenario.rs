@@ -52,6 +52,8 @@ pub struct ScenarioOptions {
     /// Image the manatee zones start on.
     pub manatee_image: String,
     pub seed: u64,
+    /// electric-moray zones in a Manta scenario (one with a ShardTopology).
+    pub electric_morays: usize,
 }
 
 impl Default for ScenarioOptions {
@@ -61,6 +63,7 @@ impl Default for ScenarioOptions {
             manatee_time_scale: 1.0 / 100.0,
             manatee_image: images::MANATEE_V2_CURRENT.into(),
             seed: 1,
+            electric_morays: 2,
         }
     }
 }
@@ -72,6 +75,9 @@ pub struct SimScenario {
     pub manatee: ManateeSim,
     /// Shard name -> its zones (VM uuids).
     pub shards: HashMap<String, Vec<String>>,
+    /// The Manta data plane (electric-moray processes over the Moray tier),
+    /// in a scenario with a ShardTopology.
+    pub manta: Option<crate::manta::plane::MantaPlane>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -238,6 +244,9 @@ impl SimScenario {
                 }
             }
         }
+        // (manta app, index shards, servers): electric-moray is seeded once
+        // its ring image exists (and so after every uuid drawn before).
+        let mut em_seed: Option<(String, Vec<String>, Vec<String>)> = None;
         if let Some(t) = topo {
             let app = dc.seed_application(
                 "manta",
@@ -280,6 +289,22 @@ impl SimScenario {
                     zones.push((uuid, shard.name.clone(), onwm));
                 }
             }
+            let index: Vec<String> = t
+                .spec
+                .shards
+                .iter()
+                .filter(|s| s.roles.contains(&crds::shards::ShardRole::Index))
+                .map(|s| s.name.clone())
+                .collect();
+            let mut em_servers: Vec<String> = t
+                .spec
+                .shards
+                .iter()
+                .flat_map(|s| s.peers.iter().map(|p| by_name[&p.server].clone()))
+                .collect();
+            em_servers.sort();
+            em_servers.dedup();
+            em_seed = Some((app, index, em_servers));
         }
 
         let cfg = ManateeSimConfig {
@@ -388,6 +413,7 @@ impl SimScenario {
         let servers = SimServers::start(dc.clone())
             .await
             .map_err(|e| e.to_string())?;
+        let mut manta = None;
         if let Some(t) = topo {
             // The ring goes into IMGAPI and SAPI names it, as create-topology does.
             use crate::manta::ring_image;
@@ -395,6 +421,17 @@ impl SimScenario {
             ring_image::publish_ring_image(&dc, &ring, &owner, JsonMap::new())
                 .and_then(|i| ring_image::set_ring_image(&dc, &i, Some(&servers.urls().imgapi)))
                 .map_err(|e| format!("hash ring image: {e}"))?;
+            // electric-moray zones come once their ring image exists.
+            if let Some((app, index, em_servers)) = &em_seed {
+                crate::manta::plane::seed_electric_moray(
+                    &dc,
+                    app,
+                    index,
+                    em_servers,
+                    opts.electric_morays,
+                )?;
+            }
+            manta = Some(crate::manta::plane::MantaPlane::start(&dc, ring.pnodes()).await?);
         }
         tasks.shrink_to_fit();
         Ok(SimScenario {
@@ -402,6 +439,7 @@ impl SimScenario {
             servers,
             manatee,
             shards,
+            manta,
             tasks,
         })
     }
@@ -435,6 +473,9 @@ impl SimScenario {
     pub async fn shutdown(self) {
         for t in &self.tasks {
             t.abort();
+        }
+        if let Some(m) = &self.manta {
+            m.fleet.shutdown();
         }
         self.manatee.shutdown().await;
     }

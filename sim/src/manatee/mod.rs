@@ -611,6 +611,12 @@ impl Zone {
         self.inner.pg.status().read_only
     }
 
+    /// A connection string to this zone's real PostgreSQL (`None` under
+    /// the model).
+    pub fn pg_conninfo(&self) -> Option<String> {
+        self.inner.pg.conninfo()
+    }
+
     /// The role postgres is running in (`None` when it is down).
     pub fn pg_role(&self) -> PgRole {
         self.inner.pg.status().role

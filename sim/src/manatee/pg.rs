@@ -856,6 +856,11 @@ pub(crate) trait PgServer: Send + Sync {
         Ok(self.writes())
     }
     fn wal_bytes(&self) -> Option<u64>;
+    /// A libpq connection string to this server, when it is a real one
+    /// (Moray shards on real PostgreSQL connect through it).
+    fn conninfo(&self) -> Option<String> {
+        None
+    }
     fn backup(&self, zone: &str) -> PgBackup;
     /// Replace the dataset (postgres must be down).
     fn load_backup(&self, b: &PgBackup) -> Result<(), String>;
