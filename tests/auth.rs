@@ -410,3 +410,84 @@ fn the_embedded_store_needs_no_credentials_and_audits_the_local_user() {
         "{who}"
     );
 }
+
+/// The plan signing key (`secrets/plan-key`, issue #13) under access
+/// control: the controller's identity creates and reads it; an operator
+/// cannot read it (ZooKeeper refuses), and `apply --plan` as the operator
+/// says so clearly (exit 2) instead of applying an unverifiable plan; as
+/// the controller, the same unsigned plan is refused as unsigned (exit 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_controller_identity_reads_the_plan_key() {
+    use tritonctl::gitops::plan_key::{KeyError, PlanKey};
+    let lab = Lab::start().await;
+    write_cred(&lab.cred("admin"), "admin");
+    let ctl = lab.cred("tritonctl");
+    lab.ok(
+        Some("admin"),
+        &[
+            "auth",
+            "lock",
+            "--controller-credentials",
+            ctl.to_str().unwrap(),
+        ],
+    );
+    let otto = lab.cred("otto");
+    lab.ok(
+        Some("admin"),
+        &[
+            "auth",
+            "add",
+            "otto",
+            "--role",
+            "operator",
+            "--credentials",
+            otto.to_str().unwrap(),
+        ],
+    );
+    // Created on first use through the ACL policy, as tritonctl does.
+    let controller =
+        tritonctl::auth::session::AclSession::new(lab.session(Some("tritonctl")).await);
+    let key = PlanKey::load_or_create(controller.as_ref()).await.unwrap();
+    assert_eq!(PlanKey::load(controller.as_ref()).await.unwrap(), key);
+    let operator = lab.session(Some("otto")).await;
+    match PlanKey::load(operator.as_ref()).await {
+        Err(KeyError::Unreadable { source, .. }) => {
+            assert!(matches!(source, CoordError::NoAuth(_)), "{source:?}")
+        }
+        other => panic!("an operator read the plan key: {other:?}"),
+    }
+    no_auth(
+        operator.get(&layout::plan_key_path()).await,
+        "an operator reads the plan key",
+    );
+    no_auth(
+        lab.session(None).await.get(&layout::plan_key_path()).await,
+        "an anonymous client reads the plan key",
+    );
+
+    // A plan with no documents (consistent unkeyed hash), unsigned.
+    let plan = serde_json::json!({
+        "format": tritonctl::gitops::plan::PLAN_FORMAT,
+        "id": "plan-test", "createdAt": "t", "tritonctlVersion": "0",
+        "documents": [],
+        "documentsSha256": tritonctl::gitops::plan::documents_hash(&[]),
+        "fingerprint": {"stored": {}, "inFlight": {}, "shards": {}, "images": {}, "ringImage": null},
+        "review": {"format": "x", "observed": null, "documents": []},
+    });
+    let file = lab.dir.path().join("plan.json");
+    std::fs::write(&file, plan.to_string()).unwrap();
+    let o = lab.run(Some("otto"), &["apply", "--plan", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot read the plan signing key")
+            && stderr(&o).contains("controller's credentials"),
+        "{}",
+        stderr(&o)
+    );
+    let o = lab.run(
+        Some("tritonctl"),
+        &["apply", "--plan", file.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is not signed"), "{}", stderr(&o));
+}

@@ -17,6 +17,7 @@
 //!   cancels/<operation>                `tritonctl cancel` requests
 //!   auth/roles                         identities and roles (access control)
 //!   audit/<identity>/r-<seq>           who decided what (`events --audit`)
+//!   secrets/plan-key                   the key saved plans are signed with
 //! ```
 
 use crds::Kind;
@@ -116,6 +117,12 @@ pub fn plan_marker_path(id: &str) -> String {
     format!("{}/{id}", plans_dir())
 }
 
+/// `secrets/plan-key`: the HMAC key of saved plans (32 random bytes,
+/// created on first use; only tritonctl's identity may read it).
+pub fn plan_key_path() -> String {
+    format!("{ROOT}/secrets/plan-key")
+}
+
 /// `leader`: where controller candidates register.
 pub fn leader_dir() -> String {
     format!("{ROOT}/leader")
@@ -189,5 +196,6 @@ mod tests {
         assert_eq!(cancel_path("op"), "/tritonctl/v1/cancels/op");
         assert_eq!(roles_path(), "/tritonctl/v1/auth/roles");
         assert_eq!(audit_identity_dir("al"), "/tritonctl/v1/audit/al");
+        assert_eq!(plan_key_path(), "/tritonctl/v1/secrets/plan-key");
     }
 }

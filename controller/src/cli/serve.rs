@@ -35,6 +35,9 @@ pub struct ControllerArgs {
     /// Serve /metrics and /healthz here (port 0 picks a free port; `off` serves nothing).
     #[arg(long, default_value = "127.0.0.1:9464", value_parser = parse_metrics_addr)]
     pub metrics_addr: MetricsAddr,
+    /// Allow --metrics-addr to be an address other than loopback (they serve no credentials, but anyone who reaches them can probe the controller).
+    #[arg(long)]
+    pub metrics_allow_remote: bool,
     /// Log format on stderr: text, or JSON in bunyan's layout (read it with `bunyan`).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -129,6 +132,10 @@ async fn terminated() {
 
 pub async fn controller(args: ControllerArgs, store: &StoreArgs) -> Result<(), Failure> {
     logging::init(args.log_format);
+    if let Some(addr) = args.metrics_addr.0 {
+        crate::runtime::http::check_bind(addr, args.metrics_allow_remote)
+            .map_err(|e| Failure::invalid(e.to_string()))?;
+    }
     let Some(hosts) = store.zk.clone() else {
         return Err(Failure::invalid(
             "tritonctl controller needs --zk HOSTS (or TRITONCTL_ZK): it campaigns for leadership \
@@ -150,6 +157,7 @@ pub async fn controller(args: ControllerArgs, store: &StoreArgs) -> Result<(), F
         imgapi: args.imgapi,
     });
     cfg.metrics_addr = args.metrics_addr.0;
+    cfg.metrics_allow_remote = args.metrics_allow_remote;
     cfg.poll_interval = args.poll_interval;
     cfg.step_poll = Some(args.step_poll);
     cfg.concurrency = args.concurrency;
