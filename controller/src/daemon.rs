@@ -293,11 +293,15 @@ impl ManateeReconciler {
 async fn api_fingerprint(triton: &Triton, roles: &[&str]) -> Result<u64, String> {
     let mut seen: Vec<String> = Vec::new();
     for role in roles {
-        let vms = triton
+        // Change detection only: an unreadable record counts by its raw
+        // form, so a change to it still triggers a reconcile.
+        let (vms, odd) = triton
             .vmapi
             .vms(&[("tag.smartdc_role", role.to_string())])
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+            .lenient();
+        seen.extend(odd.iter().map(|o| format!("odd {}", o.raw)));
         for vm in vms {
             seen.push(format!(
                 "vm {} {} {:?} {:?}",
@@ -312,22 +316,28 @@ async fn api_fingerprint(triton: &Triton, roles: &[&str]) -> Result<u64, String>
         let Ok(apps) = triton.sapi.applications(app).await else {
             continue;
         };
+        let (apps, odd) = apps.lenient();
+        seen.extend(odd.iter().map(|o| format!("odd {}", o.raw)));
         for a in apps {
-            for svc in triton
+            let (svcs, odd) = triton
                 .sapi
                 .services(&a.uuid, None)
                 .await
                 .map_err(|e| e.to_string())?
-            {
+                .lenient();
+            seen.extend(odd.iter().map(|o| format!("odd {}", o.raw)));
+            for svc in svcs {
                 if !roles.contains(&svc.name.as_str()) {
                     continue;
                 }
-                for i in triton
+                let (insts, odd) = triton
                     .sapi
                     .instances(&svc.uuid)
                     .await
                     .map_err(|e| e.to_string())?
-                {
+                    .lenient();
+                seen.extend(odd.iter().map(|o| format!("odd {}", o.raw)));
+                for i in insts {
                     seen.push(format!(
                         "inst {} {}",
                         i.uuid,

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 
 pub mod cnapi;
 pub mod imgapi;
+pub mod listed;
 pub mod sapi;
 pub mod vmapi;
 

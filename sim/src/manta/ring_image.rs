@@ -63,6 +63,7 @@ fn manta_app(dc: &Datacenter) -> Result<wire::apis::Application, RingImageError>
     dc.sapi_list_applications(&q)
         .into_iter()
         .next()
+        .map(|a| a.into_view())
         .ok_or(RingImageError::NoMantaApplication)
 }
 
