@@ -40,6 +40,7 @@ pub mod plane;
 pub mod reshard;
 pub mod ring_image;
 pub mod rows;
+pub mod split;
 mod store;
 mod tier;
 pub mod verify;
