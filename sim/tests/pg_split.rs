@@ -122,7 +122,7 @@ async fn pg_split_three_asyncs_into_a_new_shard_loses_no_row_and_keeps_the_detac
     let report = load.wait().await;
     eprintln!("{}", report.summary());
     assert_eq!(report.writes_acked, 300, "{:?}", report.errors);
-    let check = report.verify(&tier, &[em.clone()]).await;
+    let check = report.verify(&tier, std::slice::from_ref(&em)).await;
     assert_eq!(check.lost(), 0, "{check:?}");
 
     // The detach point: writes have stopped (manta-reshard has made the
