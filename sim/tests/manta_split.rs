@@ -130,3 +130,57 @@ async fn a_detach_refuses_peers_that_are_not_asyncs_of_the_source() {
     assert!(added.iter().all(|z| z.is_running()));
     sim.shutdown().await;
 }
+
+/// The dump job honours `/pg_dump_lock`, dumps from the first async, and a
+/// dump taken while a reshard plan has the shard frozen is flagged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dump_job_honours_pg_dump_lock_and_flags_a_dump_taken_mid_split() {
+    use coord::{CreateMode, Expect};
+    use sim::manta::pg_dump::{DumpOutcome, DumpSchedule, PG_DUMP_LOCK, run_once};
+    let src = "3.moray.split";
+    let sim = source(src).await;
+    // Two peers: the sync dumps.
+    let sync = sim.zone(&format!("{src}-node2")).unwrap();
+    let r = run_once(&sim, src, 0).await.unwrap();
+    assert!(
+        matches!(&r.outcome, DumpOutcome::Dumped { peer, .. } if peer == sync.id()),
+        "{r:?}"
+    );
+    assert!(!r.is_mid_split_dump());
+    // With an async, the first async dumps.
+    let added = add_three(&sim, src).await;
+    let r = run_once(&sim, src, 1).await.unwrap();
+    assert!(
+        matches!(&r.outcome, DumpOutcome::Dumped { peer, .. } if peer == added[0].id()),
+        "{r:?}"
+    );
+    // The lock held: no dump, on every run.
+    let c = sim.admin_session().await.unwrap();
+    c.create(PG_DUMP_LOCK, b"reshard", CreateMode::Persistent)
+        .await
+        .unwrap();
+    let sched = DumpSchedule::start(sim.clone(), vec![src.into()], Duration::from_millis(20));
+    let s = sim.shard(src);
+    s.freeze(&split::freeze_reason("d00d")).await.unwrap();
+    tokio::time::timeout(T, async {
+        while sched.records().len() < 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let locked = sched.stop();
+    assert!(
+        locked
+            .iter()
+            .all(|r| r.outcome == DumpOutcome::SkippedLocked),
+        "{locked:?}"
+    );
+    // Lock released mid-split (the mistake the lock exists for): the dump
+    // happens and the record flags it.
+    c.delete(PG_DUMP_LOCK, Expect::Any).await.unwrap();
+    let r = run_once(&sim, src, 9).await.unwrap();
+    assert!(r.is_mid_split_dump(), "{r:?}");
+    assert_eq!(r.mid_split.as_deref(), Some("reshard plan d00d"));
+    sim.shutdown().await;
+}
