@@ -45,6 +45,7 @@ pub mod reshard;
 pub mod ring_image;
 pub mod rows;
 pub mod split;
+pub mod split_sapi;
 mod store;
 mod tier;
 pub mod verify;

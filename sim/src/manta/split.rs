@@ -22,6 +22,45 @@ use wire::manatee::{ClusterState, Freeze, FreezeInfo, PeerIdent};
 
 use crate::manatee::{BootOptions, ManateeSim, PeerRole, SimError, Zone, ZoneSpec};
 
+/// The calls a split makes on a peer's zone, so that the same steps run
+/// with the simulation's zone handles ([`Direct`]) or through SAPI and
+/// CNAPI as a controller makes them (`split_sapi::SapiCalls`).
+pub trait SplitCalls: Sync {
+    /// `svcadm disable manatee-sitter` in the zone (postgres stops with it).
+    fn disable_sitter(
+        &self,
+        zone: &Zone,
+    ) -> impl std::future::Future<Output = Result<(), SplitError>> + Send;
+    /// Make the zone's next boot render `MANATEE_SHARD_PATH=/manatee/<new>`
+    /// and start its sitter (metadata update, then enable/restart or
+    /// reprovision).
+    fn boot_into(
+        &self,
+        zone: &Zone,
+        new_shard: &str,
+    ) -> impl std::future::Future<Output = Result<(), SplitError>> + Send;
+}
+
+/// The calls made on the simulation's zone handles: a zone's sitter
+/// stopped, then restarted with the new shard in its boot options.
+pub struct Direct;
+
+impl SplitCalls for Direct {
+    async fn disable_sitter(&self, zone: &Zone) -> Result<(), SplitError> {
+        zone.stop().await;
+        Ok(())
+    }
+    async fn boot_into(&self, zone: &Zone, new_shard: &str) -> Result<(), SplitError> {
+        let boot = BootOptions {
+            shard: new_shard.to_string(),
+            disable_sitter: false,
+            ..zone.boot_options()
+        };
+        zone.restart(boot).await?;
+        Ok(())
+    }
+}
+
 /// Why a split step cannot go on.
 #[derive(Debug, thiserror::Error)]
 pub enum SplitError {
@@ -37,6 +76,9 @@ pub enum SplitError {
         shard: String,
         role: PeerRole,
     },
+    /// A SAPI or CNAPI call failed.
+    #[error("{call}: {message}")]
+    Api { call: &'static str, message: String },
     #[error("timed out after {0:?}: {1}")]
     Timeout(Duration, String),
 }
@@ -146,6 +188,17 @@ pub async fn shutdown_new_peers(
     peers: &[Zone],
     timeout: Duration,
 ) -> Result<DetachPicks, SplitError> {
+    shutdown_new_peers_with(&Direct, sim, source, peers, timeout).await
+}
+
+/// [`shutdown_new_peers`] making its calls through `calls`.
+pub async fn shutdown_new_peers_with(
+    calls: &impl SplitCalls,
+    sim: &ManateeSim,
+    source: &str,
+    peers: &[Zone],
+    timeout: Duration,
+) -> Result<DetachPicks, SplitError> {
     if peers.len() != 3 {
         return Err(SplitError::PeerCount(peers.len()));
     }
@@ -173,7 +226,7 @@ pub async fn shutdown_new_peers(
     }
     let mut stopped = Vec::new();
     while let Some(z) = ordered.pop() {
-        z.stop().await;
+        calls.disable_sitter(&z).await?;
         let deadline = tokio::time::Instant::now() + timeout;
         while s.active().await?.iter().any(|a| a.ident.id == z.id()) {
             if tokio::time::Instant::now() >= deadline {
@@ -208,16 +261,23 @@ pub async fn establish_new_shard(
     reason: &str,
     timeout: Duration,
 ) -> Result<ClusterState, SplitError> {
+    establish_new_shard_with(&Direct, sim, picks, new_shard, reason, timeout).await
+}
+
+/// [`establish_new_shard`] making its calls through `calls`.
+pub async fn establish_new_shard_with(
+    calls: &impl SplitCalls,
+    sim: &ManateeSim,
+    picks: &DetachPicks,
+    new_shard: &str,
+    reason: &str,
+    timeout: Duration,
+) -> Result<ClusterState, SplitError> {
     let all = std::iter::once(&picks.primary)
         .chain(std::iter::once(&picks.sync))
         .chain(picks.asyncs.iter());
     for z in all {
-        let boot = BootOptions {
-            shard: new_shard.to_string(),
-            disable_sitter: false,
-            ..z.boot_options()
-        };
-        z.restart(boot).await?;
+        calls.boot_into(z, new_shard).await?;
     }
     let state = picks.first_state(reason);
     let s = sim.shard(new_shard);
