@@ -132,3 +132,74 @@ spec:
     assert!(!got.iter().any(|w| w == b"after-detach"));
     sc.shutdown().await;
 }
+
+/// Electric-moray reaches a new shard only once SAPI has a running `moray`
+/// instance for it (manta-reshard phase 12).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_shard_is_reachable_only_once_its_moray_instances_exist() {
+    use sim::manta::moray_sapi::{MORAY_SERVICE, MorayInstances, moray_zones};
+    use sim::manta::{Access, AllUp, MantaError};
+    let text = r#"
+apiVersion: tritonctl/v1alpha1
+kind: ShardTopology
+metadata: {name: mor}
+spec:
+  region: mor
+  dnsDomain: mor.example.com
+  shards:
+    - name: 1.moray.mor.example.com
+      roles: [index, marlin, storage]
+      peers: [{server: cn01}]
+  ring:
+    vnodes: 16
+"#;
+    let (docs, _) = crds::parse_documents("mor.yaml", text);
+    let sc = sim::scenario::SimScenario::start(
+        &[docs[0].document.clone()],
+        Arc::new(coord::mem::MemEnsemble::new()),
+        sim::scenario::ScenarioOptions::default(),
+    )
+    .await
+    .unwrap();
+    let dc = sc.dc.clone();
+    let (new_shard, other) = ("2.moray.mor.example.com", "3.moray.mor.example.com");
+    let pnode = format!("tcp://{new_shard}:2020");
+    let tier = sc.manta.clone().unwrap().tier;
+    tier.add_shard(&pnode);
+    tier.set_backend(Arc::new(MorayInstances {
+        dc: dc.clone(),
+        inner: Arc::new(AllUp),
+    }));
+    let refused = tier.checked_store(&pnode, Access::Read).await.unwrap_err();
+    assert!(
+        matches!(refused, MantaError::NoDatabase { .. }),
+        "{refused}"
+    );
+    // The moray service, then instances for another shard and for this one.
+    let pg_svc = dc
+        .sapi_list_services(&JsonMap::new(), false)
+        .into_iter()
+        .find(|svc| svc.name == "postgres")
+        .unwrap();
+    let mut p = JsonMap::new();
+    p.insert("name".into(), json!(MORAY_SERVICE));
+    p.insert("application_uuid".into(), json!(pg_svc.application_uuid));
+    p.insert("params".into(), json!(pg_svc.params));
+    let moray = dc.sapi_create_service(&p).unwrap();
+    let server = dc
+        .vm(&sc.shards["1.moray.mor.example.com"][0])
+        .and_then(|v| v.server_uuid)
+        .unwrap();
+    split_sapi::create_instance(&dc, &moray.uuid, other, &server, "3.moray-a", "0b0e")
+        .await
+        .unwrap();
+    assert!(tier.checked_store(&pnode, Access::Write).await.is_err());
+    let inst =
+        split_sapi::create_instance(&dc, &moray.uuid, new_shard, &server, "2.moray-a", "0b0e")
+            .await
+            .unwrap();
+    assert_eq!(inst.metadata["SHARD"], json!("2"));
+    assert_eq!(moray_zones(&dc, new_shard), vec![inst.uuid.clone()]);
+    tier.checked_store(&pnode, Access::Write).await.unwrap();
+    sc.shutdown().await;
+}

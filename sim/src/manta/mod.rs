@@ -37,6 +37,7 @@ mod error;
 pub mod fleet;
 pub mod load;
 pub mod mlive;
+pub mod moray_sapi;
 pub mod moves;
 pub mod pg_dump;
 pub mod pg_store;
