@@ -184,3 +184,32 @@ async fn the_dump_job_honours_pg_dump_lock_and_flags_a_dump_taken_mid_split() {
     assert_eq!(r.mid_split.as_deref(), Some("reshard plan d00d"));
     sim.shutdown().await;
 }
+
+/// An added async's restore reports its progress as the backup server
+/// does: MB done rising to the whole dataset, a rate and an ETA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_added_async_restore_reports_mb_done_rate_and_eta() {
+    let src = "4.moray.split";
+    let sim = source(src).await;
+    let spec = ZoneSpec::new(&format!("{src}-node3"), "10.0.0.3");
+    let (zone, progress) = split::add_async_with_progress(&sim, src, spec, T)
+        .await
+        .unwrap();
+    assert_eq!(zone.role(), PeerRole::Async);
+    let last = progress.last().expect("progress was reported");
+    assert!(last.done, "{progress:?}");
+    assert_eq!(last.mb_done, last.mb_total);
+    assert!(last.mb_total >= 4096.0, "the dataset's base size: {last:?}");
+    // It rose in steps, each with a rate and an ETA once bytes moved.
+    assert!(progress.len() >= 3, "{progress:?}");
+    assert!(progress.windows(2).all(|w| w[0].mb_done <= w[1].mb_done));
+    let mid = progress
+        .iter()
+        .find(|p| !p.done && p.mb_done > 0.0)
+        .expect("a progress sample mid-restore");
+    assert!(
+        mid.mb_per_s.is_some_and(|r| r > 0.0) && mid.eta.is_some(),
+        "{mid:?}"
+    );
+    sim.shutdown().await;
+}

@@ -100,11 +100,71 @@ pub async fn add_async(
     spec: ZoneSpec,
     timeout: Duration,
 ) -> Result<Zone, SplitError> {
+    add_async_with_progress(sim, shard, spec, timeout)
+        .await
+        .map(|(z, _)| z)
+}
+
+/// A restore's progress as an operator watches it: from the backup
+/// server's `GET /restore` (`size`, `completed`) sampled over time, as
+/// manta-reshard's `manatee_restore_watch` shows it. Rates and ETA are in
+/// modelled time (the simulation's time scale undone).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RestoreProgress {
+    pub mb_done: f64,
+    pub mb_total: f64,
+    pub mb_per_s: Option<f64>,
+    pub eta: Option<Duration>,
+    pub done: bool,
+}
+
+const MB: f64 = 1024.0 * 1024.0;
+
+/// [`add_async`], also returning every distinct restore progress seen
+/// (empty where the restore is not modelled: real PostgreSQL's
+/// `pg_basebackup`).
+pub async fn add_async_with_progress(
+    sim: &ManateeSim,
+    shard: &str,
+    spec: ZoneSpec,
+    timeout: Duration,
+) -> Result<(Zone, Vec<RestoreProgress>), SplitError> {
     let zone = sim.add_zone(spec, BootOptions::new(shard)).await?;
-    zone.wait_for(timeout, "role async", |p| p.role == PeerRole::Async)
-        .await?;
+    let scale = sim.config().time_scale;
+    let started = tokio::time::Instant::now();
+    let deadline = started + timeout;
+    let mut seen: Vec<RestoreProgress> = Vec::new();
+    loop {
+        if let Some(r) = zone.restore_status() {
+            let elapsed = scale.modelled(started.elapsed()).as_secs_f64();
+            let rate = (elapsed > 0.0 && r.completed > 0).then(|| r.completed as f64 / elapsed);
+            let p = RestoreProgress {
+                mb_done: r.completed as f64 / MB,
+                mb_total: r.size as f64 / MB,
+                mb_per_s: rate.map(|b| b / MB),
+                eta: rate.map(|b| Duration::from_secs_f64((r.size - r.completed) as f64 / b)),
+                done: r.done,
+            };
+            if seen
+                .last()
+                .is_none_or(|l| l.mb_done != p.mb_done || l.done != p.done)
+            {
+                seen.push(p);
+            }
+        }
+        if zone.role() == PeerRole::Async && zone.pg_online() {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(SplitError::Timeout(
+                timeout,
+                format!("{} becoming an async of {shard}", zone.zone_id()),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     wait_caught_up(sim, shard, &zone, timeout).await?;
-    Ok(zone)
+    Ok((zone, seen))
 }
 
 /// Wait until `zone` is online and its replay position has reached the
