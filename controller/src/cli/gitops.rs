@@ -320,7 +320,7 @@ pub async fn apply_plan(
     let w = live(&open.store, &e, &zk_desc(store));
     match plan::apply(&p, &open.store, &w, now()).await {
         Ok(outcomes) => {
-            for o in outcomes {
+            for o in &outcomes {
                 println!(
                     "{}/{} {} (generation {})",
                     o.kind.short(),
@@ -330,6 +330,13 @@ pub async fn apply_plan(
                 );
             }
             println!("plan {} applied", p.id);
+            super::commands::audit_applied(
+                &open.store,
+                crate::auth::audit::Action::ApplyPlan,
+                &outcomes,
+                &format!(" by plan {}", p.id),
+            )
+            .await;
             Ok(())
         }
         Err(ApplyError::Refused(m)) => Err(Failure::invalid(redact_urls(&m))),

@@ -136,11 +136,13 @@ pub async fn controller(args: ControllerArgs, store: &StoreArgs) -> Result<(), F
              store (--data-dir) is for offline edits and `tritonctl demo`",
         ));
     };
-    let session = coord::zk::ZkCoordination::connect(&hosts, store.session_timeout)
+    // As the identity the environment names (`crate::auth::credentials`):
+    // the controller's own, on a locked-down ZooKeeper.
+    let connected = crate::auth::connect_zk(&hosts, store.session_timeout)
         .await
-        .map_err(|e| Failure::error(format!("cannot connect to ZooKeeper at {hosts}: {e}")))?;
-    tracing::info!(zk = %hosts, session = format_args!("{:#x}", session.session_id()), "connected to ZooKeeper");
-    let session: Arc<dyn Coordination> = session;
+        .map_err(|e| Failure::error(e.to_string()))?;
+    let session: Arc<dyn Coordination> = connected.coord;
+    tracing::info!(zk = %hosts, session = format_args!("{:#x}", session.session_id()), identity = %connected.principal, "connected to ZooKeeper");
     let mut cfg = DaemonConfig::new(Endpoints {
         sapi: args.sapi,
         vmapi: args.vmapi,

@@ -351,6 +351,18 @@ impl TransplantObserve for TritonTransplant {
     }
 
     async fn approved(&self, op_id: &str, step: &str) -> Result<bool, WorldError> {
+        // `tritonctl cancel` writes `cancels/<op>` (an operator's, apart
+        // from approvals); `approvals/<op>/cancel` still counts.
+        if step == crate::reconcile::decisions::CANCEL_STEP
+            && self
+                .coord
+                .exists(&crate::layout::cancel_path(op_id))
+                .await
+                .map_err(e)?
+                .is_some()
+        {
+            return Ok(true);
+        }
         Ok(self
             .coord
             .exists(&super::approval_path(op_id, step))
