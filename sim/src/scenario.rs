@@ -528,6 +528,18 @@ fn shard_of(info: &crate::dc::events::InstanceInfo) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The shard config-agent renders into sitter.json (`shardPath`) from the
+/// instance's SAPI metadata now: a SAPI metadata change followed by a
+/// sitter restart or reprovision moves the peer (a shard split's detach).
+fn rendered_shard(dc: &Datacenter, vm: &str) -> Option<String> {
+    let inst = dc.instance(vm)?;
+    inst.metadata
+        .get("MANATEE_SHARD_PATH")
+        .and_then(|v| v.as_str())
+        .and_then(|p| p.strip_prefix("/manatee/"))
+        .map(str::to_string)
+}
+
 /// What config-agent renders into sitter.json from SAPI metadata.
 fn rendered_onwm(dc: &Datacenter, vm: &str) -> Option<bool> {
     let inst = dc.instance(vm)?;
@@ -612,11 +624,17 @@ async fn bridge_vm_events(dc: Datacenter, manatee: ManateeSim, zone_shard: ZoneS
                         } else {
                             zone.boot_options().one_node_write_mode
                         };
-                        let boot = zone
+                        let mut boot = zone
                             .boot_options()
                             .one_node_write_mode(onwm)
                             .disable_sitter(disabled)
                             .major(image_major(&dc, &image));
+                        if config_agent_online(&dc, &vm)
+                            && let Some(shard) = rendered_shard(&dc, &vm)
+                        {
+                            zone_shard.lock().unwrap().insert(vm.clone(), shard.clone());
+                            boot.shard = shard;
+                        }
                         if let Err(e) = zone.restart(boot).await {
                             tracing::warn!(zone = %zone.zone_id(), error = %e, "sitter did not restart with its zone");
                         }
@@ -655,13 +673,26 @@ async fn bridge_vm_events(dc: Datacenter, manatee: ManateeSim, zone_shard: ZoneS
                     SvcAction::Disable => zone.stop().await,
                     SvcAction::Enable if !zone.is_running() => {
                         render(&zone);
-                        let boot = zone.boot_options().disable_sitter(false);
+                        let mut boot = zone.boot_options().disable_sitter(false);
+                        if config_agent_online(&dc, z)
+                            && let Some(shard) = rendered_shard(&dc, z)
+                        {
+                            zone_shard.lock().unwrap().insert(z.clone(), shard.clone());
+                            boot.shard = shard;
+                        }
                         let _ = zone.restart(boot).await;
                     }
                     // SMF restarts only an enabled service.
                     SvcAction::Restart if zone.is_running() => {
                         render(&zone);
-                        let _ = zone.restart(zone.boot_options()).await;
+                        let mut boot = zone.boot_options();
+                        if config_agent_online(&dc, z)
+                            && let Some(shard) = rendered_shard(&dc, z)
+                        {
+                            zone_shard.lock().unwrap().insert(z.clone(), shard.clone());
+                            boot.shard = shard;
+                        }
+                        let _ = zone.restart(boot).await;
                     }
                     _ => {}
                 }

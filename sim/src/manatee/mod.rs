@@ -43,7 +43,10 @@ mod zk;
 pub use adm::HistoryEntry;
 pub use config::{ManateeSimConfig, ReplicationModel, TimeScale};
 pub use peer::{PeerDebug, PeerRole, PgConfig, PgRole};
-pub use pg::{CHECKPOINT_BYTES, PgBackup, RecordKind, WRITE_HEADER_BYTES, WalRecord, WriteError};
+pub use pg::{
+    CHECKPOINT_BYTES, PgBackup, RecordKind, RestoreObject, WRITE_HEADER_BYTES, WalRecord,
+    WriteError,
+};
 pub use zk::{Expirer, Session, SessionProvider, ZkProvider};
 
 use pg::{ModelPg, PgNetwork, PgNode, PgServer};
@@ -604,6 +607,12 @@ impl Zone {
 
     pub fn pg_online(&self) -> bool {
         self.inner.pg.is_online()
+    }
+
+    /// The sitter's backup server's `GET /restore`: the last restore into
+    /// this zone, with its progress (model only).
+    pub fn restore_status(&self) -> Option<RestoreObject> {
+        self.inner.pg.restore_status()
     }
 
     /// Whether the primary refuses writes (waiting for its sync).

@@ -24,6 +24,9 @@
 //!   [`verify`] proves acknowledged writes are neither lost nor duplicated;
 //!   [`reshard`] moves `_vnode` sets of rows between in-memory shards,
 //!   [`moves`] between any shards, NULL-`_vnode` rows placed by key.
+//! - [`split`]: the shard split primitives as a driver of calls a controller
+//!   can make (asyncs added, detach into a new shard); [`pg_dump`]: the
+//!   per-shard dump job that honours `/pg_dump_lock` (world behaviour).
 
 mod backend;
 pub mod config;
@@ -34,12 +37,16 @@ mod error;
 pub mod fleet;
 pub mod load;
 pub mod mlive;
+pub mod moray_sapi;
 pub mod moves;
+pub mod pg_dump;
 pub mod pg_store;
 pub mod plane;
 pub mod reshard;
 pub mod ring_image;
 pub mod rows;
+pub mod split;
+pub mod split_sapi;
 mod store;
 mod tier;
 pub mod verify;
