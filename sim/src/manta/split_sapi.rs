@@ -69,6 +69,7 @@ pub async fn create_instance(
     }));
     dc.sapi_create_instance(&p)
         .await
+        .map(|(inst, _job)| inst.into_view())
         .map_err(|e| api("sapi CreateInstance", e))
 }
 
