@@ -281,7 +281,10 @@ impl<W: ManateeAct> ManateeRunner<'_, W> {
             .sync
             .as_ref()
             .ok_or_else(|| WorldError::Missing(format!("{} has no sync", self.shard)))?;
-        let expire = self.clock.now() + PROMOTE_EXPIRY;
+        // The sitters judge expireTime on their own (wall) clocks, as
+        // manatee-adm writes it: never the runner's clock, which a
+        // maintenance window may shift.
+        let expire = OffsetDateTime::now_utc() + PROMOTE_EXPIRY;
         self.world
             .promote_sync(&self.shard, &sync.zone_id, expire)
             .await
@@ -309,7 +312,8 @@ impl<W: ManateeAct> ManateeRunner<'_, W> {
                 "no promote request in the state and {primary} is still primary ({seen})"
             )));
         };
-        let now: OffsetDateTime = self.clock.now();
+        let now = OffsetDateTime::now_utc(); // as the sitters see it
+
         match req.and_then(|r| r.check(st, now).map(|()| r)) {
             Ok(r) => Ok(Progress::NotYet(format!(
                 "promote request of {} (expires {}) not acted on yet ({seen})",
