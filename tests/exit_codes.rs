@@ -76,6 +76,11 @@ fn every_help_states_the_readme_exit_status_table() {
         "controller",
         "sim serve",
         "schema",
+        "auth init",
+        "auth add",
+        "auth remove",
+        "auth list",
+        "auth whoami",
     ] {
         let first = cmd.split(' ').next().unwrap();
         assert!(
@@ -104,7 +109,7 @@ fn every_help_states_the_readme_exit_status_table() {
             stdout(&o)
         );
     }
-    assert_eq!(table.len(), 18, "{table:#?}");
+    assert_eq!(table.len(), 23, "{table:#?}");
 }
 
 /// A data directory holding `examples/lab/`, and an invalid document.
@@ -240,6 +245,28 @@ fn every_command_exits_as_the_table_says() {
         ("schema", vec!["schema", "mv"], 0),
         ("schema", vec!["schema", "pod"], 1),
         ("schema", vec!["schema"], 1),
+        // The embedded store has no access control: `auth` refuses (1),
+        // except `whoami`, which names the local user.
+        (
+            "auth init",
+            vec!["auth", "init", "--controller-credentials", "ctl.cred"],
+            1,
+        ),
+        ("auth init", vec!["auth", "init"], 1),
+        (
+            "auth add",
+            vec!["auth", "add", "alice", "--role", "viewer"],
+            1,
+        ),
+        (
+            "auth add",
+            vec!["auth", "add", "alice", "--role", "root"],
+            1,
+        ),
+        ("auth remove", vec!["auth", "remove", "alice"], 1),
+        ("auth list", vec!["auth", "list"], 1),
+        ("auth list", vec!["auth", "list", "-o", "nope"], 1),
+        ("auth whoami", vec!["auth", "whoami"], 0),
         ("delete", vec!["delete", "mv", "nope"], 1),
         ("delete", vec!["delete"], 1),
         ("delete", vec!["delete", "mv/sdc"], 0),

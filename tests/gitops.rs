@@ -17,8 +17,10 @@ use sim::scenario::{ScenarioOptions, SimScenario, images};
 use tritonctl::clients::{Endpoints, Triton, Unguarded};
 use tritonctl::gitops::observed::{Live, Observed, Recorded, StoredView, World, capture};
 use tritonctl::gitops::plan::{self, ApplyError, PlanFile};
+use tritonctl::gitops::plan_key::PlanKey;
 use tritonctl::gitops::render;
 use tritonctl::gitops::review::{Review, review};
+use tritonctl::gitops::signature::SignatureRefusal;
 use tritonctl::store::Store;
 use tritonctl::world::manatee::TritonManatee;
 
@@ -645,12 +647,20 @@ fn lab_plan_docs() -> Vec<Document> {
 }
 
 async fn make_plan(env: &Env, docs: &[Document]) -> PlanFile {
+    let key = PlanKey::load_or_create(env.store.coord().as_ref())
+        .await
+        .unwrap();
+    make_plan_with(env, docs, &key).await
+}
+
+async fn make_plan_with(env: &Env, docs: &[Document], key: &PlanKey) -> PlanFile {
     let observed = env.snapshot(docs).await;
     plan::make(
         docs,
         observed,
         "the simulated datacenter",
         "2026-01-01T00:00:00Z".into(),
+        key,
     )
     .await
     .unwrap()
@@ -777,6 +787,180 @@ async fn a_plan_edited_after_planning_is_refused() {
     );
     assert_eq!(o.status.code(), Some(1), "{}", e2e::stderr(&o));
     assert!(e2e::stderr(&o).contains("edited after planning"));
+    env.scenario.shutdown().await;
+}
+
+/// The refusal of a plan whose signature does not verify (nothing stored).
+async fn unverified(env: &Env, p: &PlanFile) -> SignatureRefusal {
+    let err = plan::apply(p, &env.store, &env.world, "now".into())
+        .await
+        .unwrap_err();
+    let ApplyError::Unverified(r) = err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        env.store
+            .get(crds::Kind::ManateeVersion, "sdc")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    r
+}
+
+/// Issue #13: with only an unkeyed sha256, editing the documents and
+/// recomputing it made `apply --plan` store what nobody reviewed. Each
+/// edit of a signed plan is refused and named; the untouched plan applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_plan_refuses_every_edit_after_review() {
+    let env = Env::start("examples/lab", images::MANATEE_V2_CURRENT).await;
+    let docs = lab_plan_docs();
+    let p = make_plan(&env, &docs).await;
+    let sig = p.signature.as_ref().expect("plans are signed");
+    assert_eq!(sig.algorithm, "hmac-sha256");
+    assert_eq!(
+        sig.documents.keys().collect::<Vec<_>>(),
+        ["documents/HeadnodeSet/lab", "documents/ManateeVersion/sdc"]
+    );
+
+    // The attack: edit a document and recompute the unkeyed hash.
+    let mut forged = p.clone();
+    let mv = forged
+        .documents
+        .iter_mut()
+        .find(|d| d["kind"] == "ManateeVersion")
+        .unwrap();
+    mv["spec"]["image"]["uuid"] = serde_json::json!(images::MANATEE_V1);
+    forged.documents_sha256 = plan::documents_hash(&forged.documents);
+    forged
+        .verified_documents()
+        .expect("the unkeyed hash is fooled");
+    let r = unverified(&env, &forged).await;
+    let SignatureRefusal::Changed { changed, .. } = &r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(
+        changed,
+        &["documents/ManateeVersion/sdc changed since review"]
+    );
+    assert!(r.to_string().contains("nothing was applied"), "{r}");
+
+    // The review edited (an operation hidden from the reader).
+    let mut forged = p.clone();
+    forged.review.documents[0].plan = forged.review.documents[1].plan.clone();
+    let SignatureRefusal::Changed { changed, .. } = unverified(&env, &forged).await else {
+        panic!()
+    };
+    assert_eq!(
+        changed,
+        ["the review (its operations) changed since review"]
+    );
+
+    // The fingerprint edited (to pass a stale plan off as fresh).
+    let mut forged = p.clone();
+    forged.fingerprint.ring_image = Some("another".into());
+    let SignatureRefusal::Changed { changed, .. } = unverified(&env, &forged).await else {
+        panic!()
+    };
+    assert_eq!(
+        changed,
+        ["the fingerprint (what the plan was planned against) changed since review"]
+    );
+
+    // A document added after review.
+    let mut forged = p.clone();
+    let mut extra = forged.documents[1].clone();
+    extra["metadata"]["name"] = serde_json::json!("other");
+    forged.documents.push(extra);
+    forged.documents_sha256 = plan::documents_hash(&forged.documents);
+    let SignatureRefusal::Changed { changed, .. } = unverified(&env, &forged).await else {
+        panic!()
+    };
+    assert_eq!(
+        changed,
+        ["documents/ManateeVersion/other was added since review"]
+    );
+
+    // Re-signed with a key that is not the store's.
+    let other = make_plan_with(&env, &docs, &PlanKey::from_bytes([9; 32])).await;
+    assert!(matches!(
+        unverified(&env, &other).await,
+        SignatureRefusal::OtherKey { .. }
+    ));
+
+    // Unsigned: a v1 plan (before signatures), or the signature stripped.
+    let mut legacy = serde_json::to_value(&p).unwrap();
+    legacy["format"] = serde_json::json!("tritonctl.plan/v1");
+    legacy.as_object_mut().unwrap().remove("signature");
+    let legacy = PlanFile::from_json(&legacy.to_string(), "plan.json").unwrap();
+    let r = unverified(&env, &legacy).await;
+    assert!(matches!(r, SignatureRefusal::Unsigned { .. }), "{r:?}");
+    assert!(
+        r.to_string()
+            .contains("is not signed (format `tritonctl.plan/v1`)"),
+        "{r}"
+    );
+
+    // Untouched, it applies.
+    let out = plan::apply(&p, &env.store, &env.world, "t1".into())
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 2);
+    env.scenario.shutdown().await;
+}
+
+/// The CLI: a plan made against one store and forged (document edited,
+/// unkeyed hash recomputed) is refused with the document named (exit 1);
+/// against a store with no key, `apply --plan` says so (exit 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_apply_refuses_a_forged_plan_and_a_store_without_a_key() {
+    let env = Env::start("examples/lab", images::MANATEE_V2_CURRENT).await;
+    let docs = lab_plan_docs();
+    let observed = env.snapshot(&docs).await;
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("observed.json");
+    std::fs::write(&snap, observed.to_json()).unwrap();
+    let file = dir.path().join("plan.json");
+    let store_dir = dir.path().join("store");
+    let o = e2e::run(
+        &store_dir,
+        &[
+            "plan",
+            "-f",
+            "examples/lab",
+            "--observed",
+            snap.to_str().unwrap(),
+            "-o",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", e2e::stderr(&o));
+    let mut p = PlanFile::from_json(&std::fs::read_to_string(&file).unwrap(), "plan.json").unwrap();
+    let mv = p
+        .documents
+        .iter_mut()
+        .find(|d| d["kind"] == "ManateeVersion")
+        .unwrap();
+    mv["spec"]["image"]["uuid"] = serde_json::json!(images::MANATEE_V1);
+    p.documents_sha256 = plan::documents_hash(&p.documents);
+    std::fs::write(&file, p.to_json()).unwrap();
+    let o = e2e::run(&store_dir, &["apply", "--plan", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", e2e::stderr(&o));
+    assert!(
+        e2e::stderr(&o).contains("documents/ManateeVersion/sdc changed since review"),
+        "{}",
+        e2e::stderr(&o)
+    );
+    let o = e2e::run(
+        &dir.path().join("another-store"),
+        &["apply", "--plan", file.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", e2e::stderr(&o));
+    assert!(
+        e2e::stderr(&o).contains("this store has no plan signing key"),
+        "{}",
+        e2e::stderr(&o)
+    );
     env.scenario.shutdown().await;
 }
 
@@ -1264,7 +1448,8 @@ async fn no_plan_over_an_unobserved_shard() {
         "observed.json",
     )
     .unwrap();
-    let e = plan::make(&docs, observed, "observed.json", "t".into())
+    let key = PlanKey::from_bytes([7; 32]);
+    let e = plan::make(&docs, observed, "observed.json", "t".into(), &key)
         .await
         .unwrap_err();
     assert!(e.contains("cannot plan what was not observed"), "{e}");
@@ -1573,7 +1758,8 @@ async fn credentials_in_endpoints_are_never_printed_or_stored() {
     let stored = env.stored().await;
     let r = review(&docs, &stored, Some(&world)).await.unwrap();
     let observed = capture(stored, &world, &docs, "t".into()).await.unwrap();
-    let p = plan::make(&docs, observed.clone(), "observed.json", "t".into())
+    let key = PlanKey::from_bytes([3; 32]);
+    let p = plan::make(&docs, observed.clone(), "observed.json", "t".into(), &key)
         .await
         .unwrap();
     let text = render::text(&r, false);

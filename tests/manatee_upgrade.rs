@@ -12,6 +12,10 @@ async fn lab_upgrade_loses_no_acknowledged_write() {
         .await
         .expect("the demo converges");
     assert_eq!(report.lost, 0, "acknowledged writes were lost");
+    assert_eq!(
+        report.sapi_would_crash, 0,
+        "our clients sent SAPI a request that crashes the real one"
+    );
     assert!(
         report.acked > 10,
         "the writer barely ran: {} acked",

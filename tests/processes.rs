@@ -71,19 +71,27 @@ fn controller(zk: &str) -> (Proc, String) {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut sent = false;
+        let mut before = Vec::new();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if !sent
                 && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                 && let Some(addr) = v["addr"].as_str()
             {
-                let _ = tx.send(addr.to_string());
+                let _ = tx.send(Ok(addr.to_string()));
                 sent = true;
+            } else if !sent {
+                before.push(line);
             }
         }
+        if !sent {
+            let _ = tx.send(Err(before.join("\n")));
+        }
     });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the controller logs its metrics address");
+    let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(Ok(addr)) => addr,
+        Ok(Err(stderr)) => panic!("the controller exited before serving its metrics:\n{stderr}"),
+        Err(e) => panic!("the controller logs its metrics address: {e}"),
+    };
     (Proc(child), addr)
 }
 
@@ -173,6 +181,161 @@ fn zk_controller_processes_one_leads_sigterm_hands_over_and_a_stopped_leader_exi
         .wait_exit(Duration::from_secs(30))
         .expect("a leader that lost its session exits");
     assert_eq!(status.code(), Some(3), "{status}");
+}
+
+/// Run a coordination call against `zk` from a synchronous test.
+fn on_zk<T>(zk: &str, f: impl AsyncFnOnce(&dyn coord::Coordination) -> T) -> T {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let s = coord::ZkCoordination::connect(zk, Duration::from_secs(5))
+            .await
+            .expect("connect to ZooKeeper");
+        let out = f(s.as_ref()).await;
+        coord::Coordination::close(s.as_ref()).await;
+        out
+    })
+}
+
+/// `tritonctl --zk ZK ARGS...` (stdout, exit code).
+fn tritonctl_zk(zk: &str, args: &[&str]) -> (String, Option<i32>) {
+    let o = Command::new(e2e::tritonctl_bin())
+        .args(["--zk", zk])
+        .args(args)
+        .env_remove("TRITONCTL_DATA_DIR")
+        .output()
+        .expect("run tritonctl");
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        o.status.code(),
+    )
+}
+
+/// A `set` on the leading controller's own candidate node (before: every
+/// fenced write failed "bad version" forever while /healthz said leading
+/// and the process never exited): it steps down and exits 3.
+#[test]
+fn zk_a_controller_whose_candidate_node_is_modified_exits_3() {
+    let zk = ZkServer::start_blocking().expect("start ZooKeeper");
+    let (mut a, a_addr) = controller(&zk.connect_string());
+    wait_until("the controller leads", Duration::from_secs(30), || {
+        leads(&a_addr)
+    });
+    let node = healthz(&a_addr).unwrap()["node"]
+        .as_str()
+        .expect("a leader names its node")
+        .to_string();
+    on_zk(&zk.connect_string(), async |s| {
+        s.set(&node, b"tampered", coord::Expect::Any)
+            .await
+            .expect("set the candidate node")
+    });
+    let status = a
+        .wait_exit(Duration::from_secs(30))
+        .expect("a leader whose fence can never pass again exits");
+    assert_eq!(status.code(), Some(3), "{status}");
+}
+
+/// A persistent `candidate-0000000000` (anyone could create it) does not
+/// keep the controller on standby, is reported (metric, Warning event), and
+/// `tritonctl get leader` does not show it as the leader.
+#[test]
+fn zk_a_persistent_candidate_node_is_ignored_and_reported() {
+    let zk = ZkServer::start_blocking().expect("start ZooKeeper");
+    let cs = zk.connect_string();
+    on_zk(&cs, async |s| {
+        s.mkdirp("/tritonctl/v1/leader").await.unwrap();
+        s.create(
+            "/tritonctl/v1/leader/candidate-0000000000",
+            b"forged",
+            coord::CreateMode::Persistent,
+        )
+        .await
+        .unwrap();
+    });
+    let (_a, a_addr) = controller(&cs);
+    wait_until(
+        "the controller leads despite the forged node",
+        Duration::from_secs(30),
+        || leads(&a_addr),
+    );
+    let (_, metrics) = get(&a_addr, "/metrics").unwrap();
+    assert!(
+        metrics.contains("tritonctl_election_ignored_candidates_total{reason=\"not_ephemeral\"} 1"),
+        "{metrics}"
+    );
+    let (out, code) = tritonctl_zk(&cs, &["get", "leader", "-o", "json"]);
+    assert_eq!(code, Some(0), "{out}");
+    let leader: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        leader["identity"]
+            .as_str()
+            .unwrap()
+            .starts_with("tritonctl@"),
+        "{leader}"
+    );
+    assert_ne!(leader["node"], "/tritonctl/v1/leader/candidate-0000000000");
+    wait_until(
+        "a Warning event names the ignored node",
+        Duration::from_secs(30),
+        || {
+            let (out, _) = tritonctl_zk(&cs, &["events"]);
+            out.contains("IgnoredCandidate") && out.contains("candidate-0000000000")
+        },
+    );
+}
+
+/// 100 connections that never send a byte against the controller's
+/// /metrics and /healthz: /healthz still answers, and every one of them is
+/// closed by the server (the cap evicts the oldest, the header read
+/// timeout the rest).
+#[test]
+fn zk_idle_connections_cannot_hold_the_controller_endpoints() {
+    let zk = ZkServer::start_blocking().expect("start ZooKeeper");
+    let (_a, addr) = controller(&zk.connect_string());
+    wait_until("/healthz answers", Duration::from_secs(30), || {
+        healthz(&addr).is_some()
+    });
+    let mut held: Vec<std::net::TcpStream> = (0..100)
+        .map(|_| std::net::TcpStream::connect(&addr).expect("connect"))
+        .collect();
+    assert!(
+        healthz(&addr).is_some(),
+        "/healthz answers while they are held"
+    );
+    for (i, s) in held.iter_mut().enumerate() {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut b = [0u8; 1];
+        match s.read(&mut b) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("connection {i} is still held: {other:?}"),
+        }
+    }
+}
+
+/// The endpoints bind loopback unless told otherwise.
+#[test]
+fn a_controller_refuses_a_remote_metrics_address_without_the_flag() {
+    let o = Command::new(e2e::tritonctl_bin())
+        .args(["--zk", "127.0.0.1:1", "controller"])
+        .args([
+            "--sapi",
+            "http://127.0.0.1:9",
+            "--vmapi",
+            "http://127.0.0.1:9",
+        ])
+        .args([
+            "--cnapi",
+            "http://127.0.0.1:9",
+            "--imgapi",
+            "http://127.0.0.1:9",
+        ])
+        .args(["--metrics-addr", "0.0.0.0:0"])
+        .output()
+        .expect("run tritonctl controller");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("--metrics-allow-remote"), "{err}");
 }
 
 #[test]

@@ -15,7 +15,10 @@ use coord::testing::ZkServer;
 use coord::{Coordination, ZkCoordination};
 use crds::{Kind, Status};
 use futures::StreamExt;
+use tritonctl::clients::Endpoints;
+use tritonctl::daemon::{Daemon, DaemonConfig, DaemonError, Phase};
 use tritonctl::runtime::events::{Event, Events};
+use tritonctl::runtime::http::HttpLimits;
 use tritonctl::runtime::leader::{LeaderElection, LeaderError, Leadership, LossReason};
 use tritonctl::runtime::queue::{Action, Config, Controller};
 use tritonctl::runtime::triggers::Triggers;
@@ -264,6 +267,79 @@ async fn zk_an_expired_leader_cannot_write_with_its_old_fence() {
         .map(|r| r.event.message)
         .collect();
     assert_eq!(messages, ["g1", "g4"]);
+}
+
+/// A `set` on the leader's own candidate node (anyone with write access
+/// to binder can) moves its version, so every fenced write fails "bad
+/// version" from then on. The leader must notice and step down; its
+/// successor then leads.
+#[tokio::test]
+async fn zk_a_modified_candidate_node_ends_leadership() {
+    let zk = zk().await;
+    let (a, b, admin) = (session(&zk).await, session(&zk).await, session(&zk).await);
+    let la = LeaderElection::new(a.clone(), "a")
+        .campaign()
+        .await
+        .unwrap();
+    let sa = store(a.clone()).await;
+    let events_a = Events::new(a.clone());
+    assert_eq!(
+        fenced_writes(&sa, &events_a, la.fence(), 1).await,
+        (true, true)
+    );
+    let eb = LeaderElection::new(b.clone(), "b");
+    let fb = tokio::spawn(async move { eb.campaign().await });
+
+    admin
+        .set(la.node(), b"not a's any more", coord::Expect::Any)
+        .await
+        .unwrap();
+    let reason = within(SESSION * 2, "leadership lost", la.lost()).await;
+    assert_eq!(reason, LossReason::NodeModified);
+    assert_eq!(la.check().await, Err(LeaderError::Lost(reason)));
+    assert_eq!(
+        fenced_writes(&sa, &events_a, la.fence(), 2).await,
+        (false, false)
+    );
+    // Stepping down deletes the node: the standby leads at once.
+    drop(la);
+    let lb = within(SESSION * 2, "b takes over", fb)
+        .await
+        .unwrap()
+        .unwrap();
+    let sb = store(b.clone()).await;
+    assert_eq!(
+        fenced_writes(&sb, &Events::new(b.clone()), lb.fence(), 3).await,
+        (true, true)
+    );
+    assert_eq!(stored_generation(&sb).await, Some(3));
+}
+
+/// A persistent `candidate-0000000000` created by anyone sorts before every
+/// real candidate; it must not keep the controllers on standby.
+#[tokio::test]
+async fn zk_a_persistent_candidate_node_does_not_block_the_election() {
+    let zk = zk().await;
+    let (a, admin) = (session(&zk).await, session(&zk).await);
+    let dir = tritonctl::runtime::leader::default_dir();
+    admin.mkdirp(&dir).await.unwrap();
+    admin
+        .create(
+            &format!("{dir}/candidate-0000000000"),
+            b"forged",
+            coord::CreateMode::Persistent,
+        )
+        .await
+        .unwrap();
+    let ea = LeaderElection::new(a.clone(), "a");
+    let la = within(SESSION * 2, "a leads", ea.campaign()).await.unwrap();
+    la.check().await.unwrap();
+    assert_eq!(ea.current_leader().await.unwrap().as_deref(), Some("a"));
+    let sa = store(a.clone()).await;
+    assert_eq!(
+        fenced_writes(&sa, &Events::new(a.clone()), la.fence(), 1).await,
+        (true, true)
+    );
 }
 
 /// The child side of the SIGSTOP test: campaign, then write with the fence in
@@ -661,4 +737,222 @@ async fn zk_events_are_bounded_and_streamed_in_order() {
         }
     }
     assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "{got:?}");
+}
+
+fn daemon_config(metrics_addr: Option<std::net::SocketAddr>) -> DaemonConfig {
+    let nowhere = "http://127.0.0.1:9".to_string();
+    let mut cfg = DaemonConfig::new(Endpoints {
+        sapi: nowhere.clone(),
+        vmapi: nowhere.clone(),
+        cnapi: nowhere.clone(),
+        imgapi: nowhere,
+    });
+    cfg.metrics_addr = metrics_addr;
+    cfg.shutdown_grace = Duration::from_secs(1);
+    cfg
+}
+
+/// The daemon on `session`: a `set` on its candidate node by `admin` makes
+/// it step down: `run` ends with LeadershipLost (exit 3 in the CLI), and
+/// the phase /healthz serves says not leading.
+async fn daemon_steps_down_on_a_modified_node(
+    session: Arc<dyn Coordination>,
+    admin: Arc<dyn Coordination>,
+) {
+    let daemon = Daemon::new(session, daemon_config(None));
+    let metrics = daemon.metrics().clone();
+    let mut phase = daemon.phase();
+    let (_keep, shutdown) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(daemon.run(async move {
+        let _ = shutdown.await;
+    }));
+    let node = within(Duration::from_secs(10), "the daemon leads", async {
+        loop {
+            if let Phase::Leading(n) = &*phase.borrow_and_update() {
+                return n.clone();
+            }
+            phase.changed().await.unwrap();
+        }
+    })
+    .await;
+    admin
+        .set(&node, b"tampered", coord::Expect::Any)
+        .await
+        .unwrap();
+    let r = within(Duration::from_secs(10), "the daemon steps down", run)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            r,
+            Err(DaemonError::LeadershipLost(LossReason::NodeModified))
+        ),
+        "{r:?}"
+    );
+    assert_eq!(*phase.borrow(), Phase::Stopping);
+    assert!(metrics.render().contains("tritonctl_leader 0"));
+}
+
+#[tokio::test]
+async fn zk_the_daemon_steps_down_when_its_candidate_node_is_modified() {
+    let zk = zk().await;
+    daemon_steps_down_on_a_modified_node(session(&zk).await, session(&zk).await).await;
+}
+
+#[tokio::test]
+async fn the_daemon_steps_down_when_its_candidate_node_is_modified_in_the_embedded_store() {
+    let ens = coord::MemEnsemble::new();
+    daemon_steps_down_on_a_modified_node(ens.connect(), ens.connect()).await;
+}
+
+/// A persistent candidate node is ignored, counted and reported as a
+/// Warning event; the daemon leads.
+#[tokio::test]
+async fn zk_the_daemon_reports_an_ignored_candidate_and_leads() {
+    let zk = zk().await;
+    let (a, admin) = (session(&zk).await, session(&zk).await);
+    let dir = tritonctl::runtime::leader::default_dir();
+    admin.mkdirp(&dir).await.unwrap();
+    let forged = format!("{dir}/candidate-0000000000");
+    admin
+        .create(&forged, b"forged", coord::CreateMode::Persistent)
+        .await
+        .unwrap();
+    let daemon = Daemon::new(a.clone(), daemon_config(None));
+    let metrics = daemon.metrics().clone();
+    let mut phase = daemon.phase();
+    let (stop, shutdown) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(daemon.run(async move {
+        let _ = shutdown.await;
+    }));
+    within(Duration::from_secs(10), "the daemon leads", async {
+        while !matches!(*phase.borrow_and_update(), Phase::Leading(_)) {
+            phase.changed().await.unwrap();
+        }
+    })
+    .await;
+    assert!(
+        metrics
+            .render()
+            .contains("tritonctl_election_ignored_candidates_total{reason=\"not_ephemeral\"} 1")
+    );
+    let events = Events::new(admin.clone());
+    within(Duration::from_secs(10), "the Warning event", async {
+        loop {
+            let found = events.list(None).await.unwrap().into_iter().any(|r| {
+                r.event.reason == "IgnoredCandidate"
+                    && r.event.event_type == tritonctl::runtime::events::EventType::Warning
+                    && r.event.message.contains(&forged)
+            });
+            if found {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let _ = stop.send(());
+    within(Duration::from_secs(10), "the daemon stops", run)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// Issue #13's measurement: 300 connections trickling their headers (a
+/// byte every 500 ms, never the blank line) against the controller's
+/// /metrics and /healthz server, without limits (as before) and with the
+/// default ones: how many are still held after 12 s, and whether /healthz
+/// answered in the middle of it. Prints one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: cargo test -p e2e --test runtime measure_slowloris -- --ignored --nocapture"]
+async fn measure_slowloris_connections_held() {
+    const CONNECTIONS: usize = 300;
+    const AFTER: Duration = Duration::from_secs(12);
+    let unlimited = held_after(HttpLimits::none(), CONNECTIONS, AFTER).await;
+    let limited = held_after(HttpLimits::default(), CONNECTIONS, AFTER).await;
+    let l = HttpLimits::default();
+    println!(
+        "slowloris: {CONNECTIONS} connections trickling headers, held after {AFTER:?}: without limits {} (/healthz answered: {}), with limits {} (/healthz answered: {}; header timeout {:?}, idle timeout {:?}, cap {:?})",
+        unlimited.0,
+        unlimited.1,
+        limited.0,
+        limited.1,
+        l.header_read_timeout,
+        l.idle_timeout,
+        l.max_connections
+    );
+}
+
+/// (connections still held after `after`, /healthz answered halfway).
+async fn held_after(limits: HttpLimits, n: usize, after: Duration) -> (usize, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut cfg = daemon_config(Some(addr));
+    cfg.http_limits = limits;
+    let daemon = Daemon::new(coord::MemEnsemble::new().connect(), cfg);
+    let mut phase = daemon.phase();
+    let (stop, shutdown) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(daemon.run(async move {
+        let _ = shutdown.await;
+    }));
+    while matches!(*phase.borrow_and_update(), Phase::Starting) {
+        phase.changed().await.unwrap();
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        tasks.push(tokio::spawn(async move {
+            let Ok(s) = tokio::net::TcpStream::connect(addr).await else {
+                return false;
+            };
+            let (mut rd, mut wr) = s.into_split();
+            if wr
+                .write_all(b"GET /healthz HTTP/1.1\r\nX-a: ")
+                .await
+                .is_err()
+            {
+                return false;
+            }
+            let mut buf = [0u8; 256];
+            loop {
+                tokio::select! {
+                    r = rd.read(&mut buf) => if matches!(r, Ok(0) | Err(_)) { return false },
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                        if start.elapsed() >= after {
+                            return true;
+                        }
+                        if wr.write_all(b"a").await.is_err() {
+                            return false;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(after / 2).await;
+    let answered = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.ok()?;
+        Some(out.starts_with("HTTP/1.1 200"))
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or(false);
+    let mut held = 0;
+    for t in tasks {
+        if t.await.unwrap() {
+            held += 1;
+        }
+    }
+    let _ = stop.send(());
+    let _ = run.await;
+    (held, answered)
 }

@@ -283,6 +283,8 @@ async fn assert_all_v2(h: &Harness, peers: usize) {
     let placed = 1 + usize::from(st.sync.is_some()) + st.asyncs.len();
     assert_eq!(placed, peers, "{st:?}");
     assert!(obs.morays.iter().all(|m| m.enabled));
+    // Our clients never sent SAPI a request that crashes the real one.
+    assert_eq!(h.scenario.dc.sapi_would_crash(), vec![]);
     assert!(
         obs.zones.iter().all(|z| z.snapshots.is_empty()
             || z.zone != st.primary.zone_id

@@ -48,7 +48,11 @@ use crate::clients::{Endpoints, MutationGuard, Timeouts, Triton};
 use crate::reconcile::headnodes::HeadnodesKind;
 use crate::reconcile::manatee_version::ManateeVersionKind;
 use crate::reconcile::{Context, KindReconcile, context, run};
-use crate::runtime::leader::{LeaderElection, LeaderError, Leadership, LossReason};
+use crate::runtime::events::{Event, Events};
+use crate::runtime::http::{HttpLimits, NotLoopback, check_bind};
+use crate::runtime::leader::{
+    IgnoredCandidate, IgnoredHook, LeaderElection, LeaderError, Leadership, LossReason,
+};
 use crate::runtime::metrics::Metrics;
 use crate::runtime::queue::{Action, Config, Controller};
 use crate::runtime::triggers::{Triggers, fingerprint};
@@ -69,6 +73,10 @@ pub struct DaemonConfig {
     pub concurrency: usize,
     /// Where `/metrics` and `/healthz` are served; None serves nothing.
     pub metrics_addr: Option<SocketAddr>,
+    /// Serve them on an address that is not loopback.
+    pub metrics_allow_remote: bool,
+    /// Timeouts and connection cap of that server.
+    pub http_limits: HttpLimits,
     /// How long running reconciles may go on after shutdown is asked for.
     pub shutdown_grace: Duration,
     /// Re-queue every known key this often.
@@ -86,6 +94,8 @@ impl DaemonConfig {
             step_poll: None,
             concurrency: 4,
             metrics_addr: None,
+            metrics_allow_remote: false,
+            http_limits: HttpLimits::default(),
             shutdown_grace: Duration::from_secs(10),
             resync: Some(Duration::from_secs(600)),
             timeouts: Timeouts::default(),
@@ -112,6 +122,8 @@ pub enum DaemonError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    MetricsNotLoopback(#[from] NotLoopback),
     #[error("leader campaign failed: {0}")]
     Campaign(LeaderError),
     #[error("leadership lost ({0}); exiting so that the supervisor starts a fresh controller")]
@@ -281,11 +293,15 @@ impl ManateeReconciler {
 async fn api_fingerprint(triton: &Triton, roles: &[&str]) -> Result<u64, String> {
     let mut seen: Vec<String> = Vec::new();
     for role in roles {
-        let vms = triton
+        // Change detection only: an unreadable record counts by its raw
+        // form, so a change to it still triggers a reconcile.
+        let (vms, odd) = triton
             .vmapi
             .vms(&[("tag.smartdc_role", role.to_string())])
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+            .lenient();
+        seen.extend(odd.iter().map(|o| format!("odd {}", o.raw)));
         for vm in vms {
             seen.push(format!(
                 "vm {} {} {:?} {:?}",
@@ -300,22 +316,28 @@ async fn api_fingerprint(triton: &Triton, roles: &[&str]) -> Result<u64, String>
         let Ok(apps) = triton.sapi.applications(app).await else {
             continue;
         };
+        let (apps, odd) = apps.lenient();
+        seen.extend(odd.iter().map(|o| format!("odd {}", o.raw)));
         for a in apps {
-            for svc in triton
+            let (svcs, odd) = triton
                 .sapi
                 .services(&a.uuid, None)
                 .await
                 .map_err(|e| e.to_string())?
-            {
+                .lenient();
+            seen.extend(odd.iter().map(|o| format!("odd {}", o.raw)));
+            for svc in svcs {
                 if !roles.contains(&svc.name.as_str()) {
                     continue;
                 }
-                for i in triton
+                let (insts, odd) = triton
                     .sapi
                     .instances(&svc.uuid)
                     .await
                     .map_err(|e| e.to_string())?
-                {
+                    .lenient();
+                seen.extend(odd.iter().map(|o| format!("odd {}", o.raw)));
+                for i in insts {
                     seen.push(format!(
                         "inst {} {}",
                         i.uuid,
@@ -405,8 +427,10 @@ impl Daemon {
         let http_stop = CancellationToken::new();
         let _http_stop = http_stop.clone().drop_guard();
         if let Some(addr) = cfg.metrics_addr {
+            check_bind(addr, cfg.metrics_allow_remote)?;
             let bound = serve_metrics(
                 addr,
+                cfg.http_limits,
                 metrics.clone(),
                 session.clone(),
                 phase.clone(),
@@ -420,7 +444,8 @@ impl Daemon {
         phase.send_replace(Phase::Standby);
         let mut shutdown = std::pin::pin!(shutdown);
 
-        let election = LeaderElection::new(session.clone(), cfg.identity.clone());
+        let election = LeaderElection::new(session.clone(), cfg.identity.clone())
+            .on_ignored(report_ignored(session.clone(), metrics.clone()));
         tracing::info!(identity = %cfg.identity, dir = %election.dir(), "campaigning for leadership");
         let leadership = tokio::select! {
             r = election.campaign() => Arc::new(r.map_err(DaemonError::Campaign)?),
@@ -435,6 +460,10 @@ impl Daemon {
         phase.send_replace(Phase::Leading(leadership.node().to_string()));
 
         let fence = Some(leadership.fence().clone());
+        // Every fenced write goes through the tripwire: one refused at the
+        // fence ends leadership at once.
+        let fenced = leadership.tripwire(session.clone());
+        let store = Store::new(fenced.clone());
         let triton = Triton::with_timeouts(
             &cfg.endpoints,
             Arc::new(LeaderGuard(leadership.clone())),
@@ -442,7 +471,7 @@ impl Daemon {
         );
         let world = TritonManatee {
             triton,
-            coord: session.clone(),
+            coord: fenced.clone(),
             fence: fence.clone(),
         };
         let mut cx = context(store.clone(), world, fence.clone(), cfg.step_poll);
@@ -450,7 +479,7 @@ impl Daemon {
         // The transplant strategy acts through the same guarded clients.
         cx.transplant = Some(Arc::new(crate::world::transplant::TritonTransplant {
             triton: cx.world.triton.clone(),
-            coord: session.clone(),
+            coord: fenced,
             fence,
         }));
         let cx = Arc::new(cx);
@@ -531,10 +560,33 @@ impl Daemon {
     }
 }
 
-/// Serve `/metrics` (OpenMetrics text) and `/healthz` on `addr`; returns the
-/// bound address (port 0 picks one).
+/// What the daemon does with a node the election ignores: count it and
+/// record a Warning event (unfenced: a standby reports it too).
+fn report_ignored(session: Arc<dyn Coordination>, metrics: Metrics) -> IgnoredHook {
+    let events = Events::new(session);
+    Arc::new(move |ignored: &IgnoredCandidate| {
+        metrics.election_ignored(ignored.reason.as_str());
+        let (events, event) = (
+            events.clone(),
+            Event::warning(ELECTION_OBJECT, "IgnoredCandidate", ignored.to_string()),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = events.record(&event, None).await {
+                tracing::warn!(error = %e, "cannot record the IgnoredCandidate event");
+            }
+        });
+    })
+}
+
+/// The object of the election's events.
+pub const ELECTION_OBJECT: &str = "Leader/election";
+
+/// Serve `/metrics` (OpenMetrics text) and `/healthz` on `addr` within
+/// `limits` (see [`crate::runtime::http`]); returns the bound address (port
+/// 0 picks one).
 async fn serve_metrics(
     addr: SocketAddr,
+    limits: HttpLimits,
     metrics: Metrics,
     session: Arc<dyn Coordination>,
     phase: Arc<tokio::sync::watch::Sender<Phase>>,
@@ -542,8 +594,6 @@ async fn serve_metrics(
 ) -> std::io::Result<SocketAddr> {
     use axum::http::{StatusCode, header};
     use axum::routing::get;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
     let router = axum::Router::new()
         .route(
             "/metrics",
@@ -582,15 +632,7 @@ async fn serve_metrics(
                 }
             }),
         );
-    tokio::spawn(async move {
-        let r = axum::serve(listener, router)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "metrics server stopped");
-        }
-    });
-    Ok(bound)
+    crate::runtime::http::serve(addr, router, limits, stop).await
 }
 
 #[cfg(test)]

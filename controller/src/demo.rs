@@ -39,6 +39,9 @@ pub struct DemoReport {
     pub failed_writes: u64,
     pub longest_outage: Duration,
     pub total_outage: Duration,
+    /// Requests the simulator answered 599 `SimulatorWouldCrash`: ones the
+    /// real SAPI process would have died on (always 0 for our clients).
+    pub sapi_would_crash: usize,
 }
 
 fn parse(name: &str, text: &str) -> Result<Document, String> {
@@ -250,6 +253,7 @@ pub async fn run(
                 .max()
                 .unwrap_or_default(),
             total_outage: log.outages.iter().map(|(a, b)| *b - *a).sum(),
+            sapi_would_crash: scenario.dc.sapi_would_crash().len(),
         }
     };
     scenario.shutdown().await;

@@ -14,6 +14,10 @@
 //!   locks/shard/<shard>                one disruptive operation per shard
 //!   plans/<id>                         saved plans applied (`apply --plan`)
 //!   leader/candidate-<seq>             leader election (the fence)
+//!   cancels/<operation>                `tritonctl cancel` requests
+//!   auth/roles                         identities and roles (access control)
+//!   audit/<identity>/r-<seq>           who decided what (`events --audit`)
+//!   secrets/plan-key                   the key saved plans are signed with
 //! ```
 
 use crds::Kind;
@@ -113,9 +117,46 @@ pub fn plan_marker_path(id: &str) -> String {
     format!("{}/{id}", plans_dir())
 }
 
+/// `secrets/plan-key`: the HMAC key of saved plans (32 random bytes,
+/// created on first use; only tritonctl's identity may read it).
+pub fn plan_key_path() -> String {
+    format!("{ROOT}/secrets/plan-key")
+}
+
 /// `leader`: where controller candidates register.
 pub fn leader_dir() -> String {
     format!("{ROOT}/leader")
+}
+
+/// `cancels`: `tritonctl cancel` requests, apart from approvals so that
+/// ZooKeeper's ACLs can let an operator cancel without letting them approve.
+pub fn cancels_dir() -> String {
+    format!("{ROOT}/cancels")
+}
+
+/// `cancels/<operation>`: a rollback requested for one operation.
+pub fn cancel_path(op_id: &str) -> String {
+    format!("{}/{op_id}", cancels_dir())
+}
+
+/// `auth`: access control.
+pub fn auth_dir() -> String {
+    format!("{ROOT}/auth")
+}
+
+/// `auth/roles`: the identities, their digest ids and roles (JSON).
+pub fn roles_path() -> String {
+    format!("{}/roles", auth_dir())
+}
+
+/// `audit`: one directory per identity.
+pub fn audit_dir() -> String {
+    format!("{ROOT}/audit")
+}
+
+/// `audit/<identity>`: where only that identity may create records.
+pub fn audit_identity_dir(identity: &str) -> String {
+    format!("{}/{identity}", audit_dir())
 }
 
 #[cfg(test)]
@@ -152,5 +193,9 @@ mod tests {
         assert_eq!(shard_lock_path("sdc"), "/tritonctl/v1/locks/shard/sdc");
         assert_eq!(plan_marker_path("p1"), "/tritonctl/v1/plans/p1");
         assert_eq!(leader_dir(), "/tritonctl/v1/leader");
+        assert_eq!(cancel_path("op"), "/tritonctl/v1/cancels/op");
+        assert_eq!(roles_path(), "/tritonctl/v1/auth/roles");
+        assert_eq!(audit_identity_dir("al"), "/tritonctl/v1/audit/al");
+        assert_eq!(plan_key_path(), "/tritonctl/v1/secrets/plan-key");
     }
 }

@@ -1,6 +1,7 @@
 //! tritonctl: the CLI, the controller runtime, the store and the real
 //! clients. See ARCHITECTURE.md for the map.
 
+pub mod auth;
 pub mod cli;
 pub mod clients;
 pub mod daemon;

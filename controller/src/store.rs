@@ -9,6 +9,10 @@
 //! - `events/e-<seq>`: reconcile events, sequential and bounded.
 //! - `operations/<kind>/<name>`: operation journals.
 //! - `locks/...` and `leader/...`: coordination.
+//! - `auth/roles` and `audit/...`: access control and the audit log
+//!   ([`crate::auth`]). On ZooKeeper the store's session gives every node
+//!   it creates the policy's ACL (`auth::session::AclSession`), and
+//!   [`Store::audit`] records who decided what.
 //!
 //! Every apply is one multi-op: all documents are stored or none is.
 
@@ -18,6 +22,7 @@ use coord::{CoordError, Coordination, CreateMode, Expect, Op, OpResult};
 use crds::{Document, Kind, Status};
 use serde_json::Value;
 
+use crate::auth::{Principal, audit};
 use crate::layout;
 
 /// The paths live in [`crate::layout`]; re-exported for older callers.
@@ -80,31 +85,74 @@ pub struct ApplyOutcome {
 #[derive(Clone)]
 pub struct Store {
     coord: Arc<dyn Coordination>,
+    /// Who this process acts as (audit records name it).
+    principal: Arc<Principal>,
 }
 
 impl Store {
+    /// A store acting as the local user (no authentication).
     pub fn new(coord: Arc<dyn Coordination>) -> Store {
-        Store { coord }
+        Store {
+            coord,
+            principal: Arc::new(Principal::of(None)),
+        }
+    }
+
+    /// The same store acting as `principal`.
+    pub fn with_principal(mut self, principal: Principal) -> Store {
+        self.principal = Arc::new(principal);
+        self
     }
 
     pub fn coord(&self) -> &Arc<dyn Coordination> {
         &self.coord
     }
 
-    /// Create the layout (idempotent).
-    pub async fn init(&self) -> Result<(), StoreError> {
-        for dir in [
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// Record a decision in the audit log as this store's principal; a
+    /// failure is a warning (the decision is made already).
+    pub async fn audit(&self, action: audit::Action, object: &str, decision: &str) {
+        audit::record_or_warn(&self.coord, &self.principal, action, object, decision).await;
+    }
+
+    /// Every directory of the layout, parents before children.
+    pub fn layout_dirs() -> Vec<String> {
+        let mut dirs = vec![
             layout::events_dir(),
             format!("{ROOT}/operations"),
             layout::locks_dir(),
             layout::leader_dir(),
-        ] {
-            self.coord.mkdirp(&dir).await?;
-        }
+            format!("{ROOT}/approvals"),
+            layout::cancels_dir(),
+            layout::plans_dir(),
+            format!("{ROOT}/transplants/{}", Kind::ManateeVersion.short()),
+            layout::audit_dir(),
+        ];
         for kind in Kind::ALL {
-            self.coord.mkdirp(&kind_dir(kind)).await?;
-            self.coord.mkdirp(&layout::status_dir(kind)).await?;
-            self.coord.mkdirp(&layout::operations_dir(kind)).await?;
+            dirs.push(kind_dir(kind));
+            dirs.push(layout::status_dir(kind));
+            dirs.push(layout::operations_dir(kind));
+            dirs.push(layout::pause_dir(kind));
+        }
+        dirs
+    }
+
+    /// Create the layout (idempotent). A directory that exists costs one
+    /// read; on a locked-down ZooKeeper only an identity allowed to create
+    /// there can make a missing one.
+    pub async fn init(&self) -> Result<(), StoreError> {
+        for dir in Store::layout_dirs() {
+            if self.coord.exists(&dir).await?.is_none() {
+                match self.coord.mkdirp(&dir).await {
+                    // Not ours to make: what needs it fails on its own,
+                    // with the same refusal, if it is ever used.
+                    Ok(()) | Err(CoordError::NoAuth(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
         Ok(())
     }

@@ -47,6 +47,8 @@ pub mod op {
     pub const MULTI: i32 = 14;
     pub const CREATE2: i32 = 15;
     pub const CLOSE_SESSION: i32 = -11;
+    /// `AuthPacket { int type; ustring scheme; buffer auth; }` (addauth).
+    pub const AUTH: i32 = 100;
     /// The type of an error result inside a multi response.
     pub const ERROR: i32 = -1;
 }
@@ -55,6 +57,8 @@ pub mod op {
 pub mod xid {
     pub const NOTIFICATION: i32 = -1;
     pub const PING: i32 = -2;
+    /// The xid of an auth packet and of its reply.
+    pub const AUTH: i32 = -4;
 }
 
 /// Error codes (`KeeperException.Code`).
@@ -183,10 +187,11 @@ pub fn request(xid: i32, opcode: i32, body: &[u8]) -> Vec<u8> {
 /// One operation of a multi, in wire terms (paths already chrooted).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MultiOp<'a> {
-    /// Plain CREATE (opcode 1), ACL world:anyone with every permission.
+    /// Plain CREATE (opcode 1) with its ACL (`vector<ACL>`).
     Create {
         path: &'a str,
         data: &'a [u8],
+        acl: &'a [crate::Acl],
         flags: i32,
     },
     Delete {
@@ -221,20 +226,41 @@ fn multi_header(out: &mut Vec<u8>, ty: i32, done: bool, err: i32) {
     put_i32(out, err);
 }
 
+/// `vector<ACL>`: a count, then `ACL { int perms; Id { ustring scheme;
+/// ustring id; } }` per entry.
+pub fn put_acl(out: &mut Vec<u8>, acl: &[crate::Acl]) {
+    put_i32(out, acl.len() as i32);
+    for a in acl {
+        put_i32(out, a.perms.0);
+        put_string(out, &a.id.scheme);
+        put_string(out, &a.id.id);
+    }
+}
+
+/// The body of an auth packet (`addauth scheme auth`), type 0.
+pub fn auth_packet(scheme: &str, auth: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_i32(&mut out, 0);
+    put_string(&mut out, scheme);
+    put_buffer(&mut out, auth);
+    out
+}
+
 /// The body of a multi request (`MultiTransactionRecord`).
 pub fn multi_request(ops: &[MultiOp<'_>]) -> Vec<u8> {
     let mut out = Vec::new();
     for o in ops {
         multi_header(&mut out, o.opcode(), false, -1);
         match *o {
-            MultiOp::Create { path, data, flags } => {
+            MultiOp::Create {
+                path,
+                data,
+                acl,
+                flags,
+            } => {
                 put_string(&mut out, path);
                 put_buffer(&mut out, data);
-                // vector<ACL> with one entry: ALL for world:anyone.
-                put_i32(&mut out, 1);
-                put_i32(&mut out, PERMS_ALL);
-                put_string(&mut out, "world");
-                put_string(&mut out, "anyone");
+                put_acl(&mut out, acl);
                 put_i32(&mut out, flags);
             }
             MultiOp::Delete { path, version } | MultiOp::Check { path, version } => {
@@ -437,9 +463,11 @@ mod tests {
 
     #[test]
     fn a_create_in_a_multi_is_opcode_1_with_the_open_acl() {
+        let open = crate::Acl::open();
         let body = multi_request(&[MultiOp::Create {
             path: "/a",
             data: b"xy",
+            acl: &open,
             flags: FLAG_SEQUENTIAL,
         }]);
         let mut want = Vec::new();
@@ -461,6 +489,42 @@ mod tests {
         want.push(1);
         want.extend((-1i32).to_be_bytes());
         assert_eq!(body, want);
+    }
+
+    #[test]
+    fn a_create_carries_its_acl_and_auth_packets_their_credentials() {
+        use crate::{Acl, Id, Perms};
+        let acl = vec![
+            Acl::new(Perms::READ, Id::digest("alice:h=")),
+            Acl::new(Perms::ALL, Id::creator()),
+        ];
+        let body = multi_request(&[MultiOp::Create {
+            path: "/a",
+            data: b"",
+            acl: &acl,
+            flags: 0,
+        }]);
+        let mut r = Reader::new(&body, "test");
+        assert_eq!(r.i32("type").unwrap(), 1);
+        r.bool("done").unwrap();
+        r.i32("err").unwrap();
+        assert_eq!(r.string("path").unwrap(), "/a");
+        assert_eq!(r.buffer("data").unwrap(), b"");
+        assert_eq!(r.i32("acls").unwrap(), 2);
+        assert_eq!(r.i32("perms").unwrap(), 1);
+        assert_eq!(r.string("scheme").unwrap(), "digest");
+        assert_eq!(r.string("id").unwrap(), "alice:h=");
+        assert_eq!(r.i32("perms").unwrap(), 31);
+        assert_eq!(r.string("scheme").unwrap(), "auth");
+        assert_eq!(r.string("id").unwrap(), "");
+        assert_eq!(r.i32("flags").unwrap(), 0);
+
+        let p = auth_packet("digest", b"alice:pw");
+        let mut r = Reader::new(&p, "test");
+        assert_eq!(r.i32("type").unwrap(), 0);
+        assert_eq!(r.string("scheme").unwrap(), "digest");
+        assert_eq!(r.buffer("auth").unwrap(), b"alice:pw");
+        assert!(r.is_empty());
     }
 
     #[test]

@@ -25,6 +25,7 @@ use std::pin::Pin;
 
 use async_trait::async_trait;
 
+pub mod acl;
 pub mod jute;
 pub mod mem;
 pub mod path;
@@ -34,6 +35,7 @@ pub mod testing;
 pub mod zk;
 pub mod zk34;
 
+pub use acl::{Acl, DigestCredentials, Id, Perms, Secret};
 pub use mem::{MemEnsemble, MemSession, SharedOptions};
 pub use path::{join, parent, validate_path};
 pub use zk::{MultiRoute, ZkCoordination, ZkOptions};
@@ -100,6 +102,8 @@ pub enum Op {
         path: String,
         data: Vec<u8>,
         mode: CreateMode,
+        /// The node's ACL; `None` is the open ACL (`world:anyone:cdrwa`).
+        acl: Option<Vec<Acl>>,
     },
     Set {
         path: String,
@@ -123,6 +127,21 @@ impl Op {
             path: path.into(),
             data: data.into(),
             mode,
+            acl: None,
+        }
+    }
+    /// A create with an explicit ACL.
+    pub fn create_with_acl(
+        path: impl Into<String>,
+        data: impl Into<Vec<u8>>,
+        mode: CreateMode,
+        acl: Vec<Acl>,
+    ) -> Op {
+        Op::Create {
+            path: path.into(),
+            data: data.into(),
+            mode,
+            acl: Some(acl),
         }
     }
     pub fn set(path: impl Into<String>, data: impl Into<Vec<u8>>, expect: Expect) -> Op {
@@ -198,6 +217,14 @@ pub enum CoordError {
         index: usize,
         error: Box<CoordError>,
     },
+    /// The server refused: this session's identities lack the permission
+    /// the node's ACL asks for (ZooKeeper's NOAUTH). Nothing was applied.
+    #[error("not authorized: {0}")]
+    NoAuth(String),
+    /// An ACL the server will not store (empty, unknown scheme, an `auth`
+    /// entry from a session with no authenticated id).
+    #[error("invalid ACL: {0}")]
+    InvalidAcl(String),
     #[error("coordination backend error: {0}")]
     Backend(String),
     /// A shared embedded store stayed write-locked by another process for
@@ -332,6 +359,42 @@ pub trait Coordination: Send + Sync + 'static {
     /// index of the first failing operation.
     async fn multi(&self, ops: Vec<Op>) -> Result<Vec<OpResult>>;
 
+    /// Create a node with an ACL (`create` gives the open ACL). Backends
+    /// that know no ACLs take only the open one.
+    async fn create_with_acl(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: CreateMode,
+        acl: &[Acl],
+    ) -> Result<String> {
+        if Acl::is_open(acl) {
+            return self.create(path, data, mode).await;
+        }
+        Err(CoordError::Backend(format!(
+            "{path}: this coordination backend does not support ACLs"
+        )))
+    }
+
+    /// A node's ACL and stat (ZooKeeper's getACL).
+    async fn get_acl(&self, path: &str) -> Result<(Vec<Acl>, Stat)> {
+        let stat = self
+            .exists(path)
+            .await?
+            .ok_or_else(|| CoordError::NoNode(path.to_string()))?;
+        Ok((Acl::open(), stat))
+    }
+
+    /// Replace a node's ACL (ZooKeeper's setACL; needs ADMIN on the node).
+    /// `expect` is compared with the ACL's own version (not the data's);
+    /// `Expect::Any` always applies.
+    async fn set_acl(&self, path: &str, acl: &[Acl], expect: Expect) -> Result<()> {
+        let _ = (acl, expect);
+        Err(CoordError::Backend(format!(
+            "{path}: this coordination backend does not support ACLs"
+        )))
+    }
+
     /// Close the session: its ephemeral nodes are deleted, pending watches end
     /// with `SessionClosed`, and later calls fail with `SessionClosed`.
     /// As in ZooKeeper, the ephemerals are deleted while the session is still
@@ -349,6 +412,13 @@ pub trait Coordination: Send + Sync + 'static {
             at.push_str(part);
             match self.create(&at, b"", CreateMode::Persistent).await {
                 Ok(_) | Err(CoordError::NodeExists(_)) => {}
+                // ZooKeeper checks CREATE on the parent before it looks for
+                // the node: an existing node we may not create is fine.
+                Err(CoordError::NoAuth(e)) => {
+                    if self.exists(&at).await?.is_none() {
+                        return Err(CoordError::NoAuth(e));
+                    }
+                }
                 Err(e) => return Err(e),
             }
         }

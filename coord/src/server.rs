@@ -118,6 +118,8 @@ impl ZkServer {
         let port = free_port()?;
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data)?;
+        // ACLs are enforced (no `skipACL`, no super digest): the refusals
+        // the tests show, and `sim serve`'s, come from the server itself.
         let cfg = format!(
             "tickTime=500\n\
              dataDir={data}\n\

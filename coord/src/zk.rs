@@ -2,7 +2,11 @@
 //!
 //! Restricted to ZooKeeper 3.4 operations because Triton's binder ships 3.4:
 //! create (legacy opcode, via `with_server_version(3, 4, 3)`), delete, exists,
-//! getData, setData, getChildren, multi, ping and close. Two rules follow:
+//! getData, setData, getChildren, getACL, setACL, multi, auth (`addauth
+//! digest`, from [`ZkOptions::auth`], re-sent by the client after every
+//! reconnect and sent by the second session too), ping and close. Creates
+//! carry the caller's ACL (the open ACL when none is given); a refusal is
+//! `CoordError::NoAuth`. Two rules follow:
 //!
 //! - An un-fired `OneshotWatcher` must never be dropped: its `Drop` sends
 //!   RemoveWatches (a 3.5 opcode), and a 3.4 server answers unknown opcodes
@@ -84,8 +88,8 @@ use zookeeper_client as zkc;
 use crate::path::validate_path;
 use crate::zk34;
 use crate::{
-    CoordError, Coordination, CreateMode, Expect, Op, OpResult, Result, SessionState, Stat, Watch,
-    WatchEvent,
+    Acl, CoordError, Coordination, CreateMode, DigestCredentials, Expect, Id, Op, OpResult, Perms,
+    Result, SessionState, Stat, Watch, WatchEvent,
 };
 
 /// The ZooKeeper release whose protocol we speak (Triton's binder).
@@ -119,9 +123,53 @@ pub enum MultiRoute {
 }
 
 /// Connection options beyond the connect string and session timeout.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ZkOptions {
     pub multi_route: MultiRoute,
+    /// `addauth digest user:password` on the session (sent again after
+    /// every reconnect) and on the second session. `Debug` never shows
+    /// the secret.
+    pub auth: Option<DigestCredentials>,
+}
+
+fn to_zk_acl(acl: &[Acl]) -> Vec<zkc::Acl> {
+    acl.iter()
+        .map(|a| {
+            let mut perms = zkc::Permission::NONE;
+            for (ours, theirs) in [
+                (Perms::READ, zkc::Permission::READ),
+                (Perms::WRITE, zkc::Permission::WRITE),
+                (Perms::CREATE, zkc::Permission::CREATE),
+                (Perms::DELETE, zkc::Permission::DELETE),
+                (Perms::ADMIN, zkc::Permission::ADMIN),
+            ] {
+                if a.perms.contains(ours) {
+                    perms = perms | theirs;
+                }
+            }
+            zkc::Acl::new(perms, zkc::AuthId::new(&a.id.scheme, &a.id.id))
+        })
+        .collect()
+}
+
+fn from_zk_acl(acl: &[zkc::Acl]) -> Vec<Acl> {
+    acl.iter()
+        .map(|a| {
+            let mut perms = Perms::NONE;
+            for (ours, theirs) in [
+                (Perms::READ, zkc::Permission::READ),
+                (Perms::WRITE, zkc::Permission::WRITE),
+                (Perms::CREATE, zkc::Permission::CREATE),
+                (Perms::DELETE, zkc::Permission::DELETE),
+                (Perms::ADMIN, zkc::Permission::ADMIN),
+            ] {
+                if a.permission().has(theirs) {
+                    perms |= ours;
+                }
+            }
+            Acl::new(perms, Id::new(a.scheme(), a.id()))
+        })
+        .collect()
 }
 
 /// `Zookeeper version: 3.4.13-2d71af4..., built on ...` -> (3, 4, 13).
@@ -197,8 +245,8 @@ fn map_state(state: zkc::SessionState) -> SessionState {
             SessionState::Connected
         }
         zkc::SessionState::Disconnected => SessionState::Disconnected,
-        // AuthFailed is terminal too; we use no auth, so it means the server
-        // rejected the session, which callers must treat like expiry.
+        // AuthFailed is terminal too (digest authentication never fails,
+        // so it means the server rejected the session): treat it like expiry.
         zkc::SessionState::Expired | zkc::SessionState::AuthFailed => SessionState::Expired,
         zkc::SessionState::Closed => SessionState::Closed,
     }
@@ -212,6 +260,8 @@ fn map_err(err: zkc::Error, path: &str) -> CoordError {
         E::BadVersion => CoordError::BadVersion(path.to_string()),
         E::NotEmpty => CoordError::NotEmpty(path.to_string()),
         E::NoChildrenForEphemerals => CoordError::NoChildrenForEphemerals(path.to_string()),
+        E::NoAuth => CoordError::NoAuth(path.to_string()),
+        E::InvalidAcl => CoordError::InvalidAcl(path.to_string()),
         // The client treats a moved session as expired too.
         E::SessionExpired | E::SessionMoved | E::AuthFailed => CoordError::SessionExpired,
         E::ClientClosed => CoordError::SessionClosed,
@@ -331,9 +381,14 @@ impl ZkCoordination {
         options: ZkOptions,
     ) -> Result<Arc<ZkCoordination>> {
         let (major, minor, patch) = SERVER_VERSION;
-        let client = zkc::Client::connector()
+        let mut connector = zkc::Client::connector();
+        connector = connector
             .with_server_version(major, minor, patch)
-            .with_session_timeout(session_timeout)
+            .with_session_timeout(session_timeout);
+        if let Some(creds) = &options.auth {
+            connector = connector.with_auth("digest", &creds.auth_bytes());
+        }
+        let client = connector
             .connect(connect_string)
             .await
             .map_err(|e| match e {
@@ -386,9 +441,13 @@ impl ZkCoordination {
             session_id,
             connect_string: connect_string.to_string(),
             server_version,
-            options,
             refused_create2: AtomicBool::new(false),
-            multi_session: zk34::MultiSession::new(connect_string, session_timeout),
+            multi_session: zk34::MultiSession::with_auth(
+                connect_string,
+                session_timeout,
+                options.auth.clone(),
+            ),
+            options,
         }))
     }
 
@@ -570,9 +629,21 @@ impl Coordination for ZkCoordination {
     }
 
     async fn create(&self, path: &str, data: &[u8], mode: CreateMode) -> Result<String> {
+        self.create_with_acl(path, data, mode, &Acl::open()).await
+    }
+
+    async fn create_with_acl(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: CreateMode,
+        acl: &[Acl],
+    ) -> Result<String> {
         validate_create_path(path, mode)?;
+        crate::acl::validate_acl(path, acl)?;
         let client = self.client()?;
-        let options = zk_mode(mode).with_acls(zkc::Acls::anyone_all());
+        let acl = to_zk_acl(acl);
+        let options = zk_mode(mode).with_acls(zkc::Acls::new(&acl));
         let (_, sequence) = client
             .create(path, data, &options)
             .await
@@ -591,6 +662,24 @@ impl Coordination for ZkCoordination {
         let client = self.client()?;
         let (data, stat) = client.get_data(path).await.map_err(|e| map_err(e, path))?;
         Ok((data, map_stat(&stat)))
+    }
+
+    async fn get_acl(&self, path: &str) -> Result<(Vec<Acl>, Stat)> {
+        validate_path(path)?;
+        let client = self.client()?;
+        let (acl, stat) = client.get_acl(path).await.map_err(|e| map_err(e, path))?;
+        Ok((from_zk_acl(&acl), map_stat(&stat)))
+    }
+
+    async fn set_acl(&self, path: &str, acl: &[Acl], expect: Expect) -> Result<()> {
+        validate_path(path)?;
+        crate::acl::validate_acl(path, acl)?;
+        let client = self.client()?;
+        client
+            .set_acl(path, &to_zk_acl(acl), zk_version(expect))
+            .await
+            .map_err(|e| map_err(e, path))?;
+        Ok(())
     }
 
     async fn get_watch(&self, path: &str) -> Result<(Vec<u8>, Stat, Watch)> {
@@ -683,6 +772,14 @@ impl Coordination for ZkCoordination {
         };
         for (index, op) in ops.iter().enumerate() {
             validate_op(op).map_err(|e| failed(index, e))?;
+            if let Op::Create {
+                path,
+                acl: Some(acl),
+                ..
+            } = op
+            {
+                crate::acl::validate_acl(path, acl).map_err(|e| failed(index, e))?;
+            }
         }
         if ops.is_empty() {
             // Still report a dead session, as a round trip would.
@@ -697,12 +794,24 @@ impl Coordination for ZkCoordination {
         }
         let client = self.client()?;
         let mut writer = client.new_multi_writer();
+        let acls: Vec<Option<Vec<zkc::Acl>>> = ops
+            .iter()
+            .map(|op| match op {
+                Op::Create { acl: Some(acl), .. } => Some(to_zk_acl(acl)),
+                _ => None,
+            })
+            .collect();
         for (index, op) in ops.iter().enumerate() {
             let added = match op {
-                Op::Create { path, data, mode } => writer.add_create(
+                Op::Create {
+                    path, data, mode, ..
+                } => writer.add_create(
                     path,
                     data,
-                    &zk_mode(*mode).with_acls(zkc::Acls::anyone_all()),
+                    &zk_mode(*mode).with_acls(match &acls[index] {
+                        Some(acl) => zkc::Acls::new(acl),
+                        None => zkc::Acls::anyone_all(),
+                    }),
                 ),
                 Op::Set { path, data, expect } => {
                     writer.add_set_data(path, data, zk_version(*expect))
@@ -811,6 +920,29 @@ mod tests {
             None
         );
         assert_eq!(parse_srvr_version(""), None);
+    }
+
+    #[test]
+    fn options_never_show_the_secret() {
+        let o = ZkOptions {
+            auth: Some(DigestCredentials::new(
+                "tritonctl",
+                crate::Secret::new("s3cret-value-123456"),
+            )),
+            ..ZkOptions::default()
+        };
+        let shown = format!("{o:?}");
+        assert!(
+            shown.contains("tritonctl") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        // ACLs go to the client and come back unchanged.
+        let acl = vec![
+            Acl::new(Perms::READ | Perms::ADMIN, Id::digest("a:h")),
+            Acl::new(Perms::ALL, Id::anyone()),
+            Acl::new(Perms::DELETE, Id::creator()),
+        ];
+        assert_eq!(from_zk_acl(&to_zk_acl(&acl)), acl);
     }
 
     #[test]

@@ -11,6 +11,10 @@
 //! What it does, and why it is enough:
 //! - **Handshake**: `ConnectRequest` with the main session's timeout; the
 //!   server grants a session (id, password, timeout) of its own.
+//! - **Authentication**: with credentials, an auth packet (`addauth digest
+//!   user:password`, xid -4, opcode 100) right after every handshake, its
+//!   reply awaited before any request, so every multi here carries the same
+//!   identity as the main session (the server checks ACLs per session).
 //! - **Keepalive**: a ping (xid -2, opcode 11) every third of the granted
 //!   timeout; a connection that brings no packet (ping replies included)
 //!   for two thirds of it is dead.
@@ -46,7 +50,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::jute::{self, MultiOp, MultiResult, ReplyHeader, code, op, xid};
-use crate::{CoordError, CreateMode, Expect, Op, OpResult, Result};
+use crate::{Acl, CoordError, CreateMode, DigestCredentials, Expect, Op, OpResult, Result};
 
 /// The connection dropped before the reply came: the request may or may
 /// not have been applied.
@@ -172,6 +176,7 @@ async fn open(
     timeout: Duration,
     last_zxid: &Arc<AtomicI64>,
     pings: &Arc<AtomicU64>,
+    auth: Option<&DigestCredentials>,
 ) -> std::result::Result<Opened, OpenError> {
     let io = |e: std::io::Error| OpenError::Io(format!("{host}: {e}"));
     let (id, passwd) = match session {
@@ -191,6 +196,21 @@ async fn open(
             .map_err(|e| OpenError::Io(format!("{host}: {e}")))?;
         if resp.is_expired() {
             return Err(OpenError::Expired);
+        }
+        if let Some(creds) = auth {
+            let packet = jute::auth_packet("digest", &creds.auth_bytes());
+            let request = jute::request(xid::AUTH, op::AUTH, &packet);
+            wr.write_all(&jute::frame(&request)).await.map_err(io)?;
+            let body = read_packet(&mut rd).await.map_err(io)?;
+            let (header, _) =
+                jute::reply(&body).map_err(|e| OpenError::Io(format!("{host}: {e}")))?;
+            if header.xid != xid::AUTH || header.err != code::OK {
+                return Err(OpenError::Io(format!(
+                    "{host}: authentication as {} refused ({})",
+                    creds.user,
+                    code::name(header.err)
+                )));
+            }
         }
         Ok((rd, wr, resp))
     };
@@ -365,6 +385,8 @@ struct State {
 
 pub struct MultiSession {
     hosts: Vec<String>,
+    /// Sent after every handshake (the main session's credentials).
+    auth: Option<DigestCredentials>,
     chroot: String,
     timeout: Duration,
     state: tokio::sync::Mutex<State>,
@@ -380,8 +402,18 @@ pub struct MultiSession {
 impl MultiSession {
     /// No connection is made until the first request.
     pub fn new(connect_string: &str, timeout: Duration) -> MultiSession {
+        MultiSession::with_auth(connect_string, timeout, None)
+    }
+
+    /// A session that authenticates with `auth` on every connection.
+    pub fn with_auth(
+        connect_string: &str,
+        timeout: Duration,
+        auth: Option<DigestCredentials>,
+    ) -> MultiSession {
         let (hosts, chroot) = parse_connect_string(connect_string);
         MultiSession {
+            auth,
             hosts,
             chroot,
             timeout,
@@ -433,6 +465,7 @@ impl MultiSession {
                     st.timeout.unwrap_or(self.timeout),
                     &self.last_zxid,
                     &self.pings,
+                    self.auth.as_ref(),
                 )
                 .await
                 {
@@ -515,13 +548,17 @@ impl MultiSession {
             Expect::Version(v) => *v,
         };
         let paths: Vec<String> = ops.iter().map(|o| self.chrooted(o.path())).collect();
+        let open = Acl::open();
         let wire: Vec<MultiOp<'_>> = ops
             .iter()
             .zip(&paths)
             .map(|(o, path)| match o {
-                Op::Create { data, mode, .. } => MultiOp::Create {
+                Op::Create {
+                    data, mode, acl, ..
+                } => MultiOp::Create {
                     path,
                     data,
+                    acl: acl.as_deref().unwrap_or(&open),
                     flags: create_flags(*mode),
                 },
                 Op::Set { data, expect, .. } => MultiOp::SetData {
@@ -606,6 +643,8 @@ pub fn code_error(err: i32, path: &str) -> CoordError {
         code::BAD_VERSION => CoordError::BadVersion(path),
         code::NOT_EMPTY => CoordError::NotEmpty(path),
         code::NO_CHILDREN_FOR_EPHEMERALS => CoordError::NoChildrenForEphemerals(path),
+        code::NO_AUTH => CoordError::NoAuth(path),
+        code::INVALID_ACL => CoordError::InvalidAcl(path),
         code::SESSION_EXPIRED | code::SESSION_MOVED | code::AUTH_FAILED => {
             CoordError::SessionExpired
         }

@@ -113,6 +113,7 @@ impl ZkBackend {
             Duration::from_secs(6),
             coord::ZkOptions {
                 multi_route: coord::MultiRoute::Jute,
+                ..Default::default()
             },
         )
         .await
@@ -135,7 +136,7 @@ impl ZkBackend {
         let s = coord::ZkCoordination::connect_with(
             &self.server.connect_string(),
             self.session_timeout,
-            self.options,
+            self.options.clone(),
         )
         .await
         .expect("connect to ZooKeeper");
@@ -777,6 +778,57 @@ async fn mkdirp_creates_missing_ancestors(b: &dyn Backend) {
     ));
 }
 
+/// ACLs every backend takes: a create with an ACL (plain and inside a
+/// multi), the checks ZooKeeper makes on the list (`InvalidAcl` for an
+/// empty one, nothing applied), getACL of an open node, setACL on a missing
+/// node. Enforcement is ZooKeeper's own (`zk_acl.rs`); the embedded store
+/// enforces none (see `coord::mem`).
+async fn acls_are_taken_and_checked(b: &dyn Backend) {
+    use coord::{Acl, Id, Perms};
+    let s = b.connect().await;
+    let open = vec![Acl::new(Perms::ALL, Id::anyone())];
+    s.create_with_acl("/acl", b"x", CreateMode::Persistent, &open)
+        .await
+        .unwrap();
+    assert_eq!(s.get("/acl").await.unwrap().0, b"x");
+    let (acl, stat) = s.get_acl("/acl").await.unwrap();
+    assert_eq!(acl, open);
+    assert_eq!(stat.data_length, 1);
+    let err = s
+        .create_with_acl("/acl/empty", b"", CreateMode::Persistent, &[])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CoordError::InvalidAcl(_)), "{err:?}");
+    assert_eq!(s.exists("/acl/empty").await.unwrap(), None);
+    let results = s
+        .multi(vec![
+            Op::create_with_acl("/acl/m", "", CreateMode::Persistent, open.clone()),
+            Op::create("/acl/n", "", CreateMode::Persistent),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(results[0], OpResult::Created("/acl/m".into()));
+    let err = s
+        .multi(vec![
+            Op::create("/acl/o", "", CreateMode::Persistent),
+            Op::create_with_acl("/acl/p", "", CreateMode::Persistent, Vec::new()),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CoordError::MultiFailed { index: 1, error } if matches!(**error, CoordError::InvalidAcl(_))),
+        "{err:?}"
+    );
+    assert_eq!(s.exists("/acl/o").await.unwrap(), None);
+    s.set_acl("/acl/m", &open, Expect::Any).await.unwrap();
+    assert!(is_no_node(
+        &s.set_acl("/acl/none", &open, Expect::Any)
+            .await
+            .unwrap_err()
+    ));
+    assert!(is_no_node(&s.get_acl("/acl/none").await.unwrap_err()));
+}
+
 macro_rules! suite {
     ($($body:ident => $zk:ident),* $(,)?) => {
         mod mem {
@@ -835,6 +887,7 @@ suite! {
     multi_is_atomic => zk_multi_is_atomic,
     session_expiry_is_terminal => zk_session_expiry_is_terminal,
     mkdirp_creates_missing_ancestors => zk_mkdirp_creates_missing_ancestors,
+    acls_are_taken_and_checked => zk_acls_are_taken_and_checked,
 }
 
 /// The suite's multi cases with every multi over the wire-protocol session
@@ -963,6 +1016,7 @@ mod zk_jute {
             Duration::from_secs(8),
             coord::ZkOptions {
                 multi_route: coord::MultiRoute::Jute,
+                ..Default::default()
             },
         )
         .await;
@@ -1005,6 +1059,7 @@ mod zk_jute {
             Duration::from_secs(4),
             coord::ZkOptions {
                 multi_route: coord::MultiRoute::Jute,
+                ..Default::default()
             },
         )
         .await;

@@ -54,7 +54,8 @@ fn build_stamp(v: &str) -> bool {
 /// `YYYYMMDDTHHMMSSZ` naming a real UTC date and time.
 fn timestamp(p: &str) -> bool {
     let b = p.as_bytes();
-    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+    // ASCII first: the fields below are sliced by byte position.
+    if b.len() != 16 || !p.is_ascii() || b[8] != b'T' || b[15] != b'Z' {
         return false;
     }
     let digits = |r: std::ops::Range<usize>| -> Option<u32> {
@@ -134,6 +135,20 @@ mod tests {
             "1.0.0-rc.1+build.5",
         ] {
             assert_eq!(check_image_version(v), Ok(()), "{v}");
+        }
+    }
+
+    #[test]
+    fn a_multibyte_character_inside_a_timestamp_is_refused_not_a_panic() {
+        // Found by fuzzing: 16 bytes with `T` at byte 8 and `Z` at byte 15,
+        // but a two-byte `é` across a field boundary (byte 4, 6 or 11).
+        for v in [
+            "202é101T000000Z",
+            "master-20240é1T000000Z-g1234567",
+            "20240101T0é000Z",
+        ] {
+            let e = check_image_version(v).expect_err(v);
+            assert!(e.contains("is not an image version"), "{v}: {e}");
         }
     }
 

@@ -198,8 +198,44 @@ fn lc(s: &serde_saphyr::Location) -> (u64, u64) {
     (s.line(), s.column())
 }
 
-/// Convert to JSON, recording the location of every map key and list item.
-fn to_value(node: Node, path: &str, at: &mut HashMap<String, (u64, u64)>) -> Value {
+/// The most bytes of field paths one document's location index keeps. Each
+/// path repeats its parent's, so a long key above a long list would cost key
+/// length × items (quadratic in the input); past this budget deeper nodes are
+/// not indexed and are located at their nearest indexed ancestor. Real
+/// documents use a few KiB.
+pub const INDEX_PATH_BUDGET: usize = 4 << 20;
+
+/// Builds one document's index within [`INDEX_PATH_BUDGET`].
+struct Indexer {
+    at: HashMap<String, (u64, u64)>,
+    spent: usize,
+}
+
+impl Indexer {
+    /// The path of a child, recorded at `loc`, or None once over budget
+    /// (then nothing below it is indexed either).
+    fn child(
+        &mut self,
+        parent: Option<&str>,
+        part: std::fmt::Arguments<'_>,
+        part_len: usize,
+        loc: (u64, u64),
+    ) -> Option<String> {
+        let parent = parent?;
+        let len = parent.len() + 1 + part_len;
+        if self.spent + len > INDEX_PATH_BUDGET {
+            return None;
+        }
+        self.spent += len;
+        let p = format!("{parent}{part}");
+        self.at.insert(p.clone(), loc);
+        Some(p)
+    }
+}
+
+/// Convert to JSON, recording the location of every map key and list item
+/// (within the index budget).
+fn to_value(node: Node, path: Option<&str>, ix: &mut Indexer) -> Value {
     match node {
         Node::Null => Value::Null,
         Node::Bool(b) => Value::Bool(b),
@@ -212,26 +248,47 @@ fn to_value(node: Node, path: &str, at: &mut HashMap<String, (u64, u64)>) -> Val
                 .into_iter()
                 .enumerate()
                 .map(|(i, item)| {
-                    let p = format!("{path}[{i}]");
-                    at.insert(p.clone(), lc(&item.referenced));
-                    to_value(item.value, &p, at)
+                    let p = ix.child(path, format_args!("[{i}]"), 22, lc(&item.referenced));
+                    to_value(item.value, p.as_deref(), ix)
                 })
                 .collect(),
         ),
         Node::Map(entries) => {
             let mut m = serde_json::Map::new();
             for (k, v) in entries {
-                let p = if path.is_empty() {
-                    k.value.clone()
-                } else {
-                    format!("{path}.{}", k.value)
+                let p = match path {
+                    Some("") => ix.child(
+                        Some(""),
+                        format_args!("{}", k.value),
+                        k.value.len(),
+                        lc(&k.referenced),
+                    ),
+                    _ => ix.child(
+                        path,
+                        format_args!(".{}", k.value),
+                        k.value.len(),
+                        lc(&k.referenced),
+                    ),
                 };
-                at.insert(p.clone(), lc(&k.referenced));
-                m.insert(k.value, to_value(v.value, &p, at));
+                m.insert(k.value, to_value(v.value, p.as_deref(), ix));
             }
             Value::Object(m)
         }
     }
+}
+
+/// The deepest nesting a document may have. Ours go six levels deep
+/// (`spec.shards[0].peers[0].server`); serde-saphyr's default of 64 nested
+/// mappings takes more than the 2 MiB stack of a tokio worker in a debug
+/// build (found by fuzzing), 32 about half of it.
+pub const MAX_DEPTH: usize = 32;
+
+fn options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_DEPTH;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
 }
 
 /// Parse every document in one file (YAML with `---` separators, or JSON).
@@ -240,7 +297,8 @@ fn to_value(node: Node, path: &str, at: &mut HashMap<String, (u64, u64)>) -> Val
 pub fn parse_documents(file: &str, text: &str) -> (Vec<ParsedDocument>, Vec<Diagnostic>) {
     let mut docs = Vec::new();
     let mut diags = Vec::new();
-    let nodes: Vec<Spanned<Node>> = match serde_saphyr::from_multiple(text) {
+    let nodes: Vec<Spanned<Node>> = match serde_saphyr::from_multiple_with_options(text, options())
+    {
         Ok(n) => n,
         Err(e) => {
             let (line, column) = e
@@ -261,13 +319,16 @@ pub fn parse_documents(file: &str, text: &str) -> (Vec<ParsedDocument>, Vec<Diag
         }
     };
     for (position, node) in nodes.into_iter().enumerate() {
-        let mut at = HashMap::new();
+        let mut ix = Indexer {
+            at: HashMap::new(),
+            spent: 0,
+        };
         let root = lc(&node.referenced);
-        let raw = to_value(node.value, "", &mut at);
+        let raw = to_value(node.value, Some(""), &mut ix);
         let index = LocationIndex {
             file: file.to_string(),
             root,
-            at,
+            at: ix.at,
         };
         match decode(&raw, &index) {
             Ok(document) => docs.push(ParsedDocument {

@@ -13,6 +13,7 @@ use crate::image_version::check_image_version;
 use crate::manatee::ManateeVersionSpec;
 use crate::parse::{ParsedDocument, SourceLocation};
 use crate::shards::{ShardTopologySpec, parse_fraction, parse_vnode_range};
+use wire::fash::MAX_VNODES;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -459,6 +460,12 @@ fn check_topology(c: &mut Check, spec: &ShardTopologySpec) {
         c.error("spec.ring.vnodes", "the ring needs at least one vnode");
         return;
     }
+    if n > MAX_VNODES {
+        c.error(
+            "spec.ring.vnodes",
+            format!("{n} vnodes: a ring holds at most {MAX_VNODES} vnodes (fash's limit)"),
+        );
+    }
     if (n as usize) < index.len() {
         c.error(
             "spec.ring.vnodes",
@@ -506,8 +513,10 @@ fn check_assignment<'a>(
 ) {
     let n = spec.ring.vnodes;
     let assignment = spec.ring.assignment.as_ref().expect("checked by caller");
-    // owner[v] = 1 + position in `assignment`, 0 = unassigned.
-    let mut owner = vec![0u32; n as usize];
+    // Who holds each vnode so far, as disjoint ranges (a later range paints
+    // over an earlier one): work and memory follow the ranges written, not
+    // the size of the ring.
+    let mut owners = Owners::default();
     for (i, a) in assignment.iter().enumerate() {
         let p = format!("spec.ring.assignment[{i}]");
         if !by_name.contains_key(a.shard.as_str()) {
@@ -545,29 +554,20 @@ fn check_assignment<'a>(
             if lo <= hi && lo < n {
                 holders.insert(a.shard.as_str());
             }
+            let hi = hi.min(n.saturating_sub(1));
+            if lo > hi {
+                continue;
+            }
             // Report a double assignment once per range, naming the first clash.
-            let mut clash: Option<(u32, u32)> = None;
-            for v in lo..=hi.min(n.saturating_sub(1)) {
-                let slot = &mut owner[v as usize];
-                if *slot != 0 && clash.is_none() {
-                    clash = Some((v, *slot - 1));
-                }
-                *slot = i as u32 + 1;
+            if let Some((v, other)) = owners.first_held(lo, hi) {
+                c.error(rp, format!("vnode {v} is assigned twice (also to `{}` at spec.ring.assignment[{other}])", assignment[other].shard));
             }
-            if let Some((v, other)) = clash {
-                c.error(rp, format!("vnode {v} is assigned twice (also to `{}` at spec.ring.assignment[{other}])", assignment[other as usize].shard));
-            }
+            owners.paint(lo, hi, i);
         }
     }
-    let unassigned = ranges(
-        owner
-            .iter()
-            .enumerate()
-            .filter(|(_, o)| **o == 0)
-            .map(|(v, _)| v as u32),
-    );
+    let unassigned = owners.gaps(n);
     if !unassigned.is_empty() {
-        let total: u64 = unassigned.iter().map(|(a, b)| u64::from(b - a + 1)).sum();
+        let total: u64 = unassigned.iter().map(|(a, b)| u64::from(b - a) + 1).sum();
         let shown: Vec<String> = unassigned
             .iter()
             .take(5)
@@ -590,16 +590,60 @@ fn check_assignment<'a>(
     }
 }
 
-/// Collapse sorted numbers into inclusive ranges.
-fn ranges(it: impl Iterator<Item = u32>) -> Vec<(u32, u32)> {
-    let mut out: Vec<(u32, u32)> = Vec::new();
-    for v in it {
-        match out.last_mut() {
-            Some((_, hi)) if *hi + 1 == v => *hi = v,
-            _ => out.push((v, v)),
+/// Vnode ranges and the assignment entry holding each: start -> (end, entry),
+/// disjoint, inclusive.
+#[derive(Default)]
+struct Owners(BTreeMap<u32, (u32, usize)>);
+
+impl Owners {
+    /// The lowest vnode of `lo..=hi` already held, and by which entry.
+    fn first_held(&self, lo: u32, hi: u32) -> Option<(u32, usize)> {
+        if let Some((_, &(end, who))) = self.0.range(..=lo).next_back()
+            && end >= lo
+        {
+            return Some((lo, who));
         }
+        self.0
+            .range(lo..=hi)
+            .next()
+            .map(|(&start, &(_, who))| (start, who))
     }
-    out
+
+    /// `lo..=hi` now held by `who`.
+    fn paint(&mut self, lo: u32, hi: u32, who: usize) {
+        if let Some((&start, &(end, prev))) = self.0.range(..lo).next_back()
+            && end >= lo
+        {
+            self.0.insert(start, (lo - 1, prev));
+            if end > hi {
+                self.0.insert(hi + 1, (end, prev));
+            }
+        }
+        let inside: Vec<u32> = self.0.range(lo..=hi).map(|(&s, _)| s).collect();
+        for start in inside {
+            let (end, prev) = self.0.remove(&start).expect("listed");
+            if end > hi {
+                self.0.insert(hi + 1, (end, prev));
+            }
+        }
+        self.0.insert(lo, (hi, who));
+    }
+
+    /// The ranges of `0..n` nobody holds, in order.
+    fn gaps(&self, n: u32) -> Vec<(u32, u32)> {
+        let mut out = Vec::new();
+        let mut next = 0u32;
+        for (&start, &(end, _)) in &self.0 {
+            if start > next {
+                out.push((next, start - 1));
+            }
+            next = end.saturating_add(1).max(next);
+        }
+        if n > next {
+            out.push((next, n - 1));
+        }
+        out
+    }
 }
 
 fn check_across(docs: &[ParsedDocument], out: &mut Vec<Diagnostic>) {
@@ -745,6 +789,65 @@ spec:
       - {shard: 2.moray.us-east.joyent.us, vnodes: [0-49]}
       - {shard: 3.moray.us-east.joyent.us, vnodes: [50-99]}
 ";
+
+    #[test]
+    fn a_ring_larger_than_fash_allows_is_refused() {
+        // Found by fuzzing: `vnodes: 4294967295` with an assignment made the
+        // check allocate an owner slot per vnode (16 GiB) and walk them.
+        let d = check(&ST.replace("vnodes: 100", "vnodes: 268435457"));
+        assert!(
+            has(&d, "spec.ring.vnodes", "at most 268435456 vnodes"),
+            "{d:?}"
+        );
+        assert!(
+            !check(&ST.replace("vnodes: 100", "vnodes: 268435456"))
+                .iter()
+                .any(|d| d.path == "spec.ring.vnodes"),
+        );
+    }
+
+    #[test]
+    fn overlapping_ranges_name_the_first_clash_of_each_range() {
+        let d = check(&ST.replace(
+            "      - {shard: 3.moray.us-east.joyent.us, vnodes: [50-99]}\n",
+            "      - {shard: 3.moray.us-east.joyent.us, vnodes: [50-89, 30-39, 45-60, 0-99, 97-97]}\n",
+        ));
+        let got: Vec<(&str, &str)> = d
+            .iter()
+            .map(|d| (d.path.as_str(), d.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "spec.ring.assignment[1].vnodes[1]",
+                    "vnode 30 is assigned twice (also to `2.moray.us-east.joyent.us` at spec.ring.assignment[0])"
+                ),
+                (
+                    "spec.ring.assignment[1].vnodes[2]",
+                    "vnode 45 is assigned twice (also to `2.moray.us-east.joyent.us` at spec.ring.assignment[0])"
+                ),
+                (
+                    "spec.ring.assignment[1].vnodes[3]",
+                    "vnode 0 is assigned twice (also to `2.moray.us-east.joyent.us` at spec.ring.assignment[0])"
+                ),
+                (
+                    "spec.ring.assignment[1].vnodes[4]",
+                    "vnode 97 is assigned twice (also to `3.moray.us-east.joyent.us` at spec.ring.assignment[1])"
+                ),
+            ],
+            "{d:#?}"
+        );
+        let d = check(&ST.replace("vnodes: [50-99]", "vnodes: [52-60, 70-70, 90-97]"));
+        assert!(
+            has(
+                &d,
+                "spec.ring.assignment",
+                "32 vnodes are not assigned to any shard: 50-51, 61-69, 71-89, 98-99"
+            ),
+            "{d:?}"
+        );
+    }
 
     #[test]
     fn a_good_topology_passes() {

@@ -52,6 +52,8 @@ pub struct ScenarioOptions {
     /// Image the manatee zones start on.
     pub manatee_image: String,
     pub seed: u64,
+    /// electric-moray zones in a Manta scenario (one with a ShardTopology).
+    pub electric_morays: usize,
 }
 
 impl Default for ScenarioOptions {
@@ -61,6 +63,7 @@ impl Default for ScenarioOptions {
             manatee_time_scale: 1.0 / 100.0,
             manatee_image: images::MANATEE_V2_CURRENT.into(),
             seed: 1,
+            electric_morays: 2,
         }
     }
 }
@@ -72,6 +75,9 @@ pub struct SimScenario {
     pub manatee: ManateeSim,
     /// Shard name -> its zones (VM uuids).
     pub shards: HashMap<String, Vec<String>>,
+    /// The Manta data plane (electric-moray processes over the Moray tier),
+    /// in a scenario with a ShardTopology.
+    pub manta: Option<crate::manta::plane::MantaPlane>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -238,6 +244,9 @@ impl SimScenario {
                 }
             }
         }
+        // (manta app, index shards, servers): electric-moray is seeded once
+        // its ring image exists (and so after every uuid drawn before).
+        let mut em_seed: Option<(String, Vec<String>, Vec<String>)> = None;
         if let Some(t) = topo {
             let app = dc.seed_application(
                 "manta",
@@ -280,6 +289,22 @@ impl SimScenario {
                     zones.push((uuid, shard.name.clone(), onwm));
                 }
             }
+            let index: Vec<String> = t
+                .spec
+                .shards
+                .iter()
+                .filter(|s| s.roles.contains(&crds::shards::ShardRole::Index))
+                .map(|s| s.name.clone())
+                .collect();
+            let mut em_servers: Vec<String> = t
+                .spec
+                .shards
+                .iter()
+                .flat_map(|s| s.peers.iter().map(|p| by_name[&p.server].clone()))
+                .collect();
+            em_servers.sort();
+            em_servers.dedup();
+            em_seed = Some((app, index, em_servers));
         }
 
         let cfg = ManateeSimConfig {
@@ -388,6 +413,7 @@ impl SimScenario {
         let servers = SimServers::start(dc.clone())
             .await
             .map_err(|e| e.to_string())?;
+        let mut manta = None;
         if let Some(t) = topo {
             // The ring goes into IMGAPI and SAPI names it, as create-topology does.
             use crate::manta::ring_image;
@@ -395,6 +421,17 @@ impl SimScenario {
             ring_image::publish_ring_image(&dc, &ring, &owner, JsonMap::new())
                 .and_then(|i| ring_image::set_ring_image(&dc, &i, Some(&servers.urls().imgapi)))
                 .map_err(|e| format!("hash ring image: {e}"))?;
+            // electric-moray zones come once their ring image exists.
+            if let Some((app, index, em_servers)) = &em_seed {
+                crate::manta::plane::seed_electric_moray(
+                    &dc,
+                    app,
+                    index,
+                    em_servers,
+                    opts.electric_morays,
+                )?;
+            }
+            manta = Some(crate::manta::plane::MantaPlane::start(&dc, ring.pnodes()).await?);
         }
         tasks.shrink_to_fit();
         Ok(SimScenario {
@@ -402,6 +439,7 @@ impl SimScenario {
             servers,
             manatee,
             shards,
+            manta,
             tasks,
         })
     }
@@ -435,6 +473,9 @@ impl SimScenario {
     pub async fn shutdown(self) {
         for t in &self.tasks {
             t.abort();
+        }
+        if let Some(m) = &self.manta {
+            m.fleet.shutdown();
         }
         self.manatee.shutdown().await;
     }
@@ -481,6 +522,18 @@ fn shard_of(info: &crate::dc::events::InstanceInfo) -> Option<String> {
         return None;
     }
     info.metadata
+        .get("MANATEE_SHARD_PATH")
+        .and_then(|v| v.as_str())
+        .and_then(|p| p.strip_prefix("/manatee/"))
+        .map(str::to_string)
+}
+
+/// The shard config-agent renders into sitter.json (`shardPath`) from the
+/// instance's SAPI metadata now: a SAPI metadata change followed by a
+/// sitter restart or reprovision moves the peer (a shard split's detach).
+fn rendered_shard(dc: &Datacenter, vm: &str) -> Option<String> {
+    let inst = dc.instance(vm)?;
+    inst.metadata
         .get("MANATEE_SHARD_PATH")
         .and_then(|v| v.as_str())
         .and_then(|p| p.strip_prefix("/manatee/"))
@@ -571,11 +624,17 @@ async fn bridge_vm_events(dc: Datacenter, manatee: ManateeSim, zone_shard: ZoneS
                         } else {
                             zone.boot_options().one_node_write_mode
                         };
-                        let boot = zone
+                        let mut boot = zone
                             .boot_options()
                             .one_node_write_mode(onwm)
                             .disable_sitter(disabled)
                             .major(image_major(&dc, &image));
+                        if config_agent_online(&dc, &vm)
+                            && let Some(shard) = rendered_shard(&dc, &vm)
+                        {
+                            zone_shard.lock().unwrap().insert(vm.clone(), shard.clone());
+                            boot.shard = shard;
+                        }
                         if let Err(e) = zone.restart(boot).await {
                             tracing::warn!(zone = %zone.zone_id(), error = %e, "sitter did not restart with its zone");
                         }
@@ -614,13 +673,26 @@ async fn bridge_vm_events(dc: Datacenter, manatee: ManateeSim, zone_shard: ZoneS
                     SvcAction::Disable => zone.stop().await,
                     SvcAction::Enable if !zone.is_running() => {
                         render(&zone);
-                        let boot = zone.boot_options().disable_sitter(false);
+                        let mut boot = zone.boot_options().disable_sitter(false);
+                        if config_agent_online(&dc, z)
+                            && let Some(shard) = rendered_shard(&dc, z)
+                        {
+                            zone_shard.lock().unwrap().insert(z.clone(), shard.clone());
+                            boot.shard = shard;
+                        }
                         let _ = zone.restart(boot).await;
                     }
                     // SMF restarts only an enabled service.
                     SvcAction::Restart if zone.is_running() => {
                         render(&zone);
-                        let _ = zone.restart(zone.boot_options()).await;
+                        let mut boot = zone.boot_options();
+                        if config_agent_online(&dc, z)
+                            && let Some(shard) = rendered_shard(&dc, z)
+                        {
+                            zone_shard.lock().unwrap().insert(z.clone(), shard.clone());
+                            boot.shard = shard;
+                        }
+                        let _ = zone.restart(boot).await;
                     }
                     _ => {}
                 }

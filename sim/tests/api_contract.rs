@@ -201,7 +201,7 @@ async fn sapi_ping_mode_headers_and_versions() {
         .send(reqwest::Method::PATCH, e.sapi("/applications"), None)
         .await;
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(v["code"], "MethodNotAllowed");
+    assert_eq!(v["code"], "MethodNotAllowedError");
     e.srv.shutdown().await;
 }
 

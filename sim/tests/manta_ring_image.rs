@@ -8,7 +8,8 @@ use serde_json::json;
 use sim::dc::{Datacenter, DcConfig};
 use sim::manta::ring_image::{
     HASH_RING_IMAGE, HASH_RING_IMGAPI_SERVICE, current_ring_image, follow_ring_image,
-    load_ring_image, pnode_of_shard, publish_ring_image, ring_for_topology, set_ring_image,
+    load_ring_image, load_ring_image_stamped, pnode_of_shard, publish_ring_image,
+    ring_for_topology, set_ring_image,
 };
 use sim::manta::{ElectricMoray, MorayTier};
 use sim::scenario::{ScenarioOptions, SimScenario};
@@ -56,7 +57,32 @@ async fn the_ring_comes_from_the_image_hash_ring_image_names_and_follows_it() {
     // The images are ordinary active IMGAPI images.
     let m = dc.imgapi_get_image(&img_one).unwrap();
     assert_eq!(m.name, "manta-hash-ring");
-    assert_eq!(m.files[0].compression, "none");
+    // As manta-adm and manta-reshard make them: a gzip tar of hash_ring/,
+    // the LevelDB ring, with a stamp naming the image.
+    assert_eq!(m.files[0].compression, "gzip");
+    assert_eq!(
+        (m.kind.as_str(), m.os.as_str(), m.public),
+        ("other", "other", false)
+    );
+    let (file, _) = dc.imgapi_get_file(&img_one).unwrap();
+    let x = tempfile::tempdir().unwrap();
+    let stamp = fashdb::unpack(&file, &img_one, x.path())
+        .unwrap()
+        .expect("a stamp");
+    assert_eq!(stamp.image_uuid, img_one);
+    assert!(
+        x.path().join("CURRENT").is_file(),
+        "hash_ring/ holds a LevelDB"
+    );
+    assert_eq!(fashdb::load(x.path()).unwrap(), one);
+    assert_eq!(
+        load_ring_image_stamped(&dc, &img_two)
+            .unwrap()
+            .stamp
+            .unwrap()
+            .image_uuid,
+        img_two
+    );
     assert_eq!(
         load_ring_image(&dc, &img_two).unwrap().fingerprint(),
         two.fingerprint()

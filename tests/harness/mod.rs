@@ -121,8 +121,13 @@ impl Lab {
             .is_some_and(|s| s.is_true(ConditionType::Ready))
     }
 
+    /// Stops the simulator, after checking that no request our clients
+    /// sent would have crashed the real SAPI (answered 599
+    /// `SimulatorWouldCrash`).
     pub async fn shutdown(self) {
+        let crashes = self.scenario.dc.sapi_would_crash();
         self.scenario.shutdown().await;
+        assert_eq!(crashes, vec![], "requests that crash the real SAPI");
     }
 }
 

@@ -95,6 +95,10 @@ impl FieldError {
     }
 }
 
+/// The status the simulator answers with [`codes::SIMULATOR_WOULD_CRASH`]:
+/// no real service sends 599, so a client cannot mistake it for an answer.
+pub const SIMULATOR_WOULD_CRASH_STATUS: u16 = 599;
+
 /// The `code` strings the four services use.
 pub mod codes {
     pub const RESOURCE_NOT_FOUND: &str = "ResourceNotFound";
@@ -108,6 +112,14 @@ pub mod codes {
     pub const INTERNAL_ERROR: &str = "InternalError";
     pub const SERVICE_UNAVAILABLE: &str = "ServiceUnavailableError";
     pub const METHOD_NOT_ALLOWED: &str = "MethodNotAllowed";
+    /// SAPI's (restify 4) code for a 405.
+    pub const METHOD_NOT_ALLOWED_ERROR: &str = "MethodNotAllowedError";
+    /// SAPI: an application's `metadata` fails its `metadata_schema` (409).
+    pub const SCHEMA_VALIDATION: &str = "SchemaValidationError";
+    /// Not a Triton code: the simulator's answer (status
+    /// [`SIMULATOR_WOULD_CRASH_STATUS`]) to a request that makes the real
+    /// SAPI process throw and drop the connection.
+    pub const SIMULATOR_WOULD_CRASH: &str = "SimulatorWouldCrash";
     pub const CONFLICT: &str = "Conflict";
     pub const UNALLOCATED_VM: &str = "UnallocatedVMError";
     pub const BRAND_NOT_SUPPORTED: &str = "BrandNotSupported";

@@ -37,6 +37,10 @@ pub const READ_ONLY: &str = "ro";
 /// Largest vnode count accepted. Far above production (10M) and bounds the
 /// memory a ring file can make us allocate.
 pub const MAX_VNODES: u32 = 1 << 28;
+
+/// Rings up to this many vnodes get their owner table when `vnodes` is read
+/// (2 MiB); larger ones once their map is complete.
+const PREALLOCATE_VNODES: u32 = 1 << 20;
 /// Largest pnode count: indices are `u16` and one value is the "unassigned"
 /// marker used while loading.
 pub const MAX_PNODES: usize = u16::MAX as usize;
@@ -189,6 +193,29 @@ impl HashSpace {
                 expected: space.interval_hex(),
             }),
         }
+    }
+
+    /// The hash space a stored ring describes, checked as fash's loaders
+    /// check it and then some: the vnode count in range, an algorithm name
+    /// fash accepts for sha256, MAX = 2^256-1, and the stored interval equal
+    /// to MAX / vnodes (a ring whose interval disagrees would route keys
+    /// differently from fash).
+    pub fn from_stored(
+        vnode_count: u64,
+        name: &str,
+        max: &str,
+        interval: &str,
+    ) -> Result<HashSpace, FashError> {
+        if vnode_count == 0 || vnode_count > u64::from(MAX_VNODES) {
+            return Err(FashError::BadVnodeCount(vnode_count));
+        }
+        if !ALGORITHM_ALIASES.contains(&name) {
+            return Err(FashError::UnsupportedAlgorithm(name.into()));
+        }
+        if u256_from_hex(max) != Some(U256::MAX) {
+            return Err(FashError::BadMax(max.into()));
+        }
+        HashSpace::with_stored_interval(vnode_count as u32, interval)
     }
 
     pub fn vnode_count(&self) -> u32 {
@@ -401,6 +428,63 @@ impl Ring {
 
     pub fn space(&self) -> &HashSpace {
         &self.space
+    }
+
+    /// A ring from its stored parts (a LevelDB ring directory is read into
+    /// these): `owner[v]` is the index in `pnodes` of vnode v's pnode, and
+    /// `data` holds the vnodes whose data is not the default `1` (a `1`
+    /// given there is dropped). Checked: pnodes present, unique and few
+    /// enough, one owner per vnode naming a pnode, data only for vnodes of
+    /// the ring.
+    pub fn from_parts(
+        space: HashSpace,
+        pnodes: Vec<String>,
+        owner: Vec<u16>,
+        mut data: BTreeMap<u32, Value>,
+    ) -> Result<Ring, FashError> {
+        if pnodes.is_empty() {
+            return Err(FashError::NoPnodes);
+        }
+        if pnodes.len() > MAX_PNODES {
+            return Err(FashError::TooManyPnodes(pnodes.len()));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(pnodes.len());
+        if let Some(dup) = pnodes.iter().find(|p| !seen.insert(p.as_str())) {
+            return Err(FashError::DuplicatePnode(dup.clone()));
+        }
+        let n = space.vnode_count;
+        if owner.len() != n as usize {
+            return Err(FashError::UnassignedVnode(
+                owner.len().min(n as usize) as u32
+            ));
+        }
+        let mut counts = vec![0u32; pnodes.len()];
+        for (v, o) in owner.iter().enumerate() {
+            match counts.get_mut(*o as usize) {
+                Some(c) => *c += 1,
+                None => return Err(FashError::UnassignedVnode(v as u32)),
+            }
+        }
+        if let Some((&v, _)) = data.range(n..).next() {
+            return Err(FashError::VnodeOutOfRange {
+                vnode: v.into(),
+                vnode_count: n,
+            });
+        }
+        data.retain(|_, d| *d != *DEFAULT_DATA);
+        Ok(Ring {
+            space,
+            pnodes,
+            owner,
+            counts,
+            data,
+        })
+    }
+
+    /// The pnode index (into [`Ring::pnodes`]) of every vnode, in vnode
+    /// order: what a writer walks to store the ring.
+    pub fn owner_indices(&self) -> &[u16] {
+        &self.owner
     }
 
     pub fn vnode_count(&self) -> u32 {
@@ -791,6 +875,16 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// fash's `assertVersion` as an error: [`FashError::UnsupportedVersion`]
+/// for a version fash would refuse.
+pub fn check_version(v: &str) -> Result<(), FashError> {
+    if version_supported(v) {
+        Ok(())
+    } else {
+        Err(FashError::UnsupportedVersion(v.into()))
+    }
+}
+
 /// fash's `assertVersion`: rejects a version with any component greater than
 /// the same component of 2.1.0 (naive, so "2.0.9" is refused as fash does).
 fn version_supported(v: &str) -> bool {
@@ -957,18 +1051,29 @@ impl RawRing {
             OwnerSink::Direct(o) => o,
             OwnerSink::Pairs(mut pairs) => {
                 pairs.sort_unstable_by_key(|p| p.0);
-                let mut o = vec![UNASSIGNED; n as usize];
-                for (v, p) in pairs {
-                    let slot = o.get_mut(v as usize).ok_or(FashError::VnodeOutOfRange {
-                        vnode: v.into(),
-                        vnode_count: n,
-                    })?;
-                    if *slot != UNASSIGNED {
+                // Sorted: out of range, duplicates and the first vnode left
+                // out show without the table, which is built only for a map
+                // that lists every vnode once.
+                for (i, &(v, _)) in pairs.iter().enumerate() {
+                    if v >= n {
+                        return Err(FashError::VnodeOutOfRange {
+                            vnode: v.into(),
+                            vnode_count: n,
+                        });
+                    }
+                    if i > 0 && pairs[i - 1].0 == v {
                         return Err(FashError::DuplicateVnode(v));
                     }
-                    *slot = p;
                 }
-                o
+                // In range and once each: the first gap is the first vnode
+                // no pnode holds.
+                if let Some(i) = (0..pairs.len()).find(|&i| pairs[i].0 as usize != i) {
+                    return Err(FashError::UnassignedVnode(i as u32));
+                }
+                if pairs.len() != n as usize {
+                    return Err(FashError::UnassignedVnode(pairs.len() as u32));
+                }
+                pairs.into_iter().map(|(_, p)| p).collect()
             }
         };
         if owner.len() != n as usize {
@@ -1028,7 +1133,10 @@ impl<'de> Visitor<'de> for RawRingVisitor {
                 "vnodes" => {
                     let n: u64 = map.next_value()?;
                     raw.vnodes = Some(n);
-                    if !raw.saw_map && n > 0 && n <= u64::from(MAX_VNODES) {
+                    // The table up front only for a ring whose size is no
+                    // risk; a larger one is built from what the map lists,
+                    // so a count alone never allocates (2^28 slots: 512 MiB).
+                    if !raw.saw_map && n > 0 && n <= u64::from(PREALLOCATE_VNODES) {
                         raw.owners = OwnerSink::Direct(vec![UNASSIGNED; n as usize]);
                     }
                 }

@@ -8,3 +8,4 @@ pub mod apis;
 pub mod fash;
 pub mod manatee;
 pub mod pgstatus;
+pub mod records;

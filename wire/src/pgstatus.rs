@@ -42,7 +42,9 @@ pub fn render(report: &PgStatusReport) -> String {
     out
 }
 
-/// Parse `%dm%02ds` (and manatee-adm's day/hour forms) into seconds.
+/// Parse `%dm%02ds` (and manatee-adm's day/hour forms) into seconds. A lag
+/// too large to count saturates at `u64::MAX` seconds: the largest lag, never
+/// a small or missing one (a missing lag reads as caught up).
 pub fn parse_lag(s: &str) -> Option<f64> {
     if s == "-" || s == "?" {
         return None;
@@ -54,15 +56,20 @@ pub fn parse_lag(s: &str) -> Option<f64> {
             num.push(c);
             continue;
         }
-        let n: u64 = num.parse().ok()?;
+        if num.is_empty() {
+            return None;
+        }
+        // Only digits: the one way to fail is a number beyond u64.
+        let n: u64 = num.parse().unwrap_or(u64::MAX);
         num.clear();
-        total += n * match c {
+        let unit: u64 = match c {
             'd' => 86400,
             'h' => 3600,
             'm' => 60,
             's' => 1,
             _ => return None,
         };
+        total = total.saturating_add(n.saturating_mul(unit));
     }
     num.is_empty().then_some(total as f64)
 }
@@ -92,6 +99,22 @@ pub fn parse(text: &str) -> Result<Vec<Row>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_lags_saturate_instead_of_overflowing() {
+        // Found by fuzzing: `999999999999999d` overflowed u64 (a panic in a
+        // debug build, a wrapped small lag in a release build). A lag too
+        // large to count is the largest lag, never a small or missing one:
+        // a missing lag reads as caught up.
+        let max = u64::MAX as f64;
+        assert_eq!(parse_lag("999999999999999d"), Some(max));
+        assert_eq!(parse_lag("18446744073709551615s1s"), Some(max));
+        assert_eq!(parse_lag("99999999999999999999999m"), Some(max));
+        assert_eq!(
+            parse_lag("213503982334601d"),
+            Some(213_503_982_334_601.0 * 86400.0)
+        );
+    }
 
     #[test]
     fn lags_and_rows() {

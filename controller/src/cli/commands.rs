@@ -27,6 +27,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             super::gitops::apply_plan(&cli.store, plan, &f.world).await
         }
         Command::Diff(a) => super::gitops::diff(&cli.store, a).await,
+        Command::Ring(r) => super::ring::run(r).await,
         Command::Snapshot(a) => super::gitops::snapshot(&cli.store, a).await,
         Command::Plan(a) => super::gitops::plan(&cli.store, a).await,
         Command::Apply(f) => {
@@ -42,7 +43,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     crate::gitops::running::Guard::Error(m) => Failure::error(m),
                 })?;
             let outcomes = open.store.apply_with(&docs, pins).await?;
-            for o in outcomes {
+            for o in &outcomes {
                 println!(
                     "{}/{} {} (generation {})",
                     o.kind.short(),
@@ -51,6 +52,13 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     o.generation
                 );
             }
+            audit_applied(
+                &open.store,
+                crate::auth::audit::Action::Apply,
+                &outcomes,
+                "",
+            )
+            .await;
             Ok(())
         }
         Command::Get(g) => get(&cli.store, g).await,
@@ -78,6 +86,13 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 })?;
             if open.store.delete(kind, &name).await? {
                 println!("{}/{name} deleted", kind.short());
+                open.store
+                    .audit(
+                        crate::auth::audit::Action::Delete,
+                        &format!("{}/{name}", kind.short()),
+                        "deleted",
+                    )
+                    .await;
                 Ok(())
             } else {
                 Err(not_found(kind, &name))
@@ -155,6 +170,13 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 None => "approved".to_string(),
             };
             record_decision(&open.store, kind, &name, "Approved", &answer, &done).await;
+            open.store
+                .audit(
+                    crate::auth::audit::Action::Approve,
+                    &object,
+                    &format!("{answer}: {}", done.join("; ")),
+                )
+                .await;
             Ok(())
         }
         Command::Cancel { object, name } => {
@@ -178,14 +200,31 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 println!("{d}");
             }
             record_decision(&open.store, kind, &name, "Cancelled", "cancelled", &done).await;
+            open.store
+                .audit(
+                    crate::auth::audit::Action::Cancel,
+                    &object,
+                    &format!("cancelled: {}", done.join("; ")),
+                )
+                .await;
             Ok(())
+        }
+        Command::Events {
+            audit: true,
+            listing,
+            ..
+        } => {
+            let open = store_open::open(&cli.store).await?;
+            super::auth_cmd::audit_events(open.store.coord(), &listing).await
         }
         Command::Events {
             object,
             name,
             watch,
             listing,
+            ..
         } => events(&cli.store, object, name, watch, listing).await,
+        Command::Auth(cmd) => super::auth_cmd::run(cmd, &cli.store).await,
         Command::Wait {
             for_,
             object,
@@ -241,8 +280,32 @@ pub use super::objref::parse_kind;
 
 pub use super::objref::not_found;
 
+/// Each document an apply changed, in the audit log (`suffix` says how,
+/// e.g. which plan).
+pub async fn audit_applied(
+    store: &crate::store::Store,
+    action: crate::auth::audit::Action,
+    outcomes: &[crate::store::ApplyOutcome],
+    suffix: &str,
+) {
+    for o in outcomes
+        .iter()
+        .filter(|o| o.action != crate::store::ApplyAction::Unchanged)
+    {
+        let decision = format!(
+            "{} (generation {}, resourceVersion {}){suffix}",
+            o.action.as_str(),
+            o.generation,
+            o.resource_version
+        );
+        store
+            .audit(action, &format!("{}/{}", o.kind.short(), o.name), &decision)
+            .await;
+    }
+}
+
 /// Record an operator's decision (approve, cancel) as an event naming who
-/// made it (the local user and host until access control lands). The
+/// made it (the authenticated identity, or the local user and host). The
 /// decision is made already: a failure to record it is a warning.
 async fn record_decision(
     store: &crate::store::Store,
@@ -252,7 +315,7 @@ async fn record_decision(
     answer: &str,
     done: &[String],
 ) {
-    let who = crate::pause::current_user();
+    let who = store.principal().name();
     let message = format!("{answer} by {who}: {}", done.join("; "));
     let event = Event::normal(format!("{kind}/{name}"), reason, message);
     if let Err(e) = Events::new(store.coord().clone())

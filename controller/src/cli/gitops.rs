@@ -10,6 +10,7 @@ use super::{EXIT_ERROR, EXIT_INVALID, Failure, StoreArgs, input, store_open};
 use crate::clients::{Endpoints, Triton, Unguarded};
 use crate::gitops::observed::{Live, Observed, Recorded, StoredView, World, capture};
 use crate::gitops::plan::{self, ApplyError, PlanFile};
+use crate::gitops::plan_key::{KeyError, PlanKey};
 use crate::gitops::redact::{Endpoint, redact_urls};
 use crate::gitops::render;
 use crate::gitops::review::review;
@@ -267,6 +268,11 @@ pub async fn snapshot(store: &StoreArgs, a: SnapshotArgs) -> Result<(), Failure>
 
 pub async fn plan(store: &StoreArgs, a: PlanArgs) -> Result<(), Failure> {
     let docs = read_docs(&a.files, EXIT_ERROR)?;
+    // Plans are signed with the store's key, even one made from a snapshot.
+    let open = store_open::open(store).await?;
+    let key = PlanKey::load_or_create(open.store.coord().as_ref())
+        .await
+        .map_err(|e| fail(e.to_string()))?;
     let (observed, origin) = if let Some(path) = &a.observed {
         let rec = read_snapshot(path)?;
         (rec.observed, rec.origin)
@@ -274,14 +280,13 @@ pub async fn plan(store: &StoreArgs, a: PlanArgs) -> Result<(), Failure> {
         let e = a.world.endpoints()?.ok_or_else(|| {
             Failure::error("a plan is bound to the observed state: give --sapi, --vmapi, --cnapi and --imgapi (and --zk), or --observed SNAPSHOT")
         })?;
-        let open = store_open::open(store).await?;
         let stored = StoredView::load(&open.store).await.map_err(fail)?;
         let w = live(&open.store, &e, &zk_desc(store));
         let o = capture(stored, &w, &docs, now()).await.map_err(fail)?;
         let origin = w.source();
         (o, origin)
     };
-    let p = plan::make(&docs, observed, &origin, now())
+    let p = plan::make(&docs, observed, &origin, now(), &key)
         .await
         .map_err(fail)?;
     write_out(&a.output, &p.to_json())?;
@@ -313,14 +318,20 @@ pub async fn apply_plan(
     let p = PlanFile::from_json(&text, &origin).map_err(fail)?;
     // An edited plan is refused before anything is contacted.
     p.verified_documents().map_err(Failure::invalid)?;
+    // Then its signature, with the store's key, before the datacenter.
+    let open = store_open::open(store).await?;
+    let key = PlanKey::load(open.store.coord().as_ref())
+        .await
+        .map_err(key_failure)?;
+    p.verify_signature(&key)
+        .map_err(|r| Failure::invalid(r.to_string()))?;
     let e = world.endpoints()?.ok_or_else(|| {
         Failure::error("apply --plan observes the datacenter again to refuse a stale plan: give --sapi, --vmapi, --cnapi and --imgapi (and --zk)")
     })?;
-    let open = store_open::open(store).await?;
     let w = live(&open.store, &e, &zk_desc(store));
     match plan::apply(&p, &open.store, &w, now()).await {
         Ok(outcomes) => {
-            for o in outcomes {
+            for o in &outcomes {
                 println!(
                     "{}/{} {} (generation {})",
                     o.kind.short(),
@@ -330,10 +341,28 @@ pub async fn apply_plan(
                 );
             }
             println!("plan {} applied", p.id);
+            super::commands::audit_applied(
+                &open.store,
+                crate::auth::audit::Action::ApplyPlan,
+                &outcomes,
+                &format!(" by plan {}", p.id),
+            )
+            .await;
             Ok(())
         }
         Err(ApplyError::Refused(m)) => Err(Failure::invalid(redact_urls(&m))),
+        Err(ApplyError::Unverified(r)) => Err(Failure::invalid(r.to_string())),
+        Err(ApplyError::Key(e)) => Err(key_failure(e)),
         Err(ApplyError::Error(m)) => Err(fail(m)),
+    }
+}
+
+/// No key in the store: the plan cannot have been signed against it
+/// (refused, exit 1). Any other key problem is an error (exit 2).
+fn key_failure(e: KeyError) -> Failure {
+    match e {
+        KeyError::Missing { .. } => Failure::invalid(e.to_string()),
+        other => fail(other.to_string()),
     }
 }
 

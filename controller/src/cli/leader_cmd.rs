@@ -1,11 +1,9 @@
 //! `tritonctl get leader`: which controller leads, and since when.
 //!
-//! The leader is the candidate with the lowest sequence under
+//! The leader is the ephemeral candidate with the lowest sequence under
 //! `/tritonctl/v1/leader` (see [`crate::runtime::leader`]); its node holds
 //! the controller's identity, and its creation time (ctime) is when that
 //! controller started to campaign, that is since when it may lead.
-
-use coord::{CoordError, split_sequence};
 
 use super::Failure;
 use super::listing::Listing;
@@ -24,36 +22,21 @@ pub struct Leader {
 }
 
 pub async fn current(store: &Store) -> Result<Option<Leader>, Failure> {
-    let coord = store.coord();
-    let dir = leader::default_dir();
-    let mut candidates: Vec<(u64, String)> = match coord.children(&dir).await {
-        Ok(names) => names
-            .into_iter()
-            .filter_map(|n| match split_sequence(&n) {
-                Some(("candidate-", seq)) => Some((seq, n)),
-                _ => None,
-            })
-            .collect(),
-        Err(CoordError::NoNode(_)) => return Ok(None),
-        Err(e) => return Err(Failure::error(e.to_string())),
-    };
-    candidates.sort();
-    for (_, name) in candidates {
-        let node = format!("{dir}/{name}");
-        match coord.get(&node).await {
-            Ok((data, stat)) => {
-                return Ok(Some(Leader {
-                    identity: String::from_utf8_lossy(&data).into_owned(),
-                    since: rfc3339_ms(stat.ctime_ms),
-                    node,
-                }));
-            }
-            // Gone between the listing and the read: the next one leads.
-            Err(CoordError::NoNode(_)) => continue,
-            Err(e) => return Err(Failure::error(e.to_string())),
-        }
-    }
-    Ok(None)
+    // Nodes the election ignores (a persistent `candidate-0000000000` anyone
+    // could create) are never shown as the leader; they are named on stderr.
+    let election = leader::LeaderElection::new(store.coord().clone(), "tritonctl get leader")
+        .on_ignored(std::sync::Arc::new(|ignored: &leader::IgnoredCandidate| {
+            eprintln!("warning: {ignored}");
+        }));
+    let found = election
+        .leader()
+        .await
+        .map_err(|e| Failure::error(e.to_string()))?;
+    Ok(found.map(|c| Leader {
+        identity: String::from_utf8_lossy(&c.data).into_owned(),
+        since: rfc3339_ms(c.stat.ctime_ms),
+        node: c.node,
+    }))
 }
 
 fn rfc3339_ms(ms: i64) -> String {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+pub mod auth_cmd;
 pub mod commands;
 pub mod exit;
 pub mod gitops;
@@ -14,6 +15,9 @@ pub mod listing;
 pub mod objref;
 pub mod output;
 pub mod pause_cmd;
+pub mod ring;
+pub mod ring_listing;
+pub mod ring_source;
 pub mod serve;
 pub mod store_args;
 pub mod store_open;
@@ -199,7 +203,11 @@ Exit status: 0 cancelled, 1 invalid arguments, not found or nothing to cancel, 2
 Columns: TIME TYPE OBJECT REASON MESSAGE (and, with -o wide or when named, OPERATION STEP).\n\
 With -w, -o json prints one event a line.\n\
 Exit status: 0 listed, 1 invalid arguments or not found (no such document and no event about it), 2 error.\n\n\
-Examples:\n  tritonctl events\n  tritonctl events manateeversion/sdc\n  tritonctl events mv sdc -H -o time,reason\n  \
+With --audit: the audit log, columns TIME IDENTITY VERIFIED ACTION OBJECT DECISION (PATH with\n\
+-o wide). VERIFIED is `verified` when ZooKeeper recorded the creator's authenticated identity\n\
+(a locked-down tree), `unverified` when the identity is what the process said (the embedded\n\
+store: the local user), MISMATCH when they disagree.\n\
+Examples:\n  tritonctl events\n  tritonctl events --audit\n  tritonctl events manateeversion/sdc\n  tritonctl events mv sdc -H -o time,reason\n  \
 tritonctl --zk 10.99.99.11:2181 events -w manateeversion/sdc"
     )]
     Events {
@@ -210,6 +218,10 @@ tritonctl --zk 10.99.99.11:2181 events -w manateeversion/sdc"
         /// After the stored events, print each new one as it is recorded (until interrupted).
         #[arg(short = 'w', long)]
         watch: bool,
+        /// The audit log instead: who applied, deleted, approved, paused, resumed, cancelled,
+        /// applied a plan or changed roles, and whether ZooKeeper verified that identity.
+        #[arg(long, conflicts_with_all = ["watch", "object"])]
+        audit: bool,
         #[command(flatten)]
         listing: listing::ListingArgs,
     },
@@ -284,6 +296,39 @@ Example:\n  tritonctl --zk 10.99.99.11:2181 controller --sapi http://10.99.99.32
     /// The simulated datacenter as a standalone process.
     #[command(subcommand)]
     Sim(serve::SimCommand),
+    /// fash's verbs on Manta hash rings: LevelDB ring directories and ring images.
+    #[command(
+        subcommand,
+        after_help = "A ring is a LevelDB directory in node-fash's layout (what electric-moray serves\n\
+from, `-l DIR`), a manta-hash-ring image in IMGAPI (a gzip tar of that directory,\n\
+`--image UUID --imgapi URL`), or for `diff` also a fash JSON file (plans keep that form).\n\n\
+Examples:\n  tritonctl ring create -v 6 -p tcp://1.moray.emy-11.joyent.us:2020,tcp://2.moray.emy-11.joyent.us:2020 -o hash_ring\n  \
+tritonctl ring locate -l hash_ring /yunong/yunong.txt\n  tritonctl ring show -l hash_ring\n  tritonctl ring diff old_ring hash_ring"
+    )]
+    Ring(ring::RingCommand),
+    /// Identities and roles on the datacenter's ZooKeeper (access control), as the admin identity.
+    #[command(
+        subcommand,
+        after_help = "Identities authenticate to ZooKeeper with digest credentials; each node tritonctl\n\
+creates gets an ACL naming the identities whose role allows the access:\n\
+  viewer    reads documents, status, events, plans and the audit log\n\
+  operator  viewer, and apply, delete, pause, resume, cancel\n\
+  approver  viewer, and approve\n\
+  admin     manages identities and roles (`auth add`, `auth remove`)\n\
+  controller  the controller process: writes status, events, journals, locks, the election\n\
+A client without credentials reads and writes nothing under /tritonctl; ZooKeeper itself\n\
+refuses (\"not authorized\", exit 1). The embedded store has no access control.\n\n\
+Credentials come from the environment, never the command line:\n\
+  TRITONCTL_CREDENTIALS=FILE   a file holding IDENTITY:SECRET, mode 0600 (refused otherwise)\n\
+  TRITONCTL_ZK_IDENTITY and TRITONCTL_ZK_SECRET\n\
+  or ~/.config/tritonctl/credentials when it exists.\n\n\
+Every apply, delete, approve, pause, resume, cancel and plan application is recorded with\n\
+the identity that made it: `tritonctl events --audit`.\n\n\
+Examples:\n  TRITONCTL_CREDENTIALS=~/admin.cred tritonctl --zk 10.99.99.11:2181 auth init \\\n      \
+--controller-credentials /opt/tritonctl/controller.cred --dry-run\n  \
+tritonctl auth add alice --role operator --credentials alice.cred\n  tritonctl auth list\n  tritonctl auth whoami"
+    )]
+    Auth(auth_cmd::AuthCommand),
     /// Print the JSON Schema of a kind.
     #[command(
         after_help = "Exit status: 0 printed, 1 invalid arguments (an unknown kind).\n\n\
@@ -376,9 +421,24 @@ impl From<crate::store::StoreError> for Failure {
     fn from(e: crate::store::StoreError) -> Failure {
         match e {
             crate::store::StoreError::Conflict { .. } => Failure::invalid(e.to_string()),
+            crate::store::StoreError::Coord(c)
+                if matches!(c.root(), coord::CoordError::NoAuth(_)) =>
+            {
+                Failure::invalid(no_auth_message(&c))
+            }
             other => Failure::error(other.to_string()),
         }
     }
+}
+
+/// ZooKeeper refused this identity (its ACL): say so, and how to find out
+/// who one is and what one may do.
+pub fn no_auth_message(e: &coord::CoordError) -> String {
+    format!(
+        "{}: ZooKeeper refused this identity; `tritonctl auth whoami` shows who you are and your \
+         roles (credentials come from TRITONCTL_CREDENTIALS or TRITONCTL_ZK_IDENTITY/TRITONCTL_ZK_SECRET)",
+        e.root()
+    )
 }
 
 pub fn main() -> ExitCode {

@@ -18,7 +18,8 @@ pub async fn pause(
     if store.get(kind, name).await?.is_none() {
         return Err(super::objref::not_found(kind, name));
     }
-    let marker = PauseMarker::new(by.unwrap_or_else(pause::current_user), reason);
+    let who = store.principal().name().to_string();
+    let marker = PauseMarker::new(by.unwrap_or_else(|| who.clone()), reason);
     match pause::pause(store.coord(), kind, name, marker).await? {
         Paused::Now(m) => {
             println!("{}/{name} {}", kind.short(), m.describe());
@@ -26,7 +27,14 @@ pub async fn pause(
                 Some(r) => format!("paused by {}: {r}", m.by),
                 None => format!("paused by {} (no reason given)", m.by),
             };
-            record(store, kind, name, "Paused", message).await;
+            record(store, kind, name, "Paused", message.clone()).await;
+            store
+                .audit(
+                    crate::auth::audit::Action::Pause,
+                    &format!("{}/{name}", kind.short()),
+                    &message,
+                )
+                .await;
             println!(
                 "no new step will start until `tritonctl resume {}/{name}`",
                 kind.short()
@@ -50,10 +58,17 @@ pub async fn resume(store: &Store, kind: Kind, name: &str) -> Result<(), Failure
             println!("{}/{name} resumed ({})", kind.short(), m.describe());
             let message = format!(
                 "resumed by {} (it was {})",
-                pause::current_user(),
+                store.principal().name(),
                 m.describe()
             );
-            record(store, kind, name, "Resumed", message).await;
+            record(store, kind, name, "Resumed", message.clone()).await;
+            store
+                .audit(
+                    crate::auth::audit::Action::Resume,
+                    &format!("{}/{name}", kind.short()),
+                    &message,
+                )
+                .await;
             if let Some(crds::Document::ManateeVersion(d)) = store.get(kind, name).await?
                 && d.spec.rollout.paused
             {

@@ -35,6 +35,9 @@ pub struct ControllerArgs {
     /// Serve /metrics and /healthz here (port 0 picks a free port; `off` serves nothing).
     #[arg(long, default_value = "127.0.0.1:9464", value_parser = parse_metrics_addr)]
     pub metrics_addr: MetricsAddr,
+    /// Allow --metrics-addr to be an address other than loopback (they serve no credentials, but anyone who reaches them can probe the controller).
+    #[arg(long)]
+    pub metrics_allow_remote: bool,
     /// Log format on stderr: text, or JSON in bunyan's layout (read it with `bunyan`).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -129,6 +132,10 @@ async fn terminated() {
 
 pub async fn controller(args: ControllerArgs, store: &StoreArgs) -> Result<(), Failure> {
     logging::init(args.log_format);
+    if let Some(addr) = args.metrics_addr.0 {
+        crate::runtime::http::check_bind(addr, args.metrics_allow_remote)
+            .map_err(|e| Failure::invalid(e.to_string()))?;
+    }
     let Some(hosts) = store.zk.clone() else {
         return Err(Failure::invalid(
             "tritonctl controller needs --zk HOSTS (or TRITONCTL_ZK): it campaigns for leadership \
@@ -136,11 +143,13 @@ pub async fn controller(args: ControllerArgs, store: &StoreArgs) -> Result<(), F
              store (--data-dir) is for offline edits and `tritonctl demo`",
         ));
     };
-    let session = coord::zk::ZkCoordination::connect(&hosts, store.session_timeout)
+    // As the identity the environment names (`crate::auth::credentials`):
+    // the controller's own, on a locked-down ZooKeeper.
+    let connected = crate::auth::connect_zk(&hosts, store.session_timeout)
         .await
-        .map_err(|e| Failure::error(format!("cannot connect to ZooKeeper at {hosts}: {e}")))?;
-    tracing::info!(zk = %hosts, session = format_args!("{:#x}", session.session_id()), "connected to ZooKeeper");
-    let session: Arc<dyn Coordination> = session;
+        .map_err(|e| Failure::error(e.to_string()))?;
+    let session: Arc<dyn Coordination> = connected.coord;
+    tracing::info!(zk = %hosts, session = format_args!("{:#x}", session.session_id()), identity = %connected.principal, "connected to ZooKeeper");
     let mut cfg = DaemonConfig::new(Endpoints {
         sapi: args.sapi,
         vmapi: args.vmapi,
@@ -148,6 +157,7 @@ pub async fn controller(args: ControllerArgs, store: &StoreArgs) -> Result<(), F
         imgapi: args.imgapi,
     });
     cfg.metrics_addr = args.metrics_addr.0;
+    cfg.metrics_allow_remote = args.metrics_allow_remote;
     cfg.poll_interval = args.poll_interval;
     cfg.step_poll = Some(args.step_poll);
     cfg.concurrency = args.concurrency;

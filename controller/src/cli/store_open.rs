@@ -31,11 +31,11 @@ pub struct OpenStore {
 
 pub async fn open(args: &StoreArgs) -> Result<OpenStore, Failure> {
     if let Some(hosts) = &args.zk {
-        let zk = coord::zk::ZkCoordination::connect(hosts, args.session_timeout)
+        // As the identity the environment names, if any (`crate::auth`).
+        let connected = crate::auth::connect_zk(hosts, args.session_timeout)
             .await
-            .map_err(|e| Failure::error(format!("cannot connect to ZooKeeper at {hosts}: {e}")))?;
-        let coord: Arc<dyn Coordination> = zk;
-        let store = Store::new(coord);
+            .map_err(|e| Failure::error(e.to_string()))?;
+        let store = Store::new(connected.coord).with_principal(connected.principal);
         store.init().await?;
         return Ok(OpenStore {
             store,

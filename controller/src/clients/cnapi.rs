@@ -3,14 +3,16 @@
 use reqwest::Method;
 use wire::apis::{ExecuteRequest, ExecuteResult, Server};
 
+use super::listed::Listed;
 use super::{ApiError, HttpApi};
 
 #[derive(Clone)]
 pub struct Cnapi(pub HttpApi);
 
 impl Cnapi {
-    pub async fn servers(&self) -> Result<Vec<Server>, ApiError> {
-        self.0.get("/servers", &[]).await
+    /// Each server decoded on its own (see `listed.rs`).
+    pub async fn servers(&self) -> Result<Listed<Server>, ApiError> {
+        self.0.list("/servers", &[]).await
     }
 
     pub async fn server(&self, uuid: &str) -> Result<Server, ApiError> {

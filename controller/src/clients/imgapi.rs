@@ -1,4 +1,4 @@
-//! IMGAPI: image manifests.
+//! IMGAPI: image manifests and files.
 
 use wire::apis::ImageManifest;
 
@@ -15,5 +15,11 @@ impl Imgapi {
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// The image's file (`GET /images/:uuid/file`), e.g. a ring image's
+    /// gzip tar.
+    pub async fn file(&self, uuid: &str) -> Result<Vec<u8>, ApiError> {
+        self.0.get_bytes(&format!("/images/{uuid}/file")).await
     }
 }

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 
 pub mod cnapi;
 pub mod imgapi;
+pub mod listed;
 pub mod sapi;
 pub mod vmapi;
 
@@ -255,6 +256,11 @@ impl HttpApi {
         self.request(method, path, &[], body, Some(timeout)).await
     }
 
+    /// A GET whose answer is not JSON (an image file): its bytes.
+    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ApiError> {
+        self.raw(Method::GET, path, &[], None::<&()>, None).await
+    }
+
     async fn request<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -263,6 +269,28 @@ impl HttpApi {
         body: Option<&B>,
         timeout: Option<Duration>,
     ) -> Result<T, ApiError> {
+        let bytes = self.raw(method, path, query, body, timeout).await?;
+        let bytes = if bytes.is_empty() {
+            &b"null"[..]
+        } else {
+            &bytes[..]
+        };
+        serde_json::from_slice(bytes).map_err(|e| ApiError::Decode {
+            api: self.api,
+            path: path.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The request with its guard and retries; a success's body as sent.
+    async fn raw<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&B>,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<u8>, ApiError> {
         let idempotent = method == Method::GET || method == Method::HEAD;
         if !idempotent {
             self.guard
@@ -318,16 +346,7 @@ impl HttpApi {
                     let status = resp.status();
                     let bytes = resp.bytes().await.map_err(transport)?;
                     if status.is_success() {
-                        let bytes = if bytes.is_empty() {
-                            &b"null"[..]
-                        } else {
-                            &bytes[..]
-                        };
-                        return serde_json::from_slice(bytes).map_err(|e| ApiError::Decode {
-                            api: self.api,
-                            path: path.to_string(),
-                            message: e.to_string(),
-                        });
+                        return Ok(bytes.to_vec());
                     }
                     let body: Option<wire::apis::RestError> = serde_json::from_slice(&bytes).ok();
                     ApiError::Status {

@@ -1,18 +1,22 @@
-//! SAPI: applications, services, instances.
+//! SAPI: applications, services, instances. Lists come back as
+//! [`Listed`]: each record decoded on its own, since SAPI stores whatever
+//! JSON types a client sent (see `listed.rs` for what a caller does with an
+//! unreadable one).
 
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 use wire::apis::{Application, Instance, Service};
 
+use super::listed::Listed;
 use super::{ApiError, HttpApi};
 
 #[derive(Clone)]
 pub struct Sapi(pub HttpApi);
 
 impl Sapi {
-    pub async fn applications(&self, name: &str) -> Result<Vec<Application>, ApiError> {
+    pub async fn applications(&self, name: &str) -> Result<Listed<Application>, ApiError> {
         self.0
-            .get("/applications", &[("name", name.to_string())])
+            .list("/applications", &[("name", name.to_string())])
             .await
     }
 
@@ -20,17 +24,17 @@ impl Sapi {
         &self,
         application_uuid: &str,
         name: Option<&str>,
-    ) -> Result<Vec<Service>, ApiError> {
+    ) -> Result<Listed<Service>, ApiError> {
         let mut q = vec![("application_uuid", application_uuid.to_string())];
         if let Some(n) = name {
             q.push(("name", n.to_string()));
         }
-        self.0.get("/services", &q).await
+        self.0.list("/services", &q).await
     }
 
-    pub async fn instances(&self, service_uuid: &str) -> Result<Vec<Instance>, ApiError> {
+    pub async fn instances(&self, service_uuid: &str) -> Result<Listed<Instance>, ApiError> {
         self.0
-            .get("/instances", &[("service_uuid", service_uuid.to_string())])
+            .list("/instances", &[("service_uuid", service_uuid.to_string())])
             .await
     }
 

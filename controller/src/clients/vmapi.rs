@@ -2,6 +2,7 @@
 
 use wire::apis::{Job, JobExecution, Vm};
 
+use super::listed::Listed;
 use super::{ApiError, HttpApi};
 
 #[derive(Clone)]
@@ -13,8 +14,9 @@ impl Vmapi {
     }
 
     /// VMs matching VMAPI's strict filters (e.g. `("tag.smartdc_role", "manatee")`).
-    pub async fn vms(&self, filters: &[(&str, String)]) -> Result<Vec<Vm>, ApiError> {
-        self.0.get("/vms", filters).await
+    /// Each VM decoded on its own (see `listed.rs`).
+    pub async fn vms(&self, filters: &[(&str, String)]) -> Result<Listed<Vm>, ApiError> {
+        self.0.list("/vms", filters).await
     }
 
     pub async fn job(&self, uuid: &str) -> Result<serde_json::Value, ApiError> {

@@ -12,16 +12,20 @@
 //! reconciler would run (the manatee steps come from the same pure
 //! `plan_shard` the controller runs). [`plan`] binds a review to a
 //! fingerprint of what it was planned against, and refuses to apply it once
-//! the world or the documents moved. [`running`] holds the rules for a
-//! change that meets an operation in flight.
+//! the world or the documents moved; [`signature`] signs it with the
+//! store's key ([`plan_key`]) so that an edit after review is refused.
+//! [`running`] holds the rules for a change that meets an operation in
+//! flight.
 
 pub mod observed;
 pub mod plan;
+pub mod plan_key;
 pub mod redact;
 pub mod render;
 pub mod resolve;
 pub mod review;
 pub mod running;
+pub mod signature;
 
 /// Documents compared as canonical JSON: keys sorted at every level.
 pub fn canonical(v: &serde_json::Value) -> serde_json::Value {

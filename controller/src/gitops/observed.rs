@@ -293,6 +293,7 @@ impl World for Live {
             .sapi
             .applications("manta")
             .await
+            .and_then(|l| l.all())
             .map_err(|e| e.to_string())?;
         Ok(apps.first().and_then(|a| {
             a.metadata

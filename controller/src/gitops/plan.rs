@@ -6,11 +6,15 @@
 //! resourceVersions of its documents, the operations in flight, every
 //! manatee shard's cluster state generation, roles and freeze, the instance
 //! set and the image each runs, the IMGAPI state of the images, and the ring
-//! image. `apply --plan` refuses a plan whose documents were edited (their
-//! hash), a plan already applied (a marker written in the same transaction
-//! as the documents), and a stale plan (it observes again and lists what
-//! moved). A fresh plan stores exactly its documents, each on top of the
-//! resourceVersion it was planned against, so a concurrent apply conflicts.
+//! image. It is signed ([`super::signature`]: HMAC-SHA256 of each part
+//! with the store's plan key, [`super::plan_key`]). `apply --plan` refuses
+//! a plan whose documents were edited (their hash, checked before anything
+//! is contacted), an unsigned plan or one whose signature does not verify
+//! (naming what changed), a plan already applied (a marker written in the
+//! same transaction as the documents), and a stale plan (it observes again
+//! and lists what moved). A fresh plan stores exactly its documents, each
+//! on top of the resourceVersion it was planned against, so a concurrent
+//! apply conflicts.
 
 use std::collections::BTreeMap;
 
@@ -19,10 +23,14 @@ use crds::{Document, Kind};
 use serde::{Deserialize, Serialize};
 
 use super::observed::{Observed, Recorded, StoredView, World, capture};
+use super::plan_key::{KeyError, PlanKey};
 use super::review::{Review, review};
+use super::signature::{self, Signature, SignatureRefusal};
 use crate::store::{ApplyOutcome, Store, StoreError};
 
-pub const PLAN_FORMAT: &str = "tritonctl.plan/v1";
+/// Signed plans. A v1 plan (unsigned) is read only to be refused.
+pub const PLAN_FORMAT: &str = "tritonctl.plan/v2";
+const UNSIGNED_FORMAT: &str = "tritonctl.plan/v1";
 
 pub use crate::layout::{plan_marker_path as marker_path, plans_dir};
 
@@ -294,6 +302,10 @@ pub struct PlanFile {
     pub documents_sha256: String,
     pub fingerprint: Fingerprint,
     pub review: Review,
+    /// MACs of the documents, the review, the fingerprint and the whole
+    /// (None: unsigned, refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Signature>,
 }
 
 pub fn documents_hash(docs: &[serde_json::Value]) -> String {
@@ -310,7 +322,7 @@ impl PlanFile {
         let v: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| format!("{origin}: not a tritonctl plan: {e}"))?;
         let format = v.get("format").and_then(|f| f.as_str()).unwrap_or("");
-        if format != PLAN_FORMAT {
+        if format != PLAN_FORMAT && format != UNSIGNED_FORMAT {
             return Err(format!(
                 "{origin}: plan format `{format}` is not `{PLAN_FORMAT}`; make the plan again with this tritonctl"
             ));
@@ -318,7 +330,14 @@ impl PlanFile {
         serde_json::from_value(v).map_err(|e| format!("{origin}: {e}"))
     }
 
-    /// The documents, decoded, after checking they are the ones planned.
+    /// Check the signature with `key` (see [`signature::verify`]).
+    pub fn verify_signature(&self, key: &PlanKey) -> Result<(), SignatureRefusal> {
+        signature::verify(self, key)
+    }
+
+    /// The documents, decoded, after checking their unkeyed hash (an
+    /// accidental edit, found with no key; the signature is what proves
+    /// them reviewed).
     pub fn verified_documents(&self) -> Result<Vec<Document>, String> {
         let now = documents_hash(&self.documents);
         if now != self.documents_sha256 {
@@ -344,14 +363,15 @@ impl PlanFile {
     }
 }
 
-/// Observe, review, and bind the review to what was observed. The review is
-/// planned against the recorded observation, so the operations and the
-/// fingerprint describe the same moment.
+/// Observe, review, bind the review to what was observed, and sign it all
+/// with `key`. The review is planned against the recorded observation, so
+/// the operations and the fingerprint describe the same moment.
 pub async fn make(
     docs: &[Document],
     observed: Observed,
     origin: &str,
     now: String,
+    key: &PlanKey,
 ) -> Result<PlanFile, String> {
     let fingerprint = Fingerprint::of(&observed, docs);
     let stored = observed.stored.clone();
@@ -402,7 +422,7 @@ pub async fn make(
             super::canonical(&d.to_value())
         })
         .collect();
-    Ok(PlanFile {
+    let mut plan = PlanFile {
         format: PLAN_FORMAT.into(),
         id: format!("plan-{}", uuid::Uuid::new_v4().simple()),
         created_at: now,
@@ -411,7 +431,10 @@ pub async fn make(
         documents,
         fingerprint,
         review,
-    })
+        signature: None,
+    };
+    plan.signature = Some(signature::sign(&plan, key));
+    Ok(plan)
 }
 
 /// Why `apply --plan` did not apply.
@@ -419,6 +442,11 @@ pub async fn make(
 pub enum ApplyError {
     /// Refused by a rule (edited, applied, stale, conflict, running operation): exit 1.
     Refused(String),
+    /// Unsigned, or its signature does not verify: exit 1.
+    Unverified(SignatureRefusal),
+    /// The plan key could not be had: exit 1 when the store has none (no
+    /// plan was signed against it), 2 otherwise.
+    Key(KeyError),
     /// Could not check (store or datacenter unreachable, ...): exit 2.
     Error(String),
 }
@@ -434,6 +462,11 @@ pub async fn apply(
 ) -> Result<Vec<ApplyOutcome>, ApplyError> {
     let docs = plan.verified_documents().map_err(ApplyError::Refused)?;
     let coord = store.coord();
+    let key = PlanKey::load(coord.as_ref())
+        .await
+        .map_err(ApplyError::Key)?;
+    plan.verify_signature(&key)
+        .map_err(ApplyError::Unverified)?;
     let marker = marker_path(&plan.id);
     match coord.get(&marker).await {
         Ok((data, _)) => {

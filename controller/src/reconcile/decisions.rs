@@ -28,7 +28,8 @@ pub enum DecisionError {
     Refused(String),
 }
 
-/// `tritonctl approve <operation> cancel` asks for a rollback.
+/// The step name a cancel answers to (`cancels/<operation>`, or the older
+/// `approvals/<operation>/cancel`).
 pub const CANCEL_STEP: &str = "cancel";
 
 /// Record approval for every operation step of a document that waits for one.
@@ -142,7 +143,9 @@ pub async fn cancel(
                 .replace("manateeversion/<name>", &format!("manateeversion/{name}")),
             ));
         }
-        let path = approval_path(&j.forward.status.id, CANCEL_STEP);
+        // Apart from approvals, so that ZooKeeper's ACLs let an operator
+        // cancel without letting them approve (see `auth::policy`).
+        let path = crate::layout::cancel_path(&j.forward.status.id);
         coord.mkdirp(&path).await?;
         done.push(format!(
             "{shard}: rollback requested ({})",

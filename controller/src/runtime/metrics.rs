@@ -41,6 +41,11 @@ struct EventLabels {
     r#type: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Reconcile durations: 5 ms .. ~80 s.
@@ -87,6 +92,7 @@ struct Handles {
     steps_total: Family<StepLabels, Counter>,
     leader: Gauge,
     events_total: Family<EventLabels, Counter>,
+    election_ignored: Family<ReasonLabels, Counter>,
 }
 
 /// The controller's metrics. Cheap to clone; every clone updates the same
@@ -132,6 +138,7 @@ impl Metrics {
             steps_total: Family::default(),
             leader: Gauge::default(),
             events_total: Family::default(),
+            election_ignored: Family::default(),
         };
         reg.register(
             "reconcile",
@@ -191,6 +198,11 @@ impl Metrics {
             h.leader.clone(),
         );
         reg.register("events", "Events recorded, by type", h.events_total.clone());
+        reg.register(
+            "election_ignored_candidates",
+            "Nodes under the election directory the election ignored (not ephemeral, not sequential), by reason; each counted once",
+            h.election_ignored.clone(),
+        );
         extra(&mut root);
         Metrics {
             registry: Arc::new(root),
@@ -277,6 +289,16 @@ impl Metrics {
         self.h.leader.set(i64::from(leading));
     }
 
+    /// A node the leader election ignores (`not_ephemeral`, `not_sequential`).
+    pub fn election_ignored(&self, reason: &str) {
+        self.h
+            .election_ignored
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
     pub fn event_recorded(&self, event_type: &str) {
         self.h
             .events_total
@@ -316,6 +338,7 @@ mod tests {
         );
         m.set_leader(true);
         m.event_recorded("Warning");
+        m.election_ignored("not_ephemeral");
         let text = m.render();
         for want in [
             "tritonctl_reconcile_total{kind=\"ManateeVersion\",result=\"requeue\"} 1",
@@ -331,6 +354,7 @@ mod tests {
             "tritonctl_operation_steps_total{kind=\"ManateeVersion\",step=\"reprovision-sync\",outcome=\"succeeded\"} 1",
             "tritonctl_leader 1",
             "tritonctl_events_total{type=\"Warning\"} 1",
+            "tritonctl_election_ignored_candidates_total{reason=\"not_ephemeral\"} 1",
         ] {
             assert!(text.contains(want), "missing `{want}` in\n{text}");
         }

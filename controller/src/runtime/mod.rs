@@ -10,10 +10,13 @@
 //! - [`leader`]: leader election with a fencing token ([`crate::store::Fence`]).
 //! - [`events`]: bounded, streamable reconcile events.
 //! - [`metrics`]: Prometheus metrics in an explicit registry.
+//! - [`http`]: the server behind `/metrics` and `/healthz` (timeouts, a
+//!   connection cap, loopback unless told otherwise).
 //!
 //! Keys are `"<Kind>/<name>"`, e.g. `ManateeVersion/sdc`.
 
 pub mod events;
+pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod queue;

@@ -49,7 +49,17 @@ impl TritonManatee {
         } else {
             ("manta", "postgres")
         };
-        let apps = self.triton.sapi.applications(app).await.map_err(e)?;
+        // A record we cannot read is never taken as absent: an odd
+        // application, service, or member of this shard is an error naming
+        // it (clients/listed.rs).
+        let apps = self
+            .triton
+            .sapi
+            .applications(app)
+            .await
+            .map_err(e)?
+            .all()
+            .map_err(e)?;
         let app = apps
             .first()
             .ok_or_else(|| WorldError::Missing(format!("no SAPI application `{app}`")))?;
@@ -58,25 +68,29 @@ impl TritonManatee {
             .sapi
             .services(&app.uuid, Some(svc))
             .await
+            .map_err(e)?
+            .all()
             .map_err(e)?;
         let svc = svcs.first().ok_or_else(|| {
             WorldError::Missing(format!("no SAPI service `{svc}` in `{}`", app.name))
         })?;
-        let insts = self.triton.sapi.instances(&svc.uuid).await.map_err(e)?;
-        let svc_uuid = svc.uuid.clone();
-        Ok((
-            svc_uuid,
-            insts
-                .into_iter()
-                .filter(|i| {
-                    shard == "sdc"
-                        || i.metadata
-                            .get("SHARD")
-                            .and_then(|v| v.as_str())
-                            .is_some_and(|s| s == shard || shard.starts_with(&format!("{s}.")))
-                })
-                .collect(),
-        ))
+        let listed = self.triton.sapi.instances(&svc.uuid).await.map_err(e)?;
+        let in_shard = |s: &str| s == shard || shard.starts_with(&format!("{s}."));
+        let insts = if shard == "sdc" {
+            listed.all()
+        } else {
+            listed.scoped(
+                |i| {
+                    i.metadata
+                        .get("SHARD")
+                        .and_then(|v| v.as_str())
+                        .is_some_and(in_shard)
+                },
+                |odd| odd.raw_str(&["metadata", "SHARD"]).is_none_or(in_shard),
+            )
+        }
+        .map_err(e)?;
+        Ok((svc.uuid.clone(), insts))
     }
 
     async fn read_state(&self, shard: &str) -> Result<Option<(ClusterState, i32)>, WorldError> {
@@ -378,7 +392,24 @@ impl HaObserve for TritonManatee {
     }
 
     async fn resolve_servers(&self, names: &[String]) -> Result<Vec<DesiredServer>, WorldError> {
-        let servers = self.triton.cnapi.servers().await.map_err(e)?;
+        // A server record we cannot read blocks only when it may be one of
+        // the servers named here.
+        let named = |uuid: Option<&str>, host: Option<&str>| {
+            names
+                .iter()
+                .any(|n| uuid == Some(n.as_str()) || host == Some(n.as_str()))
+        };
+        let servers = self
+            .triton
+            .cnapi
+            .servers()
+            .await
+            .map_err(e)?
+            .scoped(
+                |_| true,
+                |odd| odd.uuid.is_none() || named(odd.uuid.as_deref(), odd.raw_str(&["hostname"])),
+            )
+            .map_err(e)?;
         Ok(names
             .iter()
             .map(|n| DesiredServer {

@@ -39,7 +39,16 @@ fn dataset(zone: &str) -> String {
 
 impl TritonTransplant {
     async fn service(&self, app: &str, svc: &str) -> Result<wire::apis::Service, WorldError> {
-        let apps = self.triton.sapi.applications(app).await.map_err(e)?;
+        // Odd records are errors naming them, never absences
+        // (clients/listed.rs).
+        let apps = self
+            .triton
+            .sapi
+            .applications(app)
+            .await
+            .map_err(e)?
+            .all()
+            .map_err(e)?;
         let app = apps
             .first()
             .ok_or_else(|| WorldError::Missing(format!("no SAPI application `{app}`")))?;
@@ -47,6 +56,8 @@ impl TritonTransplant {
             .sapi
             .services(&app.uuid, Some(svc))
             .await
+            .map_err(e)?
+            .all()
             .map_err(e)?
             .into_iter()
             .next()
@@ -65,17 +76,24 @@ impl TritonTransplant {
 
     async fn instances(&self, shard: &str) -> Result<Vec<wire::apis::Instance>, WorldError> {
         let svc = self.manatee_service(shard).await?;
-        let insts = self.triton.sapi.instances(&svc.uuid).await.map_err(e)?;
-        Ok(insts
-            .into_iter()
-            .filter(|i| {
-                shard == "sdc"
-                    || i.metadata
+        let listed = self.triton.sapi.instances(&svc.uuid).await.map_err(e)?;
+        if shard == "sdc" {
+            return listed.all().map_err(e);
+        }
+        listed
+            .scoped(
+                |i| {
+                    i.metadata
                         .get("SERVICE_NAME")
                         .and_then(Value::as_str)
                         .is_some_and(|s| s == shard)
-            })
-            .collect())
+                },
+                |odd| {
+                    odd.raw_str(&["metadata", "SERVICE_NAME"])
+                        .is_none_or(|s| s == shard)
+                },
+            )
+            .map_err(e)
     }
 
     async fn server_of(&self, zone: &str) -> Result<String, WorldError> {
@@ -291,7 +309,15 @@ impl TransplantObserve for TritonTransplant {
         if shard == "sdc"
             && let Ok(svc) = self.service("sdc", "moray").await
         {
-            for inst in self.triton.sapi.instances(&svc.uuid).await.map_err(e)? {
+            for inst in self
+                .triton
+                .sapi
+                .instances(&svc.uuid)
+                .await
+                .map_err(e)?
+                .all()
+                .map_err(e)?
+            {
                 let Ok(vm) = self.triton.vmapi.vm(&inst.uuid).await else {
                     continue;
                 };
@@ -351,6 +377,18 @@ impl TransplantObserve for TritonTransplant {
     }
 
     async fn approved(&self, op_id: &str, step: &str) -> Result<bool, WorldError> {
+        // `tritonctl cancel` writes `cancels/<op>` (an operator's, apart
+        // from approvals); `approvals/<op>/cancel` still counts.
+        if step == crate::reconcile::decisions::CANCEL_STEP
+            && self
+                .coord
+                .exists(&crate::layout::cancel_path(op_id))
+                .await
+                .map_err(e)?
+                .is_some()
+        {
+            return Ok(true);
+        }
         Ok(self
             .coord
             .exists(&super::approval_path(op_id, step))

@@ -13,6 +13,14 @@
 //!   a cache: see [`shared`] for how writes, watches and ephemeral nodes work
 //!   across processes.
 //!
+//! Access control: this backend is the embedded store of one user. It
+//! keeps no ACLs and enforces none: a create with an ACL is checked the way
+//! ZooKeeper checks one (`InvalidAcl` for an empty or malformed list) and
+//! then stored like any node, `set_acl` only checks the node exists, and
+//! `get_acl` reports the open ACL (`world:anyone:cdrwa`), which is what
+//! every node here has in effect. Whoever can read the data directory can
+//! read and write everything in it; file permissions are its protection.
+//!
 //! Every mutation runs as a small transaction against the live tree with an
 //! undo log: if any operation (or the SQLite write) fails, the undo log puts
 //! the tree back, so multi-ops are all-or-nothing and memory never drifts from
@@ -35,8 +43,8 @@ pub use db::{DB_FILE, OnWait, SharedOptions};
 
 use crate::path::{parent, validate_path};
 use crate::{
-    CoordError, Coordination, CreateMode, Expect, Op, OpResult, Result, SessionState, Stat, Watch,
-    WatchEvent,
+    Acl, CoordError, Coordination, CreateMode, Expect, Op, OpResult, Result, SessionState, Stat,
+    Watch, WatchEvent,
 };
 
 /// Lock file on the data directory: an exclusive ensemble holds it
@@ -358,9 +366,18 @@ impl State {
 
     fn apply(&mut self, tx: &mut Tx, session: i64, op: &Op) -> Result<OpResult> {
         match op {
-            Op::Create { path, data, mode } => self
-                .create(tx, session, path, data, *mode)
-                .map(OpResult::Created),
+            Op::Create {
+                path,
+                data,
+                mode,
+                acl,
+            } => {
+                if let Some(acl) = acl {
+                    crate::acl::validate_acl(path, acl)?;
+                }
+                self.create(tx, session, path, data, *mode)
+                    .map(OpResult::Created)
+            }
             Op::Set { path, data, expect } => self.set(tx, path, data, *expect).map(OpResult::Set),
             Op::Delete { path, expect } => {
                 self.delete(tx, path, *expect).map(|()| OpResult::Deleted)
@@ -842,6 +859,25 @@ impl Coordination for MemSession {
     async fn create(&self, path: &str, data: &[u8], mode: CreateMode) -> Result<String> {
         let id = self.id;
         self.transact(|st, tx| st.create(tx, id, path, data, mode))
+    }
+
+    /// Checked and accepted, never stored nor enforced (see module docs).
+    async fn create_with_acl(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: CreateMode,
+        acl: &[Acl],
+    ) -> Result<String> {
+        crate::acl::validate_acl(path, acl)?;
+        self.create(path, data, mode).await
+    }
+
+    /// Checked, not stored (see module docs).
+    async fn set_acl(&self, path: &str, acl: &[Acl], _expect: Expect) -> Result<()> {
+        validate_path(path)?;
+        crate::acl::validate_acl(path, acl)?;
+        self.read(|st| st.node(path).map(|_| ()))
     }
 
     async fn get(&self, path: &str) -> Result<(Vec<u8>, Stat)> {

@@ -23,7 +23,11 @@ pub mod imgapi;
 mod jobs;
 pub mod params;
 pub mod sapi;
+pub mod sapi_rules;
+pub mod sapi_schema;
+pub mod sapi_store;
 pub mod sapi_sync;
+pub mod sapi_vm;
 pub mod seed;
 pub mod state;
 pub mod vmapi;
@@ -319,7 +323,7 @@ impl Datacenter {
     }
 
     pub fn application(&self, uuid: &str) -> Option<Application> {
-        self.lock().applications.get(uuid).cloned()
+        self.lock().applications.get(uuid).map(|a| a.view().clone())
     }
 
     pub fn application_by_name(&self, name: &str) -> Option<Application> {
@@ -327,19 +331,23 @@ impl Datacenter {
             .applications
             .values()
             .find(|a| a.name == name)
-            .cloned()
+            .map(|a| a.view().clone())
     }
 
     pub fn service(&self, uuid: &str) -> Option<Service> {
-        self.lock().services.get(uuid).cloned()
+        self.lock().services.get(uuid).map(|s| s.view().clone())
     }
 
     pub fn instance(&self, uuid: &str) -> Option<Instance> {
-        self.lock().instances.get(uuid).cloned()
+        self.lock().instances.get(uuid).map(|i| i.view().clone())
     }
 
     pub fn instances(&self) -> Vec<Instance> {
-        self.lock().instances.values().cloned().collect()
+        self.lock()
+            .instances
+            .values()
+            .map(|i| i.view().clone())
+            .collect()
     }
 
     /// Commands run through CNAPI execute, oldest first.

@@ -1,21 +1,32 @@
 //! SAPI: applications, services, instances, manifests, configs, mode.
 //!
-//! Instance create/upgrade/delete are synchronous in SAPI: they drive the
-//! VMAPI side of the model through a job and wait for it (outside the lock).
+//! Records are stored as the client sent them ([`Stored`]: see
+//! `sapi_store.rs`); what real SAPI refuses or crashes on is checked first
+//! (`sapi_rules.rs`, `sapi_schema.rs`). Instance create/upgrade/delete are
+//! synchronous in SAPI: they drive the VMAPI side of the model through a job
+//! and wait for it (outside the lock), with the VMAPI and CNAPI rules of
+//! `sapi_vm.rs` (an existing VM is not provisioned again, a gone VM's
+//! delete error passes through, the `teardown-hook`).
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use wire::apis::{
     Application, Instance, JobExecution, JsonMap, Manifest, SapiConfig, SapiPing, SapiType,
-    Service, UpdateAction, VmState, codes,
+    Service, codes,
 };
 
 use super::Datacenter;
 use super::error::ApiError;
 use super::ids::is_uuid;
-use super::params::{flag, obj_param, str_param};
+use super::params::{flag, str_param};
+use super::sapi_rules::{
+    self, Check, SapiCall, WouldCrash, apply_changes, filter_matches, manifest_uuids, parse_action,
+    truthy,
+};
+use super::sapi_schema::validate_metadata;
+use super::sapi_store::Stored;
+use super::sapi_vm::VmStep;
 use super::state::{SapiMode, State, merge_maps};
-use super::vmapi::VmCreate;
 
 /// Metadata keys SAPI copies into a zone's `customer_metadata`.
 const PASS_THROUGH_METADATA: &[&str] = &[
@@ -27,11 +38,13 @@ const PASS_THROUGH_METADATA: &[&str] = &[
     "assets-ip",
 ];
 
+/// `validateParams`: a required key is missing when absent (`undefined`);
+/// null or `""` count as present.
 fn required(p: &JsonMap, keys: &[&str]) -> Result<(), ApiError> {
     let missing: Vec<&str> = keys
         .iter()
         .copied()
-        .filter(|k| str_param(p, k).is_none_or(|v| v.is_empty()))
+        .filter(|k| !p.contains_key(*k))
         .collect();
     if missing.is_empty() {
         Ok(())
@@ -40,50 +53,11 @@ fn required(p: &JsonMap, keys: &[&str]) -> Result<(), ApiError> {
     }
 }
 
-fn parse_action(p: &JsonMap) -> Result<UpdateAction, ApiError> {
-    match str_param(p, "action").map(|a| a.to_ascii_lowercase()) {
-        None => Ok(UpdateAction::Update),
-        Some(a) if a == "update" => Ok(UpdateAction::Update),
-        Some(a) if a == "replace" => Ok(UpdateAction::Replace),
-        Some(a) if a == "delete" => Ok(UpdateAction::Delete),
-        // SAPI really answers with an empty message here.
-        Some(_) => Err(ApiError::invalid_argument("")),
-    }
-}
-
-/// SAPI's per-field update rule (`attributes.js`).
-fn apply_change(target: &mut JsonMap, changes: &JsonMap, action: UpdateAction) {
-    match action {
-        UpdateAction::Update => {
-            for (k, v) in changes {
-                target.insert(k.clone(), v.clone());
-            }
-        }
-        UpdateAction::Replace => *target = changes.clone(),
-        UpdateAction::Delete => {
-            for k in changes.keys() {
-                target.remove(k);
-            }
-        }
-    }
-}
-
-fn update_attrs(
-    params: &mut JsonMap,
-    metadata: &mut JsonMap,
-    manifests: &mut JsonMap,
-    p: &JsonMap,
-    action: UpdateAction,
-) {
-    for (field, target) in [
-        ("params", params),
-        ("metadata", metadata),
-        ("manifests", manifests),
-    ] {
-        if let Some(ch) = obj_param(p, field) {
-            apply_change(target, &ch, action);
-        }
-    }
+/// Copy the keys the endpoint reads from `req.params` (absent stays absent).
+fn pick(p: &JsonMap, keys: &[&str]) -> JsonMap {
+    keys.iter()
+        .filter_map(|k| p.get(*k).map(|v| ((*k).to_string(), v.clone())))
+        .collect()
 }
 
 fn no_record(bucket: &str, uuid: &str) -> ApiError {
@@ -93,46 +67,154 @@ fn no_record(bucket: &str, uuid: &str) -> ApiError {
     )
 }
 
-fn master(p: &JsonMap) -> Option<bool> {
-    flag(p, "master").then_some(true)
+/// The schema check SAPI runs when a stored object has both keys.
+fn schema_check(raw: &JsonMap) -> Result<(), ApiError> {
+    if let (Some(schema), Some(md)) = (raw.get("metadata_schema"), raw.get("metadata"))
+        && let Some(msg) = validate_metadata(schema, Some(md))
+    {
+        return Err(ApiError::new(409, codes::SCHEMA_VALIDATION, msg));
+    }
+    Ok(())
 }
 
-fn filter_eq(p: &JsonMap, key: &str, have: &str) -> bool {
-    str_param(p, key).is_none_or(|want| want == have)
+/// The `type` filter of a list (`addVersionFilters`): the query's when
+/// truthy, else `vm` below Accept-Version 2.0.0, else none.
+fn type_filter(p: &JsonMap, v2: bool) -> JsonMap {
+    let mut f = JsonMap::new();
+    match p.get("type").filter(|t| truthy(t)) {
+        Some(t) => {
+            f.insert("type".into(), t.clone());
+        }
+        None if !v2 => {
+            f.insert("type".into(), json!(SapiType::Vm.as_str()));
+        }
+        None => {}
+    }
+    f
+}
+
+/// `uuid` when the client sent a truthy one, else a new one.
+fn uuid_or_new(dc: &Datacenter, raw: &mut JsonMap) -> String {
+    match raw.get("uuid") {
+        Some(Value::String(u)) if !u.is_empty() => u.clone(),
+        _ => {
+            let u = dc.new_uuid();
+            raw.insert("uuid".into(), json!(u));
+            u
+        }
+    }
 }
 
 impl Datacenter {
+    /// Answer a request the real SAPI dies on, and remember it.
+    fn would_crash(&self, c: WouldCrash) -> ApiError {
+        let e = c.to_error();
+        tracing::warn!(call = ?c.call, field = %c.field, "request would crash the real SAPI");
+        self.lock().sapi_crashes.push(c);
+        e
+    }
+
+    fn crash_checks(
+        &self,
+        checks: impl FnOnce() -> Result<(), WouldCrash>,
+    ) -> Result<(), ApiError> {
+        checks().map_err(|c| self.would_crash(c))
+    }
+
+    /// Requests answered [`codes::SIMULATOR_WOULD_CRASH`] so far.
+    pub fn sapi_would_crash(&self) -> Vec<WouldCrash> {
+        self.lock().sapi_crashes.clone()
+    }
+
+    /// `validManifests`: the named manifests exist (500, no code, if not).
+    fn check_manifests(&self, st: &State, manifests: Option<&Value>) -> Result<(), ApiError> {
+        let missing: Vec<String> = manifest_uuids(manifests)
+            .into_iter()
+            .filter(|m| !st.manifests.contains_key(m))
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(sapi_rules::unknown_manifests(&missing))
+        }
+    }
+
+    /// `ensureMasterConfigLoaded` of the List endpoints.
+    fn include_master(&self, p: &JsonMap) -> Result<(), ApiError> {
+        if p.get("include_master").is_some_and(truthy) && !self.lock().sapi_master_loaded() {
+            return Err(ApiError::new(
+                503,
+                codes::SERVICE_UNAVAILABLE,
+                "Parameter 'include_master' has been specified but this SAPI instance \
+                 has not yet loaded master details",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether SAPI has loaded its master DC details (`None`: the default,
+    /// loaded in full mode, not in proto mode, as the oracle showed).
+    pub fn set_sapi_master_loaded(&self, loaded: Option<bool>) {
+        self.lock().sapi_master = loaded;
+    }
+
     // ---- applications ----
 
-    pub fn sapi_create_application(&self, p: &JsonMap) -> Result<Application, ApiError> {
+    pub fn sapi_create_application(&self, p: &JsonMap) -> Result<Stored<Application>, ApiError> {
         required(p, &["name", "owner_uuid"])?;
-        let app = Application {
-            uuid: str_param(p, "uuid").unwrap_or_else(|| self.new_uuid()),
-            name: str_param(p, "name").unwrap_or_default(),
-            owner_uuid: str_param(p, "owner_uuid").unwrap_or_default(),
-            params: obj_param(p, "params").unwrap_or_default(),
-            metadata: obj_param(p, "metadata").unwrap_or_default(),
-            metadata_schema: p.get("metadata_schema").cloned(),
-            manifests: obj_param(p, "manifests").unwrap_or_default(),
-            master: master(p),
-            extra: JsonMap::new(),
-        };
-        self.lock()
-            .applications
-            .insert(app.uuid.clone(), app.clone());
+        self.crash_checks(|| {
+            let c = Check::new(SapiCall::CreateApplication, p);
+            c.string("name")?;
+            c.string("owner_uuid")?;
+            c.optional_objects(&["params", "metadata", "metadata_schema", "manifests"])?;
+            c.optional_bool("master")?;
+            c.key("uuid")?;
+            c.manifest_values()
+        })?;
+        let mut raw = pick(
+            p,
+            &[
+                "uuid",
+                "name",
+                "owner_uuid",
+                "params",
+                "metadata",
+                "metadata_schema",
+                "manifests",
+                "master",
+            ],
+        );
+        let uuid = uuid_or_new(self, &mut raw);
+        let mut st = self.lock();
+        self.check_manifests(&st, raw.get("manifests"))?;
+        schema_check(&raw)?;
+        let app = Stored::<Application>::from_raw(raw);
+        st.applications.insert(uuid, app.clone());
         Ok(app)
     }
 
-    pub fn sapi_list_applications(&self, p: &JsonMap) -> Vec<Application> {
+    pub fn sapi_list_applications(&self, p: &JsonMap) -> Vec<Stored<Application>> {
         self.lock()
             .applications
             .values()
-            .filter(|a| filter_eq(p, "name", &a.name) && filter_eq(p, "owner_uuid", &a.owner_uuid))
+            .filter(|a| {
+                filter_matches(p, "name", a.raw().get("name"))
+                    && filter_matches(p, "owner_uuid", a.raw().get("owner_uuid"))
+            })
             .cloned()
             .collect()
     }
 
-    pub fn sapi_get_application(&self, uuid: &str) -> Result<Application, ApiError> {
+    /// `GET /applications` with `include_master` checked.
+    pub fn sapi_list_applications_checked(
+        &self,
+        p: &JsonMap,
+    ) -> Result<Vec<Stored<Application>>, ApiError> {
+        self.include_master(p)?;
+        Ok(self.sapi_list_applications(p))
+    }
+
+    pub fn sapi_get_application(&self, uuid: &str) -> Result<Stored<Application>, ApiError> {
         self.lock()
             .applications
             .get(uuid)
@@ -144,29 +226,27 @@ impl Datacenter {
         &self,
         uuid: &str,
         p: &JsonMap,
-    ) -> Result<Application, ApiError> {
+    ) -> Result<Stored<Application>, ApiError> {
+        self.crash_checks(|| Check::new(SapiCall::UpdateApplication, p).action())?;
         let action = parse_action(p)?;
         let mut st = self.lock();
         let app = st
             .applications
             .get_mut(uuid)
             .ok_or_else(|| no_record("sapi_applications", uuid))?;
-        update_attrs(
-            &mut app.params,
-            &mut app.metadata,
-            &mut app.manifests,
+        let mut raw = app.raw().clone();
+        apply_changes(
+            &mut raw,
             p,
+            &["params", "metadata", "manifests", "metadata_schema"],
             action,
         );
-        if let Some(schema) = p.get("metadata_schema") {
-            match action {
-                UpdateAction::Delete => app.metadata_schema = None,
-                _ => app.metadata_schema = Some(schema.clone()),
-            }
+        schema_check(&raw)?;
+        // Only a truthy owner_uuid replaces the stored one.
+        if let Some(owner) = p.get("owner_uuid").filter(|o| truthy(o)) {
+            raw.insert("owner_uuid".into(), owner.clone());
         }
-        if let Some(owner) = str_param(p, "owner_uuid") {
-            app.owner_uuid = owner;
-        }
+        app.edit(|r| *r = raw);
         Ok(app.clone())
     }
 
@@ -179,58 +259,89 @@ impl Datacenter {
 
     // ---- services ----
 
-    pub fn sapi_create_service(&self, p: &JsonMap) -> Result<Service, ApiError> {
+    pub fn sapi_create_service(&self, p: &JsonMap) -> Result<Stored<Service>, ApiError> {
         required(p, &["name", "application_uuid"])?;
-        let kind = match str_param(p, "type") {
-            None => SapiType::Vm,
-            Some(t) => SapiType::parse(&t)
-                .ok_or_else(|| ApiError::uncoded(500, format!("service type is invalid: {t}")))?,
-        };
-        let app_uuid = str_param(p, "application_uuid").unwrap_or_default();
+        self.crash_checks(|| {
+            let c = Check::new(SapiCall::CreateService, p);
+            c.string("name")?;
+            c.string("application_uuid")?;
+            c.optional_objects(&["params", "metadata", "manifests"])?;
+            c.key("uuid")?;
+            // validType asserts a string only for a truthy application_uuid.
+            if p.get("application_uuid").is_some_and(truthy)
+                && p.get("type").is_some_and(|t| truthy(t) && !t.is_string())
+            {
+                c.string("type")?;
+            }
+            c.manifest_values()
+        })?;
+        let mut raw = pick(
+            p,
+            &[
+                "uuid",
+                "name",
+                "application_uuid",
+                "params",
+                "metadata",
+                "manifests",
+                "master",
+                "type",
+            ],
+        );
+        let uuid = uuid_or_new(self, &mut raw);
+        if !raw.get("type").is_some_and(truthy) {
+            raw.insert("type".into(), json!(SapiType::Vm.as_str()));
+        }
+        let app_uuid = str_param(&raw, "application_uuid").unwrap_or_default();
+        if !app_uuid.is_empty()
+            && let Some(Value::String(t)) = raw.get("type")
+            && SapiType::parse(t).is_none()
+        {
+            return Err(ApiError::uncoded(
+                500,
+                format!("service type is invalid: {t}"),
+            ));
+        }
         let mut st = self.lock();
+        self.check_manifests(&st, raw.get("manifests"))?;
         if !st.applications.contains_key(&app_uuid) {
             return Err(ApiError::not_found(format!(
                 "no such application: {app_uuid}"
             )));
         }
-        let svc = Service {
-            uuid: str_param(p, "uuid").unwrap_or_else(|| self.new_uuid()),
-            name: str_param(p, "name").unwrap_or_default(),
-            application_uuid: app_uuid,
-            params: obj_param(p, "params").unwrap_or_default(),
-            metadata: obj_param(p, "metadata").unwrap_or_default(),
-            manifests: obj_param(p, "manifests").unwrap_or_default(),
-            master: master(p),
-            kind: Some(kind),
-            extra: JsonMap::new(),
-        };
-        st.services.insert(svc.uuid.clone(), svc.clone());
+        let svc = Stored::<Service>::from_raw(raw);
+        st.services.insert(uuid, svc.clone());
         Ok(svc)
     }
 
     /// `v2`: the request's Accept-Version allows 2.0.0; below it only
     /// `type=vm` services are listed.
-    pub fn sapi_list_services(&self, p: &JsonMap, v2: bool) -> Vec<Service> {
-        let type_filter = if v2 {
-            str_param(p, "type")
-        } else {
-            Some("vm".to_string())
-        };
+    pub fn sapi_list_services(&self, p: &JsonMap, v2: bool) -> Vec<Stored<Service>> {
+        let types = type_filter(p, v2);
         self.lock()
             .services
             .values()
             .filter(|s| {
-                filter_eq(p, "name", &s.name)
-                    && filter_eq(p, "application_uuid", &s.application_uuid)
-                    && type_filter
-                        .as_deref()
-                        .is_none_or(|t| s.kind.unwrap_or_default().as_str() == t)
+                let raw = s.raw();
+                filter_matches(p, "name", raw.get("name"))
+                    && filter_matches(p, "application_uuid", raw.get("application_uuid"))
+                    && filter_matches(&types, "type", raw.get("type"))
             })
             .cloned()
             .collect()
     }
 
-    pub fn sapi_get_service(&self, uuid: &str) -> Result<Service, ApiError> {
+    /// `GET /services` with `include_master` checked.
+    pub fn sapi_list_services_checked(
+        &self,
+        p: &JsonMap,
+        v2: bool,
+    ) -> Result<Vec<Stored<Service>>, ApiError> {
+        self.include_master(p)?;
+        Ok(self.sapi_list_services(p, v2))
+    }
+
+    pub fn sapi_get_service(&self, uuid: &str) -> Result<Stored<Service>, ApiError> {
         self.lock()
             .services
             .get(uuid)
@@ -238,20 +349,22 @@ impl Datacenter {
             .ok_or_else(|| ApiError::not_found(format!("no such service: {uuid}")))
     }
 
-    pub fn sapi_update_service(&self, uuid: &str, p: &JsonMap) -> Result<Service, ApiError> {
+    pub fn sapi_update_service(
+        &self,
+        uuid: &str,
+        p: &JsonMap,
+    ) -> Result<Stored<Service>, ApiError> {
+        self.crash_checks(|| Check::new(SapiCall::UpdateService, p).action())?;
         let action = parse_action(p)?;
         let mut st = self.lock();
         let svc = st
             .services
             .get_mut(uuid)
             .ok_or_else(|| no_record("sapi_services", uuid))?;
-        update_attrs(
-            &mut svc.params,
-            &mut svc.metadata,
-            &mut svc.manifests,
-            p,
-            action,
-        );
+        let mut raw = svc.raw().clone();
+        apply_changes(&mut raw, p, &["params", "metadata", "manifests"], action);
+        schema_check(&raw)?;
+        svc.edit(|r| *r = raw);
         Ok(svc.clone())
     }
 
@@ -265,64 +378,61 @@ impl Datacenter {
     // ---- instances ----
 
     /// `POST /instances`: store the instance and provision its zone; waits
-    /// for the provision job unless `async=true` (then `job_uuid` is set).
-    /// A failed provision deletes the instance again (500 ProvisionFailedError).
-    pub async fn sapi_create_instance(&self, p: &JsonMap) -> Result<Instance, ApiError> {
+    /// for the provision job unless `async=true` (then the job uuid is
+    /// returned too). A VM that already exists in VMAPI (in any state, even
+    /// destroyed) is not provisioned again. A failed provision deletes the
+    /// instance again (500 ProvisionFailedError).
+    pub async fn sapi_create_instance(
+        &self,
+        p: &JsonMap,
+    ) -> Result<(Stored<Instance>, Option<String>), ApiError> {
         required(p, &["service_uuid"])?;
+        self.crash_checks(|| {
+            let c = Check::new(SapiCall::CreateInstance, p);
+            c.string("service_uuid")?;
+            c.optional_string("uuid")?;
+            c.optional_objects(&["params", "metadata", "manifests"])?;
+            c.manifest_values()
+        })?;
         let run_async = flag(p, "async");
         let svc_uuid = str_param(p, "service_uuid").unwrap_or_default();
-        let (mut inst, job) = {
+        let mut raw = pick(
+            p,
+            &[
+                "uuid",
+                "service_uuid",
+                "params",
+                "metadata",
+                "manifests",
+                "master",
+            ],
+        );
+        let uuid = uuid_or_new(self, &mut raw);
+        let (inst, job) = {
             let mut st = self.lock();
+            self.check_manifests(&st, raw.get("manifests"))?;
             let svc = st
                 .services
                 .get(&svc_uuid)
                 .ok_or_else(|| ApiError::not_found(format!("no such service: {svc_uuid}")))?;
-            let kind = svc.kind.unwrap_or_default();
-            let manifests = obj_param(p, "manifests").unwrap_or_default();
-            for m in manifests.values() {
-                let m = m.as_str().unwrap_or_default();
-                if !st.manifests.contains_key(m) {
-                    return Err(ApiError::not_found(format!("no such manifest: {m}")));
-                }
+            if let Some(t) = svc.raw().get("type") {
+                raw.insert("type".into(), t.clone());
             }
-            let inst = Instance {
-                uuid: str_param(p, "uuid").unwrap_or_else(|| self.new_uuid()),
-                service_uuid: svc_uuid.clone(),
-                params: obj_param(p, "params").unwrap_or_default(),
-                metadata: obj_param(p, "metadata").unwrap_or_default(),
-                manifests,
-                master: master(p),
-                job_uuid: None,
-                kind: Some(kind),
-                extra: JsonMap::new(),
-            };
-            st.instances.insert(inst.uuid.clone(), inst.clone());
-            let needs_vm = kind == SapiType::Vm
-                && st.mode == SapiMode::Full
-                && st
-                    .vms
-                    .get(&inst.uuid)
-                    .is_none_or(|v| v.vm.state == VmState::Destroyed);
-            let job = if needs_vm {
-                let provisioned = zone_params(&st, &inst.uuid)
-                    .and_then(|payload| VmCreate::parse(&payload))
-                    .and_then(|req| self.provision_locked(&mut st, req));
-                match provisioned {
-                    Ok((_, job)) => Some(job),
-                    Err(e) => {
-                        st.instances.remove(&inst.uuid);
-                        return Err(e);
-                    }
+            let inst = Stored::<Instance>::from_raw(raw);
+            st.instances.insert(uuid.clone(), inst.clone());
+            let job = match self.sapi_provision_step(&mut st, &uuid) {
+                Ok(VmStep::Job(job)) => Some(job),
+                Ok(VmStep::Nothing) => None,
+                Err(e) => {
+                    st.instances.remove(&uuid);
+                    return Err(e);
                 }
-            } else {
-                None
             };
             (inst, job)
         };
         if let Some(job) = job {
             if run_async {
-                inst.job_uuid = Some(job);
-                return Ok(inst);
+                return Ok((inst, Some(job)));
             }
             // On any failure, waiting included, SAPI deletes the instance again.
             let done = match self.sapi_wait_job(&job).await {
@@ -333,41 +443,47 @@ impl Datacenter {
                 }
             };
             if done.execution != JobExecution::Succeeded {
-                self.lock().instances.remove(&inst.uuid);
+                self.lock().instances.remove(&uuid);
                 let msg = done
                     .error_message()
                     .unwrap_or_else(|| "provision failed".into());
                 return Err(ApiError::new(500, codes::PROVISION_FAILED, msg));
             }
         }
-        Ok(inst)
+        Ok((inst, None))
     }
 
     /// `v2` as for [`Self::sapi_list_services`]; the type filter is dropped
     /// when `service_uuid` is given.
-    pub fn sapi_list_instances(&self, p: &JsonMap, v2: bool) -> Vec<Instance> {
-        let svc = str_param(p, "service_uuid");
-        let type_filter = if svc.is_some() {
-            None
-        } else if v2 {
-            str_param(p, "type")
-        } else {
-            Some("vm".to_string())
-        };
+    pub fn sapi_list_instances(&self, p: &JsonMap, v2: bool) -> Vec<Stored<Instance>> {
+        let by_service = p.get("service_uuid").is_some_and(truthy);
+        let types = type_filter(p, v2);
         self.lock()
             .instances
             .values()
             .filter(|i| {
-                svc.as_deref().is_none_or(|s| i.service_uuid == s)
-                    && type_filter
-                        .as_deref()
-                        .is_none_or(|t| i.kind.unwrap_or_default().as_str() == t)
+                let raw = i.raw();
+                if by_service {
+                    filter_matches(p, "service_uuid", raw.get("service_uuid"))
+                } else {
+                    filter_matches(&types, "type", raw.get("type"))
+                }
             })
             .cloned()
             .collect()
     }
 
-    pub fn sapi_get_instance(&self, uuid: &str) -> Result<Instance, ApiError> {
+    /// `GET /instances` with `include_master` checked.
+    pub fn sapi_list_instances_checked(
+        &self,
+        p: &JsonMap,
+        v2: bool,
+    ) -> Result<Vec<Stored<Instance>>, ApiError> {
+        self.include_master(p)?;
+        Ok(self.sapi_list_instances(p, v2))
+    }
+
+    pub fn sapi_get_instance(&self, uuid: &str) -> Result<Stored<Instance>, ApiError> {
         self.lock()
             .instances
             .get(uuid)
@@ -375,40 +491,49 @@ impl Datacenter {
             .ok_or_else(|| ApiError::not_found(format!("no such instance: {uuid}")))
     }
 
-    /// `GET /instances/:uuid/payload`: the CreateVm payload SAPI would send.
+    /// `GET /instances/:uuid/payload`: the CreateVm payload SAPI would send
+    /// (`{}` for an agent instance).
     pub fn sapi_instance_payload(&self, uuid: &str) -> Result<JsonMap, ApiError> {
         zone_params(&self.lock(), uuid)
     }
 
     /// `PUT /instances/:uuid`: a metadata write, no VM effect.
-    pub fn sapi_update_instance(&self, uuid: &str, p: &JsonMap) -> Result<Instance, ApiError> {
+    pub fn sapi_update_instance(
+        &self,
+        uuid: &str,
+        p: &JsonMap,
+    ) -> Result<Stored<Instance>, ApiError> {
+        self.crash_checks(|| Check::new(SapiCall::UpdateInstance, p).action())?;
         let action = parse_action(p)?;
         let mut st = self.lock();
         let inst = st
             .instances
             .get_mut(uuid)
             .ok_or_else(|| no_record("sapi_instances", uuid))?;
-        update_attrs(
-            &mut inst.params,
-            &mut inst.metadata,
-            &mut inst.manifests,
-            p,
-            action,
-        );
+        let mut raw = inst.raw().clone();
+        apply_changes(&mut raw, p, &["params", "metadata", "manifests"], action);
+        schema_check(&raw)?;
+        inst.edit(|r| *r = raw);
         Ok(inst.clone())
     }
 
-    /// `PUT /instances/:uuid/upgrade {image_uuid}`: reprovision the zone and
-    /// wait. The instance object itself is not modified and is returned as
-    /// it was before the call.
+    /// `PUT /instances/:uuid/upgrade {image_uuid}`: run the teardown hook,
+    /// reprovision the zone and wait. The instance object itself is not
+    /// modified and is returned as it was before the call.
     pub async fn sapi_upgrade_instance(
         &self,
         uuid: &str,
         p: &JsonMap,
-    ) -> Result<Instance, ApiError> {
-        let image = str_param(p, "image_uuid")
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| ApiError::new(409, codes::MISSING_PARAMETER, "missing image_uuid"))?;
+    ) -> Result<Stored<Instance>, ApiError> {
+        if !p.get("image_uuid").is_some_and(truthy) {
+            return Err(ApiError::new(
+                409,
+                codes::MISSING_PARAMETER,
+                "missing image_uuid",
+            ));
+        }
+        self.crash_checks(|| Check::new(SapiCall::UpgradeInstance, p).string("image_uuid"))?;
+        let image = str_param(p, "image_uuid").unwrap_or_default();
         let (inst, vm_work) = {
             let st = self.lock();
             let inst = st
@@ -416,11 +541,11 @@ impl Datacenter {
                 .get(uuid)
                 .cloned()
                 .ok_or_else(|| ApiError::not_found(format!("no such instance: {uuid}")))?;
-            let vm_work =
-                inst.kind.unwrap_or_default() == SapiType::Vm && st.mode == SapiMode::Full;
+            let vm_work = is_vm(&inst) && st.mode == SapiMode::Full;
             (inst, vm_work)
         };
         if vm_work {
+            self.sapi_teardown_hook(uuid)?;
             let mut req = JsonMap::new();
             req.insert("action".into(), json!("reprovision"));
             req.insert("image_uuid".into(), json!(image));
@@ -436,22 +561,20 @@ impl Datacenter {
         Ok(inst)
     }
 
-    /// `DELETE /instances/:uuid`: destroy the zone, wait, drop the object.
+    /// `DELETE /instances/:uuid`: run the teardown hook, destroy the zone
+    /// through VMAPI, wait, drop the object. VMAPI's error (e.g. 404 for a
+    /// VM that is already gone) is passed through and the object is kept.
     pub async fn sapi_delete_instance(&self, uuid: &str) -> Result<(), ApiError> {
-        let destroy = {
+        let vm_work = {
             let st = self.lock();
             let inst = st
                 .instances
                 .get(uuid)
                 .ok_or_else(|| ApiError::not_found(format!("no such instance: {uuid}")))?;
-            inst.kind.unwrap_or_default() == SapiType::Vm
-                && st.mode == SapiMode::Full
-                && st
-                    .vms
-                    .get(uuid)
-                    .is_some_and(|v| v.vm.state != VmState::Destroyed)
+            is_vm(inst) && st.mode == SapiMode::Full
         };
-        if destroy {
+        if vm_work {
+            self.sapi_teardown_hook(uuid)?;
             let resp = self.vmapi_delete_vm(uuid, &JsonMap::new())?;
             let done = self.sapi_wait_job(&resp.job_uuid).await?;
             if done.execution != JobExecution::Succeeded {
@@ -487,7 +610,7 @@ impl Datacenter {
             post_cmd: str_param(p, "post_cmd"),
             post_cmd_linux: str_param(p, "post_cmd_linux"),
             version: str_param(p, "version").unwrap_or_else(|| "1.0.0".into()),
-            master: master(p),
+            master: flag(p, "master").then_some(true),
             extra: JsonMap::new(),
         };
         self.lock().manifests.insert(m.uuid.clone(), m.clone());
@@ -598,6 +721,10 @@ pub(crate) fn zone_params(st: &State, inst_uuid: &str) -> Result<JsonMap, ApiErr
     let app = st.applications.get(&svc.application_uuid).ok_or_else(|| {
         ApiError::not_found(format!("no such application: {}", svc.application_uuid))
     })?;
+    // No zone for an agent: an empty payload.
+    if !is_vm(inst) {
+        return Ok(JsonMap::new());
+    }
     let mut params = merge_maps([&app.params, &svc.params, &inst.params]);
     params.insert("owner_uuid".into(), json!(app.owner_uuid));
     params.insert("uuid".into(), json!(inst.uuid));
@@ -629,4 +756,9 @@ pub(crate) fn zone_params(st: &State, inst_uuid: &str) -> Result<JsonMap, ApiErr
     }
     params.insert("customer_metadata".into(), Value::Object(cm));
     Ok(params)
+}
+
+/// Whether an instance gets a zone: everything but `type: "agent"`.
+pub(crate) fn is_vm(inst: &Stored<Instance>) -> bool {
+    inst.raw().get("type").and_then(Value::as_str) != Some(SapiType::Agent.as_str())
 }

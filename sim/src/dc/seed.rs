@@ -14,6 +14,7 @@ use super::error::ApiError;
 use super::events::{EventCause, VmEventKind};
 use super::imgapi::sha1_hex;
 use super::sapi::zone_params;
+use super::sapi_store::Stored;
 use super::state::{SimImage, SimServer};
 use super::vmapi::VmCreate;
 use super::{Datacenter, now_iso};
@@ -275,7 +276,9 @@ impl Datacenter {
             ..Default::default()
         };
         let uuid = app.uuid.clone();
-        self.lock().applications.insert(uuid.clone(), app);
+        self.lock()
+            .applications
+            .insert(uuid.clone(), Stored::from_view(app));
         uuid
     }
 
@@ -296,7 +299,9 @@ impl Datacenter {
             ..Default::default()
         };
         let uuid = svc.uuid.clone();
-        self.lock().services.insert(uuid.clone(), svc);
+        self.lock()
+            .services
+            .insert(uuid.clone(), Stored::from_view(svc));
         uuid
     }
 
@@ -327,7 +332,7 @@ impl Datacenter {
                 "no such service: {service_uuid}"
             )));
         }
-        st.instances.insert(uuid.clone(), inst);
+        st.instances.insert(uuid.clone(), Stored::from_view(inst));
         let made = zone_params(&st, &uuid)
             .and_then(|payload| VmCreate::parse(&payload))
             .and_then(|req| self.insert_vm(&mut st, req, VmState::Running));
@@ -558,8 +563,11 @@ pub fn seed_sdc(dc: &Datacenter, sc: &SdcScenario) -> SeededSdc {
         last.insert("last".into(), json!(true));
     }
     if let Some(app) = dc.lock().applications.get_mut(&out.app_uuid) {
-        app.metadata
-            .insert("ZK_SERVERS".into(), Value::Array(zk_servers));
+        app.edit(|raw| {
+            if let Some(Value::Object(md)) = raw.get_mut("metadata") {
+                md.insert("ZK_SERVERS".into(), Value::Array(zk_servers));
+            }
+        });
     }
     out
 }

@@ -9,6 +9,8 @@ use wire::apis::{
 };
 
 use super::events::{DataHandle, DcEvent, ExecEvent};
+use super::sapi_rules::WouldCrash;
+use super::sapi_store::Stored;
 
 /// SAPI's storage mode.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -90,12 +92,18 @@ pub struct State {
     pub vms: BTreeMap<String, SimVm>,
     pub images: BTreeMap<String, SimImage>,
     pub networks: BTreeMap<String, SimNetwork>,
-    pub applications: BTreeMap<String, Application>,
-    pub services: BTreeMap<String, Service>,
-    pub instances: BTreeMap<String, Instance>,
+    /// SAPI records as stored (see `sapi_store.rs`).
+    pub applications: BTreeMap<String, Stored<Application>>,
+    pub services: BTreeMap<String, Stored<Service>>,
+    pub instances: BTreeMap<String, Stored<Instance>>,
     pub manifests: BTreeMap<String, Manifest>,
     pub jobs: BTreeMap<String, JobRecord>,
     pub mode: SapiMode,
+    /// Whether SAPI has loaded its master DC details; `None`: loaded in
+    /// full mode, not in proto mode.
+    pub sapi_master: Option<bool>,
+    /// Requests the real SAPI process would have crashed on.
+    pub sapi_crashes: Vec<WouldCrash>,
     pub executions: Vec<ExecEvent>,
     pub recent_events: VecDeque<DcEvent>,
     pub mac_counter: u64,
@@ -131,8 +139,12 @@ impl State {
         self.networks.values_mut().find(|n| n.name == key)
     }
 
+    pub fn sapi_master_loaded(&self) -> bool {
+        self.sapi_master.unwrap_or(self.mode == SapiMode::Full)
+    }
+
     /// Service and application of an instance, if both exist.
-    pub fn lineage(&self, inst: &Instance) -> Option<(&Service, &Application)> {
+    pub fn lineage(&self, inst: &Instance) -> Option<(&Stored<Service>, &Stored<Application>)> {
         let svc = self.services.get(&inst.service_uuid)?;
         let app = self.applications.get(&svc.application_uuid)?;
         Some((svc, app))

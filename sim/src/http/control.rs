@@ -14,6 +14,7 @@
 //! | GET, PUT /time-scale | `{scale}` | `{scale}` |
 //! | GET /executions | | commands run through CNAPI execute |
 //! | GET /events | | recent datacenter events |
+//! | GET /sapi/would-crash | | requests the real SAPI would have died on (answered 599 `SimulatorWouldCrash`) |
 //! | GET /ping | | `{"ok": true}` |
 
 use axum::extract::{Path, State};
@@ -40,6 +41,7 @@ pub fn router(dc: &Datacenter) -> Router {
         .route("/time-scale", get(get_scale).put(set_scale))
         .route("/executions", get(executions))
         .route("/events", get(events))
+        .route("/sapi/would-crash", get(would_crash))
         .route(
             "/ping",
             get(|| async { json(StatusCode::OK, &json!({"ok": true})) }),
@@ -136,4 +138,8 @@ async fn executions(State(dc): State<Datacenter>) -> Response {
 
 async fn events(State(dc): State<Datacenter>) -> Response {
     json(StatusCode::OK, &dc.recent_events())
+}
+
+async fn would_crash(State(dc): State<Datacenter>) -> Response {
+    json(StatusCode::OK, &dc.sapi_would_crash())
 }

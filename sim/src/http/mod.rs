@@ -170,6 +170,15 @@ async fn method_not_allowed(method: Method) -> ApiError {
     )
 }
 
+/// SAPI's restify 4 names its 405 `MethodNotAllowedError`.
+async fn sapi_method_not_allowed(method: Method) -> ApiError {
+    ApiError::new(
+        405,
+        codes::METHOD_NOT_ALLOWED_ERROR,
+        format!("{method} is not allowed"),
+    )
+}
+
 /// Wrap an API router with the shared layers.
 fn finish(router: Router, dc: &Datacenter, api: Api) -> Router {
     let server = match api {
@@ -184,10 +193,12 @@ fn finish(router: Router, dc: &Datacenter, api: Api) -> Router {
         server,
         server_name: uuid::Uuid::new_v4().to_string(),
     };
-    router
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(ctx, api_layer))
+    let router = router.fallback(not_found);
+    let router = match api {
+        Api::Sapi => router.method_not_allowed_fallback(sapi_method_not_allowed),
+        _ => router.method_not_allowed_fallback(method_not_allowed),
+    };
+    router.layer(axum::middleware::from_fn_with_state(ctx, api_layer))
 }
 
 /// Where each API listens (all `127.0.0.1:0` by default).

@@ -7,9 +7,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Extension, Router};
-use wire::apis::{Instance, Service, codes};
+use serde_json::Value;
+use wire::apis::{Instance, JsonMap, Service, codes};
 
 use super::{Params, QueryParams, finish, json};
+use crate::dc::sapi_store::{INSTANCE_KEYS, SERVICE_KEYS, Stored, render};
 use crate::dc::{Api, ApiError, Datacenter};
 
 /// Whether the request's Accept-Version admits 2.0.0 (then `type` is
@@ -140,18 +142,19 @@ fn comparator(c: &str, v: Version) -> bool {
     }
 }
 
-fn render_service(mut s: Service, v2: bool) -> Service {
-    if !v2 {
-        s.kind = None;
-    }
-    s
+/// A service as SAPI's `serialize` sends it (stored types, unset keys out).
+fn render_service(s: &Stored<Service>, v2: bool) -> Value {
+    Value::Object(render(s.raw(), SERVICE_KEYS, v2, None))
 }
 
-fn render_instance(mut i: Instance, v2: bool) -> Instance {
-    if !v2 {
-        i.kind = None;
-    }
-    i
+/// An instance as SAPI's `serialize` sends it.
+fn render_instance(i: &Stored<Instance>, v2: bool, job_uuid: Option<&str>) -> Value {
+    Value::Object(render(i.raw(), INSTANCE_KEYS, v2, job_uuid))
+}
+
+/// An application is sent as stored.
+fn raw<T>(s: &Stored<T>) -> &JsonMap {
+    s.raw()
 }
 
 type R = Result<Response, ApiError>;
@@ -163,19 +166,24 @@ fn ok<T: serde::Serialize>(v: &T) -> R {
 // ---- applications ----
 
 async fn create_app(State(dc): State<Datacenter>, p: Params) -> R {
-    ok(&dc.sapi_create_application(&p.all)?)
+    ok(raw(&dc.sapi_create_application(&p.all)?))
 }
 
 async fn list_apps(State(dc): State<Datacenter>, QueryParams(q): QueryParams) -> R {
-    ok(&dc.sapi_list_applications(&q))
+    let list: Vec<JsonMap> = dc
+        .sapi_list_applications_checked(&q)?
+        .iter()
+        .map(|a| raw(a).clone())
+        .collect();
+    ok(&list)
 }
 
 async fn get_app(State(dc): State<Datacenter>, Path(uuid): Path<String>) -> R {
-    ok(&dc.sapi_get_application(&uuid)?)
+    ok(raw(&dc.sapi_get_application(&uuid)?))
 }
 
 async fn update_app(State(dc): State<Datacenter>, Path(uuid): Path<String>, p: Params) -> R {
-    ok(&dc.sapi_update_application(&uuid, &p.all)?)
+    ok(raw(&dc.sapi_update_application(&uuid, &p.all)?))
 }
 
 async fn delete_app(State(dc): State<Datacenter>, Path(uuid): Path<String>) -> R {
@@ -190,7 +198,7 @@ async fn create_service(
     Extension(V2(v2)): Extension<V2>,
     p: Params,
 ) -> R {
-    ok(&render_service(dc.sapi_create_service(&p.all)?, v2))
+    ok(&render_service(&dc.sapi_create_service(&p.all)?, v2))
 }
 
 async fn list_services(
@@ -198,9 +206,9 @@ async fn list_services(
     Extension(V2(v2)): Extension<V2>,
     QueryParams(q): QueryParams,
 ) -> R {
-    let list: Vec<Service> = dc
-        .sapi_list_services(&q, v2)
-        .into_iter()
+    let list: Vec<Value> = dc
+        .sapi_list_services_checked(&q, v2)?
+        .iter()
         .map(|s| render_service(s, v2))
         .collect();
     ok(&list)
@@ -211,7 +219,7 @@ async fn get_service(
     Extension(V2(v2)): Extension<V2>,
     Path(uuid): Path<String>,
 ) -> R {
-    ok(&render_service(dc.sapi_get_service(&uuid)?, v2))
+    ok(&render_service(&dc.sapi_get_service(&uuid)?, v2))
 }
 
 async fn update_service(
@@ -220,7 +228,7 @@ async fn update_service(
     Path(uuid): Path<String>,
     p: Params,
 ) -> R {
-    ok(&render_service(dc.sapi_update_service(&uuid, &p.all)?, v2))
+    ok(&render_service(&dc.sapi_update_service(&uuid, &p.all)?, v2))
 }
 
 async fn delete_service(State(dc): State<Datacenter>, Path(uuid): Path<String>) -> R {
@@ -240,10 +248,10 @@ async fn create_instance(
     p: Params,
 ) -> R {
     let call = dc.clone();
-    let inst = dc
+    let (inst, job) = dc
         .sapi_detached(async move { call.sapi_create_instance(&p.all).await })
         .await?;
-    ok(&render_instance(inst, v2))
+    ok(&render_instance(&inst, v2, job.as_deref()))
 }
 
 async fn list_instances(
@@ -251,10 +259,10 @@ async fn list_instances(
     Extension(V2(v2)): Extension<V2>,
     QueryParams(q): QueryParams,
 ) -> R {
-    let list: Vec<Instance> = dc
-        .sapi_list_instances(&q, v2)
-        .into_iter()
-        .map(|i| render_instance(i, v2))
+    let list: Vec<Value> = dc
+        .sapi_list_instances_checked(&q, v2)?
+        .iter()
+        .map(|i| render_instance(i, v2, None))
         .collect();
     ok(&list)
 }
@@ -264,7 +272,7 @@ async fn get_instance(
     Extension(V2(v2)): Extension<V2>,
     Path(uuid): Path<String>,
 ) -> R {
-    ok(&render_instance(dc.sapi_get_instance(&uuid)?, v2))
+    ok(&render_instance(&dc.sapi_get_instance(&uuid)?, v2, None))
 }
 
 async fn instance_payload(State(dc): State<Datacenter>, Path(uuid): Path<String>) -> R {
@@ -278,8 +286,9 @@ async fn update_instance(
     p: Params,
 ) -> R {
     ok(&render_instance(
-        dc.sapi_update_instance(&uuid, &p.all)?,
+        &dc.sapi_update_instance(&uuid, &p.all)?,
         v2,
+        None,
     ))
 }
 
@@ -293,7 +302,7 @@ async fn upgrade_instance(
     let inst = dc
         .sapi_detached(async move { call.sapi_upgrade_instance(&uuid, &p.all).await })
         .await?;
-    ok(&render_instance(inst, v2))
+    ok(&render_instance(&inst, v2, None))
 }
 
 async fn delete_instance(State(dc): State<Datacenter>, Path(uuid): Path<String>) -> R {

@@ -43,7 +43,10 @@ mod zk;
 pub use adm::HistoryEntry;
 pub use config::{ManateeSimConfig, ReplicationModel, TimeScale};
 pub use peer::{PeerDebug, PeerRole, PgConfig, PgRole};
-pub use pg::{CHECKPOINT_BYTES, PgBackup, RecordKind, WRITE_HEADER_BYTES, WalRecord, WriteError};
+pub use pg::{
+    CHECKPOINT_BYTES, PgBackup, RecordKind, RestoreObject, WRITE_HEADER_BYTES, WalRecord,
+    WriteError,
+};
 pub use zk::{Expirer, Session, SessionProvider, ZkProvider};
 
 use pg::{ModelPg, PgNetwork, PgNode, PgServer};
@@ -606,9 +609,21 @@ impl Zone {
         self.inner.pg.is_online()
     }
 
+    /// The sitter's backup server's `GET /restore`: the last restore into
+    /// this zone, with its progress (model only).
+    pub fn restore_status(&self) -> Option<RestoreObject> {
+        self.inner.pg.restore_status()
+    }
+
     /// Whether the primary refuses writes (waiting for its sync).
     pub fn pg_read_only(&self) -> bool {
         self.inner.pg.status().read_only
+    }
+
+    /// A connection string to this zone's real PostgreSQL (`None` under
+    /// the model).
+    pub fn pg_conninfo(&self) -> Option<String> {
+        self.inner.pg.conninfo()
     }
 
     /// The role postgres is running in (`None` when it is down).

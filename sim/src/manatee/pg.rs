@@ -257,6 +257,21 @@ pub(crate) struct PgNode {
     pub ident: PeerIdent,
     inner: Mutex<Inner>,
     changed: watch::Sender<u64>,
+    /// The last restore, as the backup server's `GET /restore` reports it.
+    restore: Mutex<Option<RestoreObject>>,
+}
+
+/// A restore as the sitter's status server answers `GET /restore`
+/// (`{restore: {uuid, dataset, size, completed, done}}`, research/manatee.md):
+/// `size` and `completed` in bytes.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RestoreObject {
+    pub dataset: String,
+    /// The peer restored from (the primary's backupUrl).
+    pub from: String,
+    pub size: u64,
+    pub completed: u64,
+    pub done: bool,
 }
 
 impl PgNode {
@@ -282,6 +297,7 @@ impl PgNode {
             ident,
             inner: Mutex::new(inner),
             changed: watch::channel(0).0,
+            restore: Mutex::new(None),
         })
     }
 
@@ -543,7 +559,22 @@ impl PgNode {
         if !source.is_online() {
             return Err(format!("restore: backup server of {} is down", from.id));
         }
-        cfg.time_scale.sleep(cfg.restore).await;
+        // Progress in ten steps, as the backup server's `zfs recv` reports it.
+        let size = cfg.dataset_base_bytes + source.xlog_location().map_or(0, |l| l.0);
+        let set = |completed: u64, done: bool| {
+            *self.restore.lock().unwrap() = Some(RestoreObject {
+                dataset: "data/manatee".into(),
+                from: from.id.clone(),
+                size,
+                completed,
+                done,
+            });
+        };
+        set(0, false);
+        for i in 1..=10u64 {
+            cfg.time_scale.sleep(cfg.restore / 10).await;
+            set(size * i / 10, false);
+        }
         let records = {
             let g = source.lock();
             if !g.online {
@@ -557,7 +588,14 @@ impl PgNode {
         g.flushed = g.end();
         g.replayed = g.flushed;
         g.last_replay_at = None;
+        drop(g);
+        set(size, true);
         Ok(())
+    }
+
+    /// The last restore into this node (`GET /restore`).
+    pub fn restore_status(&self) -> Option<RestoreObject> {
+        self.restore.lock().unwrap().clone()
     }
 
     /// Primary side: become writable once the sync is streaming, has
@@ -856,7 +894,17 @@ pub(crate) trait PgServer: Send + Sync {
         Ok(self.writes())
     }
     fn wal_bytes(&self) -> Option<u64>;
+    /// A libpq connection string to this server, when it is a real one
+    /// (Moray shards on real PostgreSQL connect through it).
+    fn conninfo(&self) -> Option<String> {
+        None
+    }
     fn backup(&self, zone: &str) -> PgBackup;
+    /// The last restore, as the backup server reports it (`GET /restore`);
+    /// `None` where it is not modelled (real PostgreSQL: `pg_basebackup`).
+    fn restore_status(&self) -> Option<RestoreObject> {
+        None
+    }
     /// Replace the dataset (postgres must be down).
     fn load_backup(&self, b: &PgBackup) -> Result<(), String>;
     /// `zfs destroy` of the dataset (postgres must be down).
@@ -904,6 +952,9 @@ impl PgServer for ModelPg {
     }
     fn backup(&self, zone: &str) -> PgBackup {
         self.node.backup(zone)
+    }
+    fn restore_status(&self) -> Option<RestoreObject> {
+        self.node.restore_status()
     }
     fn load_backup(&self, b: &PgBackup) -> Result<(), String> {
         self.node.load_backup(b);

@@ -342,7 +342,7 @@ impl Drop for RealPg {
 }
 
 impl RealPg {
-    fn conninfo(&self) -> String {
+    fn conn_string(&self) -> String {
         format!(
             "host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=5",
             self.port
@@ -350,7 +350,7 @@ impl RealPg {
     }
 
     async fn connect(&self) -> Result<Client, tokio_postgres::Error> {
-        let (client, conn) = tokio_postgres::connect(&self.conninfo(), NoTls).await?;
+        let (client, conn) = tokio_postgres::connect(&self.conn_string(), NoTls).await?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -895,6 +895,10 @@ async fn monitor(weak: Weak<RealPg>) {
 
 #[async_trait::async_trait]
 impl PgServer for RealPg {
+    fn conninfo(&self) -> Option<String> {
+        Some(self.conn_string())
+    }
+
     fn is_setup(&self) -> bool {
         self.data.join("PG_VERSION").is_file()
     }
@@ -940,7 +944,7 @@ impl PgServer for RealPg {
     /// Reads the server from a thread of its own (this is called from
     /// synchronous code inside the runtime); empty when it is down.
     fn writes(&self) -> Vec<Vec<u8>> {
-        let conninfo = self.conninfo();
+        let conninfo = self.conn_string();
         if !self.running() {
             return Vec::new();
         }

@@ -7,6 +7,8 @@ use serde::Serialize;
 use serde_json::Value;
 use wire::fash::{KeyEncoding, READ_ONLY, Ring, transform_key};
 
+use super::config::IndexShard;
+use super::rows::BatchOp;
 use super::{Access, MantaError, MorayTier};
 
 /// `_node` as e-m adds it to responses.
@@ -60,6 +62,9 @@ pub struct EmStatus {
 struct Loaded {
     ring: Arc<Ring>,
     image: Option<String>,
+    /// e-m's `ring.ro_`: the ring had data vnodes when loaded, so bucket
+    /// DDL is refused.
+    ro: bool,
     /// Hashing a 10M-vnode ring takes a while: only when asked.
     fingerprint: OnceLock<String>,
 }
@@ -81,6 +86,8 @@ pub struct ElectricMoray {
     ring: RwLock<Option<Loaded>>,
     ring_image_error: RwLock<Option<String>>,
     index_shards: RwLock<Option<BTreeMap<String, bool>>>,
+    /// The `indexShards` array as configured (for the status endpoint).
+    index_config: RwLock<Option<Vec<IndexShard>>>,
 }
 
 impl std::fmt::Debug for ElectricMoray {
@@ -100,6 +107,7 @@ impl ElectricMoray {
             ring: RwLock::new(None),
             ring_image_error: RwLock::new(None),
             index_shards: RwLock::new(None),
+            index_config: RwLock::new(None),
         })
     }
 
@@ -132,6 +140,7 @@ impl ElectricMoray {
 
     fn install(&self, ring: Ring, image: Option<String>) {
         *self.ring.write().expect("ring lock") = Some(Loaded {
+            ro: ring.has_data_vnodes(),
             ring: Arc::new(ring),
             image,
             fingerprint: OnceLock::new(),
@@ -181,8 +190,32 @@ impl ElectricMoray {
         I: IntoIterator<Item = (S, bool)>,
         S: Into<String>,
     {
-        *self.index_shards.write().expect("config lock") =
+        let map: Option<BTreeMap<String, bool>> =
             shards.map(|s| s.into_iter().map(|(p, ro)| (p.into(), ro)).collect());
+        *self.index_config.write().expect("config lock") = map.as_ref().map(|m| {
+            m.iter()
+                .map(|(p, ro)| IndexShard::for_pnode(p, *ro))
+                .collect()
+        });
+        *self.index_shards.write().expect("config lock") = map;
+    }
+
+    /// `ringCfg.indexShards` as config-agent renders it from SAPI's
+    /// `INDEX_MORAY_SHARDS`: a host matches pnode `tcp://<host>:2020`.
+    pub fn configure_index_shards(&self, shards: Vec<IndexShard>) {
+        *self.index_shards.write().expect("config lock") =
+            Some(shards.iter().map(|s| (s.pnode(), s.read_only)).collect());
+        *self.index_config.write().expect("config lock") = Some(shards);
+    }
+
+    /// The `indexShards` array this process runs with (`None`: none given).
+    pub fn index_shard_config(&self) -> Option<Vec<IndexShard>> {
+        self.index_config.read().expect("config lock").clone()
+    }
+
+    /// The ring's pnodes (e-m's moray clients, `client_list`).
+    pub fn client_list(&self) -> Vec<String> {
+        self.ring().map(|r| r.pnodes().to_vec()).unwrap_or_default()
     }
 
     pub fn is_read_only_pnode(&self, pnode: &str) -> bool {
@@ -246,8 +279,8 @@ impl ElectricMoray {
         value: Value,
     ) -> Result<PutResult, MantaError> {
         let node = self.writable_node(bucket, key)?;
-        let store = self.tier.checked(&node.pnode, Access::Write).await?;
-        let row = store.put(bucket, key, value, Some(node.vnode))?;
+        let store = self.tier.checked_store(&node.pnode, Access::Write).await?;
+        let row = store.put(bucket, key, value, Some(node.vnode)).await?;
         Ok(PutResult {
             etag: row.etag,
             node,
@@ -256,8 +289,8 @@ impl ElectricMoray {
 
     pub async fn get_object(&self, bucket: &str, key: &str) -> Result<GetResult, MantaError> {
         let node = self.locate(bucket, key)?;
-        let store = self.tier.checked(&node.pnode, Access::Read).await?;
-        let row = store.get(bucket, key)?;
+        let store = self.tier.checked_store(&node.pnode, Access::Read).await?;
+        let row = store.get(bucket, key).await?;
         Ok(GetResult {
             bucket: row.bucket,
             key: row.key,
@@ -270,8 +303,80 @@ impl ElectricMoray {
 
     pub async fn del_object(&self, bucket: &str, key: &str) -> Result<(), MantaError> {
         let node = self.writable_node(bucket, key)?;
-        let store = self.tier.checked(&node.pnode, Access::Write).await?;
-        store.delete(bucket, key)?;
+        let store = self.tier.checked_store(&node.pnode, Access::Write).await?;
+        store.delete(bucket, key).await?;
         Ok(())
     }
+
+    /// batch (e-m's `getNodeBatch`): only `put` and `delete`, every
+    /// request's transformed key equal, routed as one node; refused like a
+    /// put on a read-only vnode or pnode. Values are not stamped with the
+    /// vnode, so the rows get a NULL `_vnode` (research 3.11-2).
+    pub async fn batch(&self, ops: &[BatchOp]) -> Result<Vec<Option<String>>, MantaError> {
+        let Some(first) = ops.first() else {
+            return Err(MantaError::Invocation {
+                message: "batch expects \"requests\" (args[0]) to be an array with at least \
+                          one request but received an empty array"
+                    .into(),
+            });
+        };
+        let tkey = transform_key(first.bucket(), first.key());
+        if ops
+            .iter()
+            .any(|o| transform_key(o.bucket(), o.key()) != tkey)
+        {
+            return Err(MantaError::Plain {
+                message: "all requests must transform to the same key".into(),
+            });
+        }
+        let node = self.writable_node(first.bucket(), first.key())?;
+        let store = self.tier.checked_store(&node.pnode, Access::Write).await?;
+        store.batch(ops).await
+    }
+
+    /// Bucket DDL's gate: refused while the ring was loaded with data
+    /// vnodes, then while any of the ring's pnodes is read-only (all named,
+    /// comma-separated, as e-m's `listReadOnlyPnodes`).
+    fn ddl_allowed(&self) -> Result<Vec<String>, MantaError> {
+        let (ro, pnodes) = {
+            let ring = self.ring.read().expect("ring lock");
+            let l = ring.as_ref().ok_or(MantaError::NoRing)?;
+            (l.ro, l.ring.pnodes().to_vec())
+        };
+        if ro {
+            return Err(MantaError::ReadOnlyRing);
+        }
+        let read_only: Vec<&str> = pnodes
+            .iter()
+            .filter(|p| self.is_read_only_pnode(p))
+            .map(String::as_str)
+            .collect();
+        if !read_only.is_empty() {
+            return Err(MantaError::ReadOnlyPnode {
+                pnode: read_only.join(", "),
+            });
+        }
+        Ok(pnodes)
+    }
+
+    /// createBucket / updateBucket / delBucket: fanned out to every shard.
+    pub async fn bucket_ddl(&self, ddl: BucketDdl<'_>) -> Result<(), MantaError> {
+        for pnode in self.ddl_allowed()? {
+            let store = self.tier.checked_store(&pnode, Access::Write).await?;
+            match ddl {
+                BucketDdl::Create { name, config } => store.create_bucket(name, config).await?,
+                BucketDdl::Update { name, config } => store.update_bucket(name, config).await?,
+                BucketDdl::Delete { name } => store.delete_bucket(name).await?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One bucket DDL request.
+#[derive(Debug, Clone, Copy)]
+pub enum BucketDdl<'a> {
+    Create { name: &'a str, config: &'a Value },
+    Update { name: &'a str, config: &'a Value },
+    Delete { name: &'a str },
 }

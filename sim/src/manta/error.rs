@@ -12,6 +12,25 @@ pub enum MantaError {
     /// shard itself is flagged read-only.
     #[error("pnode \"{pnode}\" is in read-only mode")]
     ReadOnlyPnode { pnode: String },
+    /// e-m: the ring had data vnodes when it was loaded (`ring.ro_`), so
+    /// bucket DDL is refused (`new ReadOnlyError()`, no pnode).
+    #[error("some vnodes are in read-only mode")]
+    ReadOnlyRing,
+    /// moray: `BucketNotFoundError`.
+    #[error("{bucket} does not exist")]
+    BucketNotFound { bucket: String },
+    /// moray: the bucket exists already (`BucketConflictError`).
+    #[error("{bucket} was likely being concurrently updated")]
+    BucketConflict { bucket: String },
+    /// moray: `InvalidBucketNameError`.
+    #[error("{bucket} is not a valid bucket name")]
+    InvalidBucketName { bucket: String },
+    /// e-m's `InvocationError` for a malformed request (e.g. an empty batch).
+    #[error("{message}")]
+    Invocation { message: String },
+    /// A plain node `Error` as e-m raises it (batch validation).
+    #[error("{message}")]
+    Plain { message: String },
     #[error("{bucket}::{key} does not exist")]
     ObjectNotFound { bucket: String, key: String },
     /// moray: no manatee primary to talk to.
@@ -34,6 +53,14 @@ pub enum MantaError {
         bucket: String,
         key: String,
     },
+    /// A PostgreSQL error under a real-PG shard (moray wraps these in an
+    /// `InternalError`).
+    #[error("{message}")]
+    Database { pnode: String, message: String },
+    /// The electric-moray process is not running (stopped zone, disabled
+    /// service, or a start that failed).
+    #[error("electric-moray in zone {zone} is not running")]
+    NotRunning { zone: String },
     #[error("no hash ring loaded")]
     NoRing,
     /// e-m has no moray client for a pnode of its ring.
@@ -47,13 +74,21 @@ impl MantaError {
     /// The error `name` on the wire.
     pub fn name(&self) -> &'static str {
         match self {
-            MantaError::ReadOnlyVnode { .. } | MantaError::ReadOnlyPnode { .. } => "ReadOnlyError",
+            MantaError::ReadOnlyVnode { .. }
+            | MantaError::ReadOnlyPnode { .. }
+            | MantaError::ReadOnlyRing => "ReadOnlyError",
+            MantaError::BucketNotFound { .. } => "BucketNotFoundError",
+            MantaError::BucketConflict { .. } => "BucketConflictError",
+            MantaError::InvalidBucketName { .. } => "InvalidBucketNameError",
+            MantaError::Invocation { .. } => "InvocationError",
+            MantaError::Plain { .. } => "Error",
             MantaError::ObjectNotFound { .. } => "ObjectNotFoundError",
             MantaError::NoDatabasePeers { .. } => "NoDatabasePeersError",
             MantaError::NoDatabase { .. } => "NoDatabaseError",
             MantaError::QueryTimeout { .. } => "QueryTimeoutError",
             MantaError::ClientTimeout { .. } => "TimeoutError",
-            MantaError::RowConflict { .. } => "InternalError",
+            MantaError::RowConflict { .. } | MantaError::Database { .. } => "InternalError",
+            MantaError::NotRunning { .. } => "ServiceUnavailableError",
             MantaError::NoRing | MantaError::UnknownShard { .. } | MantaError::Ring(_) => {
                 "InvocationError"
             }
@@ -65,7 +100,9 @@ impl MantaError {
     pub fn is_read_only(&self) -> bool {
         matches!(
             self,
-            MantaError::ReadOnlyVnode { .. } | MantaError::ReadOnlyPnode { .. }
+            MantaError::ReadOnlyVnode { .. }
+                | MantaError::ReadOnlyPnode { .. }
+                | MantaError::ReadOnlyRing
         )
     }
 }

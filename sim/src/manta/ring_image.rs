@@ -2,17 +2,17 @@
 //! application's `HASH_RING_IMAGE` metadata names (research/triton-apis.md
 //! §4.3, research/resharding.md §1.7 and §2).
 //!
-//! What the simulator stores in the image file: in real Manta the file is a
-//! gzip tarball of fash's LevelDB ring directory (`hash_ring/`), which
-//! electric-moray's `boot/setup.sh` extracts into its LevelDB copies. The
-//! simulator stores the ring instead as fash's `serialize()` JSON (the
-//! `{vnodes, pnodeToVnodeMap, algorithm, version, complete}` document that
-//! [`Ring::to_json`] writes and [`Ring::from_json`] reads; the same JSON the
-//! buckets ring image carries), uncompressed (`compression: "none"`). The
-//! manifest is the one `manta-adm create-topology` writes: name
-//! `manta-hash-ring`, type and os `other`, not public, uploaded through
-//! import, add-file and activate, so the image is listable and fetchable
-//! through the simulated IMGAPI like any other.
+//! The image file is what Manta keeps there (`fashdb::image`): a gzip tar
+//! of fash's LevelDB ring directory `hash_ring/` (the layout electric-moray
+//! serves from, written by `fashdb::write_ring`), with manta-reshard's stamp
+//! `hash_ring/manta_hash_ring_stamp.json` (`{image_uuid, date,
+//! source_zone}`) naming the image. The manifest is the one `manta-adm
+//! create-topology` and manta-reshard write: name `manta-hash-ring`, type
+//! and os `other`, not public, one `gzip` file, tags when given (manta-reshard
+//! tags its rings with `manta_reshard_plan`); uploaded through import,
+//! add-file and activate, so the image is listable and fetchable through
+//! the simulated IMGAPI like any other. (The fash `serialize()` JSON stays
+//! the offline form: documents, plans and reviews.)
 //!
 //! Loading: [`follow_ring_image`] plays the part of electric-moray's setup
 //! and of manta-reshard's ring update script for one e-m: whenever
@@ -27,6 +27,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use fashdb::image::{LoadedImage, Stamp};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use wire::apis::JsonMap;
@@ -36,11 +37,13 @@ use super::ElectricMoray;
 use crate::dc::Datacenter;
 
 /// SAPI metadata key on the `manta` application.
-pub const HASH_RING_IMAGE: &str = "HASH_RING_IMAGE";
+pub const HASH_RING_IMAGE: &str = fashdb::image::HASH_RING_IMAGE;
 /// SAPI metadata key: the IMGAPI the image lives in.
-pub const HASH_RING_IMGAPI_SERVICE: &str = "HASH_RING_IMGAPI_SERVICE";
+pub const HASH_RING_IMGAPI_SERVICE: &str = fashdb::image::HASH_RING_IMGAPI_SERVICE;
 /// The image name `manta-adm create-topology` gives ring images.
-pub const RING_IMAGE_NAME: &str = "manta-hash-ring";
+pub const RING_IMAGE_NAME: &str = fashdb::image::RING_IMAGE_NAME;
+/// The `source_zone` of the stamps the simulator writes.
+pub const SIM_SOURCE_ZONE: &str = "tritonctl-sim";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RingImageError {
@@ -60,6 +63,7 @@ fn manta_app(dc: &Datacenter) -> Result<wire::apis::Application, RingImageError>
     dc.sapi_list_applications(&q)
         .into_iter()
         .next()
+        .map(|a| a.into_view())
         .ok_or(RingImageError::NoMantaApplication)
 }
 
@@ -110,8 +114,9 @@ pub fn ring_for_topology(spec: &crds::shards::ShardTopologySpec) -> Result<Ring,
 }
 
 /// Store `ring` as a new active `manta-hash-ring` image (import, add file,
-/// activate); returns its uuid. `tags` go into the manifest (manta-reshard
-/// tags its rings with `manta_reshard_plan`).
+/// activate); returns its uuid. The file is the gzip tar of the ring's
+/// LevelDB directory with a stamp naming the image; `tags` go into the
+/// manifest (manta-reshard tags its rings with `manta_reshard_plan`).
 pub fn publish_ring_image(
     dc: &Datacenter,
     ring: &Ring,
@@ -119,27 +124,14 @@ pub fn publish_ring_image(
     tags: JsonMap,
 ) -> Result<String, RingImageError> {
     let uuid = dc.new_uuid();
-    let version = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!(
-            "[year][month][day]T[hour][minute][second]Z"
-        ))
-        .expect("the current time formats");
-    let mut manifest = json!({
-        "v": 2,
-        "uuid": uuid,
-        "owner": owner,
-        "name": RING_IMAGE_NAME,
-        "version": version,
-        "public": false,
-        "type": "other",
-        "os": "other",
-        "description": "Manta Hash Ring",
-    });
-    if !tags.is_empty() {
-        manifest["tags"] = Value::Object(tags);
-    }
-    let Value::Object(manifest) = manifest else {
-        unreachable!("a JSON object literal")
+    let stamp = Stamp::now(&uuid, SIM_SOURCE_ZONE);
+    let file = fashdb::pack_ring(ring, Some(&stamp)).map_err(|e| RingImageError::NotARing {
+        image: uuid.clone(),
+        message: e.to_string(),
+    })?;
+    let Value::Object(manifest) = fashdb::image::manifest(&uuid, owner, &stamp.date, &file, tags)
+    else {
+        unreachable!("a manifest is a JSON object")
     };
     let imgapi = |e: crate::dc::error::ApiError| RingImageError::Imgapi(e.to_string());
     let action = |a: &str| {
@@ -149,10 +141,11 @@ pub fn publish_ring_image(
     };
     dc.imgapi_image_action(&uuid, &action("import"), &manifest)
         .map_err(imgapi)?;
-    let mut file = JsonMap::new();
-    file.insert("compression".into(), json!("none"));
+    let mut params = JsonMap::new();
+    params.insert("compression".into(), json!("gzip"));
+    params.insert("sha1".into(), json!(fashdb::image::sha1_hex(&file)));
     let stored = dc
-        .imgapi_add_file(&uuid, &file, ring.to_json().into_bytes())
+        .imgapi_add_file(&uuid, &params, file)
         .and_then(|_| dc.imgapi_image_action(&uuid, &action("activate"), &JsonMap::new()));
     if let Err(e) = stored {
         // manta-adm rolls back a half-made image.
@@ -162,15 +155,25 @@ pub fn publish_ring_image(
     Ok(uuid)
 }
 
-/// Fetch and parse the ring image `image` holds.
-pub fn load_ring_image(dc: &Datacenter, image: &str) -> Result<Ring, RingImageError> {
+/// Fetch an image's file, extract its `hash_ring/` and load the ring as
+/// electric-moray does (fash's load checks, then the whole ring), with the
+/// stamp when the image has one.
+pub fn load_ring_image_stamped(
+    dc: &Datacenter,
+    image: &str,
+) -> Result<LoadedImage, RingImageError> {
     let (bytes, _file) = dc
         .imgapi_get_file(image)
         .map_err(|e| RingImageError::Imgapi(e.to_string()))?;
-    Ring::from_json_slice(&bytes).map_err(|e| RingImageError::NotARing {
+    fashdb::load_image(&bytes, image).map_err(|e| RingImageError::NotARing {
         image: image.to_owned(),
         message: e.to_string(),
     })
+}
+
+/// Fetch and load the ring image `image` holds.
+pub fn load_ring_image(dc: &Datacenter, image: &str) -> Result<Ring, RingImageError> {
+    load_ring_image_stamped(dc, image).map(|l| l.ring)
 }
 
 /// One round of the follower: load the image `HASH_RING_IMAGE` names into

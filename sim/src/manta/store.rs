@@ -1,14 +1,16 @@
-//! Moray shards as in-memory tables.
+//! Moray shards as in-memory tables (the default; [`super::PgShardStore`]
+//! holds them in real PostgreSQL).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 
+use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-use super::{Access, AllUp, MantaError, ShardBackend};
+use super::MantaError;
+use super::rows::{BatchOp, RowStore, etag_of, valid_bucket_name};
 
 /// One Moray row. `vnode` is the indexed `_vnode` column: `None` for rows
 /// written without e-m's stamp (batch, direct inserts), which a vnode move
@@ -24,11 +26,12 @@ pub struct Row {
     pub etag: String,
     #[serde(rename = "_id")]
     pub id: u64,
-}
-
-fn etag_of(value: &Value) -> String {
-    let d = Sha256::digest(value.to_string().as_bytes());
-    d[..4].iter().map(|b| format!("{b:02X}")).collect()
+    /// The bucket's index columns as PostgreSQL holds them (as text), for
+    /// rows of a real-PostgreSQL shard: a physical copy keeps them even
+    /// when the value lacks the field (trigger-made count rows). Empty in
+    /// memory.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub columns: BTreeMap<String, String>,
 }
 
 pub(super) type Table = BTreeMap<(String, String), Row>;
@@ -38,6 +41,9 @@ pub(super) type Table = BTreeMap<(String, String), Row>;
 pub struct ShardStore {
     pnode: String,
     rows: Mutex<Table>,
+    /// Bucket configs created through createBucket (rows may be put into
+    /// any bucket, created or not: the model does not check).
+    buckets: Mutex<BTreeMap<String, Value>>,
     read_only: AtomicBool,
     next_id: AtomicU64,
 }
@@ -47,6 +53,7 @@ impl ShardStore {
         ShardStore {
             pnode: pnode.to_owned(),
             rows: Mutex::new(BTreeMap::new()),
+            buckets: Mutex::new(BTreeMap::new()),
             read_only: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
         }
@@ -87,6 +94,17 @@ impl ShardStore {
     ) -> Result<Row, MantaError> {
         self.writable()?;
         let mut t = self.table();
+        Ok(self.put_locked(&mut t, bucket, key, value, vnode))
+    }
+
+    fn put_locked(
+        &self,
+        t: &mut Table,
+        bucket: &str,
+        key: &str,
+        value: Value,
+        vnode: Option<u32>,
+    ) -> Row {
         let k = (bucket.to_owned(), key.to_owned());
         let id = match t.get(&k) {
             Some(old) => old.id,
@@ -95,13 +113,46 @@ impl ShardStore {
         let row = Row {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
-            etag: etag_of(&value),
+            etag: etag_of(&value, vnode),
             value,
             vnode,
             id,
+            columns: BTreeMap::new(),
         };
         t.insert(k, row.clone());
-        Ok(row)
+        row
+    }
+
+    /// batch: all requests or none. Puts leave `_vnode` NULL.
+    pub fn batch(&self, ops: &[BatchOp]) -> Result<Vec<Option<String>>, MantaError> {
+        self.writable()?;
+        let mut t = self.table();
+        let mut staged = t.clone();
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            match op {
+                BatchOp::Put { bucket, key, value } => {
+                    let row = self.put_locked(&mut staged, bucket, key, value.clone(), None);
+                    out.push(Some(row.etag));
+                }
+                BatchOp::Delete { bucket, key } => {
+                    staged
+                        .remove(&(bucket.clone(), key.clone()))
+                        .ok_or_else(|| MantaError::ObjectNotFound {
+                            bucket: bucket.clone(),
+                            key: key.clone(),
+                        })?;
+                    out.push(None);
+                }
+            }
+        }
+        *t = staged;
+        Ok(out)
+    }
+
+    /// Buckets created through createBucket, with their configs.
+    pub fn buckets(&self) -> BTreeMap<String, Value> {
+        self.buckets.lock().expect("buckets lock").clone()
     }
 
     pub fn get(&self, bucket: &str, key: &str) -> Result<Row, MantaError> {
@@ -196,80 +247,87 @@ impl ShardStore {
     }
 }
 
-/// All Moray shards of a region, by pnode, and what decides their health.
-pub struct MorayTier {
-    shards: RwLock<BTreeMap<String, Arc<ShardStore>>>,
-    backend: RwLock<Arc<dyn ShardBackend>>,
-}
-
-impl std::fmt::Debug for MorayTier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MorayTier")
-            .field(
-                "shards",
-                &self
-                    .shards
-                    .read()
-                    .expect("tier lock")
-                    .keys()
-                    .collect::<Vec<_>>(),
-            )
-            .finish_non_exhaustive()
-    }
-}
-
-impl MorayTier {
-    /// A tier whose shards are always up.
-    pub fn new() -> Arc<MorayTier> {
-        MorayTier::with_backend(Arc::new(AllUp))
+#[async_trait]
+impl RowStore for ShardStore {
+    fn pnode(&self) -> &str {
+        &self.pnode
     }
 
-    pub fn with_backend(backend: Arc<dyn ShardBackend>) -> Arc<MorayTier> {
-        Arc::new(MorayTier {
-            shards: RwLock::new(BTreeMap::new()),
-            backend: RwLock::new(backend),
-        })
-    }
-
-    /// Swaps the health source, e.g. when the manatee simulation starts.
-    pub fn set_backend(&self, backend: Arc<dyn ShardBackend>) {
-        *self.backend.write().expect("tier lock") = backend;
-    }
-
-    /// Adds a shard (or returns the existing one).
-    pub fn add_shard(&self, pnode: &str) -> Arc<ShardStore> {
-        self.shards
-            .write()
-            .expect("tier lock")
-            .entry(pnode.to_owned())
-            .or_insert_with(|| Arc::new(ShardStore::new(pnode)))
-            .clone()
-    }
-
-    pub fn shard(&self, pnode: &str) -> Option<Arc<ShardStore>> {
-        self.shards.read().expect("tier lock").get(pnode).cloned()
-    }
-
-    pub fn shards(&self) -> Vec<Arc<ShardStore>> {
-        self.shards
-            .read()
-            .expect("tier lock")
-            .values()
-            .cloned()
-            .collect()
-    }
-
-    /// The shard, if it exists and the backend lets `access` through now.
-    pub async fn checked(
+    async fn put(
         &self,
-        pnode: &str,
-        access: Access,
-    ) -> Result<Arc<ShardStore>, MantaError> {
-        let store = self.shard(pnode).ok_or_else(|| MantaError::UnknownShard {
-            pnode: pnode.into(),
+        bucket: &str,
+        key: &str,
+        value: Value,
+        vnode: Option<u32>,
+    ) -> Result<Row, MantaError> {
+        ShardStore::put(self, bucket, key, value, vnode)
+    }
+
+    async fn get(&self, bucket: &str, key: &str) -> Result<Row, MantaError> {
+        ShardStore::get(self, bucket, key)
+    }
+
+    async fn delete(&self, bucket: &str, key: &str) -> Result<Row, MantaError> {
+        ShardStore::delete(self, bucket, key)
+    }
+
+    async fn batch(&self, ops: &[BatchOp]) -> Result<Vec<Option<String>>, MantaError> {
+        ShardStore::batch(self, ops)
+    }
+
+    async fn create_bucket(&self, name: &str, config: &Value) -> Result<(), MantaError> {
+        if !valid_bucket_name(name) {
+            return Err(MantaError::InvalidBucketName {
+                bucket: name.into(),
+            });
+        }
+        self.writable()?;
+        let mut b = self.buckets.lock().expect("buckets lock");
+        if b.contains_key(name) {
+            return Err(MantaError::BucketConflict {
+                bucket: name.into(),
+            });
+        }
+        b.insert(name.to_owned(), config.clone());
+        Ok(())
+    }
+
+    async fn update_bucket(&self, name: &str, config: &Value) -> Result<(), MantaError> {
+        self.writable()?;
+        let mut b = self.buckets.lock().expect("buckets lock");
+        let slot = b.get_mut(name).ok_or_else(|| MantaError::BucketNotFound {
+            bucket: name.into(),
         })?;
-        let backend = self.backend.read().expect("tier lock").clone();
-        backend.check(pnode, access).await?;
-        Ok(store)
+        *slot = config.clone();
+        Ok(())
+    }
+
+    async fn delete_bucket(&self, name: &str) -> Result<(), MantaError> {
+        self.writable()?;
+        self.buckets
+            .lock()
+            .expect("buckets lock")
+            .remove(name)
+            .ok_or_else(|| MantaError::BucketNotFound {
+                bucket: name.into(),
+            })?;
+        self.table().retain(|(b, _), _| b != name);
+        Ok(())
+    }
+
+    async fn all_rows(&self) -> Result<Vec<Row>, MantaError> {
+        Ok(self.rows())
+    }
+
+    async fn rows_in(&self, vnodes: &BTreeSet<u32>) -> Result<Vec<Row>, MantaError> {
+        Ok(self.rows_in_vnodes(vnodes))
+    }
+
+    async fn restore_rows(&self, rows: &[Row]) -> Result<usize, MantaError> {
+        self.insert_rows(rows)
+    }
+
+    async fn delete_in(&self, vnodes: &BTreeSet<u32>) -> Result<usize, MantaError> {
+        self.delete_vnodes(vnodes)
     }
 }

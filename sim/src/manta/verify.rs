@@ -57,21 +57,19 @@ pub async fn verify_acked(
     for w in writes {
         latest.insert((&w.bucket, &w.key), &w.value);
     }
-    let shards = tier.shards();
+    let shards = tier.stores();
     let mut out = Verification {
         checked: latest.len(),
         ..Verification::default()
     };
     for ((bucket, key), value) in latest {
         let name = format!("{bucket}::{key}");
-        let holders: Vec<_> = shards
-            .iter()
-            .filter_map(|s| {
-                s.get(bucket, key)
-                    .ok()
-                    .map(|row| (s.pnode().to_owned(), row))
-            })
-            .collect();
+        let mut holders = Vec::new();
+        for s in &shards {
+            if let Ok(row) = s.get(bucket, key).await {
+                holders.push((s.pnode().to_owned(), row));
+            }
+        }
         match holders.len() {
             0 => {
                 out.lost.push(name);
