@@ -91,13 +91,21 @@ struct Lab {
 
 impl Lab {
     async fn start() -> Lab {
+        Self::start_with(crds::manatee::Strategy::Rolling).await
+    }
+
+    /// The lab upgrade with `strategy` (the example says `rolling`).
+    async fn start_with(strategy: crds::manatee::Strategy) -> Lab {
         let zk = ZkServer::start().await.expect("start ZooKeeper");
         let provider: Arc<dyn SessionProvider> = Arc::new(ZkProvider {
             connect_string: zk.connect_string(),
             session_timeout: Duration::from_secs(3),
         });
         let hs = parse("examples/lab/headnodeset.yaml");
-        let mv = parse("examples/lab/manatee.yaml");
+        let mut mv = parse("examples/lab/manatee.yaml");
+        if let Document::ManateeVersion(m) = &mut mv {
+            m.spec.strategy = strategy;
+        }
         let scenario = SimScenario::start(
             std::slice::from_ref(&hs),
             provider,
@@ -286,6 +294,7 @@ impl Lab {
         assert!(!state.freeze.is_frozen(), "still frozen: {state:?}");
         assert!(state.deposed.is_empty(), "deposed peers: {state:?}");
         assert!(state.sync.is_some(), "no sync: {state:?}");
+        assert!(state.promote.is_none(), "a promote request left: {state:?}");
         // No acknowledged write lost.
         let durable: HashSet<Vec<u8>> = shard.primary_writes().await.unwrap().into_iter().collect();
         let acked = self.acked.lock().unwrap().clone();
@@ -312,7 +321,29 @@ async fn sleep_ms(ms: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zk_controller_killed_at_every_step_boundary_resumes_without_repeating() {
-    let mut lab = Lab::start().await;
+    killed_at_every_step_boundary(crds::manatee::Strategy::Rolling).await;
+}
+
+/// The switchover's steps (promote-sync, wait-promoted, the deposed old
+/// primary's reprovision and rebuild) killed at every boundary too: no
+/// second promote acted on, no zone reprovisioned twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zk_controller_killed_at_every_switchover_step_boundary_resumes_without_repeating() {
+    killed_at_every_step_boundary(crds::manatee::Strategy::Switchover).await;
+}
+
+async fn killed_at_every_step_boundary(strategy: crds::manatee::Strategy) {
+    let mut lab = Lab::start_with(strategy).await;
+    let before = lab
+        .scenario
+        .manatee
+        .shard("sdc")
+        .state()
+        .await
+        .unwrap()
+        .expect("cluster state")
+        .primary
+        .zone_id;
     let mut ctl = lab.spawn_controller();
     let started = Instant::now();
     let mut killed_at: BTreeSet<(String, String)> = BTreeSet::new();
@@ -385,6 +416,20 @@ async fn zk_controller_killed_at_every_step_boundary_resumes_without_repeating()
             killed_at.iter().any(|(n, _)| n == s),
             "step {s} was never killed at; killed at {killed_at:?}"
         );
+    }
+    if strategy == crds::manatee::Strategy::Switchover {
+        assert_eq!(op["status"]["kind"], "manatee-switchover-upgrade");
+        assert!(steps.iter().any(|s| s == "promote-sync"), "{steps:?}");
+        // One takeover: the old primary is no longer primary.
+        let after = lab
+            .scenario
+            .manatee
+            .shard("sdc")
+            .state()
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(after.primary.zone_id, before, "{after:?}");
     }
     lab.check_world().await;
 }

@@ -40,11 +40,17 @@ pub struct ImageRef {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
-    /// Rolling when the image keeps the running manatee major version, transplant when it crosses v1 -> v2.
+    /// Transplant when the image crosses v1 -> v2; within a major, switchover for a shard of three or more
+    /// peers when the image acts on a promote request, rolling otherwise.
     #[default]
     Auto,
     /// asyncs from the tail, then the sync, then freeze, then the primary.
     Rolling,
+    /// asyncs from the tail, then the sync, then a planned promotion of the
+    /// (upgraded) sync through the cluster state; the deposed old primary
+    /// is reprovisioned and rebuilt as an async. `auto` picks it for a
+    /// shard of three or more peers whose image acts on a promote request.
+    Switchover,
     /// The "brain transplant" through one-node-write mode and a ZFS send/recv.
     Transplant,
 }

@@ -562,7 +562,7 @@ spec:
         );
         assert_eq!(
             msg("spec.strategy"),
-            "unknown value `sideways`, expected one of auto, rolling, transplant"
+            "unknown value `sideways`, expected one of auto, rolling, switchover, transplant"
         );
         assert_eq!(
             msg("spec.rollout.approval"),

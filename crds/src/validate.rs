@@ -359,10 +359,15 @@ fn check_manatee(c: &mut Check, spec: &ManateeVersionSpec) {
             c.error(format!("spec.health.{field}"), e);
         }
     }
-    if spec.transplant.is_some() && spec.strategy == crate::manatee::Strategy::Rolling {
+    if spec.transplant.is_some()
+        && matches!(
+            spec.strategy,
+            crate::manatee::Strategy::Rolling | crate::manatee::Strategy::Switchover
+        )
+    {
         c.warn(
             "spec.transplant",
-            "transplant options are ignored with strategy: rolling",
+            "transplant options are ignored with strategy: rolling or switchover",
         );
     }
     if let Some(t) = &spec.transplant

@@ -37,6 +37,13 @@ pub enum RefusalReason {
     // HA setup (`manatee_ha::plan_ha`).
     UnknownServer,
     TwoPeers,
+    // Switchover (`manatee::switchover`).
+    /// A planned promotion needs an async to become the new sync.
+    SwitchoverNeedsAsync,
+    /// The image's manatee does not act on a promote request.
+    PromoteUnsupported,
+    /// A promote request someone else wrote is still in the cluster state.
+    PromotePending,
     // The controller: another document's operation holds the shard.
     ShardLocked,
     /// The mutation guard: this process is not the elected leader; nothing was sent.
@@ -68,6 +75,9 @@ impl RefusalReason {
             NoAsync => "NoAsync",
             UnknownServer => "UnknownServer",
             TwoPeers => "TwoPeers",
+            SwitchoverNeedsAsync => "SwitchoverNeedsAsync",
+            PromoteUnsupported => "PromoteUnsupported",
+            PromotePending => "PromotePending",
             ShardLocked => "ShardLocked",
             NotLeader => "NotLeader",
             ReadOnly => "ReadOnly",

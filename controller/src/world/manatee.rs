@@ -10,13 +10,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use coord::{CoordError, Coordination, CreateMode, Expect, Op};
-use reconcilers::error::WorldError;
+use reconcilers::error::{Refusal, RefusalReason, WorldError};
 use reconcilers::manatee::{
     ImageInfo, ManateeAct, ManateeObserve, PeerObservation, ShardObservation,
 };
 use reconcilers::manatee_ha::{DesiredServer, HaAct, HaObserve};
 use wire::manatee::{
-    ClusterState, ElectionNodeData, HistoryWriter, election_path, prepare_state_write, state_path,
+    ClusterState, ElectionNodeData, HistoryWriter, PromoteRequest, election_path,
+    prepare_state_write, state_path,
 };
 
 use crate::clients::Triton;
@@ -302,6 +303,46 @@ impl ManateeAct for TritonManatee {
             Ok(true)
         })
         .await
+    }
+
+    /// `manatee-adm promote -r sync` (§4.7) without its prompts: the
+    /// request names the current sync at the state's generation, written
+    /// with the same fenced CAS as a freeze; manatee-adm's own refusals
+    /// (frozen, one-node-write mode, the zone not the sync) apply.
+    async fn promote_sync(
+        &self,
+        shard: &str,
+        sync_zone: &str,
+        expire: time::OffsetDateTime,
+    ) -> Result<(), WorldError> {
+        self.write_state(shard, |st| {
+            if st.is_frozen() || st.is_one_node_write_mode() {
+                return Err(WorldError::Refused(Refusal::new(
+                    RefusalReason::FrozenByOther,
+                    format!(
+                        "shard {shard} is frozen ({}); no promotion",
+                        st.freeze.reason().unwrap_or("no reason given")
+                    ),
+                )));
+            }
+            if st.promote.is_some() {
+                return Ok(false); // one request at a time: the gate looks at it
+            }
+            let Some(sync) = st.sync.as_ref().filter(|s| s.zone_id == sync_zone) else {
+                return Err(WorldError::Unexpected(format!(
+                    "{sync_zone} is no longer the sync of {shard}"
+                )));
+            };
+            let req = PromoteRequest::sync(&sync.id.clone(), st.generation, expire);
+            st.set_promote(&req);
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn clear_promote(&self, shard: &str) -> Result<(), WorldError> {
+        self.write_state(shard, |st| Ok(st.promote.take().is_some()))
+            .await
     }
 
     async fn rebuild(&self, zone: &str) -> Result<(), WorldError> {

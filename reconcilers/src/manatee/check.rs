@@ -39,6 +39,8 @@ impl<W: ManateeAct> ManateeRunner<'_, W> {
             },
             ManateeAction::Preflight | ManateeAction::Approval { .. } => Progress::Done,
             ManateeAction::Rebuild { zone } => self.rebuilt(&obs, zone),
+            ManateeAction::Promote { primary, .. } => self.promoted(&obs, primary).await?,
+            ManateeAction::WaitPromoted { deposed } => self.promoted_settled(&obs, deposed),
         })
     }
 
@@ -58,6 +60,11 @@ impl<W: ManateeAct> ManateeRunner<'_, W> {
                 "{} is {} on image {}",
                 p.alias, p.vm_state, p.image
             ));
+        }
+        // The old primary our switchover deposed stays deposed (postgres
+        // off) until its rebuild: back on the image with its sitter up is done.
+        if role == Role::Deposed && p.active {
+            return Progress::Done;
         }
         if !p.active || !p.pg_online {
             return Progress::NotYet(format!(

@@ -45,6 +45,10 @@ impl<W: ManateeAct> ManateeRunner<'_, W> {
             ManateeAction::Freeze { reason } => Ok(self.freeze_gate(&obs, reason)),
             ManateeAction::WaitHealthy | ManateeAction::Unfreeze { .. } => Ok(Gate::Open),
             ManateeAction::Rebuild { zone } => self.rebuild_gate(&obs, zone),
+            ManateeAction::Promote { primary, image } => {
+                Ok(self.promote_gate(&obs, primary, image))
+            }
+            ManateeAction::WaitPromoted { .. } => Ok(Gate::Open),
         }
     }
 
@@ -174,6 +178,10 @@ impl<W: ManateeAct> ManateeRunner<'_, W> {
 fn disruptive(op: &OperationStatus, action: &ManateeAction, obs: &ShardObservation) -> bool {
     match action {
         ManateeAction::Freeze { .. } => true,
+        ManateeAction::Promote { primary, .. } => obs
+            .state
+            .as_ref()
+            .is_some_and(|st| &st.primary.zone_id == primary),
         ManateeAction::Reprovision { role, image, zone } => {
             obs.peer(zone).is_none_or(|p| &p.image != image)
                 && !(*role == Role::Primary

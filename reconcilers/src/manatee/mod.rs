@@ -15,6 +15,9 @@ mod check;
 mod gate;
 mod plan;
 mod runner;
+mod switchover;
+#[cfg(test)]
+mod switchover_tests;
 #[cfg(test)]
 mod tests;
 
@@ -28,6 +31,7 @@ use crate::operation::Operation;
 pub use crate::gates::window_gate;
 pub use plan::{plan_shard, plan_shard_with, preflight};
 pub use runner::{ManateeRunner, shard_health, standby_ok};
+pub use switchover::{PROMOTE_MIN_VERSION, PrimaryMethod, primary_method, promote_capable};
 
 /// Prefix of every freeze reason tritonctl writes; we only ever unfreeze a
 /// freeze whose reason is exactly our operation's.
@@ -155,6 +159,28 @@ pub trait ManateeAct: ManateeObserve {
             format!("rebuilding {zone} is not supported by this world"),
         )))
     }
+    /// `manatee-adm promote -r sync` without its prompts: write a promote
+    /// request for `sync_zone` (which must be the sync) at the state's
+    /// current generation, expiring at `expire`, with a CAS write. Refuses
+    /// when the shard is frozen or already holds a promote request.
+    async fn promote_sync(
+        &self,
+        shard: &str,
+        sync_zone: &str,
+        _expire: time::OffsetDateTime,
+    ) -> Result<(), WorldError> {
+        Err(WorldError::Refused(Refusal::new(
+            RefusalReason::ReadOnly,
+            format!("promoting {sync_zone} of {shard} is not supported by this world"),
+        )))
+    }
+    /// `manatee-adm clear-promote`: remove the promote request, if any.
+    async fn clear_promote(&self, shard: &str) -> Result<(), WorldError> {
+        Err(WorldError::Refused(Refusal::new(
+            RefusalReason::ReadOnly,
+            format!("clearing the promote request of {shard} is not supported by this world"),
+        )))
+    }
 }
 
 /// One typed step of a manatee upgrade.
@@ -180,6 +206,19 @@ pub enum ManateeAction {
     WaitHealthy,
     Unfreeze {
         reason: String,
+    },
+    /// Switchover: promote the sync (which then runs `image`) through the
+    /// cluster state; done when `primary` is no longer the primary. A
+    /// request that expires without a takeover is cleared and the step
+    /// stops.
+    Promote {
+        primary: String,
+        image: String,
+    },
+    /// Switchover: wait until the new primary is writable and its new sync
+    /// caught up (the old primary `deposed` is still deposed).
+    WaitPromoted {
+        deposed: String,
     },
     /// Rebuild a peer deposed while our own operation ran (a takeover after
     /// its server died): it holds no acknowledged write the others lack.

@@ -3,6 +3,7 @@
 use crds::manatee::{Approval, ManateeVersionSpec};
 use wire::manatee::ClusterState;
 
+use super::switchover::PrimaryMethod;
 use super::{
     FREEZE_PREFIX, ImageInfo, ManateeAction, Role, ShardObservation, ShardPlan, freeze_reason,
 };
@@ -132,6 +133,10 @@ pub fn plan_shard_with(
         return ShardPlan::Refused(r);
     }
     let st = obs.state.as_ref().expect("preflight checked");
+    let method = match super::switchover::primary_method(spec.strategy, st, image) {
+        Ok(m) => m,
+        Err(r) => return ShardPlan::Refused(r),
+    };
     // Rebuilds come before the preflight, which then finds nothing deposed.
     let mut steps: Vec<PlannedStep<ManateeAction>> =
         rebuild.iter().map(|z| rebuild_step(obs, z)).collect();
@@ -164,17 +169,23 @@ pub fn plan_shard_with(
         .peer(&st.primary.zone_id)
         .is_some_and(|p| &p.image != wanted)
     {
-        primary_steps(spec, obs, st, op_id, &mut steps);
+        match method {
+            PrimaryMethod::Rolling => primary_steps(spec, obs, st, op_id, &mut steps),
+            PrimaryMethod::Switchover => super::switchover::steps(spec, obs, st, &mut steps),
+        }
     }
     ShardPlan::Upgrade(Operation::new(
         op_id,
-        "manatee-rolling-upgrade",
+        match method {
+            PrimaryMethod::Rolling => "manatee-rolling-upgrade",
+            PrimaryMethod::Switchover => "manatee-switchover-upgrade",
+        },
         &obs.shard,
         steps,
     ))
 }
 
-fn short(z: &str) -> String {
+pub(super) fn short(z: &str) -> String {
     z.split('-').next().unwrap_or(z).to_string()
 }
 
@@ -227,7 +238,7 @@ fn rebuild_step(obs: &ShardObservation, z: &str) -> PlannedStep<ManateeAction> {
     }
 }
 
-fn reprovision_step(
+pub(super) fn reprovision_step(
     obs: &ShardObservation,
     st: &ClusterState,
     zone: &str,
@@ -250,6 +261,9 @@ fn reprovision_step(
             ),
             Role::Sync => format!(
                 "reprovision sync {alias}; wait until the primary reports it as synchronous standby again"
+            ),
+            Role::Deposed => format!(
+                "reprovision {alias}, the old primary our switchover deposed, onto {wanted}; it stays deposed until rebuilt"
             ),
             _ => format!("reprovision async {alias}; wait until it is back and replicating"),
         },

@@ -139,9 +139,11 @@ impl<W: ManateeAct> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
                     self.world.rebuild(zone).await?;
                 }
             }
+            ManateeAction::Promote { primary, .. } => self.promote_act(&obs, primary).await?,
             ManateeAction::Preflight
             | ManateeAction::Approval { .. }
-            | ManateeAction::WaitHealthy => {}
+            | ManateeAction::WaitHealthy
+            | ManateeAction::WaitPromoted { .. } => {}
         }
         Ok(())
     }
@@ -173,6 +175,15 @@ impl<W: ManateeAct> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
                 }
                 self.world.reprovision_in_flight(zone).await
             }
+            // A promote goes out again (through its gate) only when none is
+            // in the state and the takeover has not happened.
+            ManateeAction::Promote { primary, .. } => {
+                let obs = self.world.observe(&self.shard).await?;
+                Ok(obs
+                    .state
+                    .as_ref()
+                    .is_none_or(|st| &st.primary.zone_id != primary || st.promote.is_some()))
+            }
             _ => Ok(true),
         }
     }
@@ -191,7 +202,10 @@ impl<W: ManateeAct> StepRunner<ManateeAction> for ManateeRunner<'_, W> {
     fn timeout(&self, action: &ManateeAction) -> Duration {
         match action {
             ManateeAction::Reprovision { .. } => self.instance_up_timeout + self.catch_up_timeout,
-            ManateeAction::WaitHealthy => self.catch_up_timeout,
+            ManateeAction::WaitHealthy | ManateeAction::WaitPromoted { .. } => {
+                self.catch_up_timeout
+            }
+            ManateeAction::Promote { .. } => self.promote_timeout(),
             ManateeAction::Rebuild { .. } => self.instance_up_timeout + self.catch_up_timeout,
             _ => Duration::from_secs(60),
         }

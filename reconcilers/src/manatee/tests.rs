@@ -12,7 +12,7 @@ pub(crate) fn ident(zone: &str, ip: &str) -> PeerIdent {
     PeerIdent::with_default_ports(zone, ip)
 }
 
-fn peer(zone: &str, image: &str) -> PeerObservation {
+pub(super) fn peer(zone: &str, image: &str) -> PeerObservation {
     PeerObservation {
         zone: zone.into(),
         alias: format!("manatee-{zone}"),
@@ -26,7 +26,7 @@ fn peer(zone: &str, image: &str) -> PeerObservation {
     }
 }
 
-fn three_peers(image: &str) -> ShardObservation {
+pub(super) fn three_peers(image: &str) -> ShardObservation {
     let st = ClusterState::initial(
         ident("p", "10.0.0.1"),
         ident("s", "10.0.0.2"),
@@ -39,15 +39,17 @@ fn three_peers(image: &str) -> ShardObservation {
     }
 }
 
-fn spec(approval: Approval) -> ManateeVersionSpec {
+pub(super) fn spec(approval: Approval) -> ManateeVersionSpec {
     let approval = serde_json::to_value(approval).unwrap();
-    serde_json::from_value(serde_json::json!({"shards": ["sdc"], "image": {"uuid": NEW}, "rollout": {"approval": approval}})).unwrap()
+    // These tests are about sdcadm's order; `auto` would pick the
+    // switchover for these images (switchover_tests.rs).
+    serde_json::from_value(serde_json::json!({"shards": ["sdc"], "image": {"uuid": NEW}, "strategy": "rolling", "rollout": {"approval": approval}})).unwrap()
 }
 
-const OLD: &str = "b3a5c1d2-7e8f-4a9b-8c0d-1e2f3a4b5c60";
-const NEW: &str = "e5d4c3b2-a190-4f8e-9d7c-6b5a49382716";
+pub(super) const OLD: &str = "b3a5c1d2-7e8f-4a9b-8c0d-1e2f3a4b5c60";
+pub(super) const NEW: &str = "e5d4c3b2-a190-4f8e-9d7c-6b5a49382716";
 
-fn image() -> ImageInfo {
+pub(super) fn image() -> ImageInfo {
     ImageInfo {
         uuid: NEW.into(),
         name: "manatee".into(),
@@ -159,11 +161,11 @@ fn one_node_shards_do_not_freeze() {
 }
 
 /// A world that only records what the runner asks of it.
-struct FakeWorld {
-    obs: std::sync::Mutex<ShardObservation>,
-    calls: std::sync::Mutex<Vec<String>>,
+pub(super) struct FakeWorld {
+    pub(super) obs: std::sync::Mutex<ShardObservation>,
+    pub(super) calls: std::sync::Mutex<Vec<String>>,
     /// A reprovision job VMAPI reports queued or running.
-    in_flight: std::sync::Mutex<bool>,
+    pub(super) in_flight: std::sync::Mutex<bool>,
 }
 
 #[async_trait]
@@ -202,9 +204,28 @@ impl ManateeAct for FakeWorld {
             .push(format!("unfreeze {reason}"));
         Ok(())
     }
+    async fn promote_sync(
+        &self,
+        _: &str,
+        zone: &str,
+        expire: time::OffsetDateTime,
+    ) -> Result<(), WorldError> {
+        self.calls.lock().unwrap().push(format!("promote {zone}"));
+        let mut obs = self.obs.lock().unwrap();
+        let st = obs.state.as_mut().unwrap();
+        let id = st.sync.as_ref().unwrap().id.clone();
+        let req = wire::manatee::PromoteRequest::sync(&id, st.generation, expire);
+        st.set_promote(&req);
+        Ok(())
+    }
+    async fn clear_promote(&self, _: &str) -> Result<(), WorldError> {
+        self.calls.lock().unwrap().push("clear-promote".into());
+        self.obs.lock().unwrap().state.as_mut().unwrap().promote = None;
+        Ok(())
+    }
 }
 
-fn world(obs: ShardObservation) -> FakeWorld {
+pub(super) fn world(obs: ShardObservation) -> FakeWorld {
     FakeWorld {
         obs: std::sync::Mutex::new(obs),
         calls: std::sync::Mutex::new(vec![]),
@@ -231,7 +252,7 @@ async fn a_resumed_reprovision_counts_as_dispatched_only_if_the_world_shows_it()
     assert!(!runner(&w).may_retry(&st, 0, &a).await.unwrap());
 }
 
-fn runner(w: &FakeWorld) -> ManateeRunner<'_, FakeWorld> {
+pub(super) fn runner(w: &FakeWorld) -> ManateeRunner<'_, FakeWorld> {
     ManateeRunner {
         world: w,
         shard: "sdc".into(),
@@ -251,7 +272,7 @@ fn reprovision(zone: &str, role: Role) -> ManateeAction {
     }
 }
 
-fn op_status(id: &str) -> OperationStatus {
+pub(super) fn op_status(id: &str) -> OperationStatus {
     OperationStatus {
         id: id.into(),
         steps: vec![crds::status::StepStatus {
@@ -262,7 +283,7 @@ fn op_status(id: &str) -> OperationStatus {
     }
 }
 
-async fn gate(w: &FakeWorld, a: &ManateeAction) -> Gate {
+pub(super) async fn gate(w: &FakeWorld, a: &ManateeAction) -> Gate {
     runner(w)
         .precondition(&op_status("op1"), 0, a)
         .await

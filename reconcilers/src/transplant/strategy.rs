@@ -30,7 +30,7 @@ pub fn resolve_strategy(
                 running.iter().max().unwrap_or(&0)
             ),
         )),
-        (Strategy::Rolling, Some(t)) if crosses(t) => Err(Refusal::new(
+        (Strategy::Rolling | Strategy::Switchover, Some(t)) if crosses(t) => Err(Refusal::new(
             RefusalReason::MajorVersionChange,
             format!(
                 "a rolling upgrade cannot cross manatee majors (v{} -> v{t}): a v2 sitter never sets up a cluster on a v1 database and the reprovisioned peer would stay unassigned; use `strategy: transplant` (or `auto`)",

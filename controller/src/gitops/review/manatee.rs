@@ -82,6 +82,24 @@ fn describe_step(
             "freeze gone; timeout 1m".into(),
             vec![],
         ),
+        ManateeAction::Promote { .. } => (
+            format!(
+                "full health: primary up, the sync on the new image and caught up (lag <= {lag}s), an active async, not frozen, no other promote request"
+            ),
+            format!(
+                "the sync took over (manatee-adm promote, {} s expiry); an expired request is cleared (clear-promote) and the step stops",
+                wire::manatee::PROMOTE_EXPIRY.as_secs()
+            ),
+            vec![Risk::PrimaryDisruption, Risk::WriteOutage],
+        ),
+        ManateeAction::WaitPromoted { .. } => (
+            "none".into(),
+            format!(
+                "the new primary writable and its new sync caught up (lag <= {lag}s); timeout {}",
+                h.catch_up_timeout
+            ),
+            vec![],
+        ),
         ManateeAction::Rebuild { .. } => (
             "the deposed peer's zone running again, a healthy primary and a caught-up sync; never the primary".into(),
             format!(
@@ -146,6 +164,12 @@ fn op_review(
             waits.push(format!(
                 "approval of {what}: `tritonctl approve manateeversion/{name}`"
             ));
+        }
+        if let ManateeAction::Promote { .. } = action {
+            let alias = s.touches.first().cloned().unwrap_or_default();
+            outage = format!(
+                "switchover: writes stop for one planned takeover (the upgraded sync becomes primary, {alias} is deposed) until the new sync has caught up; {alias} is then reprovisioned and rebuilt while the shard runs on two peers"
+            );
         }
         if let ManateeAction::Reprovision {
             role: Role::Primary,
@@ -236,6 +260,7 @@ pub(super) async fn plan_manatee(
     let strategy = match spec.strategy {
         Strategy::Auto => "auto",
         Strategy::Rolling => "rolling",
+        Strategy::Switchover => "switchover",
         Strategy::Transplant => "transplant",
     };
     let Some(world) = world else {
