@@ -4,11 +4,13 @@
 
 use std::time::Duration;
 
+use crds::manatee::Strategy;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lab_upgrade_loses_no_acknowledged_write() {
     let mut lines = Vec::new();
     let mut out = |l: String| lines.push(l);
-    let report = tritonctl::demo::run(&mut out, Duration::from_secs(90))
+    let report = tritonctl::demo::run(&mut out, Duration::from_secs(90), Strategy::Rolling)
         .await
         .expect("the demo converges");
     assert_eq!(report.lost, 0, "acknowledged writes were lost");
@@ -56,5 +58,46 @@ async fn lab_upgrade_loses_no_acknowledged_write() {
         report.longest_outage < Duration::from_secs(10),
         "{:?}",
         report.longest_outage
+    );
+}
+
+/// `tritonctl demo`'s default: the switchover. The primary is never
+/// reprovisioned in place and never frozen: the upgraded sync is promoted,
+/// then the deposed old primary is reprovisioned and rebuilt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_demo_by_switchover_loses_no_write_and_never_freezes() {
+    let mut lines = Vec::new();
+    let mut out = |l: String| lines.push(l);
+    let report = tritonctl::demo::run(&mut out, Duration::from_secs(90), Strategy::Switchover)
+        .await
+        .expect("the demo converges");
+    assert_eq!(report.strategy, Strategy::Switchover);
+    assert_eq!(report.lost, 0, "acknowledged writes were lost");
+    assert!(report.acked > 10, "the writer barely ran: {}", report.acked);
+    let started = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains("StepStarted") && l.contains(needle))
+    };
+    assert_eq!(
+        started("[freeze]"),
+        None,
+        "a switchover never freezes: {lines:#?}"
+    );
+    assert_eq!(started("reprovision-primary"), None, "{lines:#?}");
+    let order = [
+        "reprovision-async",
+        "reprovision-sync",
+        "promote-sync",
+        "reprovision-deposed",
+        "rebuild",
+    ];
+    let at: Vec<usize> = order
+        .iter()
+        .map(|n| started(n).unwrap_or_else(|| panic!("no step {n}: {lines:#?}")))
+        .collect();
+    assert!(
+        at.windows(2).all(|w| w[0] < w[1]),
+        "out of order {order:?} at {at:?}"
     );
 }

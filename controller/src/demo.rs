@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coord::Coordination;
+use crds::manatee::Strategy;
 use crds::{ConditionType, Document, Kind};
 use sim::scenario::{ScenarioOptions, SimScenario};
 
@@ -32,6 +33,7 @@ struct WriteLog {
 }
 
 pub struct DemoReport {
+    pub strategy: Strategy,
     pub steps: usize,
     pub elapsed: Duration,
     pub acked: usize,
@@ -44,6 +46,16 @@ pub struct DemoReport {
     pub sapi_would_crash: usize,
 }
 
+/// The strategy as the document spells it.
+pub fn strategy_name(s: Strategy) -> &'static str {
+    match s {
+        Strategy::Auto => "auto",
+        Strategy::Rolling => "rolling",
+        Strategy::Switchover => "switchover",
+        Strategy::Transplant => "transplant",
+    }
+}
+
 fn parse(name: &str, text: &str) -> Result<Document, String> {
     let (mut docs, diags) = crds::parse_documents(name, text);
     if let Some(d) = diags.first() {
@@ -53,13 +65,23 @@ fn parse(name: &str, text: &str) -> Result<Document, String> {
 }
 
 /// Run the demo; `out` receives the live lines (stdout in the CLI).
+/// `strategy` replaces the lab document's `spec.strategy` (`rolling`, as
+/// sdcadm does it, or `switchover`, one planned takeover).
 pub async fn run(
     out: &mut (dyn FnMut(String) + Send),
     timeout: Duration,
+    strategy: Strategy,
 ) -> Result<DemoReport, String> {
     let started = Instant::now();
     let hs = parse("examples/lab/headnodeset.yaml", LAB_HEADNODES)?;
-    let mv = parse("examples/lab/manatee.yaml", LAB_MANATEE)?;
+    let mut mv = parse("examples/lab/manatee.yaml", LAB_MANATEE)?;
+    if let Document::ManateeVersion(m) = &mut mv {
+        m.spec.strategy = strategy;
+    }
+    out(format!(
+        "upgrading with strategy {}",
+        strategy_name(strategy)
+    ));
 
     out(
         "starting the simulated lab datacenter (3 headnodes, manatee shard `sdc` with 3 peers)"
@@ -241,6 +263,7 @@ pub async fn run(
     let report = {
         let log = log.lock().unwrap();
         DemoReport {
+            strategy,
             steps: status.operation.as_ref().map_or(0, |o| o.steps.len()),
             elapsed: started.elapsed(),
             acked: log.acked.len(),

@@ -100,21 +100,26 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Controller(args) => super::serve::controller(args, &cli.store).await,
         Command::Sim(cmd) => super::serve::sim(cmd, &cli.store).await,
-        Command::Demo { timeout } => {
+        Command::Demo { timeout, strategy } => {
+            let strategy = match strategy.as_str() {
+                "rolling" => crds::manatee::Strategy::Rolling,
+                _ => crds::manatee::Strategy::Switchover,
+            };
             let mut print = |line: String| println!("{line}");
-            let r = crate::demo::run(&mut print, timeout)
+            let r = crate::demo::run(&mut print, timeout, strategy)
                 .await
                 .map_err(Failure::error)?;
             println!();
             println!(
-                "summary: lab shard `sdc` upgraded in {:.1}s through {} steps",
+                "summary: lab shard `sdc` upgraded by {} in {:.1}s through {} steps",
+                crate::demo::strategy_name(r.strategy),
                 r.elapsed.as_secs_f64(),
                 r.steps
             );
             println!("  writes acknowledged: {}", r.acked);
             println!("  writes lost:         {}", r.lost);
             println!(
-                "  write outage:        {:.0} ms longest, {:.0} ms in all ({} writes refused while the primary was away)",
+                "  write outage:        {:.0} ms longest, {:.0} ms in all ({} writes refused while the shard had no writable primary)",
                 r.longest_outage.as_secs_f64() * 1000.0,
                 r.total_outage.as_secs_f64() * 1000.0,
                 r.failed_writes

@@ -156,13 +156,20 @@ Examples:\n  tritonctl delete manateeversion sdc\n  tritonctl delete mv/sdc"
 manatee shard), applies examples/lab/, elects a controller, and upgrades the shard's\n\
 manatee image while a client keeps writing. Streams the events, then prints the\n\
 steps, the time, the writes lost (always 0) and the write outage. Needs nothing\n\
-installed; nothing leaves the machine.\n\
-Exit status: 0 upgraded with no write lost, 1 invalid arguments, 2 error.\n\nExample:\n  tritonctl demo"
+installed; nothing leaves the machine. By default the primary is replaced by a\n\
+switchover (the upgraded sync is promoted: one planned takeover); --strategy rolling\n\
+shows sdcadm's order (freeze, reprovision the primary in place) and its longer outage.\n\
+Exit status: 0 upgraded with no write lost, 1 invalid arguments, 2 error.\n\nExamples:\n  tritonctl demo\n  tritonctl demo --strategy rolling"
     )]
     Demo {
         /// Give up after this long.
         #[arg(long, default_value = "120s", value_parser = parse_duration)]
         timeout: std::time::Duration,
+        /// How the primary is upgraded: switchover (a planned promotion of the
+        /// upgraded sync: one takeover) or rolling (sdcadm's order: freeze and
+        /// reprovision the primary in place).
+        #[arg(long, default_value = "switchover", value_parser = ["switchover", "rolling"])]
+        strategy: String,
     },
     /// Approve the step that waits for approval (e.g. a shard's primary step), or one more attempt of a step that timed out.
     #[command(
