@@ -13,6 +13,8 @@
 //! `manatee <order>: lost=<n> outage_ms=<longest write outage> total_ms=<apply to Ready> primary_reprovision_ms=<p>`
 //!
 //! Run: `cargo test -p e2e --test manatee_measure -- --ignored --nocapture`
+//! (`TRITONCTL_MEASURE_REAL_PG=1` runs every manatee zone on a real
+//! PostgreSQL 15 server instead of the model).
 
 #[path = "harness/mod.rs"]
 mod harness;
@@ -39,7 +41,13 @@ async fn measure(strategy: Strategy, order: &str) -> Measured {
     if let Document::ManateeVersion(m) = &mut mv {
         m.spec.strategy = strategy;
     }
-    let opts = ScenarioOptions::default();
+    let mut opts = ScenarioOptions::default();
+    if std::env::var_os("TRITONCTL_MEASURE_REAL_PG").is_some() {
+        let bins = sim::manatee::PgBinaries::find().expect("PostgreSQL 15 server programs");
+        opts.real_pg = Some(sim::manatee::RealPostgres::new(bins).expect("real postgres root"));
+        // Real servers start and replicate in real time: slow manatee down.
+        opts.manatee_time_scale = 0.05;
+    }
     let lab = Lab::start(std::slice::from_ref(&hs), opts.clone(), None).await;
     let shard = lab.scenario.manatee.shard("sdc");
     let primary = shard.state().await.unwrap().unwrap().primary.zone_id;
@@ -66,8 +74,13 @@ async fn measure(strategy: Strategy, order: &str) -> Measured {
         .unwrap();
     let lost = lost_writes(&shard, &log).await;
     println!(
-        "lab upgrade ({order}), dc time scale {}:",
-        opts.dc_time_scale
+        "lab upgrade ({order}), dc time scale {}, {}:",
+        opts.dc_time_scale,
+        if opts.real_pg.is_some() {
+            "real PostgreSQL"
+        } else {
+            "modelled PostgreSQL"
+        }
     );
     println!("  reprovisions recorded by the simulator: {}", spans.len());
     println!("  critical path (sum of reprovision jobs): {critical:?}");

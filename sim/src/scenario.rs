@@ -27,7 +27,7 @@ use crate::dc::seed::{ImageSpec, InstanceSpec, ServerSpec};
 use crate::dc::{Datacenter, DcConfig};
 use crate::http::SimServers;
 use crate::manatee::{
-    BootOptions, ManateeSim, ManateeSimConfig, SessionProvider, TimeScale, ZoneSpec,
+    BootOptions, ManateeSim, ManateeSimConfig, RealPostgres, SessionProvider, TimeScale, ZoneSpec,
 };
 
 /// Images every scenario's IMGAPI holds. The examples refer to these UUIDs.
@@ -43,7 +43,7 @@ pub mod images {
 }
 
 /// Knobs of a scenario.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ScenarioOptions {
     /// Datacenter durations multiplier (a 15-minute reprovision takes 15 min × this).
     pub dc_time_scale: f64,
@@ -54,6 +54,22 @@ pub struct ScenarioOptions {
     pub seed: u64,
     /// electric-moray zones in a Manta scenario (one with a ShardTopology).
     pub electric_morays: usize,
+    /// Run every manatee zone on a real PostgreSQL server (opt-in; the
+    /// model otherwise). Slow it down with `manatee_time_scale`.
+    pub real_pg: Option<Arc<RealPostgres>>,
+}
+
+impl std::fmt::Debug for ScenarioOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScenarioOptions")
+            .field("dc_time_scale", &self.dc_time_scale)
+            .field("manatee_time_scale", &self.manatee_time_scale)
+            .field("manatee_image", &self.manatee_image)
+            .field("seed", &self.seed)
+            .field("electric_morays", &self.electric_morays)
+            .field("real_pg", &self.real_pg.is_some())
+            .finish()
+    }
 }
 
 impl Default for ScenarioOptions {
@@ -64,6 +80,7 @@ impl Default for ScenarioOptions {
             manatee_image: images::MANATEE_V2_CURRENT.into(),
             seed: 1,
             electric_morays: 2,
+            real_pg: None,
         }
     }
 }
@@ -312,7 +329,10 @@ impl SimScenario {
             ..Default::default()
         };
         let major = image_major(&dc, &opts.manatee_image);
-        let manatee = ManateeSim::new(coord, cfg);
+        let manatee = match &opts.real_pg {
+            Some(pg) => ManateeSim::with_real_pg(coord, cfg, pg.clone()),
+            None => ManateeSim::new(coord, cfg),
+        };
         let mut shards: HashMap<String, Vec<String>> = HashMap::new();
         for (vm, shard, onwm) in &zones {
             let ip = dc
