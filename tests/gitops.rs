@@ -529,6 +529,49 @@ async fn diff_scenario_transplant() {
 
 /// A rolling upgrade across manatee majors is refused in the review, before
 /// anything runs, and blocks the whole document as the controller does.
+/// The lab shard upgraded by switchover: the review names the strategy,
+/// shows the promotion instead of a freeze and the primary's reprovision,
+/// and says the write outage is one planned takeover (golden files
+/// `lab-switchover.*`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_lab_by_switchover_shows_the_promotion_and_its_outage() {
+    let env = Env::start("examples/lab", images::MANATEE_V2_CURRENT).await;
+    let mut docs = read_dir_docs("examples/lab");
+    for d in &mut docs {
+        if let Document::ManateeVersion(mv) = d {
+            mv.spec.strategy = crds::manatee::Strategy::Switchover;
+        }
+    }
+    let r = check_docs(&env, "lab-switchover", &docs).await;
+    let m = manatee_plan(&r, "ManateeVersion/sdc");
+    let op = m.shards[0]
+        .operation
+        .as_ref()
+        .expect("an upgrade is planned");
+    let names: Vec<&str> = op.steps.iter().map(|s| s.name.as_str()).collect();
+    let pos = |p: &str| {
+        names
+            .iter()
+            .position(|n| n.starts_with(p))
+            .unwrap_or_else(|| panic!("no step {p} in {names:?}"))
+    };
+    assert!(pos("reprovision-async") < pos("reprovision-sync"));
+    assert!(pos("reprovision-sync") < pos("promote-sync"));
+    assert!(pos("promote-sync") < pos("reprovision-deposed"));
+    assert!(pos("reprovision-deposed") < pos("rebuild"));
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("freeze") || n.starts_with("reprovision-primary")),
+        "{names:?}"
+    );
+    let text = render::text(&r, false);
+    // The shard line names the order the planner picked (it said "rolling").
+    assert!(text.contains("shard sdc: upgrade (switchover)"), "{text}");
+    assert!(text.contains("one planned takeover"), "{text}");
+    env.scenario.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diff_refuses_a_rolling_upgrade_across_majors() {
     let env = Env::start("examples/coal", images::MANATEE_V1).await;

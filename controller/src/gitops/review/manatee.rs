@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use crds::Kind;
 use crds::manatee::{Approval, ManateeVersionSpec, Strategy};
 use reconcilers::error::Refusal;
-use reconcilers::manatee::{ManateeAction, Role, ShardObservation, ShardPlan, plan_shard};
+use reconcilers::manatee::{
+    ManateeAction, PrimaryMethod, Role, ShardObservation, ShardPlan, plan_shard, primary_method,
+};
 use reconcilers::rollout::{self, Decision, Planned};
 use reconcilers::transplant::Resolved;
 
@@ -435,7 +437,18 @@ pub(super) async fn plan_manatee(
             "mv-{name}-{}-g{generation}-planned",
             shard.split('.').next().unwrap_or(&shard)
         );
-        let rolling = Some("rolling".to_string());
+        // The order the planner picks for the primary, by the same rule.
+        let method = obs
+            .state
+            .as_ref()
+            .map(|st| primary_method(spec.strategy, st, image.as_ref()));
+        let rolling = Some(
+            match method {
+                Some(Ok(PrimaryMethod::Switchover)) => "switchover",
+                _ => "rolling",
+            }
+            .to_string(),
+        );
         match plan_shard(spec, &obs, image.as_ref(), &op_id) {
             ShardPlan::UpToDate => {
                 planned.insert(shard.clone(), Planned::UpToDate);
