@@ -42,11 +42,22 @@ pub fn render(report: &PgStatusReport) -> String {
     out
 }
 
-/// Parse `%dm%02ds` (and manatee-adm's day/hour forms) into seconds. A lag
-/// too large to count saturates at `u64::MAX` seconds: the largest lag, never
-/// a small or missing one (a missing lag reads as caught up).
+/// Parse `%dm%02ds` (and manatee-adm's day/hour forms) into seconds. `-`
+/// (not applicable: the primary) is `None`. A lag too large to count, and a
+/// lag that cannot be read (`?`, manatee-adm's "cannot be parsed", or any
+/// other unit, which manatee's `lagInSeconds` calls an error) are the
+/// largest lag, `u64::MAX` seconds: never a small or missing one, since a
+/// missing lag reads as caught up and a standby whose lag nobody can read
+/// must not pass for caught up before its primary is disrupted.
 pub fn parse_lag(s: &str) -> Option<f64> {
-    if s == "-" || s == "?" {
+    if s == "-" {
+        return None;
+    }
+    Some(lag_seconds(s).unwrap_or(u64::MAX as f64))
+}
+
+fn lag_seconds(s: &str) -> Option<f64> {
+    if s.is_empty() {
         return None;
     }
     let mut total = 0u64;
@@ -121,7 +132,13 @@ mod tests {
         assert_eq!(parse_lag("5m42s"), Some(342.0));
         assert_eq!(parse_lag("0m00s"), Some(0.0));
         assert_eq!(parse_lag("-"), None);
-        assert_eq!(parse_lag("5x"), None);
+        // Unreadable lags are the largest, never caught up (they read as
+        // None, i.e. caught up, before).
+        let max = Some(u64::MAX as f64);
+        assert_eq!(parse_lag("5x"), max);
+        assert_eq!(parse_lag("?"), max);
+        assert_eq!(parse_lag(""), max);
+        assert_eq!(parse_lag("m"), max);
         let rows = parse("abc primary ok sync -\ndef sync fail - 0m03s\n").unwrap();
         assert_eq!(
             rows[1],
