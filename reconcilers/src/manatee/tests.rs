@@ -557,3 +557,25 @@ async fn a_takeover_while_awaiting_approval_replans_instead_of_freezing() {
         );
     }
 }
+
+/// A standby whose lag manatee-adm could not read (`?`, an unknown unit) is
+/// never caught up: the sync must not pass for caught up before its primary
+/// is disrupted. It passed before `parse_lag` read such a lag as the largest.
+#[test]
+fn a_standby_whose_lag_cannot_be_read_is_not_caught_up() {
+    for shown in ["?", "5x", ""] {
+        let mut p = peer("s", "img");
+        p.lag_seconds = wire::pgstatus::parse_lag(shown);
+        assert!(!standby_ok(&p, 5.0), "lag shown as {shown:?}");
+    }
+    let mut p = peer("s", "img");
+    p.lag_seconds = wire::pgstatus::parse_lag("0m03s");
+    assert!(standby_ok(&p, 5.0));
+    let mut obs = three_peers("img");
+    for p in &mut obs.peers {
+        if p.zone == "s" {
+            p.lag_seconds = wire::pgstatus::parse_lag("?");
+        }
+    }
+    assert!(shard_health(&obs, 5.0).is_err());
+}
