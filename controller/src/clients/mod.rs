@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub mod cnapi;
+pub mod electric_moray;
 pub mod imgapi;
 pub mod listed;
 pub mod sapi;

@@ -3,6 +3,8 @@
 
 pub mod manatee;
 pub mod outcome;
+pub mod reshard_lock;
+pub mod reshard_rows;
 pub mod transplant;
 
 /// Where `tritonctl approve` records approvals (see [`crate::layout`]).
