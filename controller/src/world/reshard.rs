@@ -363,3 +363,43 @@ impl ReshardObserve for TritonReshard {
             .is_some())
     }
 }
+
+/// A shard's primary, for the row cleanup: the zone manatee's cluster
+/// state names, at the address [`ZoneAddresses`] gives.
+#[async_trait]
+impl crate::world::reshard_rows::PrimaryUrl for TritonReshard {
+    async fn primary_url(&self, shard: &str) -> Result<String, WorldError> {
+        let zone = self.primary_zone(shard).await?;
+        self.addrs.pg_conninfo(&zone).await
+    }
+}
+
+/// The cleanup and verify-counts over PostgreSQL on each shard's primary
+/// (`reshard_rows`; H3's tuned engine replaces it at merge).
+#[async_trait]
+impl reconcilers::reshard::ShardRows for TritonReshard {
+    async fn cleanup(
+        &self,
+        target: &reconcilers::reshard::CleanupTarget,
+        budget: std::time::Duration,
+    ) -> Result<reconcilers::reshard::CleanupProgress, WorldError> {
+        self.rows().cleanup(target, budget).await
+    }
+
+    async fn verify(
+        &self,
+        target: &reconcilers::reshard::CleanupTarget,
+    ) -> Result<reconcilers::reshard::VerifyReport, WorldError> {
+        self.rows().verify(target).await
+    }
+}
+
+impl TritonReshard {
+    fn rows(&self) -> crate::world::reshard_rows::PgRows<TritonReshard> {
+        crate::world::reshard_rows::PgRows {
+            primaries: self.clone(),
+            tuning: Default::default(),
+            encoding: Default::default(),
+        }
+    }
+}

@@ -32,7 +32,7 @@ mod runner;
 mod tests;
 
 pub use drive::{Outcome, ReshardJournal, ReshardStore, drive};
-pub use moves::{MovesError, moves_from_document};
+pub use moves::{MovesError, move_name, moves_from_document};
 pub use plan::{
     PNR_STEP, STEPS, cleanup_targets, freeze_reason, plan_move, rollback_plan, stage_ring,
 };
