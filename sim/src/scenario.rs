@@ -280,6 +280,14 @@ impl SimScenario {
                 svc_params(&opts.manatee_image, "postgres"),
                 JsonMap::new(),
             );
+            // Manta's `moray` service (its zones are created by a split;
+            // the scenario's shards are reached without them).
+            dc.seed_service(
+                &app,
+                "moray",
+                svc_params(images::MORAY, "moray"),
+                JsonMap::new(),
+            );
             for shard in &t.spec.shards {
                 let n = crds::common::shard_number(&shard.name).unwrap_or(0);
                 let onwm = shard.peers.len() == 1;

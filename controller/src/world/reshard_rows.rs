@@ -74,6 +74,15 @@ async fn connect(url: &str) -> Result<tokio_postgres::Client, WorldError> {
 }
 
 async fn buckets(c: &tokio_postgres::Client) -> Result<Vec<String>, WorldError> {
+    // A shard Moray never set up has no buckets, so no rows to move.
+    let set_up: bool = c
+        .query_one("SELECT to_regclass('buckets_config') IS NOT NULL", &[])
+        .await
+        .map_err(|e| pg(e, "looking for buckets_config"))?
+        .get(0);
+    if !set_up {
+        return Ok(Vec::new());
+    }
     let rows = c
         .query("SELECT name FROM buckets_config ORDER BY name", &[])
         .await
