@@ -4,6 +4,8 @@
 pub mod auth;
 pub mod cli;
 pub mod clients;
+pub mod config;
+pub mod config_resolve;
 pub mod daemon;
 pub mod demo;
 pub mod gitops;

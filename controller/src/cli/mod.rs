@@ -62,6 +62,9 @@ pub struct StoreArgs {
     /// ZooKeeper session timeout.
     #[arg(long, global = true, default_value = "10s", value_parser = parse_duration)]
     pub session_timeout: std::time::Duration,
+    /// Whether --session-timeout was given (else a `--config` file may set it).
+    #[arg(skip)]
+    pub session_timeout_given: bool,
 }
 
 /// Every `--timeout`-style flag parses with the documents' duration syntax.
@@ -294,12 +297,16 @@ Example:\n  tritonctl resume manateeversion/sdc")]
     },
     /// Run the controller: campaign for leadership, then reconcile until SIGTERM/SIGINT.
     #[command(
-        after_help = "Needs --zk (the datacenter's ZooKeeper): documents, status, operation journals and\n\
-the leader election live there, and so do the manatee shards' state. Several controllers\n\
-may run; one leads, the others wait. Logs go to stderr; /metrics and /healthz are served\n\
-on --metrics-addr. Leadership lost: exit 3; restart it (a new process campaigns again).\n\
+        after_help = "Needs ZooKeeper (--zk, or `zookeeper.servers` in --config): documents, status, operation\n\
+journals and the leader election live there, and so do the manatee shards' state. Several\n\
+controllers may run; one leads, the others wait. Logs go to stderr; /metrics and /healthz\n\
+are served on --metrics-addr. Leadership lost: exit 3; restart it (a new process campaigns again).\n\
+Settings: a flag wins over its environment variable, which wins over the --config file,\n\
+which wins over the default. A config file with an unknown key or a bad value stops the\n\
+start (exit 1) naming FILE:LINE:COLUMN, the key and the reason; --check-config checks only.\n\
 Exit status: 0 stopped by SIGTERM/SIGINT, 1 invalid arguments, 2 error, 3 leadership lost.\n\n\
-Example:\n  tritonctl --zk 10.99.99.11:2181 controller --sapi http://10.99.99.32 \\\n      \
+Examples:\n  tritonctl controller --config /opt/smartdc/tritonctl/etc/config.json\n  \
+tritonctl controller --config etc/config.json --check-config\n  tritonctl --zk 10.99.99.11:2181 controller --sapi http://10.99.99.32 \\\n      \
 --vmapi http://10.99.99.28 --cnapi http://10.99.99.22 --imgapi http://10.99.99.21 \\\n      \
 --log-format json 2>&1 | bunyan"
     )]
@@ -492,6 +499,10 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Cli, u8> {
             return Err(usage());
         }
     };
+    cli.store.session_timeout_given = matches!(
+        matches.value_source("session_timeout"),
+        Some(clap::parser::ValueSource::CommandLine)
+    );
     if let Err(message) = store_args::resolve(&mut cli.store, &matches) {
         eprintln!("error: {message}");
         return Err(usage());
