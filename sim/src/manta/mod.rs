@@ -29,6 +29,7 @@
 //!   per-shard dump job that honours `/pg_dump_lock` (world behaviour).
 
 mod backend;
+pub mod cleanup_data;
 pub mod config;
 mod electric;
 pub mod em_client;
