@@ -161,6 +161,12 @@ pub enum CleanupError {
         /// (vnode, our count, owner's count).
         vnodes: Vec<(u32, u64, u64)>,
     },
+    /// The server is still replaying WAL (a standby, or a primary not yet
+    /// out of recovery): what it shows may be behind the shard.
+    #[error(
+        "{shard}: the server is in recovery; its rows may be behind the shard's, counting refused"
+    )]
+    InRecovery { shard: String },
     #[error("{shard}: a bucket name in buckets_config is not a plain identifier: {name:?}")]
     BadBucketName { shard: String, name: String },
     #[error("{shard}: vnode count {count} is not a fash ring size")]

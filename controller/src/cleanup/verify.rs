@@ -87,6 +87,16 @@ pub(crate) async fn counts_with_unsharded(
     vnodes: &BTreeSet<u32>,
 ) -> Result<(VnodeCounts, BTreeMap<String, u64>), CleanupError> {
     let space = space(target)?;
+    let in_recovery: bool = c
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .map_err(|e| db_error(&target.shard, "pg_is_in_recovery()", e))?
+        .get(0);
+    if in_recovery {
+        return Err(CleanupError::InRecovery {
+            shard: target.shard.clone(),
+        });
+    }
     let mut counts = VnodeCounts::new();
     let mut unsharded = BTreeMap::new();
     for b in tables::buckets(&target.shard, c).await? {
