@@ -2,6 +2,7 @@
 //! clients. See ARCHITECTURE.md for the map.
 
 pub mod auth;
+pub mod cleanup;
 pub mod cli;
 pub mod clients;
 pub mod config;

@@ -231,6 +231,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             ..
         } => events(&cli.store, object, name, watch, listing).await,
         Command::Auth(cmd) => super::auth_cmd::run(cmd, &cli.store).await,
+        Command::Reshard(cmd) => super::reshard_cmd::run(cmd, &cli.store).await,
         Command::Wait {
             for_,
             object,

@@ -16,6 +16,7 @@ pub mod listing;
 pub mod objref;
 pub mod output;
 pub mod pause_cmd;
+pub mod reshard_cmd;
 pub mod ring;
 pub mod ring_listing;
 pub mod ring_source;
@@ -324,6 +325,12 @@ Examples:\n  tritonctl ring create -v 6 -p tcp://1.moray.emy-11.joyent.us:2020,t
 tritonctl ring locate -l hash_ring /yunong/yunong.txt\n  tritonctl ring show -l hash_ring\n  tritonctl ring diff old_ring hash_ring"
     )]
     Ring(ring::RingCommand),
+    /// A resharding's live cleanup tuning (`reshard tune`).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  tritonctl reshard tune 1.moray-split-7f3a\n  tritonctl reshard tune 1.moray-split-7f3a batch_size 5000"
+    )]
+    Reshard(reshard_cmd::ReshardCommand),
     /// Identities and roles on the datacenter's ZooKeeper (access control), as the admin identity.
     #[command(
         subcommand,
