@@ -38,6 +38,16 @@ pub struct ControllerArgs {
     /// Allow --metrics-addr to be an address other than loopback (they serve no credentials, but anyone who reaches them can probe the controller).
     #[arg(long)]
     pub metrics_allow_remote: bool,
+    /// Serve the read-only web view here (overview, documents updating live,
+    /// shard topology, headnodes, plan), e.g. 127.0.0.1:9465 (port 0 picks a
+    /// free port; `off`, the default, serves nothing). When access control
+    /// is set up, browsers sign in as a tritonctl identity (any role).
+    #[arg(long, default_value = "off", value_parser = parse_metrics_addr)]
+    pub web_addr: MetricsAddr,
+    /// Allow --web-addr to be an address other than loopback (HTTP Basic sends
+    /// the identity's secret in the clear: put TLS in front or use a tunnel).
+    #[arg(long)]
+    pub web_allow_remote: bool,
     /// Log format on stderr: text, or JSON in bunyan's layout (read it with `bunyan`).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -68,6 +78,17 @@ pub struct ControllerArgs {
 
 #[derive(Clone, Copy, Debug)]
 pub struct MetricsAddr(pub Option<SocketAddr>);
+
+/// `--web-addr`: an address, or `off`; only loopback (the demo).
+pub fn parse_web_addr(s: &str) -> Result<MetricsAddr, String> {
+    let a = parse_metrics_addr(s)?;
+    match a.0 {
+        Some(addr) if !addr.ip().is_loopback() => Err(format!(
+            "{addr}: the demo serves its web view on loopback only (127.0.0.1 or ::1)"
+        )),
+        _ => Ok(a),
+    }
+}
 
 fn parse_metrics_addr(s: &str) -> Result<MetricsAddr, String> {
     if s == "off" {
@@ -136,6 +157,10 @@ pub async fn controller(args: ControllerArgs, store: &StoreArgs) -> Result<(), F
         crate::runtime::http::check_bind(addr, args.metrics_allow_remote)
             .map_err(|e| Failure::invalid(e.to_string()))?;
     }
+    if let Some(addr) = args.web_addr.0 {
+        crate::web::check_bind(addr, args.web_allow_remote)
+            .map_err(|e| Failure::invalid(e.to_string()))?;
+    }
     let Some(hosts) = store.zk.clone() else {
         return Err(Failure::invalid(
             "tritonctl controller needs --zk HOSTS (or TRITONCTL_ZK): it campaigns for leadership \
@@ -158,6 +183,9 @@ pub async fn controller(args: ControllerArgs, store: &StoreArgs) -> Result<(), F
     });
     cfg.metrics_addr = args.metrics_addr.0;
     cfg.metrics_allow_remote = args.metrics_allow_remote;
+    cfg.web_addr = args.web_addr.0;
+    cfg.web_allow_remote = args.web_allow_remote;
+    cfg.store_label = format!("zookeeper {hosts}");
     cfg.poll_interval = args.poll_interval;
     cfg.step_poll = Some(args.step_poll);
     cfg.concurrency = args.concurrency;
