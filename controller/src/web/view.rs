@@ -251,3 +251,35 @@ impl RingView {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ring_view_counts_vnodes_share_and_read_only_vnodes_per_shard() {
+        let mut ring =
+            wire::fash::Ring::create(8, &["tcp://1.moray:2020", "tcp://2.moray:2020"]).unwrap();
+        let first = ring.vnodes_of("tcp://1.moray:2020").unwrap();
+        ring.set_read_only(&first[..2], true).unwrap();
+        let v = RingView::of(&ring, "ring image x".into());
+        assert_eq!(v.vnodes, 8);
+        assert_eq!(v.read_only, 2);
+        let one = &v.shards[0];
+        assert_eq!(one.pnode, "tcp://1.moray:2020");
+        assert_eq!(one.vnodes, first.len());
+        assert_eq!(one.read_only, 2);
+        assert_eq!(v.shards.iter().map(|s| s.vnodes).sum::<usize>(), 8);
+        assert!((v.shards.iter().map(|s| s.share).sum::<f64>() - 100.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn quorum_is_a_majority_and_ha_is_three_all_running() {
+        let m = |members, running| Members { members, running };
+        assert!(m(3, 2).quorum() && !m(3, 2).ha());
+        assert!(!m(3, 1).quorum());
+        assert!(m(3, 3).ha());
+        assert!(!m(1, 1).ha() && m(1, 1).quorum());
+        assert!(!m(0, 0).quorum());
+    }
+}
