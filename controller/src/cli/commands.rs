@@ -29,6 +29,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Diff(a) => super::gitops::diff(&cli.store, a).await,
         Command::Ring(r) => super::ring::run(r).await,
         Command::Snapshot(a) => super::gitops::snapshot(&cli.store, a).await,
+        Command::Export(c) => super::export::run(c).await,
         Command::Plan(a) => super::gitops::plan(&cli.store, a).await,
         Command::Apply(f) => {
             let input = input::read(&f.files)?;

@@ -8,6 +8,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 pub mod auth_cmd;
 pub mod commands;
 pub mod exit;
+pub mod export;
 pub mod gitops;
 pub mod input;
 pub mod leader_cmd;
@@ -116,6 +117,9 @@ Exit status: 0 written, 2 error (invalid input or arguments too).\n\n\
 Example:\n  tritonctl --zk 10.99.99.11:2181 snapshot -f prod/ -o observed.json --sapi http://10.99.99.32 \\\n      --vmapi http://10.99.99.27 --cnapi http://10.99.99.22 --imgapi http://10.99.99.21"
     )]
     Snapshot(gitops::SnapshotArgs),
+    /// Write a running region's documents as they are (`export shardtopology`): applying them changes nothing.
+    #[command(subcommand)]
+    Export(export::ExportCommand),
     /// Save a reviewed plan bound to the observed state it was planned against.
     #[command(
         after_help = "Writes the documents, the planned operations and a fingerprint of the observed state\n\
