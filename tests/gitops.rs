@@ -426,6 +426,72 @@ async fn diff_scenario_split_shard() {
         moved.iter().map(u32::to_string).collect::<Vec<_>>()
     );
     assert_eq!(t.shards_added, vec!["5.moray.us-east.joyent.us"]);
+    // One resharding, in the canonical steps, the read-only window from
+    // mark-ro to mark-rw over the moving vnodes only, install-ring the
+    // point of no return.
+    assert!(t.refusal.is_empty(), "{:?}", t.refusal);
+    assert_eq!(t.operations.len(), 1);
+    let op = &t.operations[0];
+    assert_eq!(op.name, "split-2-to-5");
+    assert_eq!(op.from, "2.moray.us-east.joyent.us");
+    assert_eq!(op.to, "5.moray.us-east.joyent.us");
+    assert_eq!(op.count, moved.len());
+    let names: Vec<&str> = op.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, tritonctl::gitops::review::RESHARD_STEPS);
+    assert_eq!(op.point_of_no_return, "install-ring");
+    assert_eq!(op.read_only_window.vnodes, moved.len());
+    assert_eq!(
+        (
+            op.read_only_window.opens_at.as_str(),
+            op.read_only_window.closes_at.as_str()
+        ),
+        ("mark-ro", "mark-rw")
+    );
+    env.scenario.shutdown().await;
+}
+
+/// A document whose ring differs from the live ring other than by its
+/// moves is refused, and the difference is shown per shard as ranges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_refuses_a_topology_whose_ring_disagrees_with_the_live_ring() {
+    let env = Env::start("examples/us-east", images::MANATEE_V2_CURRENT).await;
+    env.apply_dir("examples/us-east").await;
+    let mut docs = read_dir_docs("examples/scenarios/split-shard");
+    let Document::ShardTopology(t) = &mut docs[0] else {
+        panic!()
+    };
+    // Written as if shard 3 owned vnodes 0-2 (the live ring has them
+    // round-robin on 2, 3, 4) and shard 2 the rest.
+    t.spec.ring.assignment = Some(vec![
+        crds::shards::VnodeAssignment {
+            shard: "3.moray.us-east.joyent.us".into(),
+            vnodes: vec!["0-2".into()],
+        },
+        crds::shards::VnodeAssignment {
+            shard: "2.moray.us-east.joyent.us".into(),
+            vnodes: vec!["3-131071".into()],
+        },
+    ]);
+    let r = env.online(&docs).await;
+    let d = &r.documents[0];
+    let tritonctl::gitops::review::KindPlan::Topology(t) = &d.plan else {
+        panic!()
+    };
+    assert!(t.operations.is_empty());
+    assert!(t.moves.is_empty());
+    assert!(
+        t.refusal.iter().any(|l| l.starts_with(
+            "`3.moray.us-east.joyent.us`: the document has 2 vnode(s) there that the live ring has on `2.moray.us-east.joyent.us` (1), `4.moray.us-east.joyent.us` (1): 0, 2"
+        )),
+        "{:?}",
+        t.refusal
+    );
+    assert!(r.has_differences());
+    let text = render::text(&r, false);
+    assert!(
+        text.contains("refused: the document's ring disagrees with the live ring"),
+        "{text}"
+    );
     env.scenario.shutdown().await;
 }
 

@@ -116,7 +116,8 @@ async fn every_example_ring_is_the_same_through_the_review_and_the_simulator() {
         let before = base_ring(&t.spec).unwrap();
         for i in &t.spec.ring.intents {
             splits += 1;
-            let (from, to) = (pnode_of_shard(&i.split.from), pnode_of_shard(&i.split.to));
+            let s = i.split.as_ref().expect("the examples' intents are splits");
+            let (from, to) = (pnode_of_shard(&s.from), pnode_of_shard(&s.to));
             let moved = loaded.vnodes_of(&to).unwrap();
             assert!(
                 !moved.is_empty(),

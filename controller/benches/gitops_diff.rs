@@ -199,6 +199,7 @@ fn observed(docs: &[Document], stored: StoredView, image: &str) -> Observed {
         .into_iter()
         .collect(),
         ring_image: None,
+        manta: None,
         transplants: Default::default(),
         // Every server a HeadnodeSet names is known to CNAPI.
         servers: docs

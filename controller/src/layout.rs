@@ -18,6 +18,7 @@
 //!   auth/roles                         identities and roles (access control)
 //!   audit/<identity>/r-<seq>           who decided what (`events --audit`)
 //!   secrets/plan-key                   the key saved plans are signed with
+//!   tuning/reshard/<operation>         a resharding's cleanup tuning (`reshard tune`)
 //! ```
 
 use crds::Kind;
@@ -165,6 +166,17 @@ pub fn audit_identity_dir(identity: &str) -> String {
     format!("{}/{identity}", audit_dir())
 }
 
+/// `tuning/reshard`: live tuning of resharding cleanups.
+pub fn reshard_tuning_dir() -> String {
+    format!("{ROOT}/tuning/reshard")
+}
+
+/// `tuning/reshard/<operation>`: the operator's cleanup settings of one
+/// resharding (JSON object of the tunables set; `tritonctl reshard tune`).
+pub fn reshard_tuning_path(op_id: &str) -> String {
+    format!("{}/{op_id}", reshard_tuning_dir())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +215,6 @@ mod tests {
         assert_eq!(roles_path(), "/tritonctl/v1/auth/roles");
         assert_eq!(audit_identity_dir("al"), "/tritonctl/v1/audit/al");
         assert_eq!(plan_key_path(), "/tritonctl/v1/secrets/plan-key");
+        assert_eq!(reshard_tuning_path("op"), "/tritonctl/v1/tuning/reshard/op");
     }
 }

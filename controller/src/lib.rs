@@ -2,8 +2,11 @@
 //! clients. See ARCHITECTURE.md for the map.
 
 pub mod auth;
+pub mod cleanup;
 pub mod cli;
 pub mod clients;
+pub mod config;
+pub mod config_resolve;
 pub mod daemon;
 pub mod demo;
 pub mod gitops;
@@ -14,4 +17,5 @@ pub mod reconcile;
 pub mod runtime;
 pub mod shard_lock;
 pub mod store;
+pub mod web;
 pub mod world;

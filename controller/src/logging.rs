@@ -20,7 +20,13 @@ pub enum LogFormat {
 
 /// Install the global subscriber (once; later calls are ignored).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_with_level(format, "info");
+}
+
+/// As [`init`], with `level` (a `RUST_LOG`-style filter) when `RUST_LOG`
+/// is not set.
+pub fn init_with_level(format: LogFormat, level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -12,7 +12,7 @@ use crate::headnode::HeadnodeSetSpec;
 use crate::image_version::check_image_version;
 use crate::manatee::ManateeVersionSpec;
 use crate::parse::{ParsedDocument, SourceLocation};
-use crate::shards::{ShardTopologySpec, parse_fraction, parse_vnode_range};
+use crate::shards::{IntentForm, ShardTopologySpec, parse_fraction, parse_vnode_range};
 use wire::fash::MAX_VNODES;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -477,29 +477,191 @@ fn check_topology(c: &mut Check, spec: &ShardTopologySpec) {
         holders.clear();
         check_assignment(c, spec, &index, &by_name, &mut holders);
     }
+    check_intents(c, spec, &index, &by_name, &holders);
+}
+
+/// The ring's changes: each written in exactly one form, named once, its
+/// shards index shards of `spec.shards`, never empty, no vnode moved twice
+/// by the listed moves. (Whether the live ring's owner of a vnode is the
+/// move's source is the plan's question: `crds::ring::planned_moves`.)
+fn check_intents(
+    c: &mut Check,
+    spec: &ShardTopologySpec,
+    index: &HashSet<&str>,
+    by_name: &HashMap<&str, usize>,
+    holders: &HashSet<&str>,
+) {
+    let n = spec.ring.vnodes;
+    let mut names: HashMap<String, usize> = HashMap::new();
+    // Vnodes listed by `move` intents so far, as disjoint ranges.
+    let mut listed = Owners::default();
     for (i, intent) in spec.ring.intents.iter().enumerate() {
-        let p = format!("spec.ring.intents[{i}].split");
-        let s = &intent.split;
-        if !holders.contains(s.from.as_str()) {
+        let base = format!("spec.ring.intents[{i}]");
+        let form = match intent.form() {
+            Ok(f) => f,
+            Err(e) => {
+                c.error(base, e.to_string());
+                continue;
+            }
+        };
+        let name = intent.name();
+        if let Some(first) = names.insert(name.clone(), i) {
+            let at = if intent.name.is_some() {
+                format!("{base}.name")
+            } else {
+                base.clone()
+            };
+            c.error(
+                at,
+                format!("two changes are named `{name}` (also spec.ring.intents[{first}]): status records a change done by its name; give one a `name`"),
+            );
+        }
+        let p = format!("{base}.{}", form.key());
+        let target = |c: &mut Check, path: String, to: &str| {
+            if !by_name.contains_key(to) {
+                c.error(path, format!("`{to}` must be an index shard defined in spec.shards; it is not in spec.shards (a move goes onto a shard this document defines)"));
+            } else if !index.contains(to) {
+                c.error(
+                    path,
+                    format!("`{to}` must be an index shard defined in spec.shards"),
+                );
+            }
+        };
+        if let Some(from) = form.from()
+            && !index.contains(from)
+        {
             c.error(
                 format!("{p}.from"),
                 format!(
-                    "`{}` holds no vnodes in this ring; nothing to split",
-                    s.from
+                    "`{from}` is not an index shard of spec.shards; only index shards hold vnodes"
                 ),
             );
         }
-        if !index.contains(s.to.as_str()) {
-            c.error(
-                format!("{p}.to"),
-                format!("`{}` must be an index shard defined in spec.shards", s.to),
-            );
-        }
-        if s.from == s.to {
-            c.error(format!("{p}.to"), "a shard cannot be split onto itself");
-        }
-        if let Err(e) = parse_fraction(&s.fraction) {
-            c.error(format!("{p}.fraction"), e);
+        match form {
+            IntentForm::Split(s) => {
+                if index.contains(s.from.as_str()) && !holders.contains(s.from.as_str()) {
+                    c.error(
+                        format!("{p}.from"),
+                        format!(
+                            "`{}` holds no vnodes in this ring; nothing to split",
+                            s.from
+                        ),
+                    );
+                }
+                if s.from == s.to {
+                    c.error(format!("{p}.to"), "a shard cannot be split onto itself");
+                } else {
+                    target(c, format!("{p}.to"), &s.to);
+                }
+                if let Err(e) = parse_fraction(&s.fraction) {
+                    c.error(format!("{p}.fraction"), e);
+                }
+            }
+            IntentForm::SplitWays(s) => {
+                if s.to.is_empty() {
+                    c.error(
+                        format!("{p}.to"),
+                        "an empty move: list the new shards (N-1 of them for an N-way split)",
+                    );
+                }
+                let mut seen = HashSet::new();
+                for (j, to) in s.to.iter().enumerate() {
+                    let tp = format!("{p}.to[{j}]");
+                    if *to == s.from {
+                        c.error(tp, "a shard cannot be split onto itself");
+                    } else if !seen.insert(to.as_str()) {
+                        c.error(tp, format!("`{to}` is listed twice"));
+                    } else {
+                        target(c, tp, to);
+                    }
+                }
+            }
+            IntentForm::Move(m) => {
+                if m.from == m.to {
+                    c.error(
+                        format!("{p}.to"),
+                        "a move onto the shard it comes from moves nothing",
+                    );
+                } else {
+                    target(c, format!("{p}.to"), &m.to);
+                }
+                if m.vnodes.is_empty() {
+                    c.error(
+                        format!("{p}.vnodes"),
+                        "an empty move: list the vnodes to move",
+                    );
+                }
+                for (j, r) in m.vnodes.iter().enumerate() {
+                    let rp = format!("{p}.vnodes[{j}]");
+                    let (lo, hi) = match parse_vnode_range(r) {
+                        Ok(x) => x,
+                        Err(e) => {
+                            c.error(rp, e);
+                            continue;
+                        }
+                    };
+                    if hi >= n {
+                        c.error(
+                            rp,
+                            format!(
+                                "vnode {hi} is out of range: the ring has vnodes 0-{}",
+                                n - 1
+                            ),
+                        );
+                        continue;
+                    }
+                    if let Some((v, other)) = listed.first_held(lo, hi) {
+                        let whose = if other == i {
+                            "this move".to_string()
+                        } else {
+                            format!("spec.ring.intents[{other}]")
+                        };
+                        c.error(
+                            rp,
+                            format!(
+                                "vnode {v} is moved twice (also by {whose}): one move per vnode"
+                            ),
+                        );
+                    }
+                    listed.paint(lo, hi, i);
+                }
+            }
+            IntentForm::MoveHottest(h) => {
+                if h.from == h.to {
+                    c.error(
+                        format!("{p}.to"),
+                        "a move onto the shard it comes from moves nothing",
+                    );
+                } else {
+                    target(c, format!("{p}.to"), &h.to);
+                }
+                if h.count == 0 {
+                    c.error(
+                        format!("{p}.count"),
+                        "an empty move: count must be at least 1",
+                    );
+                } else if h.count >= n {
+                    c.error(
+                        format!("{p}.count"),
+                        format!("{} vnodes asked of a {n}-vnode ring", h.count),
+                    );
+                }
+            }
+            IntentForm::AddIndexShard(a) => {
+                target(c, format!("{p}.shard"), &a.shard);
+                let assigned = spec
+                    .ring
+                    .assignment
+                    .iter()
+                    .flatten()
+                    .any(|x| x.shard == a.shard && !x.vnodes.is_empty());
+                if assigned {
+                    c.error(
+                        format!("{p}.shard"),
+                        format!("`{}` already holds vnodes in spec.ring.assignment: a shard is added to the index tier empty, then moves put vnodes on it", a.shard),
+                    );
+                }
+            }
         }
     }
 }
@@ -928,6 +1090,106 @@ spec:
             "spec.ring.intents[0].split.fraction",
             "not a fraction"
         ));
+    }
+
+    /// ST with a shard 4 (index, no vnodes) and `intents` appended.
+    fn st_with_intents(intents: &str) -> String {
+        let st = ST.replace(
+            "  ring:\n",
+            "    - name: 4.moray.us-east.joyent.us\n      roles: [index]\n      peers: [{server: cn7}]\n  ring:\n",
+        );
+        format!("{st}    intents:\n{intents}")
+    }
+
+    #[test]
+    fn every_move_form_passes_when_well_formed() {
+        let d = check(&st_with_intents(
+            "      - addIndexShard: {shard: 4.moray.us-east.joyent.us}\n      - move: {from: 2.moray.us-east.joyent.us, to: 4.moray.us-east.joyent.us, vnodes: [\"0-9\", \"12\"]}\n      - moveHottest: {from: 3.moray.us-east.joyent.us, to: 4.moray.us-east.joyent.us, count: 5}\n      - name: three-ways\n        splitWays: {from: 2.moray.us-east.joyent.us, to: [4.moray.us-east.joyent.us]}\n",
+        ));
+        assert!(d.is_empty(), "{d:?}");
+    }
+
+    #[test]
+    fn move_refusals_name_the_field_and_its_line() {
+        let yaml = st_with_intents(concat!(
+            "      - move: {from: 2.moray.us-east.joyent.us, to: 9.moray.us-east.joyent.us, vnodes: [\"0-9\"]}\n",
+            "      - move: {from: 2.moray.us-east.joyent.us, to: 3.moray.us-east.joyent.us, vnodes: []}\n",
+            "      - name: again\n        move: {from: 2.moray.us-east.joyent.us, to: 4.moray.us-east.joyent.us, vnodes: [\"5-20\"]}\n",
+            "      - moveHottest: {from: 2.moray.us-east.joyent.us, to: 4.moray.us-east.joyent.us, count: 0}\n",
+            "      - splitWays: {from: 2.moray.us-east.joyent.us, to: []}\n",
+            "      - {}\n",
+            "      - addIndexShard: {shard: 3.moray.us-east.joyent.us}\n",
+        ));
+        let d = check(&yaml);
+        // A move onto a shard not in `shards`.
+        assert!(
+            has(&d, "spec.ring.intents[0].move.to", "not in spec.shards"),
+            "{d:?}"
+        );
+        // An empty move, each form.
+        assert!(has(&d, "spec.ring.intents[1].move.vnodes", "an empty move"));
+        assert!(has(
+            &d,
+            "spec.ring.intents[3].moveHottest.count",
+            "an empty move"
+        ));
+        assert!(has(
+            &d,
+            "spec.ring.intents[4].splitWays.to",
+            "an empty move"
+        ));
+        // Two moves of one vnode.
+        assert!(has(
+            &d,
+            "spec.ring.intents[2].move.vnodes[0]",
+            "vnode 5 is moved twice (also by spec.ring.intents[0])"
+        ));
+        // No form at all.
+        assert!(has(&d, "spec.ring.intents[5]", "write exactly one of"));
+        // A shard added to the index tier must come empty.
+        assert!(has(
+            &d,
+            "spec.ring.intents[6].addIndexShard.shard",
+            "already holds vnodes"
+        ));
+        let e = d
+            .iter()
+            .find(|x| x.path == "spec.ring.intents[2].move.vnodes[0]")
+            .unwrap();
+        assert_eq!(e.location.file, "t.yaml");
+        let line = yaml
+            .lines()
+            .position(|l| l.contains("name: again"))
+            .unwrap()
+            + 2;
+        assert_eq!(e.location.line as usize, line, "{e}");
+        assert!(e.location.column > 1, "{e}");
+    }
+
+    #[test]
+    fn two_changes_of_one_name_are_refused() {
+        let d = check(&st_with_intents(
+            "      - move: {from: 2.moray.us-east.joyent.us, to: 4.moray.us-east.joyent.us, vnodes: [\"1\"]}\n      - move: {from: 2.moray.us-east.joyent.us, to: 4.moray.us-east.joyent.us, vnodes: [\"2\"]}\n",
+        ));
+        assert!(
+            has(
+                &d,
+                "spec.ring.intents[1]",
+                "two changes are named `move-2-to-4`"
+            ),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn two_forms_in_one_change_are_refused() {
+        let d = check(&st_with_intents(
+            "      - split: {from: 2.moray.us-east.joyent.us, to: 4.moray.us-east.joyent.us}\n        addIndexShard: {shard: 4.moray.us-east.joyent.us}\n",
+        ));
+        assert!(
+            has(&d, "spec.ring.intents[0]", "found split, addIndexShard"),
+            "{d:?}"
+        );
     }
 
     const MV: &str = "\

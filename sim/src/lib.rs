@@ -7,6 +7,7 @@
 //! electric-moray/moray stand-ins holding rows per shard, a load generator,
 //! fault injection and one time-scale knob. It depends only on the wire
 //! types (`wire`) and `coord`, never on the controller.
+pub mod controller_zone;
 pub mod dc;
 pub mod manta;
 

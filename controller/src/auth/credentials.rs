@@ -4,7 +4,8 @@
 //! In order:
 //! 1. `TRITONCTL_ZK_IDENTITY` and `TRITONCTL_ZK_SECRET` (both, or neither);
 //! 2. `TRITONCTL_CREDENTIALS`: the path of a credentials file;
-//! 3. `$XDG_CONFIG_HOME/tritonctl/credentials` (or
+//! 3. the controller's `--config` file's `credentials_file`, when given;
+//! 4. `$XDG_CONFIG_HOME/tritonctl/credentials` (or
 //!    `~/.config/tritonctl/credentials`) when it exists.
 //!
 //! A credentials file holds one line, `IDENTITY:SECRET` (what ZooKeeper's
@@ -78,6 +79,14 @@ fn check(user: &str, secret: &str) -> Result<(), String> {
 
 /// The credentials of this process, if any (see module docs).
 pub fn from_environment() -> Result<Option<(DigestCredentials, Source)>, CredentialsError> {
+    from_environment_or(None)
+}
+
+/// As [`from_environment`], with a configuration file's credentials file
+/// after the environment and before the default path.
+pub fn from_environment_or(
+    configured: Option<&Path>,
+) -> Result<Option<(DigestCredentials, Source)>, CredentialsError> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     match (var(IDENTITY_ENV), var(SECRET_ENV)) {
         (Some(user), Some(secret)) => {
@@ -94,6 +103,9 @@ pub fn from_environment() -> Result<Option<(DigestCredentials, Source)>, Credent
     if let Some(path) = var(FILE_ENV) {
         let path = PathBuf::from(path);
         return read_file(&path).map(|c| Some((c, Source::File(path))));
+    }
+    if let Some(path) = configured {
+        return read_file(path).map(|c| Some((c, Source::File(path.to_path_buf()))));
     }
     let default = default_path();
     if default.exists() {

@@ -51,7 +51,17 @@ pub struct Connected {
 /// Connect to ZooKeeper with the credentials the environment names (see
 /// [`credentials`]), or none.
 pub async fn connect_zk(hosts: &str, session_timeout: Duration) -> Result<Connected, ConnectError> {
-    let credentials = credentials::from_environment()?;
+    connect_zk_with(hosts, session_timeout, None).await
+}
+
+/// As [`connect_zk`], with the credentials file a controller's `--config`
+/// names (the environment still wins over it).
+pub async fn connect_zk_with(
+    hosts: &str,
+    session_timeout: Duration,
+    credentials_file: Option<&std::path::Path>,
+) -> Result<Connected, ConnectError> {
+    let credentials = credentials::from_environment_or(credentials_file)?;
     let options = ZkOptions {
         auth: credentials.as_ref().map(|(c, _)| c.clone()),
         ..ZkOptions::default()

@@ -29,6 +29,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Diff(a) => super::gitops::diff(&cli.store, a).await,
         Command::Ring(r) => super::ring::run(r).await,
         Command::Snapshot(a) => super::gitops::snapshot(&cli.store, a).await,
+        Command::Export(c) => super::export::run(c).await,
         Command::Plan(a) => super::gitops::plan(&cli.store, a).await,
         Command::Apply(f) => {
             let input = input::read(&f.files)?;
@@ -62,6 +63,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Get(g) => get(&cli.store, g).await,
+        Command::Status(a) => super::status::run(&cli.store, a).await,
         Command::Describe(n) => {
             let (kind, name) = objref::object(&n.kind, n.name.as_deref())?;
             let open = store_open::open(&cli.store).await?;
@@ -100,13 +102,21 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Controller(args) => super::serve::controller(args, &cli.store).await,
         Command::Sim(cmd) => super::serve::sim(cmd, &cli.store).await,
-        Command::Demo { timeout, strategy } => {
+        Command::Demo {
+            timeout,
+            strategy,
+            web_addr,
+        } => {
             let strategy = match strategy.as_str() {
                 "rolling" => crds::manatee::Strategy::Rolling,
                 _ => crds::manatee::Strategy::Switchover,
             };
             let mut print = |line: String| println!("{line}");
-            let r = crate::demo::run(&mut print, timeout, strategy)
+            let options = crate::demo::DemoOptions {
+                web_addr: web_addr.0,
+                ..Default::default()
+            };
+            let r = crate::demo::run_with(&mut print, timeout, strategy, options)
                 .await
                 .map_err(Failure::error)?;
             println!();
@@ -230,6 +240,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             ..
         } => events(&cli.store, object, name, watch, listing).await,
         Command::Auth(cmd) => super::auth_cmd::run(cmd, &cli.store).await,
+        Command::Reshard(cmd) => super::reshard_cmd::run(cmd, &cli.store).await,
         Command::Wait {
             for_,
             object,

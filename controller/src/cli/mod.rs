@@ -8,6 +8,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 pub mod auth_cmd;
 pub mod commands;
 pub mod exit;
+pub mod export;
 pub mod gitops;
 pub mod input;
 pub mod leader_cmd;
@@ -15,10 +16,13 @@ pub mod listing;
 pub mod objref;
 pub mod output;
 pub mod pause_cmd;
+pub mod reshard_cmd;
 pub mod ring;
 pub mod ring_listing;
 pub mod ring_source;
 pub mod serve;
+pub mod status;
+pub mod status_text;
 pub mod store_args;
 pub mod store_open;
 pub mod watch;
@@ -61,6 +65,9 @@ pub struct StoreArgs {
     /// ZooKeeper session timeout.
     #[arg(long, global = true, default_value = "10s", value_parser = parse_duration)]
     pub session_timeout: std::time::Duration,
+    /// Whether --session-timeout was given (else a `--config` file may set it).
+    #[arg(skip)]
+    pub session_timeout_given: bool,
 }
 
 /// Every `--timeout`-style flag parses with the documents' duration syntax.
@@ -114,6 +121,9 @@ Exit status: 0 written, 2 error (invalid input or arguments too).\n\n\
 Example:\n  tritonctl --zk 10.99.99.11:2181 snapshot -f prod/ -o observed.json --sapi http://10.99.99.32 \\\n      --vmapi http://10.99.99.27 --cnapi http://10.99.99.22 --imgapi http://10.99.99.21"
     )]
     Snapshot(gitops::SnapshotArgs),
+    /// Write a running region's documents as they are (`export shardtopology`): applying them changes nothing.
+    #[command(subcommand)]
+    Export(export::ExportCommand),
     /// Save a reviewed plan bound to the observed state it was planned against.
     #[command(
         after_help = "Writes the documents, the planned operations and a fingerprint of the observed state\n\
@@ -138,6 +148,23 @@ Examples:\n  tritonctl get mv\n  tritonctl get manateeversion sdc -o yaml\n  tri
 tritonctl get shardtopologies -o wide\n  tritonctl get mv -H -o name,ready\n  tritonctl get mv sdc -w\n  tritonctl get leader"
     )]
     Get(GetArgs),
+    /// One screen for the datacenter: leader, documents with conditions and drift, operations in flight, HA posture, the ring.
+    #[command(
+        after_help = "Reads the store (--zk, or the embedded store): the leading controller, each document's\n\
+conditions and its operation (current step, steps done, ETA from the steps done so far, the\n\
+point of no return). With --sapi, --vmapi, --cnapi and --imgapi (or TRITONCTL_SAPI, ...) it\n\
+also observes the datacenter, read-only: each document's drift (what `diff` of the stored\n\
+document would change), the headnodes, binder members and quorum, moray instances, each\n\
+manatee shard's primary, sync, asyncs, lag and freeze, and the hash ring (the deployed ring\n\
+image when SAPI names one, else the one a stored ShardTopology describes): vnodes and\n\
+read-only vnodes per shard. What could not be observed is listed, never left out.\n\
+-j prints JSON; -r redraws every --interval until interrupted.\n\
+The controller serves the same view in a browser: `tritonctl controller --web-addr ADDR`.\n\
+Exit status: 0 shown, 1 invalid arguments, 2 error.\n\n\
+Examples:\n  tritonctl status\n  tritonctl --zk 10.99.99.11:2181 status -r --sapi http://10.99.99.32 --vmapi http://10.99.99.27 \\\n      \
+--cnapi http://10.99.99.22 --imgapi http://10.99.99.21\n  tritonctl status -j | jq '.documents[].operation'"
+    )]
+    Status(status::StatusArgs),
     /// Show a document in detail: spec, conditions, the operation's steps with timings.
     #[command(
         after_help = "Exit status: 0 shown, 1 invalid arguments or not found, 2 error.\n\n\
@@ -156,7 +183,8 @@ Examples:\n  tritonctl delete manateeversion sdc\n  tritonctl delete mv/sdc"
 manatee shard), applies examples/lab/, elects a controller, and upgrades the shard's\n\
 manatee image while a client keeps writing. Streams the events, then prints the\n\
 steps, the time, the writes lost (always 0) and the write outage. Needs nothing\n\
-installed; nothing leaves the machine. By default the primary is replaced by a\n\
+installed; nothing leaves the machine. While it runs, the controller's web view is\n\
+served on 127.0.0.1 (a free port; --web-addr) and its URL printed. By default the primary is replaced by a\n\
 switchover (the upgraded sync is promoted: one planned takeover); --strategy rolling\n\
 shows sdcadm's order (freeze, reprovision the primary in place) and its longer outage.\n\
 Exit status: 0 upgraded with no write lost, 1 invalid arguments, 2 error.\n\nExamples:\n  tritonctl demo\n  tritonctl demo --strategy rolling"
@@ -170,6 +198,10 @@ Exit status: 0 upgraded with no write lost, 1 invalid arguments, 2 error.\n\nExa
         /// reprovision the primary in place).
         #[arg(long, default_value = "switchover", value_parser = ["switchover", "rolling"])]
         strategy: String,
+        /// Serve the controller's web view here while the demo runs (port 0
+        /// picks a free port; `off` serves nothing); its URL is printed.
+        #[arg(long, default_value = "127.0.0.1:0", value_parser = serve::parse_web_addr)]
+        web_addr: serve::MetricsAddr,
     },
     /// Approve the step that waits for approval (e.g. a shard's primary step), or one more attempt of a step that timed out.
     #[command(
@@ -290,12 +322,16 @@ Example:\n  tritonctl resume manateeversion/sdc")]
     },
     /// Run the controller: campaign for leadership, then reconcile until SIGTERM/SIGINT.
     #[command(
-        after_help = "Needs --zk (the datacenter's ZooKeeper): documents, status, operation journals and\n\
-the leader election live there, and so do the manatee shards' state. Several controllers\n\
-may run; one leads, the others wait. Logs go to stderr; /metrics and /healthz are served\n\
-on --metrics-addr. Leadership lost: exit 3; restart it (a new process campaigns again).\n\
+        after_help = "Needs ZooKeeper (--zk, or `zookeeper.servers` in --config): documents, status, operation\n\
+journals and the leader election live there, and so do the manatee shards' state. Several\n\
+controllers may run; one leads, the others wait. Logs go to stderr; /metrics and /healthz\n\
+are served on --metrics-addr. Leadership lost: exit 3; restart it (a new process campaigns again).\n\
+Settings: a flag wins over its environment variable, which wins over the --config file,\n\
+which wins over the default. A config file with an unknown key or a bad value stops the\n\
+start (exit 1) naming FILE:LINE:COLUMN, the key and the reason; --check-config checks only.\n\
 Exit status: 0 stopped by SIGTERM/SIGINT, 1 invalid arguments, 2 error, 3 leadership lost.\n\n\
-Example:\n  tritonctl --zk 10.99.99.11:2181 controller --sapi http://10.99.99.32 \\\n      \
+Examples:\n  tritonctl controller --config /opt/smartdc/tritonctl/etc/config.json\n  \
+tritonctl controller --config etc/config.json --check-config\n  tritonctl --zk 10.99.99.11:2181 controller --sapi http://10.99.99.32 \\\n      \
 --vmapi http://10.99.99.28 --cnapi http://10.99.99.22 --imgapi http://10.99.99.21 \\\n      \
 --log-format json 2>&1 | bunyan"
     )]
@@ -313,6 +349,12 @@ Examples:\n  tritonctl ring create -v 6 -p tcp://1.moray.emy-11.joyent.us:2020,t
 tritonctl ring locate -l hash_ring /yunong/yunong.txt\n  tritonctl ring show -l hash_ring\n  tritonctl ring diff old_ring hash_ring"
     )]
     Ring(ring::RingCommand),
+    /// A resharding's live cleanup tuning (`reshard tune`).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  tritonctl reshard tune 1.moray-split-7f3a\n  tritonctl reshard tune 1.moray-split-7f3a batch_size 5000"
+    )]
+    Reshard(reshard_cmd::ReshardCommand),
     /// Identities and roles on the datacenter's ZooKeeper (access control), as the admin identity.
     #[command(
         subcommand,
@@ -488,6 +530,10 @@ pub fn parse(args: &[std::ffi::OsString]) -> Result<Cli, u8> {
             return Err(usage());
         }
     };
+    cli.store.session_timeout_given = matches!(
+        matches.value_source("session_timeout"),
+        Some(clap::parser::ValueSource::CommandLine)
+    );
     if let Err(message) = store_args::resolve(&mut cli.store, &matches) {
         eprintln!("error: {message}");
         return Err(usage());

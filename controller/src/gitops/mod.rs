@@ -17,6 +17,8 @@
 //! [`running`] holds the rules for a change that meets an operation in
 //! flight.
 
+pub mod export;
+pub mod manta;
 pub mod observed;
 pub mod plan;
 pub mod plan_key;

@@ -26,6 +26,7 @@ use reconcilers::operation::Operation;
 use reconcilers::transplant::{TransplantJournal, TransplantObs, TransplantObserve};
 use serde::{Deserialize, Serialize};
 
+use super::manta::MantaObservation;
 use crate::store::Store;
 use crate::world::manatee::TritonManatee;
 use crate::world::transplant::TritonTransplant;
@@ -227,6 +228,20 @@ pub struct Observed {
     /// Servers a HeadnodeSet names -> CNAPI uuid (null: CNAPI does not know it).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub servers: BTreeMap<String, Option<String>>,
+    /// The Manta region (live ring, index tier, electric-morays, shards),
+    /// recorded when a ShardTopology is involved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manta: Option<MantaRecord>,
+}
+
+/// The Manta region as observed, or why it could not be.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MantaRecord {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observation: Option<MantaObservation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Observed {
@@ -260,6 +275,9 @@ pub trait World: Send + Sync {
     async fn transplant(&self, shard: &str) -> Result<TransplantObs, String>;
     /// Servers a HeadnodeSet names, resolved through CNAPI (the HA planner's input).
     async fn resolve_servers(&self, names: &[String]) -> Result<Vec<DesiredServer>, String>;
+    /// The Manta region: live ring, index tier, electric-morays, shards
+    /// (None: no `manta` application).
+    async fn manta(&self) -> Result<Option<MantaObservation>, String>;
 }
 
 /// The live datacenter through the real clients and ZooKeeper. It hands
@@ -320,6 +338,10 @@ impl World for Live {
 
     async fn resolve_servers(&self, names: &[String]) -> Result<Vec<DesiredServer>, String> {
         Ok(HaObserve::resolve_servers(&self.manatee, names).await?)
+    }
+
+    async fn manta(&self) -> Result<Option<MantaObservation>, String> {
+        super::manta::observe(&self.manatee.triton).await
     }
 }
 
@@ -404,6 +426,17 @@ impl World for Recorded {
                 None => Err(self.missing(&format!("server {n}"))),
             })
             .collect()
+    }
+
+    async fn manta(&self) -> Result<Option<MantaObservation>, String> {
+        match &self.observed.manta {
+            Some(MantaRecord {
+                observation: Some(o),
+                ..
+            }) => Ok(Some(o.clone())),
+            Some(MantaRecord { error: Some(e), .. }) => Err(e.clone()),
+            _ => Err(self.missing("the Manta region (ring, index tier, shards)")),
+        }
     }
 }
 
@@ -521,6 +554,20 @@ pub async fn capture(
     } else {
         None
     };
+    let manta = if has_topology {
+        Some(match world.manta().await {
+            Ok(observation) => MantaRecord {
+                observation,
+                error: None,
+            },
+            Err(e) => MantaRecord {
+                observation: None,
+                error: Some(e),
+            },
+        })
+    } else {
+        None
+    };
     // Nothing observed leaves with a credential in it (an endpoint's, or
     // one an error message quotes).
     Ok(super::redact::scrubbed(Observed {
@@ -533,5 +580,6 @@ pub async fn capture(
         ring_image,
         transplants,
         servers,
+        manta,
     }))
 }

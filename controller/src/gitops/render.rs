@@ -6,8 +6,8 @@ use std::fmt::Write;
 use console::Style;
 
 use super::review::{
-    Change, DocReview, HeadnodePlan, KindPlan, ManateePlan, OpReview, Review, Risk, ShardOutcome,
-    ShardReview, TopologyPlan,
+    Change, DocReview, HeadnodePlan, KindPlan, ManateePlan, OpReview, ReshardReview, Review, Risk,
+    ShardOutcome, ShardReview, TopologyPlan,
 };
 use super::running::Rule;
 
@@ -38,6 +38,8 @@ pub fn summary(r: &Review) -> String {
     for d in &r.documents {
         if let KindPlan::Topology(t) = &d.plan {
             vnodes += t.moves.iter().map(|m| m.count).sum::<usize>();
+            ops += t.operations.len();
+            refused += usize::from(!t.refusal.is_empty());
         }
         if let KindPlan::Manatee(m) = &d.plan {
             ops += m
@@ -295,9 +297,77 @@ fn text_topology(o: &mut String, t: &TopologyPlan) {
     if let Some(i) = &t.ring_image {
         writeln!(o, "  deployed ring image: {i}").unwrap();
     }
+    if !t.refusal.is_empty() {
+        writeln!(
+            o,
+            "  refused: the document's ring disagrees with the live ring other than by its moves:"
+        )
+        .unwrap();
+        for r in &t.refusal {
+            writeln!(o, "    - {r}").unwrap();
+        }
+    }
+    for op in &t.operations {
+        text_reshard(o, op);
+    }
     for s in &t.observed {
         writeln!(o, "  observed: {s}").unwrap();
     }
+}
+
+fn text_reshard(o: &mut String, op: &ReshardReview) {
+    writeln!(
+        o,
+        "  resharding {}: {} -> {}: {} vnodes ({}), {} steps:",
+        op.name,
+        op.from,
+        op.to,
+        op.count,
+        shown(&op.vnodes),
+        op.steps.len()
+    )
+    .unwrap();
+    for (i, s) in op.steps.iter().enumerate() {
+        let mut marks = Vec::new();
+        if s.name == op.read_only_window.opens_at {
+            marks.push("read-only window opens");
+        }
+        if s.irreversible {
+            marks.push("point of no return");
+        }
+        if s.name == op.read_only_window.closes_at {
+            marks.push("read-only window closes");
+        }
+        let mark = if marks.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", marks.join(", "))
+        };
+        let ro = if s.read_only { "ro " } else { "   " };
+        writeln!(
+            o,
+            "    {ro}{:>2}. {}{mark}: {}",
+            i + 1,
+            s.name,
+            s.description
+        )
+        .unwrap();
+    }
+    for w in &op.waits {
+        writeln!(o, "    waits on: {w}").unwrap();
+    }
+    let w = &op.read_only_window;
+    writeln!(
+        o,
+        "    read-only window: the {} moving vnodes only, {} to {} (steps marked ro), about {} s; it rests on:",
+        w.vnodes, w.opens_at, w.closes_at, w.estimate_seconds
+    )
+    .unwrap();
+    for r in &w.rests_on {
+        writeln!(o, "      - {r}").unwrap();
+    }
+    writeln!(o, "    point of no return: {}", op.point_of_no_return).unwrap();
+    writeln!(o, "    rollback: {}", op.rollback).unwrap();
 }
 
 fn shown(ranges: &[String]) -> String {
@@ -545,6 +615,20 @@ fn md_topology(o: &mut String, t: &TopologyPlan) {
     if let Some(i) = &t.ring_image {
         writeln!(o, "Deployed ring image: `{i}`.\n").unwrap();
     }
+    if !t.refusal.is_empty() {
+        writeln!(
+            o,
+            "> [!CAUTION]\n> Refused: the document's ring disagrees with the live ring other than by its moves.\n"
+        )
+        .unwrap();
+        for r in &t.refusal {
+            writeln!(o, "- {r}").unwrap();
+        }
+        writeln!(o).unwrap();
+    }
+    for op in &t.operations {
+        md_reshard(o, op);
+    }
     if !t.observed.is_empty() {
         writeln!(o, "<details><summary>Observed shards</summary>\n").unwrap();
         for s in &t.observed {
@@ -552,6 +636,62 @@ fn md_topology(o: &mut String, t: &TopologyPlan) {
         }
         writeln!(o, "\n</details>\n").unwrap();
     }
+}
+
+fn md_reshard(o: &mut String, op: &ReshardReview) {
+    let w = &op.read_only_window;
+    writeln!(
+        o,
+        "#### Resharding `{}`: {} vnodes `{}` → `{}`\n",
+        op.name, op.count, op.from, op.to
+    )
+    .unwrap();
+    writeln!(
+        o,
+        "- vnodes: {} (every vnode: `tritonctl diff -o json`)",
+        shown(&op.vnodes)
+    )
+    .unwrap();
+    writeln!(
+        o,
+        "- read-only window: the {} moving vnodes only (every other vnode stays writable), `{}` to `{}`, about **{} s**",
+        w.vnodes, w.opens_at, w.closes_at, w.estimate_seconds
+    )
+    .unwrap();
+    writeln!(o, "- point of no return: `{}`", op.point_of_no_return).unwrap();
+    writeln!(o, "- rollback: {}", op.rollback).unwrap();
+    for x in &op.waits {
+        writeln!(o, "- waits on: {x}").unwrap();
+    }
+    writeln!(
+        o,
+        "\n| # | step | read-only | description |\n|---|---|---|---|"
+    )
+    .unwrap();
+    for (i, s) in op.steps.iter().enumerate() {
+        let name = if s.irreversible {
+            format!("**`{}`** (point of no return)", s.name)
+        } else {
+            format!("`{}`", s.name)
+        };
+        let ro = if s.read_only { "ro" } else { "" };
+        writeln!(
+            o,
+            "| {} | {name} | {ro} | {} |",
+            i + 1,
+            cell(&s.description)
+        )
+        .unwrap();
+    }
+    writeln!(
+        o,
+        "\n<details><summary>What the read-only estimate rests on</summary>\n"
+    )
+    .unwrap();
+    for r in &w.rests_on {
+        writeln!(o, "- {r}").unwrap();
+    }
+    writeln!(o, "\n</details>\n").unwrap();
 }
 
 fn md_headnodes(o: &mut String, h: &HeadnodePlan) {

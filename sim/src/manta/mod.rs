@@ -29,6 +29,7 @@
 //!   per-shard dump job that honours `/pg_dump_lock` (world behaviour).
 
 mod backend;
+pub mod cleanup_data;
 pub mod config;
 mod electric;
 pub mod em_client;
@@ -36,6 +37,7 @@ pub mod em_http;
 mod error;
 pub mod fleet;
 pub mod load;
+pub mod measure_split;
 pub mod mlive;
 pub mod moray_sapi;
 pub mod moves;

@@ -15,6 +15,7 @@ mod common;
 mod downgrade;
 mod headnodes;
 mod manatee;
+mod reshard;
 mod topology;
 mod transplant;
 mod types;
@@ -22,6 +23,7 @@ mod types;
 use crds::Document;
 
 pub use common::executed;
+pub use reshard::{POINT_OF_NO_RETURN, RESHARD_STEPS};
 pub use topology::{desired_ring, ranges};
 pub use types::*;
 

@@ -109,7 +109,7 @@ impl KindPlan {
                     ShardOutcome::Upgrade | ShardOutcome::Refused | ShardOutcome::InFlight
                 )
             }),
-            KindPlan::Topology(t) => !t.moves.is_empty(),
+            KindPlan::Topology(t) => !t.moves.is_empty() || !t.refusal.is_empty(),
             KindPlan::Headnodes(h) => {
                 !h.changes.is_empty()
                     || h.manatee.as_ref().is_some_and(|m| {
@@ -241,6 +241,65 @@ pub struct TopologyPlan {
     /// What the world has for each shard of the new spec.
     pub observed: Vec<String>,
     pub notes: Vec<String>,
+    /// The resharding operations planned against the live ring, one per
+    /// move, in order (empty: nothing to do, or not observed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<ReshardReview>,
+    /// Why the document is refused against the live ring: each difference
+    /// other than by its moves, per shard, as ranges.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refusal: Vec<String>,
+}
+
+/// One resharding operation: a move of vnodes from one shard to another,
+/// its steps (the reconciler's step names), the read-only window and the
+/// point of no return.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReshardReview {
+    /// The change it carries out (`spec.ring.intents[i]`'s name).
+    pub name: String,
+    /// Shard names.
+    pub from: String,
+    pub to: String,
+    pub count: usize,
+    /// Inclusive ranges, ascending.
+    pub vnodes: Vec<String>,
+    pub steps: Vec<ReshardStepReview>,
+    pub read_only_window: ReadOnlyWindow,
+    /// The step that cannot be undone.
+    pub point_of_no_return: String,
+    /// What a cancel or failure does before it, and what going back means after it.
+    pub rollback: String,
+    /// Approvals it waits on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waits: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReshardStepReview {
+    /// The canonical step name (`preflight`, `mark-ro`, `install-ring`, ...).
+    pub name: String,
+    pub description: String,
+    /// Inside the read-only window of the moving vnodes.
+    pub read_only: bool,
+    pub irreversible: bool,
+}
+
+/// When the moving vnodes refuse writes, and for about how long.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadOnlyWindow {
+    /// Vnodes that refuse writes in the window (the moving ones only).
+    pub vnodes: usize,
+    /// First and last step of the window.
+    pub opens_at: String,
+    pub closes_at: String,
+    /// Estimated length in seconds.
+    pub estimate_seconds: u64,
+    /// What the estimate rests on, one line per step inside the window.
+    pub rests_on: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
