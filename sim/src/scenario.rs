@@ -280,14 +280,6 @@ impl SimScenario {
                 svc_params(&opts.manatee_image, "postgres"),
                 JsonMap::new(),
             );
-            // Manta's `moray` service (its zones are created by a split;
-            // the scenario's shards are reached without them).
-            dc.seed_service(
-                &app,
-                "moray",
-                svc_params(images::MORAY, "moray"),
-                JsonMap::new(),
-            );
             for shard in &t.spec.shards {
                 let n = crds::common::shard_number(&shard.name).unwrap_or(0);
                 let onwm = shard.peers.len() == 1;
@@ -461,6 +453,17 @@ impl SimScenario {
                 )?;
             }
             manta = Some(crate::manta::plane::MantaPlane::start(&dc, ring.pnodes()).await?);
+            // Manta's `moray` service (its zones are created by a split;
+            // the scenario's shards are reached without them). Seeded last,
+            // so the uuids drawn before it (the ring image's) stay as they were.
+            if let Some((app, _, _)) = &em_seed {
+                dc.seed_service(
+                    app,
+                    "moray",
+                    svc_params(images::MORAY, "moray"),
+                    JsonMap::new(),
+                );
+            }
         }
         tasks.shrink_to_fit();
         Ok(SimScenario {
