@@ -522,11 +522,28 @@ impl Daemon {
             coord: fenced,
             fence,
         }));
+        // The resharding acts through the same guarded clients and session.
+        let mut rcx = context(
+            store.clone(),
+            crate::world::reshard::TritonReshard {
+                triton: cx.world.triton.clone(),
+                coord: cx.world.coord.clone(),
+                fence: cx.fence.clone(),
+                addrs: Arc::new(crate::world::reshard_addr::VmapiAddresses {
+                    triton: cx.world.triton.clone(),
+                }),
+                settle: Duration::from_secs(30),
+            },
+            cx.fence.clone(),
+            cfg.step_poll,
+        );
+        rcx.metrics = Some(metrics.clone());
         let cx = Arc::new(cx);
         let (triggers, stream) = Triggers::new(session.clone());
         let mut dispatch = Dispatch::default();
         // One line per kind (ManateeVersion also registers its triggers).
         dispatch.add(cx.clone(), HeadnodesKind);
+        dispatch.add(Arc::new(rcx), crate::reconcile::reshard::ShardTopologyKind);
         dispatch.register(
             Kind::ManateeVersion,
             Arc::new(ManateeReconciler::new(

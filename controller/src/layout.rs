@@ -108,6 +108,12 @@ pub fn shard_lock_path(shard: &str) -> String {
     format!("{}/{shard}", shard_locks_dir())
 }
 
+/// `locks/reshard`: the one resharding of the region, its node naming the
+/// operation id (taken with a create, released at the end).
+pub fn reshard_lock_path() -> String {
+    format!("{}/reshard", locks_dir())
+}
+
 /// `plans`: markers of saved plans already applied.
 pub fn plans_dir() -> String {
     format!("{ROOT}/plans")

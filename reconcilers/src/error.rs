@@ -50,6 +50,15 @@ pub enum RefusalReason {
     NotLeader,
     /// A world that only observes (a recorded snapshot) was asked to act.
     ReadOnly,
+    // Resharding (`reshard`).
+    /// The server of the source shard's primary is down.
+    PrimaryDown,
+    /// An electric-moray is unreachable or not on the live ring at preflight.
+    ElectricMorayNotReady,
+    /// The live ring image cannot be read.
+    RingUnreadable,
+    /// A ring rollout would put non-adjacent ring stages in service together.
+    MixedRing,
 }
 
 impl RefusalReason {
@@ -81,6 +90,10 @@ impl RefusalReason {
             ShardLocked => "ShardLocked",
             NotLeader => "NotLeader",
             ReadOnly => "ReadOnly",
+            PrimaryDown => "PrimaryDown",
+            ElectricMorayNotReady => "ElectricMorayNotReady",
+            RingUnreadable => "RingUnreadable",
+            MixedRing => "MixedRing",
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod gates;
 pub mod manatee;
 pub mod manatee_ha;
 pub mod operation;
+pub mod reshard;
 pub mod rollout;
 pub mod transplant;
 pub mod window;

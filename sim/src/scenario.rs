@@ -339,7 +339,7 @@ impl SimScenario {
                 .vm(vm)
                 .and_then(|v| v.nics.first().map(|n| n.ip.clone()))
                 .ok_or_else(|| format!("zone {vm} has no NIC"))?;
-            manatee
+            let zone = manatee
                 .add_zone(
                     ZoneSpec::new(vm, &ip),
                     BootOptions::new(shard)
@@ -348,6 +348,7 @@ impl SimScenario {
                 )
                 .await
                 .map_err(|e| e.to_string())?;
+            publish_pg_address(&dc, &zone);
             shards.entry(shard.clone()).or_default().push(vm.clone());
         }
         // Wait for every shard to set itself up (state with all its peers placed).
@@ -452,6 +453,17 @@ impl SimScenario {
                 )?;
             }
             manta = Some(crate::manta::plane::MantaPlane::start(&dc, ring.pnodes()).await?);
+            // Manta's `moray` service (its zones are created by a split;
+            // the scenario's shards are reached without them). Seeded last,
+            // so the uuids drawn before it (the ring image's) stay as they were.
+            if let Some((app, _, _)) = &em_seed {
+                dc.seed_service(
+                    app,
+                    "moray",
+                    svc_params(images::MORAY, "moray"),
+                    JsonMap::new(),
+                );
+            }
         }
         tasks.shrink_to_fit();
         Ok(SimScenario {
@@ -619,8 +631,11 @@ async fn bridge_vm_events(dc: Datacenter, manatee: ManateeSim, zone_shard: ZoneS
                         .disable_sitter(disabled)
                         .major(image_major(&dc, &image));
                     zone_shard.lock().unwrap().insert(vm.clone(), shard);
-                    if let Err(e) = manatee.add_zone(ZoneSpec::new(&vm, &ip), boot).await {
-                        tracing::warn!(zone = %vm, error = %e, "new manatee zone did not boot");
+                    match manatee.add_zone(ZoneSpec::new(&vm, &ip), boot).await {
+                        Ok(zone) => publish_pg_address(&dc, &zone),
+                        Err(e) => {
+                            tracing::warn!(zone = %vm, error = %e, "new manatee zone did not boot")
+                        }
                     }
                     continue;
                 };
@@ -931,4 +946,22 @@ fn install_manatee_adm(
             },
         })
     }));
+}
+
+/// The VMAPI `internal_metadata` key where the simulator records the
+/// connection string of a zone's real PostgreSQL. A controller reaches a
+/// real peer's PostgreSQL at its admin IP, port 5432 (the cluster state's
+/// `pgUrl`); the simulator's servers all listen on 127.0.0.1, each on its
+/// own port, so the VM record says where. Absent under the model and on
+/// real Triton.
+pub const PG_CONNINFO_KEY: &str = "tritonctl:pg-conninfo";
+
+fn publish_pg_address(dc: &Datacenter, zone: &crate::manatee::Zone) {
+    if let Some(c) = zone.pg_conninfo() {
+        dc.set_vm_internal_metadata(
+            zone.zone_id(),
+            PG_CONNINFO_KEY,
+            serde_json::Value::String(c),
+        );
+    }
 }

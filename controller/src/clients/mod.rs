@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub mod cnapi;
+pub mod electric_moray;
 pub mod imgapi;
 pub mod listed;
 pub mod sapi;
@@ -254,6 +255,77 @@ impl HttpApi {
         timeout: Duration,
     ) -> Result<T, ApiError> {
         self.request(method, path, &[], body, Some(timeout)).await
+    }
+
+    /// A PUT whose body is raw bytes (an image file, IMGAPI AddImageFile),
+    /// guarded like every mutation and never retried.
+    pub async fn put_bytes<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        bytes: Vec<u8>,
+    ) -> Result<T, ApiError> {
+        self.guard
+            .check()
+            .await
+            .map_err(|message| ApiError::NotLeader {
+                method: "PUT".into(),
+                path: path.to_string(),
+                message,
+            })?;
+        let err = |message: String, timed_out: bool| {
+            let (api, method, path) = (self.api, "PUT".to_string(), path.to_string());
+            if timed_out {
+                ApiError::TimedOut {
+                    api,
+                    method,
+                    path,
+                    message,
+                }
+            } else {
+                ApiError::Transport {
+                    api,
+                    method,
+                    path,
+                    message,
+                }
+            }
+        };
+        let resp = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .query(query)
+            .header("content-type", "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|e| err(e.to_string(), e.is_timeout()))?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| err(e.to_string(), e.is_timeout()))?;
+        if !status.is_success() {
+            let rest: Option<wire::apis::RestError> = serde_json::from_slice(&body).ok();
+            return Err(ApiError::Status {
+                api: self.api,
+                method: "PUT".into(),
+                path: path.to_string(),
+                status: status.as_u16(),
+                code: rest
+                    .as_ref()
+                    .and_then(|e| e.code.clone())
+                    .unwrap_or_else(|| "Error".into()),
+                message: rest
+                    .map(|e| e.message)
+                    .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned()),
+            });
+        }
+        serde_json::from_slice(&body).map_err(|e| ApiError::Decode {
+            api: self.api,
+            path: path.to_string(),
+            message: e.to_string(),
+        })
     }
 
     /// A GET whose answer is not JSON (an image file): its bytes.

@@ -111,4 +111,21 @@ impl Sapi {
             .await?;
         Ok(())
     }
+
+    /// Merge metadata keys into an application (UpdateApplication), e.g.
+    /// Manta's `HASH_RING_IMAGE`.
+    pub async fn update_application_metadata(
+        &self,
+        uuid: &str,
+        metadata: Map<String, Value>,
+    ) -> Result<Application, ApiError> {
+        self.0
+            .send(
+                Method::PUT,
+                &format!("/applications/{uuid}"),
+                &[],
+                Some(&json!({"action": "update", "metadata": metadata})),
+            )
+            .await
+    }
 }

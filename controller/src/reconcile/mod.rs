@@ -13,7 +13,8 @@
 //! - [`manatee`]: a ManateeVersion's rolling upgrade, shard by shard;
 //! - [`transplant`]: a ManateeVersion's v1 -> v2 brain transplant;
 //! - [`manatee_version`]: which of the two a ManateeVersion's shard gets;
-//! - [`headnodes`]: a HeadnodeSet's manatee HA setup.
+//! - [`headnodes`]: a HeadnodeSet's manatee HA setup;
+//! - [`reshard`]: a ShardTopology's vnode moves (live resharding).
 //!
 //! Shared pieces: [`journal`] (journals saved with the status, loading
 //! them), [`decisions`] (what `tritonctl approve` and `cancel` record).
@@ -26,6 +27,7 @@ pub mod journal;
 pub mod manatee;
 pub mod manatee_version;
 pub mod outcome;
+pub mod reshard;
 pub mod transplant;
 
 pub use crate::layout::journal_dir;

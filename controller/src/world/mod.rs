@@ -3,6 +3,12 @@
 
 pub mod manatee;
 pub mod outcome;
+pub mod reshard;
+pub mod reshard_act;
+pub mod reshard_addr;
+pub mod reshard_lock;
+pub mod reshard_rows;
+pub mod reshard_sentinel;
 pub mod transplant;
 
 /// Where `tritonctl approve` records approvals (see [`crate::layout`]).

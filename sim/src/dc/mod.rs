@@ -275,6 +275,16 @@ impl Datacenter {
         self.lock().vms.get(uuid).map(|v| v.vm.clone())
     }
 
+    /// Record one `internal_metadata` key of a VM (what the simulator's
+    /// loopback services publish about a zone: see
+    /// [`crate::manta::fleet`] `STATUS_ADDRESS_KEY`). No event: the zone's
+    /// running state does not change.
+    pub fn set_vm_internal_metadata(&self, uuid: &str, key: &str, value: serde_json::Value) {
+        if let Some(v) = self.lock().vms.get_mut(uuid) {
+            v.vm.internal_metadata.insert(key.to_string(), value);
+        }
+    }
+
     pub fn vms(&self) -> Vec<Vm> {
         self.lock().vms.values().map(|v| v.vm.clone()).collect()
     }

@@ -36,6 +36,13 @@ use crate::dc::events::{DcEvent, SvcAction, VmEventKind};
 
 /// The SAPI service name.
 pub const EM_SERVICE: &str = "electric-moray";
+/// The VMAPI `internal_metadata` key where the simulator records the
+/// `host:port` of a zone's electric-moray status server. A real zone's
+/// status server listens on its admin IP at port 4021 (the first process,
+/// em:smf manifest); on 127.0.0.1 every zone shares one IP, so each gets
+/// its own port, and the VM record (where a controller already finds a
+/// zone's address) says which. Absent on real Triton.
+pub const STATUS_ADDRESS_KEY: &str = "tritonctl:em-status-address";
 /// The SMF instance the simulator runs (one per zone).
 pub const EM_FMRI: &str = "svc:/smartdc/application/electric-moray:electric-moray-2021";
 
@@ -325,6 +332,11 @@ impl EmFleet {
         });
         let (addr, task) = em_http::serve(p.clone()).await?;
         let _ = p.addr.set(addr);
+        self.dc.set_vm_internal_metadata(
+            zone,
+            STATUS_ADDRESS_KEY,
+            serde_json::Value::String(addr.to_string()),
+        );
         self.tasks.lock().expect("fleet lock").push(task);
         let mut procs = self.procs.lock().expect("fleet lock");
         Ok(procs.entry(zone.to_owned()).or_insert(p).clone())
