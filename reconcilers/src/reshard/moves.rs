@@ -3,9 +3,7 @@
 //! document whose ring disagrees with the live ring other than by its
 //! moves) replaces the body at merge; the signature is the seam.
 
-use std::collections::BTreeSet;
-
-use crds::ring::{PNODE_PORT, RingError, topology_ring};
+use crds::ring::{PNODE_PORT, RingDisagreement, RingError};
 use crds::shards::ShardTopologySpec;
 use wire::fash::{FashError, Ring};
 
@@ -19,15 +17,10 @@ pub enum MovesError {
     Fash(#[from] FashError),
     #[error("pnode {0:?} is not an index shard's (tcp://<shard>:{PNODE_PORT})")]
     ForeignPnode(String),
-}
-
-/// The shard a pnode names.
-fn shard_of_pnode(pnode: &str) -> Result<String, MovesError> {
-    pnode
-        .strip_prefix("tcp://")
-        .and_then(|s| s.strip_suffix(&format!(":{PNODE_PORT}")))
-        .map(str::to_string)
-        .ok_or_else(|| MovesError::ForeignPnode(pnode.to_string()))
+    /// The document's ring differs from the live ring other than by its
+    /// requested moves: refused, naming the difference per shard.
+    #[error("{0}")]
+    Disagrees(#[from] RingDisagreement),
 }
 
 /// The name a move has in status (`done`): `<from>-><to>`.
@@ -36,24 +29,25 @@ pub fn move_name(mv: &VnodeMove) -> String {
 }
 
 /// The moves from the live ring to the ring the document describes, minus
-/// those named in `done`.
+/// those named in `done` (by [`move_name`] or by the document's change
+/// name). `crds::ring::planned_moves` decides them, the same function the
+/// review (`diff`) calls, so the controller and the pull request cannot
+/// read one document two ways; a document whose ring differs from the
+/// live ring other than by its requested moves is refused with the
+/// difference ([`MovesError::Disagrees`]), never turned into moves.
 pub fn moves_from_document(
     spec: &ShardTopologySpec,
     live: &Ring,
     done: &[String],
 ) -> Result<Vec<VnodeMove>, MovesError> {
-    let want = topology_ring(spec)?;
-    let diff = live.diff(&want)?;
-    let mut out = Vec::new();
-    for m in diff.moves {
-        let mv = VnodeMove {
-            from: shard_of_pnode(&m.from)?,
-            to: shard_of_pnode(&m.to)?,
-            vnodes: m.vnodes.into_iter().collect::<BTreeSet<u32>>(),
-        };
-        if !done.contains(&move_name(&mv)) {
-            out.push(mv);
-        }
-    }
-    Ok(out)
+    let planned = crds::ring::planned_moves(spec, live, done)?;
+    Ok(planned
+        .into_iter()
+        .map(|m| VnodeMove {
+            from: m.from,
+            to: m.to,
+            vnodes: m.vnodes,
+        })
+        .filter(|mv| !done.contains(&move_name(mv)))
+        .collect())
 }

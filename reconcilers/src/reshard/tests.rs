@@ -908,3 +908,28 @@ fn a_split_intent_becomes_one_move_of_the_upper_half() {
             .is_empty()
     );
 }
+
+/// A document whose ring differs from the live ring other than by its
+/// requested moves is refused with the difference, never turned into a
+/// move (the adapter before `crds::ring::planned_moves` turned any
+/// difference into a move: this document moved vnode 1 onto 1.moray).
+#[test]
+fn a_document_whose_ring_disagrees_with_the_live_ring_is_refused_not_moved() {
+    let shard = |n: &str, server: &str| serde_json::json!({"name": n, "roles": ["index"], "peers": [{"server": server}]});
+    let spec: crds::shards::ShardTopologySpec = serde_json::from_value(serde_json::json!({
+        "region": "r",
+        "dnsDomain": "r",
+        "shards": [shard("1.moray", "a"), shard("2.moray", "b")],
+        "ring": {"vnodes": 8, "assignment": [
+            {"shard": "1.moray", "vnodes": ["0-2", "4", "6"]},
+            {"shard": "2.moray", "vnodes": ["3", "5", "7"]},
+        ]},
+    }))
+    .unwrap();
+    match moves_from_document(&spec, &live_ring(), &[]) {
+        Err(e @ super::MovesError::Disagrees(_)) => {
+            assert!(e.to_string().contains("disagrees"), "{e}")
+        }
+        other => panic!("expected a refusal naming the difference, got {other:?}"),
+    }
+}
