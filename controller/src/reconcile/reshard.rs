@@ -33,8 +33,6 @@ use crate::runtime::events::Event;
 use crate::store::{Fence, upsert_op};
 use crate::world::reshard::TritonReshard;
 
-/// Replication lag allowed at preflight (seconds).
-pub const MAX_LAG_SECS: f64 = 5.0;
 const PREFIX: &str = "reshard-";
 const DONE: &str = "reshard-done";
 
@@ -238,8 +236,8 @@ impl KindReconcile<TritonReshard> for ShardTopologyKind {
                     mv,
                     original_image: live,
                     vnode_count: ring.vnode_count(),
-                    max_lag_secs: MAX_LAG_SECS,
-                    approval: false,
+                    max_lag_secs: doc.spec.reshard.max_replication_lag_seconds as f64,
+                    approval: doc.spec.reshard.approval,
                 };
                 let forward = plan_move(&job);
                 cx.event(

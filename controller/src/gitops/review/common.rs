@@ -12,7 +12,10 @@ use super::types::{ShardOutcome, ShardReview};
 /// HeadnodeSet: its reconciler runs the manatee HA setup of the `sdc` shard
 /// (controller::reconcile_ha); its other fields are stored, not executed.
 pub fn executed(kind: Kind) -> bool {
-    matches!(kind, Kind::ManateeVersion | Kind::HeadnodeSet)
+    matches!(
+        kind,
+        Kind::ManateeVersion | Kind::HeadnodeSet | Kind::ShardTopology
+    )
 }
 
 pub(super) fn short(s: &str) -> &str {
