@@ -54,7 +54,14 @@ fn complete_manta_sapi(scenario: &SimScenario, topo: &crds::ShardTopology) {
     let any_pg = scenario.shards.values().flatten().next().unwrap();
     let pg_svc = dc.instance(any_pg).unwrap().service_uuid;
     let params = dc.service(&pg_svc).unwrap().params;
-    let moray = dc.seed_service(&app.uuid, "moray", params, Default::default());
+    // The region's `moray` service (the scenario seeds it; one service of
+    // that name per application, as in a real Manta), else a new one.
+    let moray = dc
+        .sapi_list_services(&Default::default(), false)
+        .into_iter()
+        .find(|s| s.name == "moray" && s.application_uuid == app.uuid)
+        .map(|s| s.uuid.clone())
+        .unwrap_or_else(|| dc.seed_service(&app.uuid, "moray", params, Default::default()));
     for s in &topo.spec.shards {
         let zones = &scenario.shards[&s.name];
         for i in 0..s.morays as usize {
