@@ -65,6 +65,7 @@ fn every_help_states_the_readme_exit_status_table() {
         "plan",
         "get",
         "describe",
+        "status",
         "delete",
         "demo",
         "approve",
@@ -109,7 +110,7 @@ fn every_help_states_the_readme_exit_status_table() {
             stdout(&o)
         );
     }
-    assert_eq!(table.len(), 23, "{table:#?}");
+    assert_eq!(table.len(), 24, "{table:#?}");
 }
 
 /// A data directory holding `examples/lab/`, and an invalid document.
@@ -163,6 +164,9 @@ fn every_command_exits_as_the_table_says() {
         ("get", vec!["get", "mv/nope"], 1),
         ("get", vec!["get", "pod"], 1),
         ("get", vec!["get"], 1),
+        ("status", vec!["status"], 0),
+        ("status", vec!["status", "--bogus"], 1),
+        ("status", vec!["status", "--sapi", api], 2),
         ("get", vec!["get", "mv", "-o", "name,bogus"], 1),
         ("get", vec!["get", "mv", "-o", "jsonpath={.items["], 1),
         ("describe", vec!["describe", "mv/sdc"], 0),

@@ -83,6 +83,12 @@ pub struct DaemonConfig {
     pub resync: Option<Duration>,
     /// How long the Triton clients wait for each kind of call.
     pub timeouts: Timeouts,
+    /// Where the web view is served (`crate::web`); None serves nothing.
+    pub web_addr: Option<SocketAddr>,
+    /// Serve it on an address that is not loopback.
+    pub web_allow_remote: bool,
+    /// How the web view names the store (`zookeeper HOSTS`).
+    pub store_label: String,
 }
 
 impl DaemonConfig {
@@ -99,6 +105,9 @@ impl DaemonConfig {
             shutdown_grace: Duration::from_secs(10),
             resync: Some(Duration::from_secs(600)),
             timeouts: Timeouts::default(),
+            web_addr: None,
+            web_allow_remote: false,
+            store_label: "ZooKeeper".into(),
         }
     }
 }
@@ -124,6 +133,15 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     MetricsNotLoopback(#[from] NotLoopback),
+    #[error(
+        "serving the web view on {addr}: {source} (is something else using that address? pick another with --web-addr)"
+    )]
+    Web {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    WebNotLoopback(#[from] crate::web::NotLoopback),
     #[error("leader campaign failed: {0}")]
     Campaign(LeaderError),
     #[error("leadership lost ({0}); exiting so that the supervisor starts a fresh controller")]
@@ -386,6 +404,7 @@ pub struct Daemon {
     cfg: DaemonConfig,
     metrics: Metrics,
     phase: tokio::sync::watch::Sender<Phase>,
+    web: tokio::sync::watch::Sender<Option<SocketAddr>>,
 }
 
 impl Daemon {
@@ -395,7 +414,13 @@ impl Daemon {
             cfg,
             metrics: Metrics::new(),
             phase: tokio::sync::watch::Sender::new(Phase::Starting),
+            web: tokio::sync::watch::Sender::new(None),
         }
+    }
+
+    /// The web view's bound address once it serves (port 0 picks one).
+    pub fn web_addr(&self) -> tokio::sync::watch::Receiver<Option<SocketAddr>> {
+        self.web.subscribe()
     }
 
     /// Follow the daemon's phase (e.g. wait for `Phase::Leading`).
@@ -417,6 +442,7 @@ impl Daemon {
             cfg,
             metrics,
             phase,
+            web,
         } = self;
         let phase = Arc::new(phase);
         let store = Store::new(session.clone());
@@ -439,6 +465,20 @@ impl Daemon {
             .await
             .map_err(|source| DaemonError::Metrics { addr, source })?;
             tracing::info!(addr = %bound, "serving /metrics and /healthz");
+        }
+        if let Some(addr) = cfg.web_addr {
+            // Read-only, from the start (a standby shows the datacenter too).
+            crate::web::check_bind(addr, cfg.web_allow_remote)?;
+            let reader = Store::new(session.clone());
+            let observe =
+                crate::web::observe::LiveObserve::new(&reader, &cfg.endpoints, &cfg.store_label);
+            let state =
+                crate::web::WebState::new(reader, cfg.store_label.clone(), Some(Arc::new(observe)));
+            let bound = crate::web::serve(addr, state, cfg.http_limits, http_stop.clone())
+                .await
+                .map_err(|source| DaemonError::Web { addr, source })?;
+            tracing::info!(url = %format!("http://{bound}/"), "serving the web view");
+            web.send_replace(Some(bound));
         }
         metrics.set_leader(false);
         phase.send_replace(Phase::Standby);

@@ -64,6 +64,22 @@ fn parse(name: &str, text: &str) -> Result<Document, String> {
     Ok(docs.remove(0).document)
 }
 
+/// What else the demo may do.
+#[derive(Clone, Debug, Default)]
+pub struct DemoOptions {
+    /// Serve the controller's web view here for the demo's duration (port
+    /// 0 picks one); its URL is printed as `web view: http://ADDR/`.
+    pub web_addr: Option<std::net::SocketAddr>,
+    /// The simulated datacenter's durations multiplier (None: the default).
+    pub dc_time_scale: Option<f64>,
+    /// Once the shard is Ready, keep the controller (and its web view) up
+    /// until this turns true or its sender goes away.
+    pub linger: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+/// The line that names the web view's URL.
+pub const WEB_LINE: &str = "web view: ";
+
 /// Run the demo; `out` receives the live lines (stdout in the CLI).
 /// `strategy` replaces the lab document's `spec.strategy` (`rolling`, as
 /// sdcadm does it, or `switchover`, one planned takeover).
@@ -71,6 +87,16 @@ pub async fn run(
     out: &mut (dyn FnMut(String) + Send),
     timeout: Duration,
     strategy: Strategy,
+) -> Result<DemoReport, String> {
+    run_with(out, timeout, strategy, DemoOptions::default()).await
+}
+
+/// [`run`], with a web view or a slower datacenter.
+pub async fn run_with(
+    out: &mut (dyn FnMut(String) + Send),
+    timeout: Duration,
+    strategy: Strategy,
+    options: DemoOptions,
 ) -> Result<DemoReport, String> {
     let started = Instant::now();
     let hs = parse("examples/lab/headnodeset.yaml", LAB_HEADNODES)?;
@@ -88,10 +114,14 @@ pub async fn run(
             .into(),
     );
     let ensemble = coord::mem::MemEnsemble::new();
+    let mut scenario_options = ScenarioOptions::default();
+    if let Some(scale) = options.dc_time_scale {
+        scenario_options.dc_time_scale = scale;
+    }
     let scenario = SimScenario::start(
         std::slice::from_ref(&hs),
         Arc::new(ensemble.clone()),
-        ScenarioOptions::default(),
+        scenario_options,
     )
     .await?;
     let urls = scenario.servers.urls().clone();
@@ -125,8 +155,11 @@ pub async fn run(
     cfg.poll_interval = Duration::from_secs(1);
     cfg.concurrency = 2;
     cfg.shutdown_grace = Duration::from_secs(5);
+    cfg.web_addr = options.web_addr;
+    cfg.store_label = "the demo's embedded store".into();
     let daemon = Daemon::new(session.clone(), cfg);
     let mut phase = daemon.phase();
+    let mut web = daemon.web_addr();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut runner = tokio::spawn(daemon.run(async move {
         let _ = stop_rx.await;
@@ -142,6 +175,12 @@ pub async fn run(
         }),
     };
     out(format!("controller elected leader ({node})"));
+    if options.web_addr.is_some() {
+        // The web view serves from the daemon's start, before the election.
+        if let Ok(addr) = web.wait_for(Option::is_some).await.map(|a| *a) {
+            out(format!("{WEB_LINE}http://{}/", addr.expect("waited for")));
+        }
+    }
 
     // A client writing to the shard the whole time.
     let shard = scenario.manatee.shard("sdc");
@@ -237,6 +276,9 @@ pub async fn run(
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = writer.await;
+    if let Some(mut linger) = options.linger.clone() {
+        let _ = linger.wait_for(|done| *done).await;
+    }
     let _ = stop_tx.send(());
     // The daemon waits for running reconciles up to its grace period, then
     // abandons them (their journals resume them) and resigns.

@@ -17,4 +17,5 @@ pub mod reconcile;
 pub mod runtime;
 pub mod shard_lock;
 pub mod store;
+pub mod web;
 pub mod world;

@@ -63,6 +63,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Get(g) => get(&cli.store, g).await,
+        Command::Status(a) => super::status::run(&cli.store, a).await,
         Command::Describe(n) => {
             let (kind, name) = objref::object(&n.kind, n.name.as_deref())?;
             let open = store_open::open(&cli.store).await?;
@@ -101,13 +102,21 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Controller(args) => super::serve::controller(args, &cli.store).await,
         Command::Sim(cmd) => super::serve::sim(cmd, &cli.store).await,
-        Command::Demo { timeout, strategy } => {
+        Command::Demo {
+            timeout,
+            strategy,
+            web_addr,
+        } => {
             let strategy = match strategy.as_str() {
                 "rolling" => crds::manatee::Strategy::Rolling,
                 _ => crds::manatee::Strategy::Switchover,
             };
             let mut print = |line: String| println!("{line}");
-            let r = crate::demo::run(&mut print, timeout, strategy)
+            let options = crate::demo::DemoOptions {
+                web_addr: web_addr.0,
+                ..Default::default()
+            };
+            let r = crate::demo::run_with(&mut print, timeout, strategy, options)
                 .await
                 .map_err(Failure::error)?;
             println!();

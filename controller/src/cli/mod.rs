@@ -21,6 +21,8 @@ pub mod ring;
 pub mod ring_listing;
 pub mod ring_source;
 pub mod serve;
+pub mod status;
+pub mod status_text;
 pub mod store_args;
 pub mod store_open;
 pub mod watch;
@@ -146,6 +148,23 @@ Examples:\n  tritonctl get mv\n  tritonctl get manateeversion sdc -o yaml\n  tri
 tritonctl get shardtopologies -o wide\n  tritonctl get mv -H -o name,ready\n  tritonctl get mv sdc -w\n  tritonctl get leader"
     )]
     Get(GetArgs),
+    /// One screen for the datacenter: leader, documents with conditions and drift, operations in flight, HA posture, the ring.
+    #[command(
+        after_help = "Reads the store (--zk, or the embedded store): the leading controller, each document's\n\
+conditions and its operation (current step, steps done, ETA from the steps done so far, the\n\
+point of no return). With --sapi, --vmapi, --cnapi and --imgapi (or TRITONCTL_SAPI, ...) it\n\
+also observes the datacenter, read-only: each document's drift (what `diff` of the stored\n\
+document would change), the headnodes, binder members and quorum, moray instances, each\n\
+manatee shard's primary, sync, asyncs, lag and freeze, and the hash ring (the deployed ring\n\
+image when SAPI names one, else the one a stored ShardTopology describes): vnodes and\n\
+read-only vnodes per shard. What could not be observed is listed, never left out.\n\
+-j prints JSON; -r redraws every --interval until interrupted.\n\
+The controller serves the same view in a browser: `tritonctl controller --web-addr ADDR`.\n\
+Exit status: 0 shown, 1 invalid arguments, 2 error.\n\n\
+Examples:\n  tritonctl status\n  tritonctl --zk 10.99.99.11:2181 status -r --sapi http://10.99.99.32 --vmapi http://10.99.99.27 \\\n      \
+--cnapi http://10.99.99.22 --imgapi http://10.99.99.21\n  tritonctl status -j | jq '.documents[].operation'"
+    )]
+    Status(status::StatusArgs),
     /// Show a document in detail: spec, conditions, the operation's steps with timings.
     #[command(
         after_help = "Exit status: 0 shown, 1 invalid arguments or not found, 2 error.\n\n\
@@ -164,7 +183,8 @@ Examples:\n  tritonctl delete manateeversion sdc\n  tritonctl delete mv/sdc"
 manatee shard), applies examples/lab/, elects a controller, and upgrades the shard's\n\
 manatee image while a client keeps writing. Streams the events, then prints the\n\
 steps, the time, the writes lost (always 0) and the write outage. Needs nothing\n\
-installed; nothing leaves the machine. By default the primary is replaced by a\n\
+installed; nothing leaves the machine. While it runs, the controller's web view is\n\
+served on 127.0.0.1 (a free port; --web-addr) and its URL printed. By default the primary is replaced by a\n\
 switchover (the upgraded sync is promoted: one planned takeover); --strategy rolling\n\
 shows sdcadm's order (freeze, reprovision the primary in place) and its longer outage.\n\
 Exit status: 0 upgraded with no write lost, 1 invalid arguments, 2 error.\n\nExamples:\n  tritonctl demo\n  tritonctl demo --strategy rolling"
@@ -178,6 +198,10 @@ Exit status: 0 upgraded with no write lost, 1 invalid arguments, 2 error.\n\nExa
         /// reprovision the primary in place).
         #[arg(long, default_value = "switchover", value_parser = ["switchover", "rolling"])]
         strategy: String,
+        /// Serve the controller's web view here while the demo runs (port 0
+        /// picks a free port; `off` serves nothing); its URL is printed.
+        #[arg(long, default_value = "127.0.0.1:0", value_parser = serve::parse_web_addr)]
+        web_addr: serve::MetricsAddr,
     },
     /// Approve the step that waits for approval (e.g. a shard's primary step), or one more attempt of a step that timed out.
     #[command(

@@ -48,6 +48,16 @@ pub struct ControllerArgs {
     /// Allow --metrics-addr to be an address other than loopback (they serve no credentials, but anyone who reaches them can probe the controller) (config: `metrics.allow_remote`).
     #[arg(long)]
     pub metrics_allow_remote: bool,
+    /// Serve the read-only web view here (overview, documents updating live,
+    /// shard topology, headnodes, plan), e.g. 127.0.0.1:9465 (port 0 picks a
+    /// free port; `off`, the default, serves nothing). When access control
+    /// is set up, browsers sign in as a tritonctl identity (any role).
+    #[arg(long, default_value = "off", value_parser = parse_metrics_addr)]
+    pub web_addr: MetricsAddr,
+    /// Allow --web-addr to be an address other than loopback (HTTP Basic sends
+    /// the identity's secret in the clear: put TLS in front or use a tunnel).
+    #[arg(long)]
+    pub web_allow_remote: bool,
     /// Log format on stderr: text, or JSON in bunyan's layout (read it with `bunyan`)
     /// [default: text] (config: `log.format`; the level is `log.level`, RUST_LOG wins).
     #[arg(long, value_enum)]
@@ -130,6 +140,17 @@ pub fn controller_settings(args: &ControllerArgs, store: &StoreArgs) -> Result<S
 #[derive(Clone, Copy, Debug)]
 pub struct MetricsAddr(pub Option<SocketAddr>);
 
+/// `--web-addr`: an address, or `off`; only loopback (the demo).
+pub fn parse_web_addr(s: &str) -> Result<MetricsAddr, String> {
+    let a = parse_metrics_addr(s)?;
+    match a.0 {
+        Some(addr) if !addr.ip().is_loopback() => Err(format!(
+            "{addr}: the demo serves its web view on loopback only (127.0.0.1 or ::1)"
+        )),
+        _ => Ok(a),
+    }
+}
+
 fn parse_metrics_addr(s: &str) -> Result<MetricsAddr, String> {
     if s == "off" {
         return Ok(MetricsAddr(None));
@@ -197,6 +218,10 @@ pub async fn controller(args: ControllerArgs, store: &StoreArgs) -> Result<(), F
         println!("{:#}", settings.to_json());
         return Ok(());
     }
+    if let Some(addr) = args.web_addr.0 {
+        crate::web::check_bind(addr, args.web_allow_remote)
+            .map_err(|e| Failure::invalid(e.to_string()))?;
+    }
     logging::init_with_level(settings.log_format, &settings.log_level);
     if let Some(path) = &args.config {
         tracing::info!(config = %path.display(), "settings read from the configuration file");
@@ -217,6 +242,9 @@ pub async fn controller(args: ControllerArgs, store: &StoreArgs) -> Result<(), F
     let mut cfg = DaemonConfig::new(settings.endpoints.clone());
     cfg.metrics_addr = settings.metrics_addr;
     cfg.metrics_allow_remote = settings.metrics_allow_remote;
+    cfg.web_addr = args.web_addr.0;
+    cfg.web_allow_remote = args.web_allow_remote;
+    cfg.store_label = format!("zookeeper {hosts}");
     cfg.poll_interval = settings.poll_interval;
     cfg.step_poll = Some(settings.step_poll);
     cfg.concurrency = settings.concurrency;
