@@ -491,3 +491,54 @@ async fn only_the_controller_identity_reads_the_plan_key() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("is not signed"), "{}", stderr(&o));
 }
+
+/// A resharding's live cleanup tuning (`tuning/reshard/<op>`, written by
+/// `tritonctl reshard tune`, read by the controller's cleanup) under
+/// access control: ZooKeeper refuses a viewer, an operator creates and
+/// rewrites it, and the controller's identity reads what was written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_tunes_a_resharding_and_a_viewer_is_refused() {
+    let lab = Lab::start().await;
+    write_cred(&lab.cred("admin"), "admin");
+    let ctl = lab.cred("tritonctl");
+    lab.ok(
+        Some("admin"),
+        &[
+            "auth",
+            "lock",
+            "--controller-credentials",
+            ctl.to_str().unwrap(),
+        ],
+    );
+    for (who, role) in [("vera", "viewer"), ("otto", "operator")] {
+        let f = lab.cred(who);
+        lab.ok(
+            Some("admin"),
+            &[
+                "auth",
+                "add",
+                who,
+                "--role",
+                role,
+                "--credentials",
+                f.to_str().unwrap(),
+            ],
+        );
+    }
+    let op = "1.moray-split-7f3a";
+    let path = layout::reshard_tuning_path(op);
+    lab.refused(Some("vera"), &["reshard", "tune", op, "batch_size", "5000"]);
+    lab.ok(Some("otto"), &["reshard", "tune", op, "batch_size", "5000"]);
+    lab.refused(Some("vera"), &["reshard", "tune", op, "batch_size", "10"]);
+    lab.ok(Some("otto"), &["reshard", "tune", op, "pause_ms", "50"]);
+    let viewer = lab.session(Some("vera")).await;
+    no_auth(
+        viewer.set(&path, b"{}", Expect::Any).await,
+        "a viewer rewrites the tuning",
+    );
+    let controller = lab.session(Some("tritonctl")).await;
+    let (data, _) = controller.get(&path).await.unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&data).unwrap();
+    assert_eq!(v["batch_size"], 5000, "{v}");
+    assert_eq!(v["pause_ms"], 50, "{v}");
+}

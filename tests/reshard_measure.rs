@@ -18,6 +18,35 @@
 //! connections) for a while, then tritonctl's settings (with the read
 //! ceiling at 1.5x the baseline) to the end, on the same data.
 //!
+//! Time: the datacenter's durations (a zone provision 120 s, a reprovision
+//! 15 min: `sim::dc::SimDurations`; moray provisioning is a provision; an
+//! electric-moray restart [`EM_RESTART`]) are real-world durations spent
+//! on the datacenter's clock at one scale, [`DC_TIME_SCALE`], so inside
+//! each window they keep their real proportions (research/resharding.md
+//! 3.6: manta-reshard's window holds the reprovisions and the moray
+//! provisioning, "minutes to hours"). Manatee's sitters run on their own
+//! scale (`manatee_time_scale`), the same for both orders. The drain
+//! before the sentinel ([`Region::drain`]) is real time: it bounds the
+//! simulator's own in-flight requests, not a datacenter duration.
+//!
+//! Definitions (per order):
+//! - `blocked_key_seconds`: from a per-vnode write prober
+//!   (`sim::manta::measure_probe`), one key directory per vnode of the
+//!   ring (every vnode of every shard), each written every
+//!   [`PROBE_PERIOD`] through the electric-morays in turn: the sum over
+//!   vnodes of the time from a probe write refused as read-only to the
+//!   vnode's next acknowledged probe (or the end of the run). Independent
+//!   of how many mlive workers run and which keys they retry.
+//! - `moved_outage_ms`: the longest such interval of one moved vnode.
+//! - `unmoved_blocked_writes`: writes of unmoved vnodes refused because a
+//!   vnode or shard was read-only (`ReadOnlyError`), mlive's and the
+//!   prober's. Other failures (a 503 while an electric-moray restarts, a
+//!   timeout) are not refusals: they are printed on stderr, not counted.
+//! - `lost`, `duplicated`: mlive's acknowledged writes (its ring-wide load
+//!   of writes, reads and deletes) missing, or readable from two shards,
+//!   after the cleanup.
+//! - `total_ms`: the order's driver from its first step to read-write.
+//!
 //! It ends with one line per order and one for the cleanup:
 //! `reshard <order>: lost=<n> duplicated=<n> unmoved_blocked_writes=<n> moved_outage_ms=<longest> blocked_key_seconds=<x> total_ms=<t>`
 //! `cleanup: rows_per_s=<r> read_p99_ms=<p> baseline_read_p99_ms=<b> manta_reshard_defaults_rows_per_s=<m>`
@@ -32,6 +61,7 @@ use std::time::{Duration, Instant};
 use coord::mem::MemEnsemble;
 use sim::manatee::{PgBinaries, RealPostgres};
 use sim::manta::load::StopAfter;
+use sim::manta::measure_probe::{self, ProbeConfig};
 use sim::manta::measure_split::{
     AtDetach, MantaReshardOrder, Region, SplitJob, SplitOrder, TritonctlOrder,
     halves_by_list_position,
@@ -47,6 +77,14 @@ use wire::fash::Ring;
 const T: Duration = Duration::from_secs(300);
 const VNODES: u32 = 256;
 const OWNER: &str = "930896af-bf8c-48d4-885c-6573a94b1853";
+/// The datacenter's time scale: a 15 min reprovision takes 15 s.
+const DC_TIME_SCALE: f64 = 1.0 / 60.0;
+/// A real `svcadm restart electric-moray`, online and checked through its
+/// `/status` (manta-reshard phase 8 polls it, retrying every 15 s:
+/// research/resharding.md 3, table row 8).
+const EM_RESTART: Duration = Duration::from_secs(15);
+/// Time between two probe writes of one vnode.
+const PROBE_PERIOD: Duration = Duration::from_millis(500);
 /// Rows of the cleanup measurement's shard.
 const CLEANUP_ROWS: u32 = 400_000;
 
@@ -166,6 +204,17 @@ async fn run_order(
             ..MliveConfig::default()
         },
     );
+    let probe_defaults = MliveConfig::default();
+    let probe = measure_probe::spawn(
+        region.plane.http_clients(Duration::from_secs(5)),
+        &ring,
+        ProbeConfig {
+            period: PROBE_PERIOD,
+            op_timeout: Duration::from_secs(5),
+            bucket: probe_defaults.bucket,
+            account: probe_defaults.account,
+        },
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     // At the detach point, while the moved vnodes are read-only on both
     // sides: the new shard's counts, the owner check of the source's
@@ -206,7 +255,9 @@ async fn run_order(
     let owner = counter.await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     load.stop();
+    probe.stop();
     let report = load.wait().await;
+    let probes = probe.wait().await;
     eprintln!("{}: {times:?}; {}", order.name(), report.summary());
 
     // The ghost rows, each side, with the cleanup engine.
@@ -266,22 +317,29 @@ async fn run_order(
         assert!(v.is_clean(), "{v:?}");
     }
     let check = report.verify(&region.plane.tier, &fleet.running()).await;
-    let (m, u) = report.blocked_split(&moved);
-    let moved_outage = report
-        .blocked
-        .iter()
-        .filter(|(v, _)| moved.contains(v))
-        .map(|(_, b)| b.last.saturating_sub(b.first))
-        .max()
-        .unwrap_or_default();
+    let (_, u) = report.blocked_split(&moved);
+    let (pm, pu) = probes.split(&moved);
+    eprintln!(
+        "{}: probes: moved {pm:?}; unmoved {pu:?}; mlive unmoved: {} refused (read-only), {} failed otherwise",
+        order.name(),
+        u.refused_writes,
+        u.failed_writes
+    );
+    // Unmoved vnodes' failures that are not read-only refusals (a 503
+    // while an electric-moray restarts, a timeout): shown, not counted.
+    for o in report.failures() {
+        if !moved.contains(&o.vnode) && !o.error.as_ref().is_some_and(|e| e.is_read_only()) {
+            eprintln!("{}: unmoved vnode {} failure: {o:?}", order.name(), o.vnode);
+        }
+    }
     format!(
         "reshard {}: lost={} duplicated={} unmoved_blocked_writes={} moved_outage_ms={} blocked_key_seconds={:.3} total_ms={}",
         order.name(),
         check.lost(),
         check.on_two_shards(),
-        u.refused_writes + u.failed_writes,
-        moved_outage.as_millis(),
-        m.blocked_key_seconds + u.blocked_key_seconds,
+        u.refused_writes + pu.read_only_refusals,
+        pm.longest.as_millis(),
+        pm.blocked_key_seconds + pu.blocked_key_seconds,
         times.total.as_millis()
     )
 }
@@ -296,6 +354,7 @@ async fn reshard_measure() {
     let opts = ScenarioOptions {
         real_pg: Some(pg.clone()),
         manatee_time_scale: 0.05,
+        dc_time_scale: DC_TIME_SCALE,
         electric_morays: 3,
         ..ScenarioOptions::default()
     };
@@ -321,6 +380,7 @@ async fn reshard_measure() {
         imgapi: Some(sc.servers.urls().imgapi.clone()),
         timeout: T,
         drain: Duration::from_secs(3),
+        em_restart: EM_RESTART,
     };
     let index = vec![s1.to_string(), s2.to_string()];
     let a = run_order(

@@ -128,6 +128,7 @@ impl Store {
             format!("{ROOT}/approvals"),
             layout::cancels_dir(),
             layout::plans_dir(),
+            layout::reshard_tuning_dir(),
             format!("{ROOT}/transplants/{}", Kind::ManateeVersion.short()),
             layout::audit_dir(),
         ];

@@ -16,6 +16,8 @@
 //! | `pauses/<kind>` | all | ra | r | cd | |
 //! | `pauses/<kind>/<name>` | all | ra | r | w | |
 //! | `cancels`, `plans` | all | ra | r | c | |
+//! | `tuning`, `tuning/reshard` | all | ra | r | c | |
+//! | `tuning/reshard/<op>` (`reshard tune`; the controller reads it) | all | ra | r | w | |
 //! | `secrets` | all | ra | | | |
 //! | `secrets/<name>` | all | a | | | |
 //! | `auth`, `auth/roles` | r | all | r | | |
@@ -66,6 +68,12 @@ pub enum Area {
     Pause,
     /// `cancels` and `plans`: an operator creates the children.
     OperatorCreates,
+    /// `tuning`, `tuning/reshard`: an operator creates a resharding's
+    /// tuning node (`tritonctl reshard tune`).
+    TuningDir,
+    /// `tuning/reshard/<op>`: an operator rewrites it; the controller's
+    /// cleanup reads it while it runs.
+    Tuning,
     SecretsDir,
     Secret,
     Auth,
@@ -105,6 +113,8 @@ pub fn classify(path: &str) -> Option<Area> {
         ["pauses", _] => Area::PausesKind,
         ["pauses", _, _, ..] => Area::Pause,
         ["cancels"] | ["plans"] => Area::OperatorCreates,
+        ["tuning"] | ["tuning", "reshard"] => Area::TuningDir,
+        ["tuning", "reshard", _, ..] => Area::Tuning,
         ["secrets"] => Area::SecretsDir,
         ["secrets", _, ..] => Area::Secret,
         ["auth", ..] => Area::Auth,
@@ -138,6 +148,8 @@ fn grants(area: &Area) -> Vec<(Who, Perms)> {
         Area::PausesKind => base(&[(operator, C | D)]),
         Area::Pause => base(&[(operator, W)]),
         Area::OperatorCreates => base(&[(operator, C)]),
+        Area::TuningDir => base(&[(operator, C)]),
+        Area::Tuning => base(&[(operator, W)]),
         Area::SecretsDir => vec![
             (Role(self::Role::Controller), ALL),
             (Role(self::Role::Admin), R | A),
@@ -292,6 +304,13 @@ mod tests {
         let cancels = acl_for(&layout::cancels_dir(), &r).unwrap();
         assert_eq!(perms_of(&cancels, "otto"), R | C);
         assert_eq!(perms_of(&cancels, "anna"), R);
+        let tuning_dir = acl_for(&layout::reshard_tuning_dir(), &r).unwrap();
+        assert_eq!(perms_of(&tuning_dir, "otto"), R | C);
+        assert_eq!(perms_of(&tuning_dir, "vera"), R);
+        let tuning = acl_for(&layout::reshard_tuning_path("op"), &r).unwrap();
+        assert_eq!(perms_of(&tuning, "otto"), R | W);
+        assert_eq!(perms_of(&tuning, "vera"), R);
+        assert_eq!(perms_of(&tuning, "tritonctl"), ALL);
         let secret = acl_for("/tritonctl/v1/secrets/plan-key", &r).unwrap();
         assert_eq!(perms_of(&secret, "tritonctl"), ALL);
         assert_eq!(perms_of(&secret, "admin"), A);

@@ -117,6 +117,11 @@ async fn tune(
                          changed, look again and retry ({e})"
                     ))
                 }
+                crate::cleanup::TuningError::Coord { error, .. }
+                    if matches!(error.root(), coord::CoordError::NoAuth(_)) =>
+                {
+                    Failure::invalid(format!("{operation}: {}", super::no_auth_message(error)))
+                }
                 _ => Failure::error(e.to_string()),
             })?;
         let after = t.show(&Tuning::default().with(&o));

@@ -58,6 +58,11 @@ pub struct Region {
     /// sentinel is taken only after it, or such a write can commit on the
     /// source after the new peers' copy point.
     pub drain: Duration,
+    /// What one `svcadm restart electric-moray` costs in a real datacenter
+    /// (the process restarted, its ring loaded, online and its `/status`
+    /// checked); spent on the datacenter's clock (scaled like a zone
+    /// reprovision or a provision) after each restart.
+    pub em_restart: Duration,
 }
 
 /// One split: `moved` vnodes of `source` go to the new shard `target`,
@@ -200,8 +205,10 @@ pub fn set_index(region: &Region, shards: &[(String, bool)]) -> Result<(), Strin
 }
 
 /// `svcadm restart electric-moray` in every e-m zone through CNAPI
-/// execute, each then checked: its index shards and ring image as given.
-pub fn restart_ems(
+/// execute, one at a time, each costing [`Region::em_restart`] on the
+/// datacenter's clock, then checked: its index shards and ring image as
+/// given.
+pub async fn restart_ems(
     region: &Region,
     index: Option<&[(String, bool)]>,
     ring_image: Option<&str>,
@@ -226,6 +233,7 @@ pub fn restart_ems(
         if r.exit_code != 0 {
             return Err(format!("svcadm restart in {}: {}", p.zone(), r.stderr));
         }
+        tokio::time::sleep(region.dc.clock().scaled(region.em_restart)).await;
         if let Some(want) = index {
             let got: Vec<(String, bool)> = p
                 .em()
@@ -270,10 +278,10 @@ pub fn build_ring(
 }
 
 /// `HASH_RING_IMAGE = image`, every e-m restarted and checked on it.
-pub fn install_ring(region: &Region, image: &str) -> Result<(), String> {
+pub async fn install_ring(region: &Region, image: &str) -> Result<(), String> {
     set_ring_image(&region.dc, image, region.imgapi.as_deref())
         .map_err(|e| format!("HASH_RING_IMAGE: {e}"))?;
-    restart_ems(region, None, Some(image))
+    restart_ems(region, None, Some(image)).await
 }
 
 /// manta-reshard phase 4: three `postgres` instances tagged with the plan
@@ -352,11 +360,12 @@ pub async fn provision_morays(region: &Region, job: &SplitJob) -> Result<(), Str
 }
 
 /// The sentinel after the read-only point: once writes accepted before it
-/// have drained ([`Region::drain`]), each new peer has replayed everything
-/// the source's primary had committed by then.
+/// have drained ([`Region::drain`], then
+/// [`wait_writes_accepted_before_read_only`]), each new peer has replayed
+/// everything the source's primary had committed by then.
 pub async fn sentinel(region: &Region, job: &SplitJob, peers: &[Zone]) -> Result<(), String> {
     tokio::time::sleep(region.drain).await;
-    drained(region, job).await?;
+    wait_writes_accepted_before_read_only(region, job).await?;
     for z in peers {
         split::wait_caught_up(&region.manatee, &job.source, z, region.timeout)
             .await
@@ -417,10 +426,24 @@ impl SplitCalls for ReprovisionCalls {
     }
 }
 
-/// Waits until no transaction that started before now is open on the
-/// source's primary (a write accepted before the read-only point that is
-/// still committing, e.g. waiting for its sync standby).
-async fn drained(region: &Region, job: &SplitJob) -> Result<(), String> {
+/// Waits until no transaction that started before now (a point after the
+/// read-only ring or index config is verified on every electric-moray) is
+/// open on the source's primary.
+///
+/// Why: electric-moray checks read-only when it accepts a write, not when
+/// the write commits. A write it accepted just before going read-only can
+/// still be in its transaction on the source (waiting for the sync standby
+/// to confirm) after the rollout is verified. A sentinel or copy point
+/// taken then is seen by the new peers before that write commits; the
+/// write is acknowledged to its client and lands on the source only, and
+/// after the detach it is lost from the new shard (found by the
+/// measurement's verification: acknowledged writes missing). Waiting for
+/// every such transaction to end first puts each of them before the
+/// sentinel, so the new peers replay them.
+pub async fn wait_writes_accepted_before_read_only(
+    region: &Region,
+    job: &SplitJob,
+) -> Result<(), String> {
     let s = region.manatee.shard(&job.source);
     let id = s
         .primary_id()
@@ -533,7 +556,9 @@ pub async fn manta_reshard_order(region: &Region, job: &SplitJob) -> Result<Orde
     let ro = index_with(job, &[job.source.as_str(), job.target.as_str()], true);
     set_index(region, &ro)?;
     let window_open = t0.elapsed();
-    restart_ems(region, Some(&ro), None).map_err(err("read-only"))?;
+    restart_ems(region, Some(&ro), None)
+        .await
+        .map_err(err("read-only"))?;
     // Phase 9: the sentinel through the read-only shard, then 9-11.
     sentinel(region, job, &peers).await?;
     detach(region, job, &peers, true).await?;
@@ -541,11 +566,15 @@ pub async fn manta_reshard_order(region: &Region, job: &SplitJob) -> Result<Orde
     // Phase 12: the new shard's morays.
     provision_morays(region, job).await?;
     // Phases 13-14: the ring.
-    install_ring(region, &image).map_err(err("install ring"))?;
+    install_ring(region, &image)
+        .await
+        .map_err(err("install ring"))?;
     // Phases 15-16: read-write.
     let rw = index_with(job, &[], true);
     set_index(region, &rw)?;
-    restart_ems(region, Some(&rw), Some(&image)).map_err(err("read-write"))?;
+    restart_ems(region, Some(&rw), Some(&image))
+        .await
+        .map_err(err("read-write"))?;
     let window_closed = t0.elapsed();
     Ok(OrderTimes {
         window_open,
@@ -573,16 +602,20 @@ pub async fn tritonctl_order(region: &Region, job: &SplitJob) -> Result<OrderTim
     // The new shard listed (writable; no vnode maps to it yet).
     let listed = index_with(job, &[], true);
     set_index(region, &listed)?;
-    restart_ems(region, Some(&listed), None).map_err(err("list the new shard"))?;
+    restart_ems(region, Some(&listed), None)
+        .await
+        .map_err(err("list the new shard"))?;
     // mark-ro: R1 on every e-m, checked.
     let window_open = t0.elapsed();
-    install_ring(region, &i1).map_err(err("mark-ro"))?;
+    install_ring(region, &i1).await.map_err(err("mark-ro"))?;
     sentinel(region, job, &peers).await?;
     detach(region, job, &peers, false).await?;
     pause_at_detach(job).await;
     // install-ring (point of no return), then mark-rw.
-    install_ring(region, &i2).map_err(err("install-ring"))?;
-    install_ring(region, &i3).map_err(err("mark-rw"))?;
+    install_ring(region, &i2)
+        .await
+        .map_err(err("install-ring"))?;
+    install_ring(region, &i3).await.map_err(err("mark-rw"))?;
     let window_closed = t0.elapsed();
     Ok(OrderTimes {
         window_open,

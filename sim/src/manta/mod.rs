@@ -37,6 +37,7 @@ pub mod em_http;
 mod error;
 pub mod fleet;
 pub mod load;
+pub mod measure_probe;
 pub mod measure_split;
 pub mod mlive;
 pub mod moray_sapi;
