@@ -10,33 +10,14 @@ use crds::shards::ShardTopologySpec;
 use super::types::{ReadOnlyWindow, ReshardReview, ReshardStepReview};
 use crate::gitops::manta::MantaObservation;
 
-/// The resharding operation's steps, in order. The reconciler journals
-/// them under these names; the measurement reports them.
-pub const RESHARD_STEPS: [&str; 19] = [
-    "preflight",
-    "lock-region",
-    "freeze-source",
-    "add-peers",
-    "await-catch-up",
-    "provision-morays",
-    "build-rings",
-    "approval",
-    "take-dump-lock",
-    "mark-ro",
-    "sentinel",
-    "detach-peers",
-    "install-ring",
-    "mark-rw",
-    "release-dump-lock",
-    "cleanup",
-    "verify-counts",
-    "unfreeze",
-    "release-region-lock",
-];
+/// The resharding operation's steps, in order: the reconciler's own list
+/// (it journals them under these names; the measurement reports them), so
+/// the review cannot show steps the controller does not run.
+pub const RESHARD_STEPS: [&str; 19] = reconcilers::reshard::STEPS;
 
 /// The step that cannot be undone: the ring mapping the moved vnodes to
-/// the new shard.
-pub const POINT_OF_NO_RETURN: &str = "install-ring";
+/// the new shard (the reconciler's point of no return).
+pub const POINT_OF_NO_RETURN: &str = reconcilers::reshard::PNR_STEP;
 /// The read-only window of the moving vnodes: from R1 (`ro`) going out to
 /// R3 (without `ro`) verified everywhere.
 pub const WINDOW_OPENS: &str = "mark-ro";
